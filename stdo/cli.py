@@ -1,0 +1,20 @@
+"""`stdo`: one entry point with the stage commands as subcommands (stdo cluster == stdo-cluster)."""
+
+from __future__ import annotations
+
+import click
+
+import stdo
+from stdo.cluster.cli import cluster_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(stdo.__version__, prog_name="stdo")
+def main() -> None:
+    """Spatial-temporal data overfitting for neural-enhanced video delivery.
+
+    The flow: cluster (video -> RUN with a chunk map) -> train -> export -> play.
+    """
+
+
+main.add_command(cluster_command)

@@ -1,0 +1,54 @@
+"""What every stdo CLI shares: one-line errors with exit code 2, progress bars, logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from tqdm import tqdm
+
+from stdo.errors import StdoError
+
+EXIT_BAD_INPUT = 2
+
+
+class StdoCommand(click.Command):
+    """A click command that turns StdoError into `Error: ...` on stderr and exit code 2, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StdoError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing was half-written; rerun the same command to start again.", err=True)
+            ctx.exit(130)
+
+
+class StageBars:
+    """Progress callback `(stage, advance, total)` drawing one tqdm bar per stage."""
+
+    def __init__(self, unit: str = "frame", disable: bool = False) -> None:
+        self.unit, self.disable = unit, disable
+        self.stage: str | None = None
+        self.bar: tqdm | None = None
+
+    def __call__(self, stage: str, advance: int, total: int | None = None) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"{stage:>8}", unit=self.unit, disable=self.disable, file=sys.stderr,
+                            dynamic_ncols=True, leave=False)
+        self.bar.update(advance)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.stage = None, None
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,1 @@
+"""Clustering: score every patch of a clip and group the patches into chunks."""

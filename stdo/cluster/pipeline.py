@@ -1,0 +1,174 @@
+"""stdo-cluster as a library call: source -> RUN (frames, scores, chunk map, run.json).
+
+Everything is checked before anything is written, so bad input leaves the RUN as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import stdo
+from stdo.cluster.chunkmap import ChunkMap, save_chunkmap
+from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition
+from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
+from stdo.errors import StdoError
+from stdo.grid import Grid
+from stdo.metrics import stdo_shave
+from stdo.models import load_wdsr
+from stdo.rundir import check_can_write, fingerprint, write_cluster_stage
+from stdo.video import Crop, load_clip, source_kind
+
+log = logging.getLogger(__name__)
+
+StageProgress = Callable[[str, int, int | None], None] | None
+
+
+@dataclass
+class ClusterOptions:
+    source: Path
+    run: Path
+    scale: int = 4
+    grid: tuple[int, int] = (10, 5)  # (cols, rows)
+    margin: int = 8
+    chunks: int = 2
+    scorer: str = "bicubic"
+    checkpoint: Path | None = None
+    partition: str = "quantile"
+    seed: int = 0
+    start: int = 0
+    frames: int | None = None
+    crop: Crop | None = None
+    lr: Path | None = None
+    crf: int | None = None
+    force: bool = False
+    device: str = "cpu"
+
+
+@dataclass
+class ClusterSummary:
+    run: Path
+    frames: int
+    hr_size: tuple[int, int]  # (width, height)
+    lr_size: tuple[int, int]
+    grid: tuple[int, int]
+    patches: int
+    counts: list[int]
+    thresholds: list[float]
+    score_range: tuple[float, float]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_options(o: ClusterOptions) -> None:
+    if not Path(o.source).exists():
+        raise StdoError(f"{o.source} does not exist: give a video file or a folder of frames")
+    if o.scale < 2:
+        raise StdoError(f"--scale {o.scale} is below 2: super-resolution needs a scale of 2 or more")
+    if o.scorer not in SCORERS:
+        raise StdoError(f"unknown scorer {o.scorer!r}: use one of {', '.join(SCORERS)}")
+    if o.partition not in PARTITIONS:
+        raise StdoError(f"unknown partition {o.partition!r}: use one of {', '.join(PARTITIONS)}")
+    if o.scorer == "general" and o.checkpoint is None:
+        raise StdoError("--scorer general needs --checkpoint: give a WDSR checkpoint (.pt/.pth)")
+    if o.chunks < 1:
+        raise StdoError(f"--chunks {o.chunks} is below 1: give 1 or more chunks")
+    if o.margin < 0:
+        raise StdoError(f"--margin {o.margin} is negative: give 0 or more LR pixels")
+
+
+def load_general_model(path: Path, scale: int) -> torch.nn.Module:
+    """A WDSR checkpoint (STDO/WDSR release format or stdo's own) for the `general` scorer."""
+    if not Path(path).is_file():
+        raise StdoError(f"checkpoint {path} does not exist: give the path of a WDSR .pt/.pth file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model = load_wdsr(checkpoint)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError, OSError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise StdoError(f"checkpoint {path} is not a WDSR checkpoint ({first_line[:120]}): give a WDSR-A state dict") from None
+    if model.config.scale != scale:
+        raise StdoError(f"checkpoint {path} is a x{model.config.scale} model but --scale is {scale}: give a x{scale} checkpoint")
+    return model
+
+
+def check_grid(grid: Grid, scale: int) -> None:
+    """Every HR patch must keep pixels after the STDO protocol's shave (scale+4 on each side)."""
+    need = 2 * stdo_shave(scale) // scale + 1
+    h, w = grid.smallest_patch
+    if h < need or w < need:
+        raise StdoError(
+            f"grid {grid.cols}x{grid.rows} is finer than the {grid.width}x{grid.height} LR frame allows at x{scale}: "
+            f"patches of {w}x{h} LR pixels, need at least {need}x{need}; use a coarser --grid"
+        )
+
+
+def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    _check_options(o)
+    source = Path(o.source)
+    model = load_general_model(o.checkpoint, o.scale) if o.scorer == "general" else None
+    source_sha = fingerprint(source)
+    check_can_write(Path(o.run), source_sha, o.force)
+
+    clip = load_clip(
+        source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, crf=o.crf,
+        progress=partial(progress, "decode", total=o.frames) if progress else None,
+    )
+    timings["decode"] = time.perf_counter() - t0
+    t, lh, lw, _ = clip.lr.shape
+    cols, rows = o.grid
+    grid = Grid(lh, lw, rows, cols, o.margin)
+    check_grid(grid, o.scale)
+    check_chunk_count(o.chunks, t * grid.num_patches)
+
+    t1 = time.perf_counter()
+    step = partial(progress, "score", total=t) if progress else None
+    if o.scorer == "bicubic":
+        scores = score_bicubic(clip.hr, clip.lr, grid, o.scale, progress=step)
+    elif o.scorer == "general":
+        scores = score_model(clip.hr, clip.lr, grid, o.scale, model, device=o.device, progress=step)
+    else:
+        scores = score_dct(clip.lr, grid, progress=step)
+    chunks, thresholds = partition(o.partition, scores.scores, scores.features, o.chunks, o.seed)
+    timings["score+partition"] = time.perf_counter() - t1
+    cmap = ChunkMap(scores.scores, chunks, thresholds, scores.features)
+
+    info = {
+        "tool": f"stdo {stdo.__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"path": str(source.resolve()), "kind": source_kind(source, o.scale), "sha256": source_sha},
+        "lr": {"origin": clip.lr_origin, "path": str(Path(o.lr).resolve()) if o.lr else None},
+        "scale": o.scale,
+        "frames": {"start": o.start, "count": t, "fps": clip.fps},
+        "crop": str(o.crop) if o.crop else None,
+        "hr_size": [int(clip.hr.shape[2]), int(clip.hr.shape[1])],
+        "lr_size": [lw, lh],
+        "grid": {"cols": cols, "rows": rows, "row_edges": grid.row_edges.tolist(), "col_edges": grid.col_edges.tolist()},
+        "margin": o.margin,
+        "scorer": {"name": o.scorer, "checkpoint": str(o.checkpoint) if o.checkpoint else None,
+                   "features": list(scores.feature_names)},
+        "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed,
+                      "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
+    }
+    t2 = time.perf_counter()
+    write_cluster_stage(Path(o.run), clip.hr, clip.lr, partial(save_chunkmap, cmap=cmap), info)
+    timings["write"] = time.perf_counter() - t2
+    log.info("clustered %d frames into %d chunks in %s", t, o.chunks, o.run)
+    return ClusterSummary(
+        run=Path(o.run), frames=t, hr_size=(int(clip.hr.shape[2]), int(clip.hr.shape[1])), lr_size=(lw, lh),
+        grid=(cols, rows), patches=t * grid.num_patches, counts=cmap.counts.tolist(),
+        thresholds=[float(x) for x in thresholds],
+        score_range=(float(np.min(scores.scores)), float(np.max(scores.scores))),
+        seconds=time.perf_counter() - t0, timings=timings,
+    )

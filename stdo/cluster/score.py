@@ -1,0 +1,114 @@
+"""Per-patch difficulty scores, vectorized over whole frames (higher = easier).
+
+- bicubic: PSNR of bicubic upsampling against HR. Needs no weights (the default).
+- general: PSNR of a general SR model (a WDSR checkpoint) against HR.
+- dct: no HR needed. Spatial energy = mean AC energy of the luma's 8x8 block DCT;
+  temporal energy = mean AC energy of a DCT along time over a window of frames
+  (the two signals EPS, 2024, samples patches by). Score = 10·log10(255² / (1 + spatial
+  + temporal)): dB like the others, lower for busier, faster-moving patches.
+
+Each scorer returns `Scores`: the score [T, rows, cols] and the features the kmeans
+partition clusters on [T, rows, cols, F].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.fft
+import torch
+from torch import nn
+
+from stdo.grid import Grid, patch_means
+from stdo.metrics import PEAK, psnr_from_mse, squared_error_map
+from stdo.video import upscale_bicubic
+
+SCORERS = ("bicubic", "general", "dct")
+Progress = Callable[[int], None] | None
+
+
+@dataclass
+class Scores:
+    scores: np.ndarray  # float32 [T, rows, cols], higher = easier
+    features: np.ndarray  # float32 [T, rows, cols, F]
+    feature_names: tuple[str, ...]
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+
+
+def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, lr: np.ndarray, grid: Grid,
+                 scale: int, batch: int, progress: Progress) -> Scores:
+    out = np.empty((len(lr), grid.rows, grid.cols), np.float32)
+    for i in range(0, len(lr), batch):
+        sr = upscale(lr[i : i + batch])
+        se = squared_error_map(sr, _to_tensor(hr[i : i + batch]))
+        out[i : i + batch] = psnr_from_mse(patch_means(se, grid, scale))
+        if progress:
+            progress(len(se))
+    return Scores(out, out[..., None].copy(), ("psnr",))
+
+
+def score_bicubic(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, batch: int = 4,
+                  progress: Progress = None) -> Scores:
+    """PSNR of each patch of the bicubic upsampled LR frames against HR."""
+    return _psnr_scores(lambda x: upscale_bicubic(x, scale), hr, lr, grid, scale, batch, progress)
+
+
+def score_model(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, model: nn.Module, batch: int = 2,
+                device: str = "cpu", progress: Progress = None) -> Scores:
+    """PSNR of each patch of a general SR model's output (whole frames in, [0,1] RGB) against HR."""
+    model = model.to(device).eval()
+
+    @torch.inference_mode()
+    def upscale(x: np.ndarray) -> torch.Tensor:
+        y = model(_to_tensor(x).to(device) / 255.0)
+        return (y * 255.0).round_().clamp_(0, 255).cpu()
+
+    return _psnr_scores(upscale, hr, lr, grid, scale, batch, progress)
+
+
+def luma(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma (0..255 float32) of uint8 RGB frames [T, H, W, 3] -> [T, H, W]."""
+    return frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def spatial_dct_energy(y: np.ndarray, block: int = 8) -> np.ndarray:
+    """Per-pixel AC energy of the block DCT of luma frames [T, H, W] (each pixel gets its block's mean)."""
+    t, h, w = y.shape
+    ph, pw = -h % block, -w % block
+    y = np.pad(y, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    blocks = y.reshape(t, (h + ph) // block, block, (w + pw) // block, block)
+    coef = scipy.fft.dctn(blocks, axes=(2, 4), norm="ortho")
+    energy = (coef**2).sum(axis=(2, 4)) - coef[:, :, 0, :, 0] ** 2
+    per_pixel = np.repeat(np.repeat(energy / block**2, block, axis=1), block, axis=2)
+    return per_pixel[:, :h, :w].astype(np.float32)
+
+
+def temporal_dct_energy(y: np.ndarray, window: int = 4) -> np.ndarray:
+    """Per-pixel AC energy of a DCT along time over `window` frames around each frame, [T, H, W]."""
+    t = len(y)
+    window = min(window, t)
+    out = np.empty_like(y, dtype=np.float32)
+    for i in range(t):
+        lo = min(max(i - window // 2, 0), t - window)
+        coef = scipy.fft.dct(y[lo : lo + window], axis=0, norm="ortho")
+        out[i] = (coef[1:] ** 2).sum(0) / window
+    return out
+
+
+def score_dct(lr: np.ndarray, grid: Grid, batch: int = 16, window: int = 4, progress: Progress = None) -> Scores:
+    """Difficulty from the LR frames alone: spatial and temporal DCT energy per patch."""
+    y = luma(lr)
+    spatial = np.empty((len(lr), grid.rows, grid.cols))
+    for i in range(0, len(lr), batch):
+        spatial[i : i + batch] = patch_means(spatial_dct_energy(y[i : i + batch]), grid)
+    temporal = patch_means(temporal_dct_energy(y, window), grid)
+    if progress:
+        progress(len(lr))
+    scores = 10 * np.log10(PEAK**2 / (1.0 + spatial + temporal))
+    features = np.stack([np.log1p(spatial), np.log1p(temporal)], axis=-1)
+    return Scores(scores.astype(np.float32), features.astype(np.float32), ("log_spatial_energy", "log_temporal_energy"))

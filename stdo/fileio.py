@@ -1,0 +1,61 @@
+"""Atomic file writes: a temp file beside the target, then os.replace.
+
+A reader never sees a half-written file, and a crash mid-write leaves the earlier
+version (if any) in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `target`; move it over `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(target, suffix=".npy") as tmp:
+        np.save(tmp, array, allow_pickle=False)
+
+
+def save_npz(target: str | os.PathLike, **arrays: np.ndarray) -> None:
+    with atomic_path(target, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)

@@ -1,0 +1,143 @@
+"""WDSR-A (Yu et al. 2018), the model STDO overfits to each chunk.
+
+Layout follows the WDSR/STDO release so their checkpoints load key for key:
+body = [head conv 3x3, N residual blocks (conv 3x3 -> ReLU -> conv 3x3, wide
+activation inside), tail conv 3x3 to 3·s² channels], skip = [conv 5x5 to 3·s²],
+then pixel shuffle. Every conv is weight-normalized. Input and output are RGB in
+[0, 1]; the image mean is subtracted on the way in and added on the way out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+
+@dataclass(frozen=True)
+class WDSRConfig:
+    scale: int = 4
+    num_blocks: int = 16
+    num_residual_units: int = 32
+    width_multiplier: float = 4.0
+    image_mean: float = 0.5
+    num_channels: int = 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _wn_conv(cin: int, cout: int, kernel: int, g_init: float) -> nn.Module:
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+    conv = parametrizations.weight_norm(conv)
+    with torch.no_grad():  # WDSR's initialization: g constant, bias zero
+        conv.parametrizations.weight.original0.fill_(g_init)
+        conv.bias.zero_()
+    return conv
+
+
+class Block(nn.Module):
+    """Wide-activation residual block: x + conv(relu(conv(x)))."""
+
+    def __init__(self, units: int, width_multiplier: float, res_scale: float) -> None:
+        super().__init__()
+        wide = int(units * width_multiplier)
+        self.body = nn.Sequential(_wn_conv(units, wide, 3, 2.0), nn.ReLU(inplace=True), _wn_conv(wide, units, 3, res_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class WDSR(nn.Module):
+    def __init__(self, config: WDSRConfig = WDSRConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c, s, units = config.num_channels, config.scale, config.num_residual_units
+        out = c * s * s
+        res_scale = 1 / math.sqrt(config.num_blocks) if config.num_blocks else 1.0
+        self.body = nn.Sequential(
+            _wn_conv(c, units, 3, 1.0),
+            *[Block(units, config.width_multiplier, res_scale) for _ in range(config.num_blocks)],
+            _wn_conv(units, out, 3, 1.0),
+        )
+        self.skip = nn.Sequential(_wn_conv(c, out, 5, 1.0))
+        self.shuf = nn.PixelShuffle(s)
+
+    @property
+    def receptive_radius(self) -> int:
+        """LR pixels of context an output pixel depends on, on each side."""
+        return max(2 * self.config.num_blocks + 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - self.config.image_mean
+        return self.shuf(self.body(x) + self.skip(x)) + self.config.image_mean
+
+
+def fold_weight_norm(model: nn.Module) -> nn.Module:
+    """Replace every weight-norm parametrization by its plain weight (in place), for export."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+_G, _V = "parametrizations.weight.original0", "parametrizations.weight.original1"
+
+
+def unwrap_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint: a bare one, or under 'model_state_dict' / 'state_dict',
+    with DataParallel's 'module.' prefixes dropped."""
+    state = checkpoint
+    for key in ("model_state_dict", "state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("no state dict of tensors found in the checkpoint")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def to_parametrized_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map legacy weight-norm keys (weight_g/weight_v) and folded weights to this model's keys."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        prefix, _, name = key.rpartition(".")
+        if name == "weight_g":
+            out[f"{prefix}.{_G}"] = value
+        elif name == "weight_v":
+            out[f"{prefix}.{_V}"] = value
+        elif name == "weight" and value.dim() == 4:  # folded: g = ‖w‖ per output channel, v = w
+            out[f"{prefix}.{_G}"] = value.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            out[f"{prefix}.{_V}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def infer_config(state: dict[str, torch.Tensor], image_mean: float = 0.5) -> WDSRConfig:
+    """Read blocks, units, width and scale off the tensor shapes of a WDSR state dict."""
+    state = to_parametrized_keys(state)
+    head = state[f"body.0.{_V}"]
+    units, channels = head.shape[0], head.shape[1]
+    blocks = sum(1 for k in state if re.fullmatch(rf"body\.\d+\.body\.0\.{re.escape(_V)}", k))
+    wide = state[f"body.1.body.0.{_V}"].shape[0] if blocks else units
+    out = state[f"skip.0.{_V}"].shape[0]
+    scale = math.isqrt(out // channels)
+    if scale * scale * channels != out:
+        raise ValueError(f"skip conv has {out} outputs, not channels x scale^2")
+    return WDSRConfig(scale, blocks, units, wide / units, image_mean, channels)
+
+
+def load_wdsr(checkpoint: dict, config: WDSRConfig | None = None) -> WDSR:
+    """Build a WDSR from a checkpoint in the STDO/WDSR release format or this toolkit's."""
+    state = to_parametrized_keys(unwrap_state_dict(checkpoint))
+    config = config or infer_config(state)
+    model = WDSR(config)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,94 @@
+"""The RUN directory: the contract between stages.
+
+RUN/run.json          what made the run (source, scale, grid, margin, frames, scorer, ...);
+                      written last, so a RUN without it is incomplete
+RUN/frames/hr.npy     uint8 [T, H, W, 3]
+RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]
+RUN/clusters.npz      the chunk map (stdo.cluster.chunkmap)
+RUN/models/<method>/  written by stdo-train
+RUN/bundle/           written by stdo-export
+
+Every file is written atomically (temp file + os.replace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stdo.errors import StdoError
+from stdo.fileio import save_npy, write_json
+
+RUN_FORMAT = 1
+RUN_JSON = "run.json"
+HR_FRAMES = "frames/hr.npy"
+LR_FRAMES = "frames/lr.npy"
+CLUSTERS = "clusters.npz"
+
+
+def fingerprint(source: Path) -> str:
+    """sha256 of a video file's bytes, or of a frame folder's file names and sizes."""
+    h = hashlib.sha256()
+    if source.is_file():
+        with open(source, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    else:
+        for p in sorted(q for q in source.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(source).as_posix()}\0{p.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def read_run_info(run: Path) -> dict:
+    """run.json of a complete RUN directory, checked for format."""
+    path = Path(run) / RUN_JSON
+    if not path.is_file():
+        raise StdoError(f"{run} is not a stdo RUN directory (no {RUN_JSON}): run stdo-cluster first")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StdoError(f"{path} is damaged ({e.__class__.__name__}): rerun stdo-cluster with --force") from None
+    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --force")
+    return info
+
+
+def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
+    """Refuse to write into a RUN made from another source, or into a folder that is not a RUN."""
+    run = Path(run)
+    if run.exists() and not run.is_dir():
+        raise StdoError(f"{run} is a file: give a folder for the RUN directory")
+    if force or not run.exists() or not any(run.iterdir()):
+        return
+    if not (run / RUN_JSON).is_file():
+        raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --force to write there")
+    info = read_run_info(run)
+    if info.get("source", {}).get("sha256") != source_fingerprint:
+        raise StdoError(
+            f"{run} was made from {info.get('source', {}).get('path')}, not this source: "
+            "give another RUN folder, or --force to replace it"
+        )
+
+
+def write_cluster_stage(run: Path, hr: np.ndarray, lr: np.ndarray, save_chunks, info: dict) -> None:
+    """Write frames, the chunk map (via `save_chunks(path)`), then run.json last."""
+    run = Path(run)
+    save_npy(run / HR_FRAMES, hr)
+    save_npy(run / LR_FRAMES, lr)
+    save_chunks(run / CLUSTERS)
+    write_json(run / RUN_JSON, {"format": RUN_FORMAT, **info})
+
+
+def load_frames(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(hr, lr) frames of a RUN, memory-mapped read-only."""
+    run = Path(run)
+    try:
+        return np.load(run / HR_FRAMES, mmap_mode="r"), np.load(run / LR_FRAMES, mmap_mode="r")
+    except FileNotFoundError as e:
+        raise StdoError(f"{run} is incomplete ({Path(e.filename).name} missing): rerun stdo-cluster") from None
+    except ValueError as e:
+        raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster --force") from None

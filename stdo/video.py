@@ -1,0 +1,395 @@
+"""Video input and output: decode files (PyAV) and frame folders, make the LR stream.
+
+Frames are uint8 arrays T×H×W×3 (RGB). Every reader checks what it reads and raises
+StdoError with a one-line message naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from stdo.errors import StdoError
+from stdo.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None] | None
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VSD4K_HR = "DIV2K_train_HR"
+VSD4K_LR = "DIV2K_train_LR_bicubic"
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A rectangle in HR pixels: `WxH+X+Y`, as ffmpeg and ImageMagick write it."""
+
+    width: int
+    height: int
+    x: int = 0
+    y: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Crop":
+        m = re.fullmatch(r"\s*(\d+)x(\d+)(?:\+(\d+)\+(\d+))?\s*", text)
+        if not m:
+            raise StdoError(f"crop {text!r} is not WxH+X+Y: write it like 640x360+0+0")
+        w, h, x, y = (int(g) if g else 0 for g in m.groups())
+        if w == 0 or h == 0:
+            raise StdoError(f"crop {text!r} is empty: give a width and height above 0")
+        return cls(w, h, x, y)
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}+{self.x}+{self.y}"
+
+
+@dataclass
+class Clip:
+    """HR frames and the LR frames a client receives for them (HR size = scale × LR size)."""
+
+    hr: np.ndarray
+    lr: np.ndarray
+    fps: float
+    lr_origin: str  # "given", "bicubic", or "bicubic+h264(crf=N)"
+
+
+# ---------------------------------------------------------------------------- listing
+
+
+def _natural_key(path: Path) -> tuple:
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name))
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in numeric order (2.png before 10.png)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise StdoError(f"{folder} has no PNG or JPG frames: point at a folder of frames or a video file")
+    return sorted(files, key=_natural_key)
+
+
+def vsd4k_dirs(folder: Path, scale: int) -> tuple[Path, Path] | None:
+    """(HR dir, LR dir) when `folder` has the VSD4K layout, else None."""
+    hr_dir = folder / VSD4K_HR
+    if not hr_dir.is_dir():
+        return None
+    lr_dir = folder / VSD4K_LR / f"X{scale}"
+    if not lr_dir.is_dir():
+        raise StdoError(f"{folder} has {VSD4K_HR} but no {VSD4K_LR}/X{scale}: give --scale that the data set has")
+    return hr_dir, lr_dir
+
+
+def _vsd4k_pairs(hr_dir: Path, lr_dir: Path, scale: int) -> tuple[list[Path], list[Path]]:
+    """Pair HR frames with LR frames named 00001x2.png or 00001_x2.png."""
+    hr_files = list_frame_files(hr_dir)
+    lr_by_stem = {}
+    for p in list_frame_files(lr_dir):
+        stem = re.sub(rf"_?[xX]{scale}$", "", p.stem)
+        lr_by_stem[stem] = p
+    if len(lr_by_stem) != len(hr_files):
+        raise StdoError(
+            f"{hr_dir} has {len(hr_files)} frames but {lr_dir} has {len(lr_by_stem)}: HR and LR must match one to one"
+        )
+    missing = [p.name for p in hr_files if p.stem not in lr_by_stem]
+    if missing:
+        raise StdoError(f"{lr_dir} has no LR frame for {missing[0]}: expected a name like {Path(missing[0]).stem}x{scale}.png")
+    return hr_files, [lr_by_stem[p.stem] for p in hr_files]
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _check_range(start: int, count: int | None) -> None:
+    if start < 0:
+        raise StdoError(f"--start {start} is negative: frames count from 0")
+    if count is not None and count < 1:
+        raise StdoError(f"--frames {count} asks for no frames: give 1 or more")
+
+
+def _frame_range(total: int, start: int, count: int | None, what: str) -> range:
+    _check_range(start, count)
+    if start >= total:
+        raise StdoError(f"{what} has {total} frames: --start {start} is past its end")
+    stop = total if count is None else min(total, start + count)
+    return range(start, stop)
+
+
+def _crop_array(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    if box is None:
+        return frame
+    x, y, w, h = box
+    return frame[y : y + h, x : x + w]
+
+
+def probe_video(path: Path) -> tuple[int, int, int, float]:
+    """(width, height, declared frame count or 0, fps) of a video file."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        return stream.codec_context.width, stream.codec_context.height, int(stream.frames or 0), fps
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise StdoError(f"{path} does not exist: give a video file or a folder of frames")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise StdoError(f"{path} is not a video FFmpeg can read ({e.strerror or e}): check the file is complete") from None
+    if not container.streams.video:
+        container.close()
+        raise StdoError(f"{path} has no video stream: give a video file")
+    return container
+
+
+def read_video(
+    path: Path,
+    start: int = 0,
+    count: int | None = None,
+    box: tuple[int, int, int, int] | None = None,
+    progress: Progress = None,
+) -> tuple[np.ndarray, float]:
+    """Decode frames [start, start+count) of a video, cropped to box=(x, y, w, h); returns (frames, fps)."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        declared = int(stream.frames or 0)
+        if declared:
+            wanted = _frame_range(declared, start, count, str(path))
+        else:  # the container does not say: decode until the stream ends
+            _check_range(start, count)
+            wanted = range(start, start + count if count is not None else sys.maxsize)
+        frames: list[np.ndarray] = []
+        index = -1
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if index < wanted.start:
+                    continue
+                if index >= wanted.stop:
+                    break
+                frames.append(np.ascontiguousarray(_crop_array(frame.to_ndarray(format="rgb24"), box)))
+                if progress:
+                    progress(1)
+        except av.error.FFmpegError as e:
+            raise StdoError(f"{path} is corrupt at frame {index + 1} ({e.strerror or e}): re-encode or re-download it") from None
+    if not frames:
+        raise StdoError(f"{path} has {index + 1} decodable frames: --start {start} is past its end or the file is truncated")
+    if declared and len(frames) < len(wanted):
+        raise StdoError(
+            f"{path} ends after {index + 1} of its {declared} frames: the file is truncated, re-download or re-encode it"
+        )
+    return np.stack(frames), fps
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise StdoError(f"{path} is not a readable image ({e}): replace or remove it") from None
+
+
+def read_images(
+    files: Sequence[Path], box: tuple[int, int, int, int] | None = None, progress: Progress = None
+) -> np.ndarray:
+    """Read image files into T×H×W×3 uint8; all must have one size."""
+    first = _read_image(files[0])
+    out = np.empty((len(files),) + _crop_array(first, box).shape, np.uint8)
+    for i, path in enumerate(files):
+        image = first if i == 0 else _read_image(path)
+        if image.shape != first.shape:
+            raise StdoError(
+                f"{path.name} is {image.shape[1]}x{image.shape[0]} but {files[0].name} is "
+                f"{first.shape[1]}x{first.shape[0]}: all frames must have one size"
+            )
+        out[i] = _crop_array(image, box)
+        if progress:
+            progress(1)
+    return out
+
+
+def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
+    if files is not None:
+        h, w = _read_image(files[0]).shape[:2]
+        return w, h
+    w, h, _, _ = probe_video(source)
+    return w, h
+
+
+# ---------------------------------------------------------------------------- LR synthesis
+
+
+def downscale_bicubic(frames: np.ndarray, scale: int, batch: int = 8) -> np.ndarray:
+    """Bicubic downscaling with antialias (the kernel stretched by `scale`, as MATLAB's imresize).
+
+    Frames must be a multiple of `scale` in size. Runs in batches to bound memory.
+    """
+    t, h, w, c = frames.shape
+    if h % scale or w % scale:
+        raise StdoError(f"frames of {w}x{h} are not a multiple of x{scale}: crop them first")
+    out = np.empty((t, h // scale, w // scale, c), np.uint8)
+    for i in range(0, t, batch):
+        x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch])).permute(0, 3, 1, 2).float()
+        y = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+        out[i : i + batch] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
+    """Bicubic upsampling of uint8 T×h×w×3 frames: float32 T×3×(h·s)×(w·s), rounded to 0..255 like a display."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    return y.round_().clamp_(0, 255)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, preset: str = "medium") -> None:
+    """Encode frames to H.264 (yuv420p) mp4, atomically. Odd sizes are edge-padded to even."""
+    t, h, w, _ = frames.shape
+    ph, pw = h + h % 2, w + w % 2
+    with atomic_path(path, suffix=".mp4") as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": preset}
+            for frame in frames:
+                if (ph, pw) != (h, w):
+                    frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 25.0) -> np.ndarray:
+    """Encode frames with H.264 at `crf` and decode them back: what a client really receives."""
+    if not 0 <= crf <= 51:
+        raise StdoError(f"--crf {crf} is outside 0..51: H.264 CRF runs from 0 (lossless) to 51")
+    h, w = frames.shape[1:3]
+    with tempfile.TemporaryDirectory(prefix="stdo-h264-") as tmp:
+        path = Path(tmp) / "lr.mp4"
+        write_mp4(path, frames, fps=fps, crf=crf)
+        decoded, _ = read_video(path)
+    return np.ascontiguousarray(decoded[:, :h, :w])
+
+
+# ---------------------------------------------------------------------------- a clip
+
+
+def _source_reader(source: Path, scale: int) -> tuple[str, list[Path] | None, list[Path] | None]:
+    """('video', None, None) | ('folder', files, None) | ('vsd4k', hr files, lr files)."""
+    if not source.exists():
+        raise StdoError(f"{source} does not exist: give a video file or a folder of frames")
+    if source.is_file():
+        return "video", None, None
+    dirs = vsd4k_dirs(source, scale)
+    if dirs:
+        hr, lr = _vsd4k_pairs(*dirs, scale)
+        return "vsd4k", hr, lr
+    return "folder", list_frame_files(source), None
+
+
+def source_kind(source: Path, scale: int) -> str:
+    return _source_reader(source, scale)[0]
+
+
+def _hr_box(width: int, height: int, scale: int, crop: Crop | None, lr_given: bool) -> tuple[int, int, int, int]:
+    """The HR rectangle to keep: the crop (or the frame) shrunk to a multiple of the scale."""
+    x, y, w, h = (crop.x, crop.y, crop.width, crop.height) if crop else (0, 0, width, height)
+    if x + w > width or y + h > height:
+        raise StdoError(f"crop {crop} reaches outside the {width}x{height} frame: make it fit")
+    if lr_given and (x % scale or y % scale):
+        raise StdoError(f"crop offset +{x}+{y} is not a multiple of x{scale}: the given LR frames cannot be cropped to match")
+    w, h = w - w % scale, h - h % scale
+    if w == 0 or h == 0:
+        raise StdoError(f"a {width}x{height} frame is smaller than x{scale}: give a larger frame or crop")
+    return x, y, w, h
+
+
+def load_clip(
+    source: Path,
+    scale: int,
+    lr_source: Path | None = None,
+    start: int = 0,
+    count: int | None = None,
+    crop: Crop | None = None,
+    crf: int | None = None,
+    progress: Progress = None,
+) -> Clip:
+    """Read HR frames and their LR counterpart from a video, a frame folder or a VSD4K folder.
+
+    LR comes from `lr_source`, the VSD4K LR folder, or is synthesized: bicubic with
+    antialias, then optionally H.264 at `crf` (what a client really receives).
+    """
+    if scale < 2:
+        raise StdoError(f"--scale {scale} is below 2: super-resolution needs a scale of 2 or more")
+    source = Path(source)
+    kind, hr_files, lr_files = _source_reader(source, scale)
+    if lr_source is not None and kind == "vsd4k":
+        raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop --lr")
+    lr_given = lr_source is not None or lr_files is not None
+    if lr_given and crf is not None:
+        raise StdoError("--crf re-encodes synthesized LR frames, but LR frames were given: drop --crf or --lr")
+    width, height = _frame_size(source, hr_files)
+    x, y, w, h = _hr_box(width, height, scale, crop, lr_given)
+
+    fps = 25.0
+    if hr_files is None:
+        hr, fps = read_video(source, start, count, (x, y, w, h), progress)
+    else:
+        files = [hr_files[i] for i in _frame_range(len(hr_files), start, count, str(source))]
+        hr = read_images(files, (x, y, w, h), progress)
+
+    lr_box = (x // scale, y // scale, w // scale, h // scale)
+    if lr_files is not None:
+        _check_lr_size(_frame_size(source, lr_files), (width, height), scale, lr_files[0].parent)
+        lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box)
+        origin = "given"
+    elif lr_source is not None:
+        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height)
+        origin = "given"
+    else:
+        lr = downscale_bicubic(hr, scale)
+        origin = "bicubic"
+        if crf is not None:
+            lr = h264_roundtrip(lr, crf, fps)
+            origin = f"bicubic+h264(crf={crf})"
+    return Clip(hr=hr, lr=lr, fps=fps, lr_origin=origin)
+
+
+def _read_lr_source(
+    lr_source: Path, scale: int, start: int, count: int, box: tuple[int, int, int, int], hr_w: int, hr_h: int
+) -> np.ndarray:
+    kind, files, _ = _source_reader(lr_source, scale)
+    if kind == "vsd4k":
+        raise StdoError(f"--lr {lr_source} is a VSD4K folder: give it as SOURCE instead")
+    _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
+    if files is None:
+        lr, _ = read_video(lr_source, start, count, box)
+    else:
+        lr = read_images(files[start : start + count], box)
+    if len(lr) != count:
+        raise StdoError(f"LR {lr_source} has {len(lr)} frames from --start {start} but HR has {count}: give matching clips")
+    return lr
+
+
+def _check_lr_size(lr_size: tuple[int, int], hr_size: tuple[int, int], scale: int, where: Path) -> None:
+    (lw, lh), (hw, hh) = lr_size, hr_size
+    if (lw, lh) != (hw // scale, hh // scale):
+        raise StdoError(
+            f"LR {where} is {lw}x{lh} but HR {hw}x{hh} at x{scale} needs {hw // scale}x{hh // scale}: "
+            "give LR frames made at this scale"
+        )
