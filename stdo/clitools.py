@@ -14,7 +14,17 @@ EXIT_BAD_INPUT = 2
 
 
 class StdoCommand(click.Command):
-    """A click command that turns StdoError into `Error: ...` on stderr and exit code 2, no traceback."""
+    """A click command that turns StdoError into `Error: ...` on stderr and exit code 2, no traceback.
+
+    Option callbacks run while parsing, the work while invoking: both are covered.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except StdoError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
 
     def invoke(self, ctx: click.Context):
         try:

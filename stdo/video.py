@@ -185,7 +185,7 @@ def read_video(
                 if progress:
                     progress(1)
         except av.error.FFmpegError as e:
-            raise StdoError(f"{path} is corrupt at frame {index + 1} ({e.strerror or e}): re-encode or re-download it") from None
+            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode or re-download it") from None
     if not frames:
         raise StdoError(f"{path} has {index + 1} decodable frames: --start {start} is past its end or the file is truncated")
     if declared and len(frames) < len(wanted):
@@ -261,7 +261,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, 
     t, h, w, _ = frames.shape
     ph, pw = h + h % 2, w + w % 2
     with atomic_path(path, suffix=".mp4") as tmp:
-        with av.open(str(tmp), "w", format="mp4") as container:
+        # faststart: the index goes first, so a player can start before the whole file arrives
+        with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
             stream.options = {"crf": str(crf), "preset": preset}

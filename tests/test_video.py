@@ -1,0 +1,157 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from matlab_imresize import imresize
+from stdo.errors import StdoError
+from stdo.metrics import psnr
+from stdo.video import (Crop, downscale_bicubic, h264_roundtrip, load_clip, probe_video, read_video, write_mp4)
+
+
+def _save_frames(folder: Path, frames: np.ndarray, names) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame, name in zip(frames, names):
+        Image.fromarray(frame).save(folder / name)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()  # noqa: E731
+    return float(psnr(t(a), t(b)).mean())
+
+
+def test_read_video_range_and_crop(bikes):
+    w, h, n, fps = probe_video(bikes)
+    assert (w, h, n, fps) == (640, 272, 250, 25.0)
+    all_frames, _ = read_video(bikes, count=8)
+    part, _ = read_video(bikes, start=5, count=3, box=(10, 20, 64, 32))
+    assert part.shape == (3, 32, 64, 3) and part.dtype == np.uint8
+    np.testing.assert_array_equal(part, all_frames[5:8, 20:52, 10:74])
+
+
+def test_clip_is_cropped_to_a_multiple_of_the_scale(bikes):
+    clip = load_clip(bikes, scale=4, count=2, crop=Crop.parse("101x77+3+5"))
+    assert clip.hr.shape == (2, 76, 100, 3) and clip.lr.shape == (2, 19, 25, 3)
+    assert clip.lr_origin == "bicubic" and clip.fps == 25.0
+
+
+def test_frame_folder_is_read_in_numeric_order(tmp_path, bikes_frames):
+    _save_frames(tmp_path, bikes_frames[:3], ["frame10.png", "frame2.png", "frame1.png"])
+    clip = load_clip(tmp_path, scale=2)
+    np.testing.assert_array_equal(clip.hr[0], bikes_frames[2])  # frame1
+    np.testing.assert_array_equal(clip.hr[1], bikes_frames[1])  # frame2
+    np.testing.assert_array_equal(clip.hr[2], bikes_frames[0])  # frame10
+
+
+@pytest.mark.parametrize("lr_name", ["{i:05d}x2.png", "{i:05d}_x2.png"])
+def test_vsd4k_layout_uses_its_own_lr_frames(tmp_path, bikes_frames, lr_name):
+    lr = downscale_bicubic(bikes_frames, 2) // 2  # visibly not what stdo would synthesize
+    _save_frames(tmp_path / "DIV2K_train_HR", bikes_frames, [f"{i:05d}.png" for i in range(1, 7)])
+    _save_frames(tmp_path / "DIV2K_train_LR_bicubic" / "X2", lr, [lr_name.format(i=i) for i in range(1, 7)])
+    clip = load_clip(tmp_path, scale=2, start=1, count=4)
+    assert clip.lr_origin == "given"
+    np.testing.assert_array_equal(clip.hr, bikes_frames[1:5])
+    np.testing.assert_array_equal(clip.lr, lr[1:5])
+
+
+def test_bicubic_lr_is_close_to_matlab_imresize(bunny):
+    frame, _ = read_video(bunny, start=30, count=1)  # a real 1280x720 frame
+    for scale in (2, 4):
+        ref = imresize(frame[0], 1 / scale)
+        got = downscale_bicubic(frame, scale)[0]
+        diff = np.abs(ref.astype(int) - got)
+        assert _psnr(ref[None], got[None]) > 60  # measured 72.8 dB at x2, 64.6 dB at x4
+        assert diff[4:-4, 4:-4].max() <= 1  # the interior agrees to rounding; borders pad differently
+
+
+def test_h264_reencode_is_lossy_and_monotonic_in_crf(bikes_frames):
+    lr = downscale_bicubic(bikes_frames[:, :92, :156], 2)[:, :, :77]  # odd width on purpose
+    good, bad = h264_roundtrip(lr, crf=12), h264_roundtrip(lr, crf=40)
+    assert good.shape == bad.shape == lr.shape
+    assert 20 < _psnr(lr, bad) < _psnr(lr, good) < 99
+
+
+def test_clip_with_crf_reports_its_origin(bikes):
+    clip = load_clip(bikes, scale=4, count=3, crop=Crop(160, 96), crf=30)
+    assert clip.lr_origin == "bicubic+h264(crf=30)" and clip.lr.shape == (3, 24, 40, 3)
+
+
+def test_given_lr_video(tmp_path, bikes):
+    hr, _ = read_video(bikes, count=4)
+    lr_path = tmp_path / "lr.mp4"
+    write_mp4(lr_path, downscale_bicubic(hr, 2), crf=0)
+    clip = load_clip(bikes, scale=2, lr_source=lr_path, count=4)
+    assert clip.lr.shape == (4, 136, 320, 3) and clip.lr_origin == "given"
+    assert _psnr(clip.lr, downscale_bicubic(hr, 2)) > 40
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_missing_corrupt_and_truncated_videos(tmp_path, bikes, bikes_frames):
+    with pytest.raises(StdoError, match="does not exist"):
+        load_clip(tmp_path / "nope.mp4", 4)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(50_000))
+    with pytest.raises(StdoError, match="not a video FFmpeg can read"):
+        load_clip(junk, 4)
+    cut = tmp_path / "cut.mp4"  # bikes.mp4 keeps its index at the end: cut short, it cannot be opened
+    cut.write_bytes(bikes.read_bytes()[:300_000])
+    with pytest.raises(StdoError, match="check the file is complete"):
+        load_clip(cut, 4)
+    streamable = tmp_path / "fast.mp4"  # index first: opens, then runs out of frames
+    noise = np.random.default_rng(1).integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    write_mp4(streamable, noise, crf=10)
+    half = tmp_path / "half.mp4"
+    half.write_bytes(streamable.read_bytes()[: streamable.stat().st_size // 2])
+    with pytest.raises(StdoError, match="truncated"):
+        load_clip(half, 2)
+
+
+def test_empty_folder_and_unreadable_frames(tmp_path):
+    with pytest.raises(StdoError, match="no PNG or JPG frames"):
+        load_clip(tmp_path, 2)
+    (tmp_path / "1.png").write_bytes(b"not a png")
+    with pytest.raises(StdoError, match="not a readable image"):
+        load_clip(tmp_path, 2)
+
+
+def test_hr_and_lr_of_different_sizes_or_counts(tmp_path, bikes_frames):
+    hr_dir, lr_dir = tmp_path / "DIV2K_train_HR", tmp_path / "DIV2K_train_LR_bicubic" / "X2"
+    _save_frames(hr_dir, bikes_frames, [f"{i}.png" for i in range(6)])
+    _save_frames(lr_dir, downscale_bicubic(bikes_frames, 4), [f"{i}x2.png" for i in range(6)])
+    with pytest.raises(StdoError, match="LR .* is 40x24 but HR 160x96 at x2 needs 80x48"):
+        load_clip(tmp_path, 2)
+    _save_frames(lr_dir, downscale_bicubic(bikes_frames, 2), [f"{i}x2.png" for i in range(6)])
+    (lr_dir / "5x2.png").unlink()
+    with pytest.raises(StdoError, match="has 6 frames but .* has 5"):
+        load_clip(tmp_path, 2)
+
+
+def test_given_lr_video_with_fewer_frames(tmp_path, bikes):
+    hr, _ = read_video(bikes, count=4)
+    short = tmp_path / "short.mp4"
+    write_mp4(short, downscale_bicubic(hr[:2], 2))
+    with pytest.raises(StdoError, match="past its end|has 2 frames"):
+        load_clip(bikes, scale=2, lr_source=short, start=0, count=4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scale": 1}, "below 2"),
+    ({"scale": 4, "start": 300}, "past its end"),
+    ({"scale": 4, "count": 0}, "asks for no frames"),
+    ({"scale": 4, "crop": Crop(700, 10)}, "reaches outside"),
+    ({"scale": 4, "crf": 60}, "outside 0..51"),
+])
+def test_bad_options(bikes, kwargs, message):
+    with pytest.raises(StdoError, match=message):
+        load_clip(bikes, **{"count": 2, **kwargs})
+
+
+def test_crop_syntax():
+    assert Crop.parse("64x32+8+4") == Crop(64, 32, 8, 4)
+    assert Crop.parse("64x32") == Crop(64, 32, 0, 0)
+    with pytest.raises(StdoError, match="WxH"):
+        Crop.parse("64by32")
