@@ -145,10 +145,15 @@ def stitch(windows: Array, grid: Grid, scale: int = 1) -> Array:
     return out
 
 
+def region_sums(maps: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray) -> np.ndarray:
+    """Sum a map [T, H, W] over the rectangles between consecutive edges: [T, rows, cols] (float64)."""
+    rows = np.add.reduceat(maps, row_edges[:-1], axis=1, dtype=np.float64)
+    return np.add.reduceat(rows, col_edges[:-1], axis=2, dtype=np.float64)
+
+
 def patch_sums(maps: np.ndarray, grid: Grid, scale: int = 1) -> np.ndarray:
     """Sum a per-pixel map [T, s·H, s·W] over each patch: [T, rows, cols] (float64)."""
-    rows = np.add.reduceat(maps, grid.row_edges[:-1] * scale, axis=1, dtype=np.float64)
-    return np.add.reduceat(rows, grid.col_edges[:-1] * scale, axis=2, dtype=np.float64)
+    return region_sums(maps, grid.row_edges * scale, grid.col_edges * scale)
 
 
 def patch_means(maps: np.ndarray, grid: Grid, scale: int = 1) -> np.ndarray:

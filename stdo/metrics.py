@@ -75,7 +75,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, shave: int = 0) -> torch.Tensor:
 
 def squared_error_map(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """Per-pixel squared error averaged over channels: [N, H, W] float32 numpy."""
-    return (a.float() - b.float()).pow_(2).mean(1).numpy()
+    return torch.sub(a.float(), b).square_().mean(1).numpy()  # b may stay uint8: promoted on the fly
 
 
 def interior_mask(grid: Grid, scale: int, shave: int) -> np.ndarray:

@@ -172,8 +172,10 @@ def read_video(
         else:  # the container does not say: decode until the stream ends
             _check_range(start, count)
             wanted = range(start, start + count if count is not None else sys.maxsize)
+        # Fill one preallocated array when the container declares its length (no 2x copy at the end).
+        out: np.ndarray | None = None
         frames: list[np.ndarray] = []
-        index = -1
+        index, n = -1, 0
         try:
             for frame in container.decode(stream):
                 index += 1
@@ -181,18 +183,25 @@ def read_video(
                     continue
                 if index >= wanted.stop:
                     break
-                frames.append(np.ascontiguousarray(_crop_array(frame.to_ndarray(format="rgb24"), box)))
+                image = _crop_array(frame.to_ndarray(format="rgb24"), box)
+                if declared:
+                    if out is None:
+                        out = np.empty((len(wanted),) + image.shape, np.uint8)
+                    out[n] = image
+                else:
+                    frames.append(image.copy())
+                n += 1
                 if progress:
                     progress(1)
         except av.error.FFmpegError as e:
             raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode or re-download it") from None
-    if not frames:
+    if n == 0:
         raise StdoError(f"{path} has {index + 1} decodable frames: --start {start} is past its end or the file is truncated")
-    if declared and len(frames) < len(wanted):
+    if declared and n < len(wanted):
         raise StdoError(
             f"{path} ends after {index + 1} of its {declared} frames: the file is truncated, re-download or re-encode it"
         )
-    return np.stack(frames), fps
+    return (out if out is not None else np.stack(frames)), fps
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -233,26 +242,43 @@ def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- LR synthesis
 
 
-def downscale_bicubic(frames: np.ndarray, scale: int, batch: int = 8) -> np.ndarray:
+def frames_per_batch(height: int, width: int, pixel_budget: int = 2_000_000) -> int:
+    """How many frames of this size to process at once so float work buffers stay near pixel_budget·12 bytes."""
+    return max(1, pixel_budget // (height * width))
+
+
+def downscale_bicubic(frames: np.ndarray, scale: int, stripe_rows: int = 64) -> np.ndarray:
     """Bicubic downscaling with antialias (the kernel stretched by `scale`, as MATLAB's imresize).
 
-    Frames must be a multiple of `scale` in size. Runs in batches to bound memory.
+    Frames must be a multiple of `scale` in size. Works on stripes of `stripe_rows` LR rows
+    (plus the 2·scale HR rows the stretched kernel reads on each side, rounded up) so that
+    work buffers stay a few MB; the result equals whole-frame resizing.
     """
     t, h, w, c = frames.shape
     if h % scale or w % scale:
         raise StdoError(f"frames of {w}x{h} are not a multiple of x{scale}: crop them first")
-    out = np.empty((t, h // scale, w // scale, c), np.uint8)
+    lh, lw = h // scale, w // scale
+    context = 3  # LR rows of context: covers the kernel's 2·scale HR rows
+    out = np.empty((t, lh, lw, c), np.uint8)
+    batch = frames_per_batch((stripe_rows + 2 * context) * scale, w, pixel_budget=500_000)
     for i in range(0, t, batch):
-        x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch])).permute(0, 3, 1, 2).float()
-        y = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
-        out[i : i + batch] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for j0 in range(0, lh, stripe_rows):
+            j1 = min(j0 + stripe_rows, lh)
+            a, b = max(j0 - context, 0), min(j1 + context, lh)
+            x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch, a * scale : b * scale])).permute(0, 3, 1, 2)
+            y = F.interpolate(x.float(), size=(b - a, lw), mode="bicubic", antialias=True, align_corners=False)
+            out[i : i + batch, j0:j1] = y[:, :, j0 - a : j1 - a].round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
 
 
 def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
-    """Bicubic upsampling of uint8 T×h×w×3 frames: float32 T×3×(h·s)×(w·s), rounded to 0..255 like a display."""
+    """Bicubic upsampling of uint8 T×h×w×3 frames: float32 T×3×(h·s)×(w·s), rounded to 0..255 like a display.
+
+    The cubic kernel has a = -0.5 as in MATLAB's imresize and PIL (torch's antialias path;
+    its plain bicubic uses OpenCV's a = -0.75). Antialiasing itself does nothing when enlarging.
+    """
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    y = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    y = F.interpolate(x, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False)
     return y.round_().clamp_(0, 255)
 
 

@@ -18,7 +18,7 @@ def test_bicubic_score_is_each_patch_psnr(bikes_frames):
     hr = bikes_frames[:, :96, :160]
     lr = downscale_bicubic(hr, 4)
     grid = Grid(24, 40, 3, 4)
-    got = score_bicubic(hr, lr, grid, 4, batch=4).scores
+    got = score_bicubic(hr, lr, grid, 4).scores
     up = upscale_bicubic(lr, 4)
     ref = torch.from_numpy(hr).permute(0, 3, 1, 2).float()
     for r in range(3):

@@ -8,7 +8,8 @@ from PIL import Image
 from matlab_imresize import imresize
 from stdo.errors import StdoError
 from stdo.metrics import psnr
-from stdo.video import (Crop, downscale_bicubic, h264_roundtrip, load_clip, probe_video, read_video, write_mp4)
+from stdo.video import (Crop, downscale_bicubic, h264_roundtrip, load_clip, probe_video, read_video, upscale_bicubic,
+                        write_mp4)
 
 
 def _save_frames(folder: Path, frames: np.ndarray, names) -> None:
@@ -64,6 +65,19 @@ def test_bicubic_lr_is_close_to_matlab_imresize(bunny):
         diff = np.abs(ref.astype(int) - got)
         assert _psnr(ref[None], got[None]) > 60  # measured 72.8 dB at x2, 64.6 dB at x4
         assert diff[4:-4, 4:-4].max() <= 1  # the interior agrees to rounding; borders pad differently
+        up = upscale_bicubic(got[None], scale)[0].permute(1, 2, 0).numpy()
+        up_diff = np.abs(imresize(got, scale).astype(float) - up)
+        assert up_diff.max() <= 2 and up_diff[8:-8, 8:-8].max() <= 1  # enlarging: the same a = -0.5 kernel
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_downscaling_in_stripes_equals_whole_frames(scale):
+    frames = np.random.default_rng(scale).integers(0, 256, (2, 30 * scale, 17 * scale, 3), dtype=np.uint8)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    whole = torch.nn.functional.interpolate(x, size=(30, 17), mode="bicubic", antialias=True, align_corners=False)
+    whole = whole.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for rows in (1, 7, 64):
+        np.testing.assert_array_equal(downscale_bicubic(frames, scale, stripe_rows=rows), whole)
 
 
 def test_h264_reencode_is_lossy_and_monotonic_in_crf(bikes_frames):

@@ -21,9 +21,9 @@ import scipy.fft
 import torch
 from torch import nn
 
-from stdo.grid import Grid, patch_means
-from stdo.metrics import PEAK, psnr_from_mse, squared_error_map
-from stdo.video import upscale_bicubic
+from stdo.grid import Grid, patch_means, region_sums
+from stdo.metrics import PEAK, psnr_from_mse
+from stdo.video import frames_per_batch, upscale_bicubic
 
 SCORERS = ("bicubic", "general", "dct")
 Progress = Callable[[int], None] | None
@@ -37,38 +37,56 @@ class Scores:
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    """uint8 [T, H, W, 3] -> uint8 [T, 3, H, W] view (no copy for contiguous input)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
 def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, lr: np.ndarray, grid: Grid,
-                 scale: int, batch: int, progress: Progress) -> Scores:
-    out = np.empty((len(lr), grid.rows, grid.cols), np.float32)
-    for i in range(0, len(lr), batch):
-        sr = upscale(lr[i : i + batch])
-        se = squared_error_map(sr, _to_tensor(hr[i : i + batch]))
-        out[i : i + batch] = psnr_from_mse(patch_means(se, grid, scale))
+                 scale: int, context: int | None, progress: Progress) -> Scores:
+    """Per-patch PSNR of upscale(lr) against hr.
+
+    With `context` (the LR rows the upscaler reads beyond a row of patches), frames are
+    processed one patch row at a time: buffers stay a few MB, which is cache-friendly and
+    lets the allocator reuse them instead of growing the process. Without it, whole frames.
+    """
+    t, h, w = lr.shape[:3]
+    out = np.empty((t, grid.rows, grid.cols), np.float32)
+    groups = [(r, r + 1) for r in range(grid.rows)] if context is not None else [(0, grid.rows)]
+    stripes = []  # (first and last patch row, their LR rows, the LR rows read, patch edges inside, pixels)
+    for r0, r1 in groups:
+        y0, y1 = int(grid.row_edges[r0]), int(grid.row_edges[r1])
+        a, b = (max(y0 - context, 0), min(y1 + context, h)) if context is not None else (0, h)
+        row_edges = (grid.row_edges[r0 : r1 + 1] - y0) * scale
+        stripes.append((r0, r1, y0, y1, a, b, row_edges, np.outer(np.diff(row_edges), np.diff(grid.col_edges * scale))))
+    tallest = max(b - a for *_, a, b, _, _ in stripes)
+    batch = frames_per_batch(tallest * scale, w * scale, pixel_budget=500_000 if context is not None else 2_000_000)
+    for i in range(0, t, batch):
+        for r0, r1, y0, y1, a, b, row_edges, pixels in stripes:
+            up = upscale(lr[i : i + batch, a:b])[:, :, (y0 - a) * scale : (y1 - a) * scale]
+            se = up.sub_(_to_tensor(hr[i : i + batch, y0 * scale : y1 * scale])).square_().mean(1).numpy()
+            out[i : i + batch, r0:r1] = psnr_from_mse(region_sums(se, row_edges, grid.col_edges * scale) / pixels)
         if progress:
-            progress(len(se))
+            progress(min(batch, t - i))
     return Scores(out, out[..., None].copy(), ("psnr",))
 
 
-def score_bicubic(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, batch: int = 4,
-                  progress: Progress = None) -> Scores:
+def score_bicubic(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, progress: Progress = None) -> Scores:
     """PSNR of each patch of the bicubic upsampled LR frames against HR."""
-    return _psnr_scores(lambda x: upscale_bicubic(x, scale), hr, lr, grid, scale, batch, progress)
+    # The a = -0.5 cubic reads 2 LR pixels on each side; 3 rows of context make stripes exact.
+    return _psnr_scores(lambda x: upscale_bicubic(x, scale), hr, lr, grid, scale, 3, progress)
 
 
-def score_model(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, model: nn.Module, batch: int = 2,
-                device: str = "cpu", progress: Progress = None) -> Scores:
+def score_model(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, model: nn.Module, device: str = "cpu",
+                progress: Progress = None) -> Scores:
     """PSNR of each patch of a general SR model's output (whole frames in, [0,1] RGB) against HR."""
     model = model.to(device).eval()
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the caller updates the output in place
     def upscale(x: np.ndarray) -> torch.Tensor:
-        y = model(_to_tensor(x).to(device) / 255.0)
+        y = model(_to_tensor(x).to(device).float() / 255.0)
         return (y * 255.0).round_().clamp_(0, 255).cpu()
 
-    return _psnr_scores(upscale, hr, lr, grid, scale, batch, progress)
+    return _psnr_scores(upscale, hr, lr, grid, scale, None, progress)
 
 
 def luma(frames: np.ndarray) -> np.ndarray:
