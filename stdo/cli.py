@@ -6,6 +6,7 @@ import click
 
 import stdo
 from stdo.cluster.cli import cluster_command
+from stdo.train.cli import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +19,4 @@ def main() -> None:
 
 
 main.add_command(cluster_command)
+main.add_command(train_command)

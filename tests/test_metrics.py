@@ -40,7 +40,7 @@ def test_ssim_matches_reference_and_orders_quality(bikes_frames):
     noisy = (hr + torch.randn_like(hr, generator=torch.Generator().manual_seed(0)) * 8).clamp(0, 255)
     noisier = (hr + torch.randn_like(hr, generator=torch.Generator().manual_seed(0)) * 25).clamp(0, 255)
     ref = _ssim_reference(rgb_to_y(hr)[0, 0].double().numpy(), rgb_to_y(noisy)[0, 0].double().numpy())
-    assert ssim(hr, noisy).item() == pytest.approx(ref, abs=1e-6)
+    assert ssim(hr, noisy).item() == pytest.approx(ref, abs=1e-5)
     assert ssim(hr, hr).item() == pytest.approx(1.0)
     assert 1.0 > ssim(hr, noisy).item() > ssim(hr, noisier).item()
 

@@ -26,6 +26,7 @@ class WDSRConfig:
     width_multiplier: float = 4.0
     image_mean: float = 0.5
     num_channels: int = 3
+    bicubic_skip: bool = True  # start the skip branch at bicubic upsampling and the body at zero
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +39,41 @@ def _wn_conv(cin: int, cout: int, kernel: int, g_init: float) -> nn.Module:
         conv.parametrizations.weight.original0.fill_(g_init)
         conv.bias.zero_()
     return conv
+
+
+def cubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """The cubic convolution kernel (a = -0.5: MATLAB's imresize and PIL)."""
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def bicubic_phase_taps(scale: int, radius: int = 2) -> torch.Tensor:
+    """[scale, 2·radius+1] weights over LR offsets -radius..radius for each output phase of x`scale` bicubic."""
+    centres = (torch.arange(scale, dtype=torch.float64) + 0.5) / scale - 0.5
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    return cubic(centres[:, None] - offsets[None, :])
+
+
+@torch.no_grad()
+def _init_as_bicubic(conv: nn.Module, channels: int, scale: int) -> None:
+    """Set a weight-normed 5x5 conv (channels -> channels·s², before PixelShuffle) to bicubic upsampling.
+
+    Bicubic at an integer scale is, per output phase, a separable 4-tap filter inside a
+    5x5 window, so the skip branch represents it exactly (away from the frame border,
+    where the conv pads with zeros rather than repeating the edge).
+    """
+    taps = bicubic_phase_taps(scale)
+    weight = torch.zeros(channels * scale * scale, channels, 5, 5, dtype=torch.float64)
+    for c in range(channels):
+        for py in range(scale):
+            for px in range(scale):
+                weight[c * scale * scale + py * scale + px, c] = torch.outer(taps[py], taps[px])
+    weight = weight.float()
+    conv.parametrizations.weight.original1.copy_(weight)
+    conv.parametrizations.weight.original0.copy_(weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+    conv.bias.zero_()
 
 
 class Block(nn.Module):
@@ -66,6 +102,10 @@ class WDSR(nn.Module):
         )
         self.skip = nn.Sequential(_wn_conv(c, out, 5, 1.0))
         self.shuf = nn.PixelShuffle(s)
+        if config.bicubic_skip:
+            _init_as_bicubic(self.skip[0], c, s)
+            with torch.no_grad():
+                self.body[-1].parametrizations.weight.original0.zero_()
 
     @property
     def receptive_radius(self) -> int:

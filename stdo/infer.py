@@ -1,0 +1,45 @@
+"""Patch-wise super-resolution of whole frames: patches -> their chunk's model -> stitched frames.
+
+Every frame is split into windows (patch + margin, one shape for all), the windows are
+grouped by the model that serves them, each model runs once per group, and the outputs
+are stitched back with the margins cropped. The same path serves evaluation after
+training and playback.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from stdo.grid import Grid, split, stitch
+
+Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 3, s·h, s·w]
+
+
+@torch.no_grad()
+def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
+                  max_windows: int = 256) -> torch.Tensor:
+    """lr float [B, 3, h, w] in [0,1], assignment [B, rows, cols] model index -> SR float [B, 3, s·h, s·w] in [0,1]."""
+    windows = split(lr, grid)
+    b, rows, cols, c, wh, ww = windows.shape
+    flat = windows.reshape(b * rows * cols, c, wh, ww)
+    which = torch.from_numpy(np.ascontiguousarray(assignment).reshape(-1).astype(np.int64))
+    out = flat.new_empty(b * rows * cols, c, wh * scale, ww * scale)
+    for k in torch.unique(which).tolist():
+        idx = torch.nonzero(which == k).squeeze(1)
+        for start in range(0, len(idx), max_windows):
+            part = idx[start : start + max_windows]
+            out[part] = runners[k](flat[part]).float()
+    return stitch(out.reshape(b, rows, cols, c, wh * scale, ww * scale), grid, scale).clamp_(0, 1)
+
+
+def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
+                  frames_per_batch: int = 4, device: str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3]."""
+    for i in range(0, len(lr), frames_per_batch):
+        x = torch.from_numpy(np.ascontiguousarray(lr[i : i + frames_per_batch])).permute(0, 3, 1, 2)
+        x = x.to(device).float().div_(255)
+        sr = upscale_batch(x, grid, scale, assignment[i : i + frames_per_batch], runners)
+        yield i, sr.mul_(255).round_().cpu()

@@ -1,0 +1,55 @@
+"""Evaluation after training: what a viewer sees, and the STDO protocol, beside bicubic.
+
+- psnr_video: whole-frame PSNR of the stitched frames (border shave = scale), mean over frames;
+- psnr_stdo: per-patch MSE with a shave of scale+4, count-weighted over the RUN's chunks;
+- ssim: luma SSIM of the stitched frames, mean over frames;
+- chunks: MSE and PSNR of each chunk of the RUN (STDO shave), with its patch count.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from stdo.grid import Grid
+from stdo.infer import Runner, iter_upscaled
+from stdo.metrics import chunk_mse, count_weighted_psnr, patch_mse, psnr, psnr_from_mse, ssim, stdo_shave
+from stdo.video import upscale_bicubic
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.frame_psnr: list[np.ndarray] = []
+        self.frame_ssim: list[np.ndarray] = []
+        self.patch_mse: list[np.ndarray] = []
+
+    def add(self, sr: torch.Tensor, hr: torch.Tensor, grid: Grid, scale: int) -> None:
+        self.frame_psnr.append(psnr(sr, hr, shave=scale).numpy())
+        self.frame_ssim.append(ssim(sr, hr, shave=scale).numpy())
+        self.patch_mse.append(patch_mse(sr, hr, grid, scale, stdo_shave(scale)))
+
+    def summary(self, chunks: np.ndarray, num_chunks: int) -> dict:
+        per_patch = np.concatenate(self.patch_mse)
+        mses, counts = chunk_mse(per_patch, chunks, num_chunks)
+        frame_psnr = np.concatenate(self.frame_psnr)
+        return {
+            "psnr_video": float(frame_psnr.mean()),
+            "psnr_stdo": count_weighted_psnr(mses, counts),
+            "ssim": float(np.concatenate(self.frame_ssim).mean()),
+            "chunks": [{"chunk": i, "patches": int(n), "mse": float(m), "psnr": float(psnr_from_mse(m))}
+                       for i, (m, n) in enumerate(zip(mses, counts))],
+            "psnr_per_frame": [round(float(p), 4) for p in frame_psnr],
+        }
+
+
+def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
+             assignment: np.ndarray, runners: Sequence[Runner], device: str = "cpu") -> dict:
+    """Metrics of the models (serving patches by `assignment`) and of bicubic on the same frames."""
+    model_acc, bicubic_acc = _Accumulator(), _Accumulator()
+    for i, sr in iter_upscaled(lr, grid, scale, assignment, runners, device=device):
+        ref = torch.from_numpy(np.ascontiguousarray(hr[i : i + len(sr)])).permute(0, 3, 1, 2).float()
+        model_acc.add(sr, ref, grid, scale)
+        bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)
+    return {**model_acc.summary(chunks, num_chunks), "bicubic": bicubic_acc.summary(chunks, num_chunks)}

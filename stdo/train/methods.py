@@ -1,0 +1,139 @@
+"""The training methods, all over the same RUN, each as a plan: jobs to train, and which
+model serves which patch (the method's own chunk map, `assignment`).
+
+- stdo:  one model per chunk of the RUN, trained on that chunk's patches.
+- jstdo: one joint model over all chunks, batches drawn chunk by chunk with the
+         data-aware rule of stdo.train.sampling (or uniformly, to compare).
+- awdnn: one model for the whole clip.
+- nas:   one model per temporal segment (contiguous, equal frame counts).
+- cafm:  a shared backbone with per-chunk modulation; chunks are temporal segments as in
+         CaFM, or the RUN's STDO chunks. Exported as one folded WDSR per chunk.
+
+The step budget is the method's total: per-model methods split it evenly over their
+models, so methods compare at equal cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stdo.errors import StdoError
+from stdo.fileio import atomic_path
+from stdo.grid import Grid
+from stdo.models import create_model, load_wdsr
+from stdo.models.cafm import CaFMWDSR
+from stdo.train.data import PatchSampler, patches_of
+from stdo.train.loop import Job
+from stdo.train.sampling import ChunkSampler
+
+METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm")
+CAFM_CHUNKS = ("time", "stdo")
+
+
+@dataclass
+class MethodOptions:
+    model: str = "wdsr_a_mobile"
+    overrides: dict = field(default_factory=dict)  # num_blocks / num_residual_units / width_multiplier
+    segments: int | None = None  # nas and time-chunked cafm; default: the RUN's chunk count
+    cafm_chunks: str = "time"
+    sampling: str = "error"  # jstdo
+    crop: int = 32
+    augment: bool = True
+
+
+@dataclass
+class Plan:
+    method: str
+    jobs: list[Job]
+    assignment: np.ndarray  # uint8 [T, rows, cols]: index of the model serving each patch
+    num_models: int
+
+    def params(self) -> int:
+        return sum(p.numel() for job in self.jobs for p in job.model.parameters())
+
+
+def time_segments(num_frames: int, segments: int) -> np.ndarray:
+    """Segment index of every frame: `segments` contiguous runs of near-equal length."""
+    return (np.arange(num_frames) * segments // num_frames).astype(np.uint8)
+
+
+def split_steps(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def build_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
+               steps: int, options: MethodOptions) -> Plan:
+    if method not in METHODS:
+        raise StdoError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    t = len(lr)
+    k = int(chunks.max()) + 1
+    segments = options.segments or k
+    if method in ("nas", "cafm") and not 1 <= segments <= t:
+        raise StdoError(f"--segments {segments} must be between 1 and the {t} frames of the RUN")
+
+    def new_model() -> nn.Module:
+        return create_model(options.model, scale=scale, **options.overrides)
+
+    def group(patches: np.ndarray) -> PatchSampler:
+        return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment)
+
+    seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
+    if method in ("stdo", "nas"):
+        labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
+        jobs = [Job(f"chunk{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]))
+                for i, s in zip(range(n), split_steps(steps, n))]
+        if any(job.steps == 0 for job in jobs):
+            raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
+        return Plan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
+    if method in ("awdnn", "jstdo"):
+        if method == "awdnn":
+            sampler = ChunkSampler([group(patches_of(chunks))])
+        else:
+            sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
+        return Plan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1)
+    # cafm
+    if options.cafm_chunks not in CAFM_CHUNKS:
+        raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
+    labels, n = (seg_map, segments) if options.cafm_chunks == "time" else (chunks, k)
+    backbone = new_model()
+    model = CaFMWDSR(backbone.config, n)
+    sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
+    return Plan(method, [Job("joint", model, steps, sampler, conditional=True, shared=True)],
+                np.ascontiguousarray(labels, np.uint8), n)
+
+
+def _save(path: Path, state: dict) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def save_job(plan: Plan, job: Job, out_dir: Path) -> None:
+    """Write a trained job's deliverable weights: chunk{i}.pt state dicts (cafm: folded, plus cafm.pt)."""
+    if isinstance(job.model, CaFMWDSR):
+        _save(out_dir / "cafm.pt", job.model.state_dict())
+        for i in range(plan.num_models):
+            _save(out_dir / f"chunk{i}.pt", job.model.fold(i).state_dict())
+    elif job.name == "joint":
+        _save(out_dir / "chunk0.pt", job.model.state_dict())
+    else:
+        _save(out_dir / f"{job.name}.pt", job.model.state_dict())
+
+
+def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.Module]:
+    """The plain WDSR models chunk0.pt .. chunk{n-1}.pt of a trained method, in eval mode."""
+    models = []
+    for i in range(num_models):
+        path = out_dir / f"chunk{i}.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            models.append(load_wdsr(state).to(device).eval())
+        except FileNotFoundError:
+            raise StdoError(f"{path} is missing: rerun stdo-train to finish training") from None
+        except Exception as e:  # noqa: BLE001
+            raise StdoError(f"{path} is not a WDSR checkpoint ({e.__class__.__name__}): rerun stdo-train --restart") from None
+    return models

@@ -1,0 +1,138 @@
+"""stdo-train as a library call: RUN -> RUN/models/<method>/ (weights, train state, report.json).
+
+Layout of RUN/models/<method>/:
+  chunk{i}.pt           state dict of the WDSR serving model index i (torch.load(weights_only=True))
+  cafm.pt               the shared CaFM model (cafm only)
+  assignment.npz        `assignment` uint8 [T, rows, cols]: the model index serving each patch
+  state/<job>.pt        everything to resume a job (model, optimizer, schedule, scaler, RNG)
+  report.json           evaluation and cost (written last)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import stdo
+from stdo.cluster.chunkmap import load_chunkmap
+from stdo.errors import StdoError
+from stdo.fileio import save_npz, write_json
+from stdo.grid import Grid
+from stdo.rundir import CLUSTERS, load_frames, read_run_info
+from stdo.train import distributed as dist_utils
+from stdo.train.evaluate import evaluate
+from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
+from stdo.train.methods import MethodOptions, build_plan, load_models, save_job
+
+log = logging.getLogger(__name__)
+REPORT_FORMAT = 1
+
+
+@dataclass
+class TrainOptions:
+    run: Path
+    method: str = "stdo"
+    config: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
+    method_options: MethodOptions = field(default_factory=MethodOptions)
+    restart: bool = False
+    evaluate: bool = True
+
+
+def grid_of(info: dict) -> Grid:
+    h, w = info["lr_size"][1], info["lr_size"][0]
+    return Grid(h, w, info["grid"]["rows"], info["grid"]["cols"], info["margin"])
+
+
+def method_dir(run: Path, method: str) -> Path:
+    return Path(run) / "models" / method
+
+
+def _check(o: TrainOptions) -> None:
+    if o.config.steps <= 0:
+        raise StdoError(f"--steps {o.config.steps} must be above 0: give the optimizer-step budget")
+    if o.config.batch <= 0 or o.config.crop <= 0 or o.config.checkpoint_every <= 0:
+        raise StdoError("--batch, --crop and --checkpoint-every must be above 0")
+    if not o.config.lr > 0:
+        raise StdoError(f"--lr {o.config.lr} must be above 0")
+    resolve_amp(o.config.amp, o.config.device)  # raises on an unknown mode
+    if o.config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise StdoError(f"--device {o.config.device} asked for, but torch sees no CUDA device: use --device cpu")
+
+
+def train(o: TrainOptions, progress: ProgressFn = None) -> dict | None:
+    """Train (or resume) a method on a RUN and evaluate it; returns the report (on rank 0; None elsewhere)."""
+    _check(o)
+    run = Path(o.run)
+    if not run.is_dir():
+        raise StdoError(f"{run} does not exist: run stdo-cluster SOURCE {run} first")
+    info = read_run_info(run)
+    if not (run / CLUSTERS).is_file():
+        raise StdoError(f"{run} has no chunk map ({CLUSTERS}): rerun stdo-cluster, methods need its chunks")
+    hr_map, lr_map = load_frames(run)
+    cmap = load_chunkmap(run / CLUSTERS)
+    grid, scale = grid_of(info), int(info["scale"])
+    if hr_map.shape[0] != cmap.chunks.shape[0] or lr_map.shape[1:3] != (grid.height, grid.width):
+        raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --force")
+    hr, lr = np.array(hr_map), np.array(lr_map)  # into memory: random crops from RAM, not disk
+
+    world = dist_utils.init_from_env(o.config.device)
+    config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
+    plan = build_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
+    out = method_dir(run, o.method)
+    state_dir = out / "state"
+    if o.restart and world.rank == 0 and state_dir.exists():
+        shutil.rmtree(state_dir)
+    dist_utils.barrier()
+    out.mkdir(parents=True, exist_ok=True)
+
+    signature_base = {
+        "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256")},
+        "model": o.method_options.model, "overrides": o.method_options.overrides, "train": asdict(o.config),
+        "amp": resolve_amp(config.amp, config.device).label, "method_options": asdict(o.method_options),
+    }
+    t0 = time.perf_counter()
+    results = []
+    my_jobs = set(dist_utils.mine(list(range(len(plan.jobs)))))
+    for index, job in enumerate(plan.jobs):
+        if not job.shared and index not in my_jobs:
+            continue
+        signature = {**signature_base, "job": job.name, "world": world.size if job.shared else 1}
+        result = train_job(job, config, state_dir / f"{job.name}.pt", signature, progress, index)
+        if world.rank == 0 or not job.shared:
+            save_job(plan, job, out)
+        results.append(asdict(result))
+    # every rank's results; a shared job reports from each rank, so keep one per job name
+    jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
+    dist_utils.barrier()
+    if world.rank != 0:
+        return None
+
+    report = {
+        "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": o.method, "scale": scale, "frames": int(len(lr)), "grid": [grid.cols, grid.rows],
+        "margin": grid.margin, "num_models": plan.num_models,
+        "model": {"name": o.method_options.model, **plan.jobs[0].model.config.to_dict()},
+        "params": plan.params(), "bytes_fp32": 4 * plan.params(),
+        "steps": sum(r["steps"] for r in jobs.values()),
+        "jobs": [jobs[name] for name in sorted(jobs)],
+        "train_seconds": sum(r["seconds"] for r in jobs.values()),
+        "wall_seconds": None, "device": config.device, "world_size": world.size,
+        "amp": resolve_amp(config.amp, config.device).label, "config": asdict(o.config),
+        "method_options": asdict(o.method_options),
+    }
+    save_npz(out / "assignment.npz", assignment=plan.assignment)
+    if o.evaluate:
+        models = load_models(out, plan.num_models, config.device)
+        report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, plan.assignment, models,
+                               device=config.device))
+    report["wall_seconds"] = time.perf_counter() - t0
+    write_json(out / "report.json", report)
+    return report

@@ -1,0 +1,65 @@
+"""Which patches a training batch comes from: one group, or several chunks mixed.
+
+`ChunkSampler` draws each batch from a list of groups (one PatchSampler per chunk),
+choosing how many samples each group gives:
+
+- uniform: in proportion to the group's patch count (every patch equally likely);
+- error (jSTDO's data-aware rule): in proportion to count x current error, where a
+  group's error is an exponential moving average (0.9) of the L1 loss of its samples,
+  mixed with `floor` (10%) of the uniform rule so no chunk is ever starved. Hard chunks
+  whose loss stays high get more of the budget; chunks the model has learnt get less.
+
+It also returns the group id of every sample (the chunk id a CaFM model modulates by).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stdo.train.data import PatchSampler
+
+WEIGHTINGS = ("uniform", "error")
+
+
+class ChunkSampler:
+    def __init__(self, groups: list[PatchSampler], weighting: str = "uniform", ids: list[int] | None = None,
+                 floor: float = 0.1, momentum: float = 0.9) -> None:
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}")
+        self.groups, self.weighting = groups, weighting
+        self.ids = np.array(ids if ids is not None else range(len(groups)), np.int64)
+        self.sizes = np.array([len(g) for g in groups], np.float64)
+        self.errors = np.ones(len(groups))
+        self.floor, self.momentum = floor, momentum
+
+    def probabilities(self) -> np.ndarray:
+        uniform = self.sizes / self.sizes.sum()
+        if self.weighting == "uniform":
+            return uniform
+        weighted = self.sizes * self.errors
+        return (1 - self.floor) * weighted / weighted.sum() + self.floor * uniform
+
+    def draw(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        counts = rng.multinomial(batch, self.probabilities()) if len(self.groups) > 1 else np.array([batch])
+        lrs, hrs, ids = [], [], []
+        for group, n, gid in zip(self.groups, counts, self.ids):
+            if n:
+                lr, hr = group.sample(int(n), rng)
+                lrs.append(lr)
+                hrs.append(hr)
+                ids.append(torch.full((int(n),), int(gid), dtype=torch.long))
+        return torch.cat(lrs), torch.cat(hrs), torch.cat(ids)
+
+    def observe(self, losses: torch.Tensor, ids: torch.Tensor) -> None:
+        """Update each group's error from the per-sample losses of the last batch."""
+        for i, gid in enumerate(self.ids):
+            mask = ids == int(gid)
+            if mask.any():
+                self.errors[i] = self.momentum * self.errors[i] + (1 - self.momentum) * float(losses[mask].mean())
+
+    def state_dict(self) -> dict:
+        return {"errors": self.errors.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.errors = np.array(state["errors"], np.float64)
