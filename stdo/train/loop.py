@@ -99,8 +99,8 @@ class JobResult:
 ProgressFn = Callable[[str, int, int, float, float], None] | None  # (job, step, steps, loss, psnr)
 
 
-def _psnr_of(sr: torch.Tensor, hr: torch.Tensor) -> float:
-    mse = float((sr.detach().float().clamp(0, 1) - hr).pow(2).mean())
+def _psnr_of(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> float:
+    mse = float(((sr.detach().float().clamp(0, 1) - hr).pow(2) * mask).sum() / (3 * mask.sum()))
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
@@ -151,11 +151,11 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     loss_value = history[-1][1] if history else float("nan")
     last_saved = step
     while step < job.steps:
-        lr_batch, hr_batch, ids = job.sampler.draw(cfg.batch, rng)
-        lr_batch, hr_batch = lr_batch.to(device, non_blocking=True), hr_batch.to(device, non_blocking=True)
+        lr_batch, hr_batch, mask, ids = (x.to(device, non_blocking=True) for x in job.sampler.draw(cfg.batch, rng))
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-            sr = trained(lr_batch, ids.to(device)) if job.conditional else trained(lr_batch)
-        per_sample = (sr.float() - hr_batch).abs().flatten(1).mean(1)
+            sr = trained(lr_batch, ids) if job.conditional else trained(lr_batch)
+        # L1 over the crop only (mask), not the context around it
+        per_sample = ((sr.float() - hr_batch).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1))
         loss = per_sample.mean()
         if not torch.isfinite(loss):
             raise StdoError(
@@ -167,13 +167,13 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        job.sampler.observe(per_sample.detach().cpu(), ids)
+        job.sampler.observe(per_sample.detach().cpu(), ids.cpu())
         step += 1
         loss_value = loss.item()
         if step % max(1, cfg.checkpoint_every // 10) == 0 or step == job.steps:
             history.append((step, loss_value))
         if progress:
-            progress(job.name, step, job.steps, loss_value, _psnr_of(sr, hr_batch))
+            progress(job.name, step, job.steps, loss_value, _psnr_of(sr, hr_batch, mask))
         if step % cfg.checkpoint_every == 0 or step == job.steps:
             rng_states = dist_utils.gather_objects(rng.bit_generator.state) if job.shared else [rng.bit_generator.state]
             if world.rank == 0 or not job.shared:

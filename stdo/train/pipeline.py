@@ -84,6 +84,7 @@ def train(o: TrainOptions, progress: ProgressFn = None) -> dict | None:
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
+    torch.manual_seed(config.seed)  # model initialization
     plan = build_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
     out = method_dir(run, o.method)
     state_dir = out / "state"

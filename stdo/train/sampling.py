@@ -40,16 +40,16 @@ class ChunkSampler:
         weighted = self.sizes * self.errors
         return (1 - self.floor) * weighted / weighted.sum() + self.floor * uniform
 
-    def draw(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """(lr, hr, loss mask, group id of each sample)."""
         counts = rng.multinomial(batch, self.probabilities()) if len(self.groups) > 1 else np.array([batch])
-        lrs, hrs, ids = [], [], []
+        parts, ids = [], []
         for group, n, gid in zip(self.groups, counts, self.ids):
             if n:
-                lr, hr = group.sample(int(n), rng)
-                lrs.append(lr)
-                hrs.append(hr)
+                parts.append(group.sample(int(n), rng))
                 ids.append(torch.full((int(n),), int(gid), dtype=torch.long))
-        return torch.cat(lrs), torch.cat(hrs), torch.cat(ids)
+        lr, hr, mask = (torch.cat(x) for x in zip(*parts))
+        return lr, hr, mask, torch.cat(ids)
 
     def observe(self, losses: torch.Tensor, ids: torch.Tensor) -> None:
         """Update each group's error from the per-sample losses of the last batch."""
