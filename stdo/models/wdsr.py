@@ -153,8 +153,9 @@ def to_parametrized_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         elif name == "weight_v":
             out[f"{prefix}.{_V}"] = value
         elif name == "weight" and value.dim() == 4:  # folded: g = ‖w‖ per output channel, v = w
-            out[f"{prefix}.{_G}"] = value.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-            out[f"{prefix}.{_V}"] = value
+            norm = value.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            out[f"{prefix}.{_G}"] = norm
+            out[f"{prefix}.{_V}"] = torch.where(norm > 0, value, torch.ones_like(value))  # all-zero rows: any v, g = 0
         else:
             out[key] = value
     return out

@@ -8,6 +8,7 @@ choosing how many samples each group gives:
   group's error is an exponential moving average (0.9) of the L1 loss of its samples,
   mixed with `floor` (10%) of the uniform rule so no chunk is ever starved. Hard chunks
   whose loss stays high get more of the budget; chunks the model has learnt get less.
+  Until a chunk has been seen it counts as the hardest; before any, sampling is uniform.
 
 It also returns the group id of every sample (the chunk id a CaFM model modulates by).
 """
@@ -30,14 +31,17 @@ class ChunkSampler:
         self.groups, self.weighting = groups, weighting
         self.ids = np.array(ids if ids is not None else range(len(groups)), np.int64)
         self.sizes = np.array([len(g) for g in groups], np.float64)
-        self.errors = np.ones(len(groups))
+        self.errors = np.full(len(groups), np.nan)  # unknown until a group's first samples come back
         self.floor, self.momentum = floor, momentum
 
     def probabilities(self) -> np.ndarray:
         uniform = self.sizes / self.sizes.sum()
         if self.weighting == "uniform":
             return uniform
-        weighted = self.sizes * self.errors
+        if np.isnan(self.errors).all():
+            return uniform
+        known = np.where(np.isnan(self.errors), np.nanmax(self.errors), self.errors)  # unseen: as the hardest
+        weighted = self.sizes * known
         return (1 - self.floor) * weighted / weighted.sum() + self.floor * uniform
 
     def draw(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
@@ -56,7 +60,9 @@ class ChunkSampler:
         for i, gid in enumerate(self.ids):
             mask = ids == int(gid)
             if mask.any():
-                self.errors[i] = self.momentum * self.errors[i] + (1 - self.momentum) * float(losses[mask].mean())
+                loss = float(losses[mask].mean())
+                old = self.errors[i]
+                self.errors[i] = loss if np.isnan(old) else self.momentum * old + (1 - self.momentum) * loss
 
     def state_dict(self) -> dict:
         return {"errors": self.errors.tolist()}
