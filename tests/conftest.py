@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ from click.testing import CliRunner
 
 from stdo.clips import clip_path
 from stdo.video import read_video
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker (and its subprocesses): no oversubscription
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,134 @@
+"""Quality of every training method on real clips, under two protocols.
+
+- paper: every model has the same size (STDO's protocol); per-chunk methods ship k models.
+- bytes: every method ships the same total model bytes (the delivery view); per-chunk
+  methods get narrower models so that k of them weigh what one joint model weighs.
+
+All methods train for the same total optimizer steps on the same RUN. jstdo runs twice:
+with its data-aware chunk sampling and with uniform sampling, to show the rule's effect.
+Writes a markdown table and a PNG plot (PSNR gain over bicubic) to --out.
+
+    python benchmarks/quality.py --clips bikes --scales 4 --steps 1500 --frames 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from stdo.clips import clip_path
+from stdo.cluster.pipeline import ClusterOptions, cluster
+from stdo.models import create_model
+from stdo.train.loop import TrainConfig
+from stdo.train.methods import MethodOptions
+from stdo.train.pipeline import TrainOptions, train
+from stdo.video import Crop
+
+GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows) at x2 and x4
+CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180), "carphone": Crop(176, 144)}
+VARIANTS = [("stdo", {}), ("jstdo", {"sampling": "error"}), ("jstdo-uniform", {"sampling": "uniform"}),
+            ("awdnn", {}), ("nas", {}), ("cafm", {"cafm_chunks": "time"}), ("cafm-stdo", {"cafm_chunks": "stdo"})]
+PER_CHUNK = {"stdo", "nas"}
+
+
+def params_of(model: str, scale: int, units: int) -> int:
+    return sum(p.numel() for p in create_model(model, scale=scale, num_residual_units=units).parameters())
+
+
+def units_for_equal_bytes(model: str, scale: int, k: int) -> int:
+    """Residual units that make k models weigh about what one full model weighs."""
+    full_units = create_model(model, scale=scale).config.num_residual_units
+    target = params_of(model, scale, full_units)
+    return min(range(2, full_units + 1), key=lambda u: abs(k * params_of(model, scale, u) - target))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", default="bikes,bigbuckbunny")
+    parser.add_argument("--scales", default="2,4")
+    parser.add_argument("--protocols", default="paper,bytes")
+    parser.add_argument("--methods", default=",".join(name for name, _ in VARIANTS))
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--chunks", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--model", default="wdsr_a_mobile")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    methods = [v for v in VARIANTS if v[0] in args.methods.split(",")]
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="stdo-quality-") as tmp:
+        for clip in args.clips.split(","):
+            for scale in map(int, args.scales.split(",")):
+                run = Path(tmp) / f"{clip}_x{scale}"
+                cluster(ClusterOptions(source=clip_path(clip), run=run, scale=scale, grid=GRIDS[scale],
+                                       chunks=args.chunks, frames=args.frames, crop=CROPS[clip], margin=8))
+                for protocol in args.protocols.split(","):
+                    for name, extra in methods:
+                        method = name.split("-")[0]
+                        overrides = {}
+                        if protocol == "bytes" and method in PER_CHUNK:
+                            overrides["num_residual_units"] = units_for_equal_bytes(args.model, scale, args.chunks)
+                        t0 = time.perf_counter()
+                        report = train(TrainOptions(
+                            run=run, method=method, restart=True,
+                            config=TrainConfig(steps=args.steps, checkpoint_every=args.steps),
+                            method_options=MethodOptions(model=args.model, overrides=overrides, **extra)))
+                        rows.append({"clip": clip, "scale": scale, "protocol": protocol, "method": name,
+                                     "psnr_video": report["psnr_video"], "psnr_stdo": report["psnr_stdo"],
+                                     "ssim": report["ssim"], "bicubic_video": report["bicubic"]["psnr_video"],
+                                     "bicubic_stdo": report["bicubic"]["psnr_stdo"], "params": report["params"],
+                                     "kib": report["bytes_fp32"] / 1024, "seconds": time.perf_counter() - t0})
+                        print(json.dumps(rows[-1]), flush=True)
+
+    header = (f"# Quality: {args.frames} frames per clip, {args.chunks} chunks, {args.steps} steps per method, "
+              f"{args.model}")
+    lines = [header, "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.", "",
+             "| clip | x | protocol | method | PSNR video | gain | PSNR STDO | gain | SSIM | params | KiB fp32 |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['clip']} | {r['scale']} | {r['protocol']} | {r['method']} | {r['psnr_video']:.2f} | "
+                     f"{r['psnr_video'] - r['bicubic_video']:+.2f} | {r['psnr_stdo']:.2f} | "
+                     f"{r['psnr_stdo'] - r['bicubic_stdo']:+.2f} | {r['ssim']:.4f} | {r['params']:,} | {r['kib']:.0f} |")
+    lines += ["", "gain = PSNR over bicubic on the same frames (bicubic: "
+              + ", ".join(sorted({f"{r['clip']} x{r['scale']} {r['bicubic_video']:.2f} dB" for r in rows})) + ")."]
+    report = "\n".join(lines)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.md").write_text(report + "\n")
+    (args.out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, args.out / "quality.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = sorted({(r["clip"], r["scale"], r["protocol"]) for r in rows})
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings)), 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        gains = [next((r["psnr_video"] - r["bicubic_video"] for r in rows
+                       if (r["clip"], r["scale"], r["protocol"]) == s and r["method"] == name), 0) for s in settings]
+        ax.bar([j + i * width for j in range(len(settings))], gains, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))])
+    ax.set_xticklabels([f"{c} x{s}\n{p}" for c, s, p in settings])
+    ax.set_ylabel("whole-video PSNR gain over bicubic (dB)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Training throughput: stdo's in-memory sampler and amp modes against a one-PNG-per-patch loader.
+
+The reference does what the STDO paper's released code does: every LR and HR patch is a
+PNG file; each step reads a batch of random patch files, crops them, and trains in
+fp32. stdo gathers the same crops from the uint8 frames in memory with one indexing
+operation and trains under torch.amp. Same model, batch, crop and steps on both sides.
+
+    python benchmarks/train_speed.py [--model wdsr_a_mobile] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stdo.clips import clip_path
+from stdo.grid import Grid
+from stdo.models import create_model
+from stdo.train.data import PatchSampler, patches_of
+from stdo.train.loop import cpu_supports_bf16
+from stdo.video import Crop, load_clip
+
+
+def timed_steps(model, draw, steps: int, batch: int, dtype) -> float:
+    """Samples per second over `steps` optimizer steps (after 3 warm-up steps)."""
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    rng = np.random.default_rng(0)
+
+    def step():
+        lr, hr = draw(batch, rng)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            sr = model(lr)
+        loss = (sr.float() - hr).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def png_reference(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, crop: int, folder: Path):
+    """Write one PNG per LR and HR patch; return a batch loader that reads random files, as the released code does."""
+    files = []
+    for t in range(len(lr)):
+        for r in range(grid.rows):
+            for c in range(grid.cols):
+                y0, y1, x0, x1 = grid.row_edges[r], grid.row_edges[r + 1], grid.col_edges[c], grid.col_edges[c + 1]
+                lp, hp = folder / f"lr_{t}_{r}_{c}.png", folder / f"hr_{t}_{r}_{c}.png"
+                Image.fromarray(lr[t, y0:y1, x0:x1]).save(lp)
+                Image.fromarray(hr[t, y0 * scale : y1 * scale, x0 * scale : x1 * scale]).save(hp)
+                files.append((lp, hp))
+
+    def draw(batch: int, rng: np.random.Generator):
+        lrs, hrs = [], []
+        for i in rng.integers(0, len(files), batch):
+            low = np.asarray(Image.open(files[i][0]).convert("RGB"))
+            high = np.asarray(Image.open(files[i][1]).convert("RGB"))
+            p = min(crop, low.shape[0], low.shape[1])
+            y, x = rng.integers(0, low.shape[0] - p + 1), rng.integers(0, low.shape[1] - p + 1)
+            lrs.append(np.pad(low[y : y + p, x : x + p], ((0, crop - p), (0, crop - p), (0, 0)), mode="edge"))
+            h = high[y * scale : (y + p) * scale, x * scale : (x + p) * scale]
+            hrs.append(np.pad(h, ((0, (crop - p) * scale), (0, (crop - p) * scale), (0, 0)), mode="edge"))
+        to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+        return to(lrs), to(hrs)
+
+    return draw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="wdsr_a_mobile")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--crop", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+
+    scale = 4
+    clip = load_clip(clip_path("bigbuckbunny"), scale=scale, count=10, crop=Crop(1280, 720))
+    grid = Grid(clip.lr.shape[1], clip.lr.shape[2], 5, 10, margin=0)
+    patches = patches_of(np.zeros((len(clip.lr), grid.rows, grid.cols), np.uint8))
+    sampler = PatchSampler(clip.hr, clip.lr, grid, scale, patches, crop=args.crop, context=0)
+    stdo_draw = lambda b, rng: sampler.sample(b, rng)[:2]  # noqa: E731
+    torch.manual_seed(0)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="stdo-train-speed-") as tmp:
+        ref_draw = png_reference(clip.hr, clip.lr, grid, scale, args.crop, Path(tmp))
+        results["reference: PNG per patch, fp32"] = timed_steps(create_model(args.model, scale=scale), ref_draw,
+                                                                 args.steps, args.batch, None)
+    results["stdo sampler, fp32"] = timed_steps(create_model(args.model, scale=scale), stdo_draw, args.steps,
+                                                args.batch, None)
+    if cpu_supports_bf16():
+        results["stdo sampler, bf16 autocast"] = timed_steps(create_model(args.model, scale=scale), stdo_draw,
+                                                             args.steps, args.batch, torch.bfloat16)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        sampler.sample(args.batch, rng)
+    loader_only = 50 * args.batch / (time.perf_counter() - t0)
+
+    base = results["reference: PNG per patch, fp32"]
+    lines = [
+        f"# Training throughput: {args.model}, x{scale}, batch {args.batch}, LR crop {args.crop}, {args.steps} steps",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), bf16 units: {cpu_supports_bf16()}. One run; compare ratios.",
+        "",
+        "| loader, precision | samples/s | x reference |",
+        "|---|---:|---:|",
+        *[f"| {name} | {v:.1f} | {v / base:.2f}x |" for name, v in results.items()],
+        "",
+        f"The stdo sampler alone draws {loader_only:.0f} samples/s (no training).",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"train_speed_{args.model}.md").write_text(report + "\n")
+    (args.out / f"train_speed_{args.model}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
