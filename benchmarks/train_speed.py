@@ -30,13 +30,17 @@ from stdo.train.loop import cpu_supports_bf16
 from stdo.video import Crop, load_clip
 
 
-def timed_steps(model, draw, steps: int, batch: int, dtype) -> float:
+def timed_steps(model, draw, steps: int, batch: int, dtype, channels_last: bool = False) -> float:
     """Samples per second over `steps` optimizer steps (after 3 warm-up steps)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     rng = np.random.default_rng(0)
 
     def step():
         lr, hr = draw(batch, rng)
+        if channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             sr = model(lr)
         loss = (sr.float() - hr).abs().mean()
@@ -103,9 +107,12 @@ def main() -> None:
                                                                  args.steps, args.batch, None)
     results["stdo sampler, fp32"] = timed_steps(create_model(args.model, scale=scale), stdo_draw, args.steps,
                                                 args.batch, None)
-    if cpu_supports_bf16():
+    amp = torch.bfloat16 if cpu_supports_bf16() else None
+    if amp is not None:
         results["stdo sampler, bf16 autocast"] = timed_steps(create_model(args.model, scale=scale), stdo_draw,
-                                                             args.steps, args.batch, torch.bfloat16)
+                                                             args.steps, args.batch, amp)
+    results["stdo-train (sampler, amp auto, channels_last)"] = timed_steps(
+        create_model(args.model, scale=scale), stdo_draw, args.steps, args.batch, amp, channels_last=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     for _ in range(50):
