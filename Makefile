@@ -21,10 +21,18 @@ test: install
 
 demo: install
 	$(VENV)/bin/stdo-cluster "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --scale 4 --grid 10x5 --chunks 2 --force
-	@echo "demo: RUN directory written to $(DEMO_DIR)/run"
+	$(VENV)/bin/stdo-train $(DEMO_DIR)/run --method stdo --steps 800 --restart
+	@echo "demo: RUN directory and trained models in $(DEMO_DIR)/run"
 
-bench: install
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/cluster_speed.py
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
+	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

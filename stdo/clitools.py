@@ -11,6 +11,7 @@ from tqdm import tqdm
 from stdo.errors import StdoError
 
 EXIT_BAD_INPUT = 2
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class StdoCommand(click.Command):

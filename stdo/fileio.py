@@ -56,6 +56,13 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array, allow_pickle=False)
 
 
+def save_torch(target: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    with atomic_path(target, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
 def save_npz(target: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(target, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)

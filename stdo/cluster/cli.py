@@ -9,7 +9,7 @@ import click
 from stdo.cluster.partition import PARTITIONS
 from stdo.cluster.pipeline import ClusterOptions, ClusterSummary, cluster
 from stdo.cluster.score import SCORERS
-from stdo.clitools import StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.grid import parse_grid
 from stdo.video import Crop
 
@@ -41,7 +41,7 @@ def format_summary(s: ClusterSummary) -> str:
 @click.command(
     "cluster",
     cls=StdoCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-cluster clip.mp4 runs/clip --scale 4 --grid 10x5 --chunks 2

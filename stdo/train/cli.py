@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
 from stdo.models import list_models
 from stdo.train import distributed as dist_utils
 from stdo.train.loop import AMP_MODES, OPT_LEVELS, TrainConfig
@@ -65,7 +65,7 @@ def format_report(r: dict, path: Path) -> str:
 @click.command(
     "train",
     cls=StdoCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-train runs/clip --method stdo --steps 2000

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path
+from stdo.fileio import save_torch
 from stdo.train import distributed as dist_utils
 from stdo.train.sampling import ChunkSampler
 
@@ -119,11 +119,6 @@ def _psnr_of(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> float:
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
-def _save_state(path: Path, state: dict) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-
-
 def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -193,7 +188,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         if step % cfg.checkpoint_every == 0 or step == job.steps:
             rng_states = dist_utils.gather_objects(rng.bit_generator.state) if job.shared else [rng.bit_generator.state]
             if world.rank == 0 or not job.shared:
-                _save_state(state_path, {
+                save_torch(state_path, {
                     "signature": signature, "step": step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng_states,

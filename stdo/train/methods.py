@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path
+from stdo.fileio import save_torch
 from stdo.grid import Grid
 from stdo.models import create_model, load_wdsr
 from stdo.models.cafm import CaFMWDSR
@@ -107,21 +107,16 @@ def build_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: i
                 np.ascontiguousarray(labels, np.uint8), n)
 
 
-def _save(path: Path, state: dict) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-
-
 def save_job(plan: Plan, job: Job, out_dir: Path) -> None:
     """Write a trained job's deliverable weights: chunk{i}.pt state dicts (cafm: folded, plus cafm.pt)."""
     if isinstance(job.model, CaFMWDSR):
-        _save(out_dir / "cafm.pt", job.model.state_dict())
+        save_torch(out_dir / "cafm.pt", job.model.state_dict())
         for i in range(plan.num_models):
-            _save(out_dir / f"chunk{i}.pt", job.model.fold(i).state_dict())
+            save_torch(out_dir / f"chunk{i}.pt", job.model.fold(i).state_dict())
     elif job.name == "joint":
-        _save(out_dir / "chunk0.pt", job.model.state_dict())
+        save_torch(out_dir / "chunk0.pt", job.model.state_dict())
     else:
-        _save(out_dir / f"{job.name}.pt", job.model.state_dict())
+        save_torch(out_dir / f"{job.name}.pt", job.model.state_dict())
 
 
 def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.Module]:
