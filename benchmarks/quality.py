@@ -70,22 +70,27 @@ def main() -> None:
                 run = Path(tmp) / f"{clip}_x{scale}"
                 cluster(ClusterOptions(source=clip_path(clip), run=run, scale=scale, grid=GRIDS[scale],
                                        chunks=args.chunks, frames=args.frames, crop=CROPS[clip], margin=8))
+                done: dict[tuple, tuple[dict, float]] = {}  # a joint method is the same run under both protocols
                 for protocol in args.protocols.split(","):
                     for name, extra in methods:
                         method = name.split("-")[0]
                         overrides = {}
                         if protocol == "bytes" and method in PER_CHUNK:
                             overrides["num_residual_units"] = units_for_equal_bytes(args.model, scale, args.chunks)
-                        t0 = time.perf_counter()
-                        report = train(TrainOptions(
-                            run=run, method=method, restart=True,
-                            config=TrainConfig(steps=args.steps, checkpoint_every=args.steps),
-                            method_options=MethodOptions(model=args.model, overrides=overrides, **extra)))
+                        key = (name, tuple(overrides.items()))
+                        if key not in done:
+                            t0 = time.perf_counter()
+                            done[key] = (train(TrainOptions(
+                                run=run, method=method, restart=True,
+                                config=TrainConfig(steps=args.steps, checkpoint_every=args.steps),
+                                method_options=MethodOptions(model=args.model, overrides=overrides, **extra))),
+                                time.perf_counter() - t0)
+                        report, seconds = done[key]
                         rows.append({"clip": clip, "scale": scale, "protocol": protocol, "method": name,
                                      "psnr_video": report["psnr_video"], "psnr_stdo": report["psnr_stdo"],
                                      "ssim": report["ssim"], "bicubic_video": report["bicubic"]["psnr_video"],
                                      "bicubic_stdo": report["bicubic"]["psnr_stdo"], "params": report["params"],
-                                     "kib": report["bytes_fp32"] / 1024, "seconds": time.perf_counter() - t0})
+                                     "kib": report["bytes_fp32"] / 1024, "seconds": seconds})
                         print(json.dumps(rows[-1]), flush=True)
 
     header = (f"# Quality: {args.frames} frames per clip, {args.chunks} chunks, {args.steps} steps per method, "
@@ -125,7 +130,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xticklabels([f"{c} x{s}\n{p}" for c, s, p in settings])
     ax.set_ylabel("whole-video PSNR gain over bicubic (dB)")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
