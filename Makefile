@@ -11,7 +11,7 @@ JOBS ?= 2
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,7 +25,7 @@ demo: install
 	@echo "demo: RUN directory and trained models in $(DEMO_DIR)/run"
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,bench]'
 	touch $@
 
 bench: $(VENV)/.bench-installed

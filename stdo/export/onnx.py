@@ -1,0 +1,86 @@
+"""ONNX export of a folded WDSR (one file, dynamic batch/height/width) and static int8 QDQ.
+
+Weight norm must be folded first (stdo.models.fold_weight_norm): unfolded, the exporter
+keeps a ReduceL2/Div/Mul per conv. Static int8 is calibrated on the clip's own LR
+windows; onnxruntime's dynamic (ConvInteger) int8 was ~20x slower than static on CPU
+here, so it is not offered.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from stdo.errors import StdoError
+from stdo.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+INPUT, OUTPUT = "lr", "sr"
+OPSET = 18
+
+
+def _require(module: str, extra: str = "export"):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise StdoError(f"{module} is not installed: pip install 'stdo[{extra}]'") from None
+
+
+def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (32, 32)) -> Path:
+    """Write `model` ([N,3,h,w] in [0,1] -> [N,3,s·h,s·w]) as one ONNX file with dynamic N, h, w; checked."""
+    onnx = _require("onnx")
+    model = model.eval().cpu()
+    dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=8, max=8192),
+            3: torch.export.Dim("width", min=8, max=8192)}
+    example = torch.rand(1, 3, *example_size)
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
+                          input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"x": dims}, verbose=False)
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    return Path(path)
+
+
+def quantize_onnx_int8(src: Path, dst: Path, calibration: Iterable[np.ndarray]) -> Path:
+    """Static int8 QDQ (activations uint8, weights int8 per channel), calibrated on `calibration` batches
+    of LR windows [N, 3, h, w] in [0, 1] (the clip's own, not random data)."""
+    _require("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT: np.ascontiguousarray(batch, np.float32)}
+
+    with tempfile.TemporaryDirectory(prefix="stdo-quant-") as tmp, atomic_path(dst, suffix=".onnx") as out:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre))
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+    return Path(dst)
+
+
+class OnnxRunner:
+    """An ONNX model as a stdo.infer runner: float tensor [N,3,h,w] in [0,1] -> [N,3,s·h,s·w]."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0]
+        return torch.from_numpy(y)
