@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.models import list_models
 from stdo.train import distributed as dist_utils
 from stdo.train.loop import AMP_MODES, OPT_LEVELS, TrainConfig
@@ -71,7 +72,7 @@ Examples:
   stdo-train runs/clip --method stdo --steps 2000
   stdo-train runs/clip --method jstdo --steps 2000 --sampling uniform
   stdo-train runs/clip --method cafm --cafm-chunks stdo --amp bf16
-  torchrun --nproc_per_node 2 -m stdo.train.cli runs/clip --method awdnn --steps 4000
+  torchrun --standalone --nproc_per_node 2 -m stdo.train.cli runs/clip --method awdnn
 Rerunning the same command resumes from the last checkpoint.
 """,
 )
@@ -87,7 +88,7 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--units", type=int, help="Override the residual units (channels).")
 @click.option("--width", type=float, help="Override the width multiplier inside blocks.")
 @click.option("--batch", type=int, default=16, show_default=True, help="Crops per optimizer step.")
-@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate (cosine to 1%).")
+@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate (10% warmup, then cosine to 1%).")
 @click.option("--crop", type=int, default=32, show_default=True, help="LR crop size in pixels.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True,
@@ -125,11 +126,18 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
                                      sampling=sampling, crop=crop, augment=not no_augment),
     )
-    bar = StepBar(disable=quiet or int(__import__("os").environ.get("RANK", "0")) != 0)
+    quiet = quiet or int(os.environ.get("RANK", "0")) != 0
+    bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)
+
+    def on_evaluated(frames: int) -> None:
+        bar.close()  # training is over
+        eval_bar("evaluate", frames, None)
+
     try:
-        report = train(options, progress=bar)
+        report = train(options, progress=bar, eval_progress=on_evaluated)
     finally:
         bar.close()
+        eval_bar.close()
         dist_utils.shutdown()
     if report is not None:
         click.echo(format_report(report, Path(run) / "models" / method / "report.json"))

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,11 +45,14 @@ class _Accumulator:
 
 
 def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
-             assignment: np.ndarray, runners: Sequence[Runner], device: str = "cpu") -> dict:
+             assignment: np.ndarray, runners: Sequence[Runner], device: str = "cpu",
+             progress: Callable[[int], None] | None = None) -> dict:
     """Metrics of the models (serving patches by `assignment`) and of bicubic on the same frames."""
     model_acc, bicubic_acc = _Accumulator(), _Accumulator()
     for i, sr in iter_upscaled(lr, grid, scale, assignment, runners, device=device):
         ref = torch.from_numpy(np.ascontiguousarray(hr[i : i + len(sr)])).permute(0, 3, 1, 2).float()
         model_acc.add(sr, ref, grid, scale)
         bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)
+        if progress:
+            progress(len(sr))
     return {**model_acc.summary(chunks, num_chunks), "bicubic": bicubic_acc.summary(chunks, num_chunks)}

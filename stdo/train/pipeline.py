@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def _check(o: TrainOptions) -> None:
         raise StdoError(f"--device {o.config.device} asked for, but torch sees no CUDA device: use --device cpu")
 
 
-def train(o: TrainOptions, progress: ProgressFn = None) -> dict | None:
+def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[[int], None] | None = None) -> dict | None:
     """Train (or resume) a method on a RUN and evaluate it; returns the report (on rank 0; None elsewhere)."""
     _check(o)
     run = Path(o.run)
@@ -133,7 +134,7 @@ def train(o: TrainOptions, progress: ProgressFn = None) -> dict | None:
     if o.evaluate:
         models = load_models(out, plan.num_models, config.device)
         report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, plan.assignment, models,
-                               device=config.device))
+                               device=config.device, progress=eval_progress))
     report["wall_seconds"] = time.perf_counter() - t0
     write_json(out / "report.json", report)
     return report
