@@ -38,11 +38,13 @@ def upscale_to_1080p(frames: np.ndarray) -> np.ndarray:
     return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def timed_steps(model, draw, steps: int, batch: int, dtype, channels_last: bool = False) -> float:
-    """Samples per second over `steps` optimizer steps (after 3 warm-up steps)."""
+def timed_steps(model, draw, steps: int, batch: int, dtype, channels_last: bool = False, compile: bool = False) -> float:
+    """Samples per second over `steps` optimizer steps (after 3 warm-up steps, which also compile)."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    if compile:
+        model = torch.compile(model)
     rng = np.random.default_rng(0)
 
     def step():
@@ -123,6 +125,8 @@ def main() -> None:
                                                              args.steps, args.batch, amp)
     results["stdo-train (sampler, amp auto, channels_last)"] = timed_steps(
         create_model(args.model, scale=scale), stdo_draw, args.steps, args.batch, amp, channels_last=True)
+    results["stdo-train --compile"] = timed_steps(
+        create_model(args.model, scale=scale), stdo_draw, args.steps, args.batch, amp, channels_last=True, compile=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     for _ in range(50):
