@@ -46,14 +46,14 @@ def test_int8_calibrated_on_the_clip_is_smaller_and_close(model, tmp_path, bikes
     windows = split(x, grid).reshape(-1, 3, *grid.window_shape)
     fp32 = export_onnx(model, tmp_path / "m.onnx")
     int8 = quantize_onnx_int8(fp32, tmp_path / "m_int8.onnx", [windows[i : i + 8].numpy() for i in range(0, 24, 8)])
-    assert int8.stat().st_size < 0.6 * fp32.stat().st_size  # weights 4x smaller; tiny models carry graph overhead
+    assert int8.stat().st_size < 0.7 * fp32.stat().st_size  # conv weights 4x smaller; a tiny model is mostly graph
     hr = torch.from_numpy(bikes_frames).permute(0, 3, 1, 2).float()
     chunks = np.zeros((len(lr), 2, 4), np.uint8)
     results = {}
     for name, runner in (("fp32", OnnxRunner(fp32)), ("int8", OnnxRunner(int8))):
         sr = (upscale_batch(x, grid, 2, chunks, [runner]) * 255).round()
         results[name] = float(psnr(sr, hr, shave=2).mean())
-    assert results["fp32"] - 1.0 < results["int8"] < results["fp32"] + 0.1, results
+    assert results["fp32"] - 0.3 <= results["int8"] < results["fp32"] + 0.1, results  # the int8 bar
 
 
 def test_missing_runtime_is_a_clear_error(monkeypatch, tmp_path):
