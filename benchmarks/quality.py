@@ -123,7 +123,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     settings = sorted({(r["clip"], r["scale"], r["protocol"]) for r in rows})
     names = list(dict.fromkeys(r["method"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(settings)), 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         gains = [next((r["psnr_video"] - r["bicubic_video"] for r in rows
