@@ -112,10 +112,16 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
         results.append(asdict(result))
     # every rank's results; a shared job reports from each rank, so keep one per job name
     jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
-    dist_utils.barrier()
-    if world.rank != 0:
-        return None
+    report = None
+    if world.rank == 0:
+        report = _report(o, plan, jobs, info, hr, lr, grid, scale, cmap, config, world.size, out, eval_progress, t0)
+    dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
+    return report
 
+
+def _report(o: TrainOptions, plan, jobs: dict, info: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int,
+            cmap, config: TrainConfig, world_size: int, out: Path, eval_progress, t0: float) -> dict:
+    """Write assignment.npz and report.json (cost, and the evaluation unless disabled); return the report."""
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -126,7 +132,7 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
         "steps": sum(r["steps"] for r in jobs.values()),
         "jobs": [jobs[name] for name in sorted(jobs)],
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
-        "wall_seconds": None, "device": config.device, "world_size": world.size,
+        "wall_seconds": None, "device": config.device, "world_size": world_size,
         "amp": resolve_amp(config.amp, config.device).label, "config": asdict(o.config),
         "method_options": asdict(o.method_options),
     }
