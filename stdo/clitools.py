@@ -24,18 +24,21 @@ class StdoCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except StdoError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(EXIT_BAD_INPUT)
+            _fail(ctx, e)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except StdoError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(EXIT_BAD_INPUT)
+            _fail(ctx, e)
         except KeyboardInterrupt:
-            click.echo("Interrupted: nothing was half-written; rerun the same command to start again.", err=True)
+            click.echo("Interrupted: nothing was half-written; rerun the same command to go on.", err=True)
             ctx.exit(130)
+
+
+def _fail(ctx: click.Context, error: StdoError) -> None:
+    click.echo(f"Error: {error}", err=True)
+    ctx.exit(EXIT_BAD_INPUT)
 
 
 class StageBars:
