@@ -1,0 +1,183 @@
+"""The delivery bundle's manifest and chunk map: writing them, and reading them as untrusted input.
+
+bundle/manifest.json (format "stdo-bundle", version 1):
+  scale, lr_size [w, h], frames, fps, grid {cols, rows, margin}, chunks,
+  chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed)
+  video {path, sha256, bytes}                             (the LR stream)
+  models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
+
+A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
+version are checked, paths must be plain relative paths inside the bundle (no '..', no
+absolute path, no link), every declared size is bounded and must match the file, every
+sha256 is verified, chunk ids are in range and the chunk map's shape matches the video.
+Anything else raises BundleError with a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from stdo.errors import StdoError
+from stdo.fileio import write_bytes, write_json
+
+FORMAT, VERSION = "stdo-bundle", 1
+MANIFEST = "manifest.json"
+CHUNKMAP = "chunkmap.bin"
+MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
+FORMATS = ("onnx", "tflite", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class BundleError(StdoError):
+    """The bundle is malformed, tampered with, or from an unknown version."""
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict
+    chunkmap: np.ndarray  # uint8 [T, rows, cols]
+
+    def file(self, entry: dict) -> Path:
+        return self.root / entry["path"]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(root: Path, path: Path, **extra) -> dict:
+    """Manifest entry of a file already written inside the bundle."""
+    return {"path": path.relative_to(root).as_posix(), "sha256": sha256_of(path), "bytes": path.stat().st_size, **extra}
+
+
+def write_chunkmap(root: Path, chunks: np.ndarray) -> dict:
+    path = root / CHUNKMAP
+    write_bytes(path, zlib.compress(np.ascontiguousarray(chunks, np.uint8).tobytes(), 9))
+    return file_entry(root, path, shape=list(chunks.shape))
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    write_json(root / MANIFEST, {"format": FORMAT, "version": VERSION, **manifest})
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise BundleError(f"bad bundle: {message}")
+
+
+def _int(obj: dict, key: str, lo: int, hi: int) -> int:
+    value = obj.get(key)
+    _need(isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi,
+          f"{key} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _dict(obj, key: str) -> dict:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    _need(isinstance(value, dict), f"{key} must be an object")
+    return value
+
+
+def _safe_path(root: Path, entry: dict, what: str) -> Path:
+    """The file an entry names, if it is a plain relative path to a regular file inside the bundle."""
+    rel = entry.get("path")
+    _need(isinstance(rel, str) and rel != "", f"{what}: path must be a non-empty string")
+    pure = PurePosixPath(rel)
+    _need(not pure.is_absolute() and "\\" not in rel and ":" not in rel, f"{what}: path {rel!r} must be relative")
+    _need(all(part not in ("", ".", "..") for part in rel.split("/")), f"{what}: path {rel!r} must not use . or ..")
+    path = root.joinpath(*pure.parts)
+    for parent in [path, *path.parents]:
+        if parent == root:
+            break
+        _need(not parent.is_symlink(), f"{what}: {rel!r} goes through a link")
+    _need(path.is_file(), f"{what}: {rel!r} is missing")
+    _need(os.path.realpath(path).startswith(os.path.realpath(root) + os.sep), f"{what}: {rel!r} leaves the bundle")
+    return path
+
+
+def _checked_file(root: Path, entry, what: str) -> Path:
+    _need(isinstance(entry, dict), f"{what} must be an object")
+    path = _safe_path(root, entry, what)
+    size = _int(entry, "bytes", 0, MAX_FILE_BYTES)
+    _need(path.stat().st_size == size, f"{what}: {entry['path']} is {path.stat().st_size} bytes, manifest says {size}")
+    digest = entry.get("sha256")
+    _need(isinstance(digest, str) and len(digest) == 64, f"{what}: sha256 must be 64 hex digits")
+    _need(sha256_of(path) == digest, f"{what}: {entry['path']} fails its sha256 check (tampered or corrupt)")
+    return path
+
+
+def read_bundle(root: Path) -> Bundle:
+    """Read and verify a bundle; raises BundleError on anything unexpected."""
+    root = Path(root)
+    manifest_path = root / MANIFEST
+    _need(manifest_path.is_file() and not manifest_path.is_symlink(), f"{root} has no {MANIFEST}")
+    _need(manifest_path.stat().st_size <= MAX_MANIFEST_BYTES, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"bad bundle: {MANIFEST} is not JSON ({e.__class__.__name__})") from None
+    _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, f"{MANIFEST} is not a {FORMAT} manifest")
+    _need(manifest.get("version") == VERSION, f"version {manifest.get('version')!r} is not {VERSION}: update stdo")
+
+    _int(manifest, "scale", 2, 8)
+    lr_size = manifest.get("lr_size")
+    _need(isinstance(lr_size, list) and len(lr_size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in lr_size),
+          "lr_size must be [width, height]")
+    frames = _int(manifest, "frames", 1, MAX_FRAMES)
+    grid = _dict(manifest, "grid")
+    cols, rows = _int(grid, "cols", 1, min(MAX_GRID, lr_size[0])), _int(grid, "rows", 1, min(MAX_GRID, lr_size[1]))
+    _int(grid, "margin", 0, 1024)
+    chunks = _int(manifest, "chunks", 1, 255)
+    fps = manifest.get("fps")
+    _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
+
+    cmap_entry = _dict(manifest, "chunkmap")
+    cmap_path = _checked_file(root, cmap_entry, "chunkmap")
+    shape = cmap_entry.get("shape")
+    _need(shape == [frames, rows, cols], f"chunkmap shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
+    expected = frames * rows * cols
+    try:
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(cmap_path.read_bytes(), expected + 1)  # bounded: no zip bomb
+    except zlib.error:
+        raise BundleError("bad bundle: chunkmap is not zlib data") from None
+    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
+          f"chunkmap holds {len(raw)} bytes, expected {expected}")
+    chunkmap = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
+    _need(int(chunkmap.max()) < chunks, f"chunkmap names chunk {int(chunkmap.max())}, the bundle has {chunks}")
+
+    _checked_file(root, _dict(manifest, "video"), "video")
+    models = manifest.get("models")
+    _need(isinstance(models, list) and len(models) == chunks, f"models must list one entry per chunk ({chunks})")
+    for i, model in enumerate(models):
+        _need(isinstance(model, dict) and model.get("chunk") == i, f"models[{i}] must be chunk {i}")
+        files = model.get("files")
+        _need(isinstance(files, list) and files, f"models[{i}].files must be a non-empty list")
+        for j, entry in enumerate(files):
+            what = f"models[{i}].files[{j}]"
+            _checked_file(root, entry, what)
+            _need(entry.get("format") in FORMATS, f"{what}: format must be one of {', '.join(FORMATS)}")
+            _need(entry.get("precision") in PRECISIONS, f"{what}: precision must be one of {', '.join(PRECISIONS)}")
+            shape = entry.get("input_shape")
+            _need(isinstance(shape, list) and len(shape) == 4
+                  and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
+                          for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
+    return Bundle(root, manifest, chunkmap)

@@ -1,0 +1,129 @@
+"""The bundle reader treats a bundle as untrusted: every check, and a fuzzer."""
+
+import copy
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_chunkmap, write_manifest)
+
+
+def make_bundle(root: Path) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    chunks = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
+    (root / "lr.mp4").write_bytes(b"video bytes")
+    (root / "models").mkdir(exist_ok=True)
+    models = []
+    for i in range(2):
+        path = root / "models" / f"chunk{i}.onnx"
+        path.write_bytes(os.urandom(64))
+        models.append({"chunk": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
+                                                        input_shape=[None, 3, None, None])]})
+    manifest = {"scale": 2, "lr_size": [80, 48], "frames": 6, "fps": 25.0, "grid": {"cols": 4, "rows": 2, "margin": 6},
+                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "video": file_entry(root, root / "lr.mp4"),
+                "models": models}
+    write_manifest(root, manifest)
+    return json.loads((root / MANIFEST).read_text())
+
+
+def rewrite(root: Path, manifest: dict) -> None:
+    (root / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_good_bundle_reads(tmp_path):
+    manifest = make_bundle(tmp_path)
+    bundle = read_bundle(tmp_path)
+    assert bundle.chunkmap.shape == (6, 2, 4) and bundle.manifest == manifest
+    assert bundle.file(manifest["models"][1]["files"][0]).name == "chunk1.onnx"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(version=2), "version"),
+    (lambda m: m.update(format="other"), "not a stdo-bundle"),
+    (lambda m: m["models"][0]["files"][0].update(path="../outside.onnx"), "must not use"),
+    (lambda m: m["models"][0]["files"][0].update(path="/etc/passwd"), "must be relative"),
+    (lambda m: m["models"][0]["files"][0].update(sha256="0" * 64), "sha256"),
+    (lambda m: m["models"][0]["files"][0].update(bytes=63), "manifest says 63"),
+    (lambda m: m["video"].update(bytes=-1), "bytes must be"),
+    (lambda m: m.update(chunks=1, models=m["models"][:1]), "names chunk 1"),
+    (lambda m: m.update(frames=7), "does not match"),
+    (lambda m: m["grid"].update(cols=100), "cols must be"),
+    (lambda m: m.pop("video"), "video must be"),
+    (lambda m: m["models"][0]["files"][0].update(format="exe"), "format must be"),
+])
+def test_malformed_or_tampered_manifests_are_refused(tmp_path, change, message):
+    manifest = make_bundle(tmp_path)
+    change(manifest)
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError, match=message):
+        read_bundle(tmp_path)
+
+
+def test_tampered_file_and_links_are_refused(tmp_path):
+    make_bundle(tmp_path / "a")
+    (tmp_path / "a/models/chunk0.onnx").write_bytes(os.urandom(64))
+    with pytest.raises(BundleError, match="sha256"):
+        read_bundle(tmp_path / "a")
+    manifest = make_bundle(tmp_path / "b")
+    secret = tmp_path / "secret.onnx"
+    secret.write_bytes((tmp_path / "b/models/chunk0.onnx").read_bytes())
+    (tmp_path / "b/models/chunk0.onnx").unlink()
+    (tmp_path / "b/models/chunk0.onnx").symlink_to(secret)
+    rewrite(tmp_path / "b", manifest)
+    with pytest.raises(BundleError, match="link"):
+        read_bundle(tmp_path / "b")
+
+
+def test_a_chunk_map_bomb_is_refused_without_inflating_it(tmp_path):
+    manifest = make_bundle(tmp_path)
+    (tmp_path / "chunkmap.bin").write_bytes(zlib.compress(bytes(50_000_000), 9))
+    manifest["chunkmap"] = file_entry(tmp_path, tmp_path / "chunkmap.bin", shape=[6, 2, 4])
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError, match="expected 48"):
+        read_bundle(tmp_path)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_bundles_fail_only_with_bundle_errors(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("fuzz")
+    manifest = make_bundle(root)
+    mutated = copy.deepcopy(manifest)
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(mutated) if p]
+        path = data.draw(st.sampled_from(paths))
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(JSON)
+    rewrite(root, mutated)
+    if data.draw(st.booleans()):
+        (root / "chunkmap.bin").write_bytes(data.draw(st.binary(max_size=64)))
+    try:
+        read_bundle(root)
+    except BundleError:
+        pass
