@@ -26,7 +26,7 @@ from stdo.grid import Grid
 from stdo.metrics import stdo_shave
 from stdo.models import load_wdsr
 from stdo.rundir import check_can_write, fingerprint, write_cluster_stage
-from stdo.video import Crop, load_clip, source_kind
+from stdo.video import Crop, load_clip, probe_video, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,17 @@ def check_grid(grid: Grid, scale: int) -> None:
         )
 
 
+def _expected_frames(source: Path, o: ClusterOptions) -> int | None:
+    """Frames to decode, for the progress bar: --frames, else what the container declares (None if unknown)."""
+    if o.frames is not None or not source.is_file():
+        return o.frames
+    try:
+        declared = probe_video(source)[2]
+    except StdoError:
+        return None  # load_clip reports the problem
+    return max(declared - o.start, 0) or None
+
+
 def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -123,7 +134,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
 
     clip = load_clip(
         source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, crf=o.crf,
-        progress=partial(progress, "decode", total=o.frames) if progress else None,
+        progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,
     )
     timings["decode"] = time.perf_counter() - t0
     t, lh, lw, _ = clip.lr.shape
