@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from stdo.grid import Grid, split, stitch
+from stdo.video import as_nchw
 
 Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 3, s·h, s·w]
 
@@ -39,7 +40,6 @@ def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray
                   frames_per_batch: int = 4, device: str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3]."""
     for i in range(0, len(lr), frames_per_batch):
-        x = torch.from_numpy(np.ascontiguousarray(lr[i : i + frames_per_batch])).permute(0, 3, 1, 2)
-        x = x.to(device).float().div_(255)
+        x = as_nchw(lr[i : i + frames_per_batch]).to(device).float().div_(255)
         sr = upscale_batch(x, grid, scale, assignment[i : i + frames_per_batch], runners)
         yield i, sr.mul_(255).round_().cpu()

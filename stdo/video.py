@@ -242,6 +242,11 @@ def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- LR synthesis
 
 
+def as_nchw(frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] -> uint8 tensor [T, 3, H, W] (a view; no copy for contiguous input)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+
 def frames_per_batch(height: int, width: int, pixel_budget: int = 2_000_000) -> int:
     """How many frames of this size to process at once so float work buffers stay near pixel_budget·12 bytes."""
     return max(1, pixel_budget // (height * width))
@@ -265,7 +270,7 @@ def downscale_bicubic(frames: np.ndarray, scale: int, stripe_rows: int = 64) -> 
         for j0 in range(0, lh, stripe_rows):
             j1 = min(j0 + stripe_rows, lh)
             a, b = max(j0 - context, 0), min(j1 + context, lh)
-            x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch, a * scale : b * scale])).permute(0, 3, 1, 2)
+            x = as_nchw(frames[i : i + batch, a * scale : b * scale])
             y = F.interpolate(x.float(), size=(b - a, lw), mode="bicubic", antialias=True, align_corners=False)
             out[i : i + batch, j0:j1] = y[:, :, j0 - a : j1 - a].round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
@@ -277,7 +282,7 @@ def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
     The cubic kernel has a = -0.5 as in MATLAB's imresize and PIL (torch's antialias path;
     its plain bicubic uses OpenCV's a = -0.75). Antialiasing itself does nothing when enlarging.
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = as_nchw(frames).float()
     y = F.interpolate(x, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False)
     return y.round_().clamp_(0, 255)
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from stdo.grid import Grid, patch_means, region_sums
 from stdo.metrics import PEAK, psnr_from_mse
-from stdo.video import frames_per_batch, upscale_bicubic
+from stdo.video import as_nchw, frames_per_batch, upscale_bicubic
 
 SCORERS = ("bicubic", "general", "dct")
 Progress = Callable[[int], None] | None
@@ -34,11 +34,6 @@ class Scores:
     scores: np.ndarray  # float32 [T, rows, cols], higher = easier
     features: np.ndarray  # float32 [T, rows, cols, F]
     feature_names: tuple[str, ...]
-
-
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> uint8 [T, 3, H, W] view (no copy for contiguous input)."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
 def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, lr: np.ndarray, grid: Grid,
@@ -63,7 +58,7 @@ def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, 
     for i in range(0, t, batch):
         for r0, r1, y0, y1, a, b, row_edges, pixels in stripes:
             up = upscale(lr[i : i + batch, a:b])[:, :, (y0 - a) * scale : (y1 - a) * scale]
-            se = up.sub_(_to_tensor(hr[i : i + batch, y0 * scale : y1 * scale])).square_().mean(1).numpy()
+            se = up.sub_(as_nchw(hr[i : i + batch, y0 * scale : y1 * scale])).square_().mean(1).numpy()
             out[i : i + batch, r0:r1] = psnr_from_mse(region_sums(se, row_edges, grid.col_edges * scale) / pixels)
         if progress:
             progress(min(batch, t - i))
@@ -83,7 +78,7 @@ def score_model(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, model: n
 
     @torch.no_grad()  # not inference_mode: the caller updates the output in place
     def upscale(x: np.ndarray) -> torch.Tensor:
-        y = model(_to_tensor(x).to(device).float() / 255.0)
+        y = model(as_nchw(x).to(device).float() / 255.0)
         return (y * 255.0).round_().clamp_(0, 255).cpu()
 
     return _psnr_scores(upscale, hr, lr, grid, scale, None, progress)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stdo.grid import Grid
+from stdo.video import as_nchw
 
 
 def _crop_starts(lo: np.ndarray, hi: np.ndarray, crop: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,8 +66,8 @@ class PatchSampler:
         inside_y = (ar_s[None, :] >= oy[:, None]) & (ar_s[None, :] < oy[:, None] + p * s)
         inside_x = (ar_s[None, :] >= ox[:, None]) & (ar_s[None, :] < ox[:, None] + p * s)
         mask = torch.from_numpy(inside_y[:, None, :, None] & inside_x[:, None, None, :]).float()
-        lr_t = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div_(255)
-        hr_t = torch.from_numpy(hr).permute(0, 3, 1, 2).float().div_(255)
+        lr_t = as_nchw(lr).float().div_(255)
+        hr_t = as_nchw(hr).float().div_(255)
         if self.augment:
             lr_t, hr_t, mask = _augment((lr_t, hr_t, mask), rng)
         return lr_t.contiguous(), hr_t.contiguous(), mask.contiguous()

@@ -16,7 +16,7 @@ import torch
 from stdo.grid import Grid
 from stdo.infer import Runner, iter_upscaled
 from stdo.metrics import chunk_mse, count_weighted_psnr, patch_mse, psnr, psnr_from_mse, ssim, stdo_shave
-from stdo.video import upscale_bicubic
+from stdo.video import as_nchw, upscale_bicubic
 
 
 class _Accumulator:
@@ -50,7 +50,7 @@ def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.
     """Metrics of the models (serving patches by `assignment`) and of bicubic on the same frames."""
     model_acc, bicubic_acc = _Accumulator(), _Accumulator()
     for i, sr in iter_upscaled(lr, grid, scale, assignment, runners, device=device):
-        ref = torch.from_numpy(np.ascontiguousarray(hr[i : i + len(sr)])).permute(0, 3, 1, 2).float()
+        ref = as_nchw(hr[i : i + len(sr)]).float()
         model_acc.add(sr, ref, grid, scale)
         bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)
         if progress:

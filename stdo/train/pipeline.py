@@ -85,6 +85,7 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
+    precision = resolve_amp(config.amp, config.device).label
     torch.manual_seed(config.seed)  # model initialization
     plan = build_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
     out = method_dir(run, o.method)
@@ -97,7 +98,7 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     signature_base = {
         "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256")},
         "model": o.method_options.model, "overrides": o.method_options.overrides, "train": asdict(o.config),
-        "amp": resolve_amp(config.amp, config.device).label, "method_options": asdict(o.method_options),
+        "amp": precision, "method_options": asdict(o.method_options),
     }
     t0 = time.perf_counter()
     results = []
@@ -114,13 +115,14 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
     report = None
     if world.rank == 0:
-        report = _report(o, plan, jobs, info, hr, lr, grid, scale, cmap, config, world.size, out, eval_progress, t0)
+        report = _report(o, plan, jobs, hr, lr, grid, scale, cmap, config, precision, world.size, out,
+                         eval_progress, t0)
     dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
     return report
 
 
-def _report(o: TrainOptions, plan, jobs: dict, info: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int,
-            cmap, config: TrainConfig, world_size: int, out: Path, eval_progress, t0: float) -> dict:
+def _report(o: TrainOptions, plan, jobs: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap,
+            config: TrainConfig, precision: str, world_size: int, out: Path, eval_progress, t0: float) -> dict:
     """Write assignment.npz and report.json (cost, and the evaluation unless disabled); return the report."""
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
@@ -133,7 +135,7 @@ def _report(o: TrainOptions, plan, jobs: dict, info: dict, hr: np.ndarray, lr: n
         "jobs": [jobs[name] for name in sorted(jobs)],
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
         "wall_seconds": None, "device": config.device, "world_size": world_size,
-        "amp": resolve_amp(config.amp, config.device).label, "config": asdict(o.config),
+        "amp": precision, "config": asdict(o.config),
         "method_options": asdict(o.method_options),
     }
     save_npz(out / "assignment.npz", assignment=plan.assignment)
