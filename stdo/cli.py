@@ -6,6 +6,7 @@ import click
 
 import stdo
 from stdo.cluster.cli import cluster_command
+from stdo.export.cli import export_command
 from stdo.train.cli import train_command
 
 
@@ -20,3 +21,4 @@ def main() -> None:
 
 main.add_command(cluster_command)
 main.add_command(train_command)
+main.add_command(export_command)

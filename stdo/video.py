@@ -243,8 +243,12 @@ def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
 
 
 def as_nchw(frames: np.ndarray) -> torch.Tensor:
-    """uint8 frames [T, H, W, 3] -> uint8 tensor [T, 3, H, W] (a view; no copy for contiguous input)."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    """uint8 frames [T, H, W, 3] -> uint8 tensor [T, 3, H, W] (a view of contiguous, writable input;
+    read-only input such as a memory-mapped RUN is copied, since torch tensors are always writable)."""
+    frames = np.ascontiguousarray(frames)
+    if not frames.flags.writeable:
+        frames = frames.copy()
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
 def frames_per_batch(height: int, width: int, pixel_budget: int = 2_000_000) -> int:
@@ -287,16 +291,20 @@ def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
     return y.round_().clamp_(0, 255)
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, preset: str = "medium") -> None:
-    """Encode frames to H.264 (yuv420p) mp4, atomically. Odd sizes are edge-padded to even."""
+def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, preset: str = "medium",
+              lossless: bool = False) -> None:
+    """Encode frames to H.264 mp4, atomically: yuv420p at `crf` (odd sizes edge-padded to even), or with
+    `lossless` RGB H.264 (libx264rgb, qp 0) that decodes back to exactly the same uint8 frames."""
     t, h, w, _ = frames.shape
-    ph, pw = h + h % 2, w + w % 2
+    ph, pw = (h, w) if lossless else (h + h % 2, w + w % 2)
     with atomic_path(path, suffix=".mp4") as tmp:
         # faststart: the index goes first, so a player can start before the whole file arrives
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": preset}
+            stream = container.add_stream("libx264rgb" if lossless else "libx264",
+                                          rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = pw, ph
+            stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+            stream.options = {"qp": "0", "preset": preset} if lossless else {"crf": str(crf), "preset": preset}
             for frame in frames:
                 if (ph, pw) != (h, w):
                     frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")

@@ -2,7 +2,8 @@
 
 bundle/manifest.json (format "stdo-bundle", version 1):
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin}, chunks,
-  chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed)
+  chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed; null when one
+                                                          joint model serves every patch)
   video {path, sha256, bytes}                             (the LR stream)
   models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
 
@@ -123,6 +124,23 @@ def _checked_file(root: Path, entry, what: str) -> Path:
     return path
 
 
+def _read_chunkmap(root: Path, entry: dict, frames: int, rows: int, cols: int, chunks: int) -> np.ndarray:
+    path = _checked_file(root, entry, "chunkmap")
+    shape = entry.get("shape")
+    _need(shape == [frames, rows, cols], f"chunkmap shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
+    expected = frames * rows * cols
+    try:
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(path.read_bytes(), expected + 1)  # bounded: no zip bomb
+    except zlib.error:
+        raise BundleError("bad bundle: chunkmap is not zlib data") from None
+    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
+          f"chunkmap holds {len(raw)} bytes, expected {expected}")
+    chunkmap = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
+    _need(int(chunkmap.max()) < chunks, f"chunkmap names chunk {int(chunkmap.max())}, the bundle has {chunks}")
+    return chunkmap
+
+
 def read_bundle(root: Path) -> Bundle:
     """Read and verify a bundle; raises BundleError on anything unexpected."""
     root = Path(root)
@@ -149,21 +167,10 @@ def read_bundle(root: Path) -> Bundle:
     fps = manifest.get("fps")
     _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
 
-    cmap_entry = _dict(manifest, "chunkmap")
-    cmap_path = _checked_file(root, cmap_entry, "chunkmap")
-    shape = cmap_entry.get("shape")
-    _need(shape == [frames, rows, cols], f"chunkmap shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
-    expected = frames * rows * cols
-    try:
-        inflate = zlib.decompressobj()
-        raw = inflate.decompress(cmap_path.read_bytes(), expected + 1)  # bounded: no zip bomb
-    except zlib.error:
-        raise BundleError("bad bundle: chunkmap is not zlib data") from None
-    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
-          f"chunkmap holds {len(raw)} bytes, expected {expected}")
-    chunkmap = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
-    _need(int(chunkmap.max()) < chunks, f"chunkmap names chunk {int(chunkmap.max())}, the bundle has {chunks}")
-
+    if manifest.get("chunkmap") is None and chunks == 1:  # a single (joint) model serves every patch
+        chunkmap = np.zeros((frames, rows, cols), np.uint8)
+    else:
+        chunkmap = _read_chunkmap(root, _dict(manifest, "chunkmap"), frames, rows, cols, chunks)
     _checked_file(root, _dict(manifest, "video"), "video")
     models = manifest.get("models")
     _need(isinstance(models, list) and len(models) == chunks, f"models must list one entry per chunk ({chunks})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stdo.errors import StdoError
+from stdo.export.toolchain import quiet, require
 from stdo.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -26,22 +25,14 @@ INPUT, OUTPUT = "lr", "sr"
 OPSET = 18
 
 
-def _require(module: str, extra: str = "export"):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError:
-        raise StdoError(f"{module} is not installed: pip install 'stdo[{extra}]'") from None
-
-
 def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (32, 32)) -> Path:
     """Write `model` ([N,3,h,w] in [0,1] -> [N,3,s·h,s·w]) as one ONNX file with dynamic N, h, w; checked."""
-    onnx = _require("onnx")
+    onnx = require("onnx")
     model = model.eval().cpu()
     dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=8, max=8192),
             3: torch.export.Dim("width", min=8, max=8192)}
     example = torch.rand(1, 3, *example_size)
-    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with atomic_path(path, suffix=".onnx") as tmp, quiet():
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"x": dims}, verbose=False)
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
@@ -51,7 +42,7 @@ def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (3
 def quantize_onnx_int8(src: Path, dst: Path, calibration: Iterable[np.ndarray]) -> Path:
     """Static int8 QDQ (activations uint8, weights int8 per channel), calibrated on `calibration` batches
     of LR windows [N, 3, h, w] in [0, 1] (the clip's own, not random data)."""
-    _require("onnxruntime")
+    require("onnxruntime")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -63,7 +54,7 @@ def quantize_onnx_int8(src: Path, dst: Path, calibration: Iterable[np.ndarray]) 
             batch = next(self.batches, None)
             return None if batch is None else {INPUT: np.ascontiguousarray(batch, np.float32)}
 
-    with tempfile.TemporaryDirectory(prefix="stdo-quant-") as tmp, atomic_path(dst, suffix=".onnx") as out:
+    with tempfile.TemporaryDirectory(prefix="stdo-quant-") as tmp, atomic_path(dst, suffix=".onnx") as out, quiet():
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
@@ -78,7 +69,7 @@ def skip_convs(path: Path) -> list[str]:
     its rounding errors land on the output pixels directly. Kept in float it costs a few
     KB and, on the demo's model, cut the int8 loss against HR from 0.40 dB to 0.15 dB.
     """
-    onnx = _require("onnx")
+    onnx = require("onnx")
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
@@ -90,7 +81,7 @@ class OnnxRunner:
     """An ONNX model as a stdo.infer runner: float tensor [N,3,h,w] in [0,1] -> [N,3,s·h,s·w]."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
+        ort = require("onnxruntime")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

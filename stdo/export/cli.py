@@ -1,0 +1,84 @@
+"""stdo-export: parse options, call stdo.export.pipeline.export, print the verification table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, export, format_table, parse_list
+from stdo.train.methods import METHODS
+
+
+def _formats(ctx, param, value: str) -> tuple[str, ...]:
+    return parse_list(value, FORMATS, "--format")
+
+
+def _quantize(ctx, param, value: str) -> tuple[str, ...]:
+    return parse_list(value, QUANTIZE, "--quantize") if value else ()
+
+
+@click.command(
+    "export",
+    cls=StdoCommand,
+    context_settings=CONTEXT_SETTINGS,
+    epilog="""\b
+Examples:
+  stdo-export runs/clip --method stdo --format onnx
+  stdo-export runs/clip --method stdo --format onnx,tflite,coreml --quantize int8,fp16
+  stdo-export runs/clip --method jstdo --format tflite --out runs/clip/bundle-jstdo
+\b
+Variants written per model: onnx fp32 (+int8); tflite fp32 (+fp16, +int8); coreml fp16 (+int8).
+Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-edge-litert, coremltools).
+""",
+)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(METHODS), default="stdo", show_default=True,
+              help="Which trained method of the RUN to export (RUN/models/METHOD).")
+@click.option("--format", "formats", default="onnx", show_default=True, callback=_formats,
+              help="Comma-separated: onnx, tflite, coreml.")
+@click.option("--quantize", default="", callback=_quantize,
+              help="Comma-separated extra precisions: int8 (all formats, calibrated on the clip), fp16 (tflite).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Bundle folder [default: RUN/bundle]. An earlier bundle there is replaced only once the new one "
+                   "is complete and verified.")
+@click.option("--calibration", type=int, default=64, show_default=True,
+              help="LR windows per model for int8 calibration, taken from the patches that model serves.")
+@click.option("--verify-frames", type=int, default=30, show_default=True,
+              help="Frames (evenly spaced) on which every artifact is verified; 0 = all.")
+@click.option("--video-crf", type=int,
+              help="Ship the LR stream as yuv420p H.264 at this CRF instead of lossless RGB H.264 (smaller, but the "
+                   "client then sees other LR frames than the models were trained on).")
+@click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
+def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, threads, quiet, verbose):
+    """Export the trained models of a RUN as ONNX, TFLite and CoreML, verify them, and write the bundle.
+
+    The bundle (RUN/bundle by default) holds manifest.json, the chunk map, the LR video,
+    models/ and report.json + report.md: every artifact's bytes, PSNR against the fp32
+    PyTorch output and against HR, and time per window. The bundle is built in a temp
+    folder and moved into place only when complete.
+    """
+    setup_logging(verbose)
+    options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
+                            calibration_windows=calibration, verify_frames=verify_frames, video_crf=video_crf,
+                            threads=threads)
+    bars = StageBars(unit="step", disable=quiet)
+    try:
+        report = export(options, progress=bars)
+    finally:
+        bars.close()
+    click.echo(f"method {report['method']}  x{report['scale']}  {report['models']} model(s)  verified on "
+               f"{report['verify_frames']} frames  torch fp32 {report['torch_fp32_psnr_hr']:.3f} dB vs HR")
+    click.echo("\n".join(format_table(report)))
+    click.echo(f"bundle {report['bundle']}  (report.md inside)")
+
+
+def main() -> None:
+    export_command(prog_name="stdo-export")
+
+
+if __name__ == "__main__":
+    main()

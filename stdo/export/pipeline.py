@@ -1,0 +1,408 @@
+"""stdo-export as a library call: RUN/models/<method>/ -> a verified delivery bundle.
+
+The bundle is built in a temp folder beside its destination and moved into place only
+when every file is written and verified, so a failed export leaves no partial bundle
+and an earlier bundle stays as it was.
+
+bundle/
+  manifest.json                  stdo.export.bundle (versioned; what the player reads)
+  chunkmap.bin                   model index of every patch (absent for a single-model method)
+  lr.mp4                         the LR stream: lossless RGB H.264 by default (the frames the
+                                 models were trained and evaluated on), or yuv420p at --video-crf
+  models/chunk{i}[_{precision}].{onnx,tflite,mlpackage.zip}
+  report.json, report.md         verification of every artifact on the clip
+
+Variants: ONNX fp32 (+ int8), TFLite fp32 (+ fp16, int8), CoreML fp16 (+ int8); --quantize
+adds the int8 and fp16 ones. Verification runs each variant the way a client would
+(onnxruntime, ai-edge-litert; CoreML's decompressed weights in torch on Linux) over the
+verification frames, stitched with the bundle's grid, and compares with the fp32 torch
+models and with HR.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import stdo
+from stdo.errors import StdoError
+from stdo.export import bundle as bundle_format
+from stdo.export.toolchain import require
+from stdo.fileio import umask, write_bytes, write_json
+from stdo.grid import Grid, split
+from stdo.infer import Runner, upscale_batch
+from stdo.metrics import PEAK, mse, psnr, psnr_from_mse
+from stdo.models import fold_weight_norm
+from stdo.rundir import load_frames, read_run_info
+from stdo.train.methods import METHODS, load_models
+from stdo.train.pipeline import grid_of, method_dir
+from stdo.video import as_nchw, write_mp4
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tflite", "coreml")
+QUANTIZE = ("int8", "fp16")
+BASE_PRECISION = {"onnx": "fp32", "tflite": "fp32", "coreml": "fp16"}
+EXTRA_PRECISIONS = {"onnx": ("int8",), "tflite": ("fp16", "int8"), "coreml": ("int8",)}
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage.zip"}
+CHECKED_BY = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "coreml": "coremltools spec + weights (torch)"}
+CONVERTERS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert_torch", "ai_edge_litert"),
+              "coreml": ("coremltools",)}
+FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
+INT8_MAX_LOSS_DB = 0.3  # int8 against HR, compared with fp32
+
+Progress = Callable[[str, int, int | None], None] | None
+
+
+@dataclass
+class ExportOptions:
+    run: Path
+    method: str = "stdo"
+    formats: tuple[str, ...] = ("onnx",)
+    quantize: tuple[str, ...] = ()
+    out: Path | None = None  # default RUN/bundle
+    calibration_windows: int = 64  # per model, from the patches it serves
+    verify_frames: int = 30  # evenly spaced over the clip; 0 = all
+    video_crf: int | None = None  # None: lossless LR stream
+    threads: int | None = None
+
+
+@dataclass
+class Variant:
+    format: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.format} {self.precision}"
+
+    def filename(self, model_index: int) -> str:
+        tag = "" if self.precision == BASE_PRECISION[self.format] else f"_{self.precision}"
+        return f"chunk{model_index}{tag}{SUFFIX[self.format]}"
+
+
+def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """'onnx,tflite' -> ('onnx', 'tflite'), checked against `allowed`, order kept, duplicates dropped."""
+    items = [s.strip().lower() for s in text.split(",")] if isinstance(text, str) else [s.lower() for s in text]
+    items = [s for s in items if s]
+    unknown = [s for s in items if s not in allowed]
+    if unknown:
+        raise StdoError(f"{option} {unknown[0]!r} is unknown: use one or more of {','.join(allowed)}")
+    return tuple(dict.fromkeys(items))
+
+
+def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Variant]:
+    out = []
+    for f in formats:
+        out.append(Variant(f, BASE_PRECISION[f]))
+        out += [Variant(f, p) for p in EXTRA_PRECISIONS[f] if p in quantize]
+    return out
+
+
+def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
+    """Everything that can be refused before any work: returns (RUN, run info, bundle path)."""
+    if o.method not in METHODS:
+        raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
+    if not o.formats:
+        raise StdoError("--format is empty: give one or more of " + ",".join(FORMATS))
+    parse_list(list(o.formats), FORMATS, "--format")
+    parse_list(list(o.quantize), QUANTIZE, "--quantize")
+    if o.calibration_windows <= 0 or o.verify_frames < 0:
+        raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
+    if o.video_crf is not None and not 0 <= o.video_crf <= 51:
+        raise StdoError(f"--video-crf {o.video_crf} is outside 0..51")
+    run = Path(o.run)
+    if not run.is_dir():
+        raise StdoError(f"{run} does not exist: run stdo-cluster and stdo-train first")
+    info = read_run_info(run)
+    models = method_dir(run, o.method)
+    if not (models / "report.json").is_file() or not (models / "assignment.npz").is_file():
+        raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
+    out = Path(o.out) if o.out else run / "bundle"
+    if out.exists() and not (out / bundle_format.MANIFEST).is_file():
+        raise StdoError(f"{out} exists and is not a bundle: give another --out, or remove it")
+    for f in o.formats:
+        for module in CONVERTERS[f]:
+            require(module)
+    return run, info, out
+
+
+def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
+    models_dir = method_dir(run, method)
+    try:
+        report = json.loads((models_dir / "report.json").read_text())
+        with np.load(models_dir / "assignment.npz") as z:
+            assignment = np.ascontiguousarray(z["assignment"], np.uint8)
+    except (OSError, ValueError, KeyError) as e:
+        raise StdoError(f"{models_dir} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
+    num_models = int(report.get("num_models", int(assignment.max()) + 1))
+    models = [fold_weight_norm(m).eval() for m in load_models(models_dir, num_models)]
+    return models, assignment, report
+
+
+def _calibration(lr: np.ndarray, grid: Grid, assignment: np.ndarray, model_index: int, count: int) -> list[np.ndarray]:
+    """Up to `count` LR windows [N, 3, h, w] in [0, 1] of the patches model `model_index` serves, evenly spread."""
+    where = np.argwhere(assignment == model_index)
+    picks = where[np.linspace(0, len(where) - 1, min(count, len(where))).round().astype(int)]
+    windows = []
+    for t in np.unique(picks[:, 0]):
+        x = as_nchw(lr[t : t + 1]).float().div_(255)
+        tiles = split(x, grid)[0]
+        windows += [tiles[r, c] for r, c in picks[picks[:, 0] == t][:, 1:]]
+    batch = torch.stack(windows).numpy()
+    return [batch[i : i + 16] for i in range(0, len(batch), 16)]
+
+
+def _write_model(variant: Variant, model: nn.Module, path: Path, grid: Grid, calibration) -> list[int | None]:
+    """Convert one model to one variant; returns the file's input shape (None where dynamic)."""
+    if variant.format == "onnx":
+        from stdo.export.onnx import export_onnx, quantize_onnx_int8
+
+        if variant.precision == "fp32":
+            export_onnx(model, path)
+        else:
+            with tempfile.TemporaryDirectory(prefix="stdo-onnx-") as tmp:
+                quantize_onnx_int8(export_onnx(model, Path(tmp) / "fp32.onnx"), path, calibration)
+        return [None, 3, None, None]
+    if variant.format == "tflite":
+        from stdo.export.tflite import export_tflite
+
+        export_tflite(model, path, grid.window_shape, variant.precision, calibration)
+        return [1, 3, *grid.window_shape]
+    from stdo.export.coreml import export_coreml
+
+    export_coreml(model, path, variant.precision, example_size=grid.window_shape)
+    return [1, 3, None, None]
+
+
+def _runner(variant: Variant, path: Path, model: nn.Module, threads: int | None) -> Runner:
+    if variant.format == "onnx":
+        from stdo.export.onnx import OnnxRunner
+
+        return OnnxRunner(path, threads)
+    if variant.format == "tflite":
+        from stdo.export.tflite import TfliteRunner
+
+        return TfliteRunner(path, threads)
+    from stdo.export.coreml import coreml_weights_model, inspect_coreml
+
+    spec = inspect_coreml(path)
+    if list(spec["inputs"]) != ["lr"] or spec["outputs"] != ["sr"] or spec["ops"].get("conv", 0) == 0:
+        raise StdoError(f"{path.name}: unexpected CoreML spec {spec}")
+    return coreml_weights_model(path, model)
+
+
+class _Timed:
+    """A runner that adds up its own time and the windows it served."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner, self.seconds, self.windows = runner, 0.0, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.runner(x)
+        self.seconds += time.perf_counter() - t0
+        self.windows += len(x)
+        return y
+
+
+def verification_frames(total: int, wanted: int) -> np.ndarray:
+    if wanted == 0 or wanted >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, wanted).round().astype(int))
+
+
+def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, models: list[nn.Module],
+           runners: dict[str, list[Runner]], frames: np.ndarray, progress: Progress = None) -> dict:
+    """PSNR of each variant's stitched frames against the fp32 torch models' and against HR, and its time per window.
+
+    `runners` maps a variant label to one runner per model. Against torch: float outputs
+    (no rounding), MSE over all verification frames. Against HR: rounded to 0..255 like a
+    display, border shave = scale, mean of per-frame PSNR (the training report's psnr_video).
+    """
+    timed = {label: [_Timed(r) for r in rs] for label, rs in runners.items()}
+    sq_err = {label: 0.0 for label in runners}
+    vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in ["torch fp32", *runners]}
+    for start in range(0, len(frames), 2):
+        idx = frames[start : start + 2]
+        x = as_nchw(lr[idx]).float().div_(255)
+        ref_hr = as_nchw(hr[idx]).float()
+        cmap = assignment[idx]
+        ref = upscale_batch(x, grid, scale, cmap, models).mul_(PEAK)
+        vs_hr["torch fp32"].append(psnr(ref.round(), ref_hr, shave=scale).numpy())
+        for label, rs in timed.items():
+            out = upscale_batch(x, grid, scale, cmap, rs).mul_(PEAK)
+            sq_err[label] += float(mse(out, ref).sum())
+            vs_hr[label].append(psnr(out.round(), ref_hr, shave=scale).numpy())
+        if progress:
+            progress("verify", len(idx), len(frames))
+    torch_hr = float(np.concatenate(vs_hr["torch fp32"]).mean())
+    result = {"frames": [int(f) for f in frames], "torch_fp32_psnr_hr": torch_hr, "variants": {}}
+    for label, rs in timed.items():
+        hr_db = float(np.concatenate(vs_hr[label]).mean())
+        windows = sum(r.windows for r in rs)
+        result["variants"][label] = {
+            "psnr_vs_torch": float(psnr_from_mse(sq_err[label] / len(frames))),
+            "psnr_vs_hr": hr_db, "delta_vs_torch_fp32": hr_db - torch_hr,
+            "ms_per_window": 1000 * sum(r.seconds for r in rs) / max(windows, 1),
+        }
+    return result
+
+
+def _targets(variant: Variant, figures: dict) -> str:
+    if variant.precision == "fp32":
+        return "ok" if figures["psnr_vs_torch"] >= FP32_TARGET_DB else f"below {FP32_TARGET_DB:.0f} dB vs torch"
+    if variant.precision == "int8":
+        ok = figures["delta_vs_torch_fp32"] >= -INT8_MAX_LOSS_DB
+        return "ok" if ok else f"loses more than {INT8_MAX_LOSS_DB} dB"
+    return "-"
+
+
+def export(o: ExportOptions, progress: Progress = None) -> dict:
+    """Export a trained method of a RUN into a verified bundle; returns the report."""
+    run, info, out = _check(o)
+    models, assignment, train_report = _trained(run, o.method)
+    hr, lr = load_frames(run)
+    grid, scale = grid_of(info), int(info["scale"])
+    if assignment.shape != (len(lr), grid.rows, grid.cols):
+        raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
+    wanted = variants(tuple(o.formats), tuple(o.quantize))
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700; the bundle is meant to be served
+    try:
+        report = _build(o, tmp, info, models, assignment, train_report, hr, lr, grid, scale, wanted, progress, t0)
+        bundle_format.read_bundle(tmp)  # what a client will check, before anyone can see it
+        _swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    report["bundle"] = str(out)
+    return report
+
+
+def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_report, hr, lr, grid: Grid, scale: int,
+           wanted: list[Variant], progress: Progress, t0: float) -> dict:
+    num_models = len(models)
+    joint = num_models == 1
+    (root / "models").mkdir()
+    files: list[list[dict]] = [[] for _ in models]
+    runners: dict[str, list[Runner]] = {}
+    bytes_by_variant: dict[str, int] = {}
+    needs_calibration = any(v.precision == "int8" and v.format != "coreml" for v in wanted)
+    calibration = [_calibration(lr, grid, assignment, i, o.calibration_windows) if needs_calibration else None
+                   for i in range(num_models)]
+    for variant in wanted:
+        runners[variant.label] = []
+        bytes_by_variant[variant.label] = 0
+        for i, model in enumerate(models):
+            path = root / "models" / variant.filename(i)
+            try:
+                shape = _write_model(variant, model, path, grid, calibration[i])
+            except StdoError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
+                raise StdoError(f"{variant.label} conversion of model {i} failed ({e.__class__.__name__}: "
+                                f"{str(e).splitlines()[0][:200] if str(e) else ''}); run with -v for details") from None
+            entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
+                                             input_shape=shape)
+            files[i].append(entry)
+            bytes_by_variant[variant.label] += entry["bytes"]
+            runners[variant.label].append(_runner(variant, path, model, o.threads))
+            if progress:
+                progress("convert", 1, len(wanted) * num_models)
+
+    frames = verification_frames(len(lr), o.verify_frames)
+    checks = verify(hr, lr, grid, scale, assignment, models, runners, frames, progress)
+    video_path = root / "lr.mp4"
+    fps = float(info["frames"].get("fps") or 25.0)
+    write_mp4(video_path, np.asarray(lr), fps=fps, crf=o.video_crf or 0, lossless=o.video_crf is None)
+    if progress:
+        progress("video", 1, 1)
+
+    manifest = {
+        "tool": f"stdo {stdo.__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": o.method, "joint": joint,
+        "scale": scale, "lr_size": [grid.width, grid.height], "frames": int(len(lr)), "fps": fps,
+        "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
+        "window": list(grid.window_shape),
+        "chunks": num_models,
+        "chunkmap": None if joint else bundle_format.write_chunkmap(root, assignment),
+        "video": bundle_format.file_entry(root, video_path, codec="h264", lossless=o.video_crf is None,
+                                          crf=o.video_crf),
+        "model": train_report.get("model"),
+        "models": [{"chunk": i, "files": f} for i, f in enumerate(files)],
+    }
+    bundle_format.write_manifest(root, manifest)
+
+    rows = []
+    for variant in wanted:
+        figures = checks["variants"][variant.label]
+        rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
+                     **figures, "target": _targets(variant, figures), "checked_by": CHECKED_BY[variant.format]})
+    report = {
+        "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
+        "scale": scale, "models": num_models, "window": list(grid.window_shape),
+        "verify_frames": len(frames), "torch_fp32_psnr_hr": checks["torch_fp32_psnr_hr"],
+        "train_psnr_video": train_report.get("psnr_video"),
+        "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
+        "video": {"bytes": manifest["video"]["bytes"], "lossless": o.video_crf is None, "crf": o.video_crf},
+        "artifacts": rows, "seconds": time.perf_counter() - t0,
+    }
+    write_json(root / "report.json", report)
+    write_bytes(root / "report.md", format_report_md(report).encode())
+    return report
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    """Move the finished bundle to `out`; an earlier bundle there is replaced only now, and in two renames."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / "bundle")
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def format_table(report: dict) -> list[str]:
+    """The verification table as aligned text lines (terminal and markdown share the figures)."""
+    lines = [f"{'format':8}{'precision':>10}{'KiB':>9}{'vs torch dB':>13}{'vs HR dB':>10}{'delta':>8}"
+             f"{'ms/window':>11}  target"]
+    for r in report["artifacts"]:
+        ms = "-" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
+        lines.append(f"{r['format']:8}{r['precision']:>10}{r['bytes'] / 1024:9.1f}{r['psnr_vs_torch']:13.2f}"
+                     f"{r['psnr_vs_hr']:10.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  {r['target']}")
+    return lines
+
+
+def format_report_md(report: dict) -> str:
+    head = (f"# stdo bundle: {report['method']}, x{report['scale']}, {report['models']} model(s), "
+            f"window {report['window'][0]}x{report['window'][1]}\n\n"
+            f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
+            f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
+            f"{report['bicubic_psnr_video']}).\n\n")
+    cols = ["format", "precision", "bytes", "PSNR vs torch (dB)", "PSNR vs HR (dB)", "vs fp32 torch (dB)",
+            "ms per window", "target", "checked by"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in report["artifacts"]:
+        ms = "n/a (macOS)" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
+        lines.append(f"| {r['format']} | {r['precision']} | {r['bytes']:,} | {r['psnr_vs_torch']:.2f} | "
+                     f"{r['psnr_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
+    notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "
+             "CoreML runs only on Apple devices: here its spec is checked and its decompressed weights run in torch.\n")
+    return head + "\n".join(lines) + notes

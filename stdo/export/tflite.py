@@ -1,0 +1,116 @@
+"""TFLite export with litert-torch, in fp32, fp16 weights and int8, run with ai-edge-litert.
+
+TFLite wants one fixed input shape (dynamic H/W does not convert, and resizing the
+batch fails in the XNNPack delegate), so every model is converted for one window,
+[1, 3, patch + 2·margin]: the player's window shape, the same for every patch of a
+clip. The runner feeds a batch window by window.
+
+- fp32: litert-torch straight from the folded model;
+- fp16: the fp32 file with conv weights cast to float16 (ai-edge-quantizer's float
+  casting): half the bytes, compute stays float;
+- int8: torchao's PT2E flow with litert-torch's quantizer (int8 activations, per-channel
+  symmetric int8 weights), calibrated on the clip's own LR windows. Every conv is
+  quantized: the quantizer cannot leave one module in float, unlike the ONNX export's
+  float skip conv (stdo.export.onnx.skip_convs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from stdo.export.toolchain import quiet, require
+from stdo.fileio import write_bytes
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _fp32_flatbuffer(model: nn.Module, example: torch.Tensor) -> bytes:
+    litert_torch = require("litert_torch")
+    with quiet():
+        return litert_torch.convert(model, (example,)).model_content()
+
+
+def _fp16_weights(fp32: bytes) -> bytes:
+    require("ai_edge_quantizer")
+    from ai_edge_quantizer import qtyping, quantizer
+
+    q = quantizer.Quantizer(bytearray(fp32))
+    q.update_quantization_recipe(
+        regex=".*", operation_name="CONV_2D", algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING,
+        op_config=qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
+    with quiet():
+        return bytes(q.quantize().quantized_model)
+
+
+def _int8_flatbuffer(model: nn.Module, example: torch.Tensor, calibration: Iterable[np.ndarray]) -> bytes:
+    litert_torch = require("litert_torch")
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+
+    with quiet():
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+        with torch.no_grad():
+            for batch in calibration:
+                for window in torch.from_numpy(np.ascontiguousarray(batch, np.float32)):
+                    prepared(window[None])
+        quantized = convert_pt2e(prepared, fold_quantize=False)
+        return litert_torch.convert(quantized, (example,),
+                                    quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)).model_content()
+
+
+def export_tflite(model: nn.Module, path: Path, window: tuple[int, int], precision: str = "fp32",
+                  calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """Write `model` (folded WDSR, [1,3,h,w] in [0,1] -> [1,3,s·h,s·w]) as a .tflite for one window (h, w).
+
+    int8 needs `calibration`: batches of the clip's LR windows [N, 3, h, w] in [0, 1].
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {PRECISIONS}")
+    model = model.eval().cpu()
+    example = torch.rand(1, 3, *window)
+    if precision == "int8":
+        if calibration is None:
+            raise ValueError("int8 needs calibration windows")
+        data = _int8_flatbuffer(model, example, calibration)
+    else:
+        data = _fp32_flatbuffer(model, example)
+        if precision == "fp16":
+            data = _fp16_weights(data)
+    write_bytes(path, data)
+    return Path(path)
+
+
+class TfliteRunner:
+    """A .tflite model as a stdo.infer runner: float [N,3,h,w] in [0,1] -> [N,3,s·h,s·w], window by window."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        require("ai_edge_litert")
+        from ai_edge_litert.interpreter import Interpreter
+
+        with quiet():
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(v) for v in self.input["shape"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            raise ValueError(f"this .tflite takes windows {self.input_shape[1:]}, got {tuple(x.shape[1:])}")
+        batch = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+        outputs = []
+        for window in batch:
+            self.interpreter.set_tensor(self.input["index"], window[None])
+            self.interpreter.invoke()
+            outputs.append(self.interpreter.get_tensor(self.output["index"])[0].copy())
+        return torch.from_numpy(np.stack(outputs))
