@@ -7,6 +7,7 @@ import click
 import stdo
 from stdo.cluster.cli import cluster_command
 from stdo.export.cli import export_command
+from stdo.play.cli import play_command
 from stdo.train.cli import train_command
 
 
@@ -22,3 +23,4 @@ def main() -> None:
 main.add_command(cluster_command)
 main.add_command(train_command)
 main.add_command(export_command)
+main.add_command(play_command)

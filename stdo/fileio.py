@@ -16,15 +16,19 @@ from typing import Any, Iterator
 import numpy as np
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `target`; move it over `target` only if the block succeeds."""
-    target = Path(target)
+def temp_beside(target: Path, suffix: str = "") -> Path:
+    """A new empty temp file in `target`'s folder (same filesystem, so os.replace is atomic), usual permissions."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
     os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; give the file the usual permissions
     os.close(fd)
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `target`; move it over `target` only if the block succeeds."""
+    tmp_path = temp_beside(Path(target), suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

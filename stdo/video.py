@@ -7,13 +7,14 @@ StdoError with a one-line message naming the problem and the fix.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path
+from stdo.fileio import temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,24 @@ def read_images(
     return out
 
 
+def iter_frames(source: Path) -> Iterator[np.ndarray]:
+    """Frames one by one (uint8 [H, W, 3]) from a video file, a folder of PNG/JPG frames, or a .npy array [T, H, W, 3]."""
+    source = Path(source)
+    if source.is_dir():
+        for path in list_frame_files(source):
+            yield _read_image(path)
+    elif source.suffix == ".npy":
+        try:
+            frames = np.load(source, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise StdoError(f"{source} is not a readable .npy array ({e.__class__.__name__})") from None
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise StdoError(f"{source} holds {frames.dtype} {frames.shape}, not uint8 frames [T, H, W, 3]")
+        yield from frames
+    else:
+        yield from iter_video(source)
+
+
 def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
     if files is not None:
         h, w = _read_image(files[0]).shape[:2]
@@ -291,27 +310,74 @@ def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
     return y.round_().clamp_(0, 255)
 
 
+class Mp4Writer:
+    """Streaming H.264 mp4 writer, atomic: frames go to a temp file that replaces `path` only on a clean close.
+
+    yuv420p at `crf` (odd sizes edge-padded to even), or with `lossless` RGB H.264
+    (libx264rgb, qp 0) that decodes back to exactly the same uint8 frames.
+    """
+
+    def __init__(self, path: Path, fps: float = 25.0, crf: int = 18, preset: str = "medium", lossless: bool = False):
+        self.path, self.fps, self.crf, self.preset, self.lossless = Path(path), fps, crf, preset, lossless
+        self.stream = None
+
+    def __enter__(self) -> "Mp4Writer":
+        self.tmp = temp_beside(self.path, ".mp4")
+        # faststart: the index goes first, so a player can start before the whole file arrives
+        self.container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "faststart"})
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if self.stream is None:
+            ph, pw = (h, w) if self.lossless else (h + h % 2, w + w % 2)
+            self.stream = self.container.add_stream("libx264rgb" if self.lossless else "libx264",
+                                                    rate=Fraction(self.fps).limit_denominator(1001))
+            self.stream.width, self.stream.height = pw, ph
+            self.stream.pix_fmt = "rgb24" if self.lossless else "yuv420p"
+            self.stream.options = ({"qp": "0", "preset": self.preset} if self.lossless
+                                   else {"crf": str(self.crf), "preset": self.preset})
+        ph, pw = self.stream.height, self.stream.width
+        if (ph, pw) != (h, w):
+            frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self.container.mux(packet)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.stream is None:
+                    raise StdoError(f"no frames to write to {self.path}")
+                for packet in self.stream.encode():  # flush the encoder
+                    self.container.mux(packet)
+                self.container.close()
+                os.replace(self.tmp, self.path)
+        finally:
+            self.container.close()
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+
 def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, preset: str = "medium",
               lossless: bool = False) -> None:
-    """Encode frames to H.264 mp4, atomically: yuv420p at `crf` (odd sizes edge-padded to even), or with
-    `lossless` RGB H.264 (libx264rgb, qp 0) that decodes back to exactly the same uint8 frames."""
-    t, h, w, _ = frames.shape
-    ph, pw = (h, w) if lossless else (h + h % 2, w + w % 2)
-    with atomic_path(path, suffix=".mp4") as tmp:
-        # faststart: the index goes first, so a player can start before the whole file arrives
-        with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
-            stream = container.add_stream("libx264rgb" if lossless else "libx264",
-                                          rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = pw, ph
-            stream.pix_fmt = "rgb24" if lossless else "yuv420p"
-            stream.options = {"qp": "0", "preset": preset} if lossless else {"crf": str(crf), "preset": preset}
-            for frame in frames:
-                if (ph, pw) != (h, w):
-                    frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+    """Encode frames [T, H, W, 3] to an H.264 mp4 atomically (see Mp4Writer)."""
+    with Mp4Writer(path, fps, crf, preset, lossless) as writer:
+        for frame in frames:
+            writer.write(frame)
+
+
+def iter_video(path: Path) -> Iterator[np.ndarray]:
+    """Decode a video frame by frame (uint8 [H, W, 3]), for streams too long to hold in memory."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                index += 1
+        except av.error.FFmpegError as e:
+            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode it") from None
 
 
 def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 25.0) -> np.ndarray:

@@ -6,6 +6,7 @@ bundle/manifest.json (format "stdo-bundle", version 1):
                                                           joint model serves every patch)
   video {path, sha256, bytes}                             (the LR stream)
   models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
+      format torch (folded state dict, the reference), onnx, tflite or coreml
 
 A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
 version are checked, paths must be plain relative paths inside the bundle (no '..', no
@@ -34,7 +35,7 @@ CHUNKMAP = "chunkmap.bin"
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
-FORMATS = ("onnx", "tflite", "coreml")
+FORMATS = ("torch", "onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

@@ -9,6 +9,7 @@ bundle/
   chunkmap.bin                   model index of every patch (absent for a single-model method)
   lr.mp4                         the LR stream: lossless RGB H.264 by default (the frames the
                                  models were trained and evaluated on), or yuv420p at --video-crf
+  models/chunk{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
   models/chunk{i}[_{precision}].{onnx,tflite,mlpackage.zip}
   report.json, report.md         verification of every artifact on the clip
 
@@ -40,7 +41,7 @@ import stdo
 from stdo.errors import StdoError
 from stdo.export import bundle as bundle_format
 from stdo.export.toolchain import require
-from stdo.fileio import umask, write_bytes, write_json
+from stdo.fileio import save_torch, umask, write_bytes, write_json
 from stdo.grid import Grid, split
 from stdo.infer import Runner, upscale_batch
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse
@@ -305,6 +306,11 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     needs_calibration = any(v.precision == "int8" and v.format != "coreml" for v in wanted)
     calibration = [_calibration(lr, grid, assignment, i, o.calibration_windows) if needs_calibration else None
                    for i in range(num_models)]
+    for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
+        path = root / "models" / f"chunk{i}.pt"
+        save_torch(path, model.state_dict())
+        files[i].append(bundle_format.file_entry(root, path, format="torch", precision="fp32",
+                                                 input_shape=[None, 3, None, None]))
     for variant in wanted:
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
@@ -345,6 +351,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "video": bundle_format.file_entry(root, video_path, codec="h264", lossless=o.video_crf is None,
                                           crf=o.video_crf),
         "model": train_report.get("model"),
+        "receptive_radius": max(m.receptive_radius for m in models),
         "models": [{"chunk": i, "files": f} for i, f in enumerate(files)],
     }
     bundle_format.write_manifest(root, manifest)
@@ -392,7 +399,7 @@ def format_table(report: dict) -> list[str]:
 
 def format_report_md(report: dict) -> str:
     head = (f"# stdo bundle: {report['method']}, x{report['scale']}, {report['models']} model(s), "
-            f"window {report['window'][0]}x{report['window'][1]}\n\n"
+            f"window {report["window"][1]}x{report["window"][0]}\n\n"
             f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
             f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
             f"{report['bicubic_psnr_video']}).\n\n")

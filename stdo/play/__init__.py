@@ -1,0 +1,1 @@
+"""Playback of a bundle: LR video + chunk map + per-chunk models -> SR frames."""

@@ -1,0 +1,235 @@
+"""stdo-play as a library call: bundle -> SR mp4 or PNG frames, PSNR against HR, timings.
+
+Outputs are written atomically: an mp4 goes to a temp file, PNG frames to a temp folder,
+and either replaces the destination only when every frame is written. A destination
+that exists is refused unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stdo.errors import StdoError
+from stdo.fileio import umask, write_bytes, write_json
+from stdo.metrics import psnr
+from stdo.play.player import Player, lr_stream
+from stdo.video import Mp4Writer, as_nchw, iter_frames, upscale_bicubic
+
+Progress = Callable[[str, int, int | None], None] | None
+
+
+@dataclass
+class PlayOptions:
+    bundle: Path
+    backend: str = "onnxruntime"
+    precision: str = "fp32"
+    out: Path | None = None  # .mp4 file, or a folder for PNG frames; None: play without writing
+    compare: bool = False  # write bicubic | SR side by side
+    hr: Path | None = None  # HR reference (video, frame folder or .npy) for PSNR
+    video: Path | None = None  # LR video to play instead of the bundle's own
+    overwrite: bool = False
+    crf: int = 18
+    batch: int = 4
+    threads: int | None = None
+    report: Path | None = None  # .json or .md
+    plot: Path | None = None  # PNG: PSNR per frame, bicubic vs the models (needs hr)
+
+
+def _check(o: PlayOptions) -> None:
+    if o.batch <= 0:
+        raise StdoError(f"--batch {o.batch} must be above 0")
+    if not 0 <= o.crf <= 51:
+        raise StdoError(f"--crf {o.crf} is outside 0..51")
+    for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
+        if path is not None and Path(path).exists() and not o.overwrite:
+            raise StdoError(f"{what} {path} exists: give another path, or --overwrite to replace it")
+    if o.hr is not None and not Path(o.hr).exists():
+        raise StdoError(f"--hr {o.hr} does not exist: give the HR video, frame folder or RUN/frames/hr.npy")
+    if o.plot is not None and o.hr is None:
+        raise StdoError("--plot needs --hr: PSNR per frame is measured against the HR frames")
+    if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
+        raise StdoError(f"--report {o.report}: give a .json or .md file")
+    if o.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise StdoError("--plot needs matplotlib: pip install 'stdo[plot]'") from None
+
+
+class _PngFolder:
+    """PNG frames into a temp folder that replaces `path` when closed without error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        self.tmp.chmod(0o777 & ~umask())
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.count += 1
+        Image.fromarray(frame).save(self.tmp / f"{self.count:06d}.png", compress_level=1)
+
+    def __enter__(self) -> "_PngFolder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                old = None
+                if self.path.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
+                    os.replace(self.path, old / "frames")
+                os.replace(self.tmp, self.path)
+                if old is not None:
+                    shutil.rmtree(old)
+        finally:
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+
+
+def _writer(o: PlayOptions, fps: float):
+    if o.out is None:
+        return None
+    if Path(o.out).suffix.lower() == ".mp4":
+        return Mp4Writer(Path(o.out), fps=fps, crf=o.crf)
+    if Path(o.out).suffix:
+        raise StdoError(f"--out {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
+    return _PngFolder(Path(o.out))
+
+
+def _hr_frames(o: PlayOptions, player: Player) -> Iterator[np.ndarray | None]:
+    if o.hr is None:
+        while True:
+            yield None
+    yield from iter_frames(Path(o.hr))
+    while True:
+        yield None  # fewer HR frames than LR frames: caught below
+
+
+def play(o: PlayOptions, progress: Progress = None) -> dict:
+    """Play a bundle; returns the report (timings, and PSNR per frame and in total with --hr)."""
+    _check(o)
+    player = Player(o.bundle, o.backend, o.precision, o.threads)
+    frames = lr_stream(player, o.video)
+    hr_iter = _hr_frames(o, player)
+    width, height = player.hr_size
+    model_db, bicubic_db = [], []
+    t_metrics = 0.0
+    writer = _writer(o, player.fps)
+    with writer if writer is not None else contextlib.nullcontext():
+        for index, lr, sr in player.play(frames, o.batch):
+            hr = next(hr_iter)
+            bicubic = None
+            if hr is not None or o.compare:
+                t0 = time.perf_counter()
+                bicubic = upscale_bicubic(lr[None], player.scale)
+                t_metrics += time.perf_counter() - t0
+            if hr is not None:
+                t0 = time.perf_counter()
+                if hr.shape != (height, width, 3):
+                    raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
+                                    f"(x{player.scale} the bundle's LR size): give the matching HR source")
+                ref = as_nchw(hr[None]).float()
+                model_db.append(float(psnr(as_nchw(sr[None]).float(), ref, shave=player.scale)[0]))
+                bicubic_db.append(float(psnr(bicubic, ref, shave=player.scale)[0]))
+                t_metrics += time.perf_counter() - t0
+            elif o.hr is not None:
+                raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
+            if writer is not None:
+                t0 = time.perf_counter()
+                frame = sr
+                if o.compare:
+                    left = bicubic[0].to(torch.uint8).permute(1, 2, 0).numpy()
+                    frame = np.concatenate([left, sr], axis=1)
+                writer.write(frame)
+                player.timings.encode += time.perf_counter() - t0
+            if progress:
+                progress("play", 1, player.num_frames)
+    player.timings.extra["metrics"] = t_metrics
+    report = {
+        "bundle": str(o.bundle), "backend": o.backend, "precision": o.precision, "scale": player.scale,
+        "lr_size": [player.grid.width, player.grid.height], "hr_size": [width, height],
+        "grid": [player.grid.cols, player.grid.rows], "margin": player.grid.margin,
+        "window": list(player.grid.window_shape), "models": len(player.runners),
+        **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
+    }
+    if model_db:
+        report["psnr"] = {"model": float(np.mean(model_db)), "bicubic": float(np.mean(bicubic_db)),
+                          "per_frame": [round(v, 4) for v in model_db],
+                          "bicubic_per_frame": [round(v, 4) for v in bicubic_db]}
+    if o.report is not None:
+        if Path(o.report).suffix == ".json":
+            write_json(o.report, report)
+        else:
+            write_bytes(o.report, format_markdown(report).encode())
+    if o.plot is not None:
+        plot_psnr(report, Path(o.plot))
+    return report
+
+
+def format_table(report: dict) -> list[str]:
+    """Speed, where the time went, and PSNR as aligned text lines."""
+    s = report["seconds"]
+    lines = [f"{report['frames']} frames  {report['fps']:.2f} fps  backend {report['backend']} {report['precision']}  "
+             f"{report['models']} model(s)  window {report["window"][1]}x{report["window"][0]}",
+             "time     " + "  ".join(f"{k} {s[k]:.2f} s ({100 * s[k] / max(s['playback'], 1e-9):.0f}%)"
+                                    for k in ("decode", "inference", "stitch", "encode"))]
+    if "psnr" in report:
+        p = report["psnr"]
+        lines.append(f"PSNR     model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  "
+                     f"gain {p['model'] - p['bicubic']:+.3f} dB")
+    return lines
+
+
+def format_markdown(report: dict) -> str:
+    s = report["seconds"]
+    out = [f"# stdo-play: {report['bundle']}", "",
+           f"{report['frames']} frames, {report['lr_size'][0]}x{report['lr_size'][1]} -> "
+           f"{report['hr_size'][0]}x{report['hr_size'][1]} (x{report['scale']}), backend {report['backend']} "
+           f"{report['precision']}, {report['models']} model(s): **{report['fps']:.2f} fps**.", "",
+           "| stage | seconds | share |", "|---|---|---|"]
+    out += [f"| {k} | {s[k]:.2f} | {100 * s[k] / max(s['playback'], 1e-9):.0f}% |"
+            for k in ("decode", "inference", "stitch", "encode")]
+    if "psnr" in report:
+        p = report["psnr"]
+        out += ["", "| | PSNR (dB) |", "|---|---|", f"| bicubic | {p['bicubic']:.3f} |",
+                f"| stdo ({report['backend']} {report['precision']}) | {p['model']:.3f} |",
+                f"| gain | {p['model'] - p['bicubic']:+.3f} |"]
+    return "\n".join(out) + "\n"
+
+
+def plot_psnr(report: dict, path: Path) -> None:
+    """PNG of PSNR per frame: bicubic vs the bundle's models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stdo.fileio import atomic_path
+
+    p = report["psnr"]
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=120)
+    x = np.arange(1, len(p["per_frame"]) + 1)
+    ax.plot(x, p["bicubic_per_frame"], label=f"bicubic ({p['bicubic']:.2f} dB)", color="tab:gray")
+    ax.plot(x, p["per_frame"], label=f"stdo, {report['models']} model(s) ({p['model']:.2f} dB)", color="tab:blue")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"x{report['scale']}, {report['backend']} {report['precision']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,193 @@
+"""The player: a bundle's LR video, chunk map and models -> SR frames, with where the time went.
+
+For each batch of frames it cuts every frame into the bundle's windows (patch + margin),
+groups the windows by the model the chunk map names, runs each model once on its group,
+and stitches the outputs with the margins cropped (stdo.infer, the path the training
+evaluation used, so the figures agree). Backends read the bundle's own files:
+
+  torch        models/chunk{i}.pt      (fp32, the reference)
+  onnxruntime  models/chunk{i}*.onnx   (fp32, int8)
+  litert       models/chunk{i}*.tflite (fp32, fp16, int8; one fixed window shape)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from stdo.errors import StdoError
+from stdo.export.bundle import Bundle, read_bundle
+from stdo.grid import Grid
+from stdo.infer import Runner, upscale_batch
+from stdo.models import load_wdsr
+from stdo.video import as_nchw, iter_frames, probe_video
+
+log = logging.getLogger(__name__)
+
+BACKENDS = {"torch": "torch", "onnxruntime": "onnx", "litert": "tflite"}  # backend -> file format it runs
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage of playback, and frames played."""
+
+    decode: float = 0.0
+    inference: float = 0.0
+    stitch: float = 0.0  # splitting into windows, grouping, stitching, rounding
+    encode: float = 0.0
+    frames: int = 0
+    windows: int = 0
+    extra: dict[str, float] = field(default_factory=dict)  # work that is not playback (e.g. metrics)
+
+    @property
+    def playback(self) -> float:
+        return self.decode + self.inference + self.stitch + self.encode
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.playback if self.playback > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "windows": self.windows, "fps": self.fps, "seconds": {
+            "decode": self.decode, "inference": self.inference, "stitch": self.stitch, "encode": self.encode,
+            "playback": self.playback, **self.extra}}
+
+
+class _TimedRunner:
+    def __init__(self, runner: Runner, timings: Timings) -> None:
+        self.runner, self.timings = runner, timings
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.runner(x)
+        self.timings.inference += time.perf_counter() - t0
+        self.timings.windows += len(x)
+        return y
+
+
+def _torch_runner(path: Path) -> Runner:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = load_wdsr(state).eval()
+    except Exception as e:  # noqa: BLE001 - the file passed its sha256, so it was exported broken
+        raise StdoError(f"{path} is not a WDSR state dict ({e.__class__.__name__}): export the bundle again") from None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def _make_runner(backend: str, path: Path, threads: int | None) -> Runner:
+    if backend == "torch":
+        return _torch_runner(path)
+    if backend == "onnxruntime":
+        from stdo.export.onnx import OnnxRunner
+
+        return OnnxRunner(path, threads)
+    from stdo.export.tflite import TfliteRunner
+
+    return TfliteRunner(path, threads)
+
+
+class Player:
+    """SR frames of a bundle with one backend; `timings` adds up where the time went."""
+
+    def __init__(self, bundle: Bundle | Path, backend: str = "onnxruntime", precision: str = "fp32",
+                 threads: int | None = None) -> None:
+        if backend not in BACKENDS:
+            raise StdoError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise StdoError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(Path(bundle))
+        m = self.bundle.manifest
+        self.scale, self.fps, self.num_frames = int(m["scale"]), float(m["fps"]), int(m["frames"])
+        width, height = m["lr_size"]
+        self.grid = Grid(height, width, m["grid"]["rows"], m["grid"]["cols"], m["grid"]["margin"])
+        self.backend, self.precision = backend, precision
+        self.timings = Timings()
+        fmt = BACKENDS[backend]
+        self.files = []
+        for model in m["models"]:
+            entry = next((f for f in model["files"] if f["format"] == fmt and f["precision"] == precision), None)
+            if entry is None:
+                flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
+                raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
+                                f"export it with stdo-export {flags}, or pick another --backend/--precision")
+            self.files.append(self.bundle.file(entry))
+        self.runners = [_TimedRunner(_make_runner(backend, path, threads), self.timings) for path in self.files]
+        radius = m.get("receptive_radius")
+        if isinstance(radius, int) and self.grid.margin < radius:
+            log.info("margin %d < receptive radius %d: patch seams differ slightly from whole-frame inference",
+                     self.grid.margin, radius)
+
+    @property
+    def hr_size(self) -> tuple[int, int]:
+        return self.grid.width * self.scale, self.grid.height * self.scale
+
+    def upscale(self, lr: np.ndarray, assignment: np.ndarray) -> torch.Tensor:
+        """uint8 LR frames [B, h, w, 3] and their model map [B, rows, cols] -> float SR [B, 3, H, W] in [0, 1]."""
+        t0, before = time.perf_counter(), self.timings.inference
+        sr = upscale_batch(as_nchw(lr).float().div_(255), self.grid, self.scale, assignment, self.runners)
+        self.timings.stitch += time.perf_counter() - t0 - (self.timings.inference - before)
+        return sr
+
+    def play(self, lr_frames: Iterable[np.ndarray], batch: int = 4) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield (frame index, LR uint8 [h, w, 3], SR uint8 [H, W, 3]) for LR frames in stream order.
+
+        The frames must be the bundle's: its size, and no more or fewer frames than its chunk map covers.
+        """
+        it = iter(lr_frames)
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            group = []
+            for frame in it:
+                self._check_frame(frame, index + len(group))
+                group.append(frame)
+                if len(group) == batch:
+                    break
+            self.timings.decode += time.perf_counter() - t0
+            if not group:
+                break
+            lr = np.stack(group)
+            sr = self.upscale(lr, self.bundle.chunkmap[index : index + len(group)])
+            t0 = time.perf_counter()
+            sr_u8 = sr.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            self.timings.stitch += time.perf_counter() - t0
+            for k in range(len(group)):
+                yield index + k, lr[k], sr_u8[k]
+            index += len(group)
+            self.timings.frames += len(group)
+        if index != self.num_frames:
+            raise StdoError(f"the video ends after {index} frames, the bundle's chunk map covers {self.num_frames}: "
+                            "give the LR video this bundle was exported with")
+
+    def _check_frame(self, frame: np.ndarray, index: int) -> None:
+        if index >= self.num_frames:
+            raise StdoError(f"the video has more than the bundle's {self.num_frames} frames: "
+                            "give the LR video this bundle was exported with")
+        if frame.shape != (self.grid.height, self.grid.width, 3):
+            raise StdoError(f"the video is {frame.shape[1]}x{frame.shape[0]}, the bundle expects "
+                            f"{self.grid.width}x{self.grid.height}: give the LR video this bundle was exported with")
+
+
+def lr_stream(player: Player, video: Path | None = None) -> Iterator[np.ndarray]:
+    """The LR frames to play: the bundle's own video, or `video`, checked up front where the container says."""
+    m = player.bundle.manifest
+    path = Path(video) if video is not None else player.bundle.file(m["video"])
+    if path.suffix != ".npy" and path.is_file():
+        width, height, declared, _ = probe_video(path)
+        if (width, height) != (player.grid.width, player.grid.height) or (declared and declared != player.num_frames):
+            raise StdoError(f"{path} is {width}x{height} with {declared or '?'} frames, the bundle expects "
+                            f"{player.grid.width}x{player.grid.height} with {player.num_frames}: "
+                            "give the LR video this bundle was exported with")
+    return iter_frames(path)
