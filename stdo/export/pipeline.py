@@ -399,7 +399,7 @@ def format_table(report: dict) -> list[str]:
 
 def format_report_md(report: dict) -> str:
     head = (f"# stdo bundle: {report['method']}, x{report['scale']}, {report['models']} model(s), "
-            f"window {report["window"][1]}x{report["window"][0]}\n\n"
+            f"window {report['window'][1]}x{report['window'][0]}\n\n"
             f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
             f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
             f"{report['bicubic_psnr_video']}).\n\n")

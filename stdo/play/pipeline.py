@@ -183,7 +183,7 @@ def format_table(report: dict) -> list[str]:
     """Speed, where the time went, and PSNR as aligned text lines."""
     s = report["seconds"]
     lines = [f"{report['frames']} frames  {report['fps']:.2f} fps  backend {report['backend']} {report['precision']}  "
-             f"{report['models']} model(s)  window {report["window"][1]}x{report["window"][0]}",
+             f"{report['models']} model(s)  window {report['window'][1]}x{report['window'][0]}",
              "time     " + "  ".join(f"{k} {s[k]:.2f} s ({100 * s[k] / max(s['playback'], 1e-9):.0f}%)"
                                     for k in ("decode", "inference", "stitch", "encode"))]
     if "psnr" in report:
