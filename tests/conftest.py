@@ -51,3 +51,23 @@ def cli():
 def tree(path: Path) -> dict[str, bytes]:
     """Every file under path with its bytes: to assert nothing was written or changed."""
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, bikes) -> Path:
+    """A RUN of 6 real frames (160x96 HR, x2, 4x2 patches, 2 chunks) with `stdo` trained briefly: 2 tiny WDSRs.
+
+    The margin (6) equals the tiny model's receptive radius, so stitched patches equal whole-frame inference.
+    """
+    from stdo.cluster.pipeline import ClusterOptions, cluster
+    from stdo.train.loop import TrainConfig
+    from stdo.train.methods import MethodOptions
+    from stdo.train.pipeline import TrainOptions, train
+    from stdo.video import Crop
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
+                           crop=Crop(160, 96, 240, 96)))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=80, batch=8, crop=16),
+                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16)))
+    return run

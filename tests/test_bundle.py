@@ -127,3 +127,15 @@ def test_fuzzed_bundles_fail_only_with_bundle_errors(tmp_path_factory, data):
         read_bundle(root)
     except BundleError:
         pass
+
+
+def test_only_a_single_model_bundle_may_leave_out_the_chunk_map(tmp_path):
+    manifest = make_bundle(tmp_path)
+    manifest["chunkmap"] = None
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError, match="chunkmap must be an object"):
+        read_bundle(tmp_path)
+    manifest.update(chunks=1, models=manifest["models"][:1])
+    rewrite(tmp_path, manifest)
+    bundle = read_bundle(tmp_path)
+    assert bundle.chunkmap.shape == (6, 2, 4) and not bundle.chunkmap.any()

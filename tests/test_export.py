@@ -1,0 +1,167 @@
+"""stdo-export on a trained RUN: every format converted, run by its own runtime, verified, bundled."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tree
+from stdo.cli import main as stdo_main
+from stdo.errors import StdoError
+from stdo.export import pipeline as export_pipeline
+from stdo.export.bundle import read_bundle
+from stdo.export.cli import export_command
+from stdo.export.pipeline import ExportOptions, export
+from stdo.video import read_video
+
+pytest.importorskip("litert_torch")
+pytest.importorskip("coremltools")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> tuple[Path, dict]:
+    run = tmp_path_factory.mktemp("export") / "run"
+    shutil.copytree(trained_run, run)
+    report = export(ExportOptions(run=run, formats=("onnx", "tflite", "coreml"), quantize=("int8", "fp16"),
+                                  calibration_windows=16, verify_frames=3))
+    return run, report
+
+
+def test_bundle_holds_every_variant_and_reads_back(exported):
+    run, report = exported
+    bundle = read_bundle(run / "bundle")  # the untrusted-input reader accepts what we wrote
+    m = bundle.manifest
+    assert m["chunks"] == 2 and m["method"] == "stdo" and not m["joint"]
+    assert m["grid"] == {"cols": 4, "rows": 2, "margin": 6} and m["lr_size"] == [80, 48]
+    with np.load(run / "models/stdo/assignment.npz") as z:
+        assert np.array_equal(bundle.chunkmap, z["assignment"])
+    expected = {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
+                ("tflite", "int8"), ("coreml", "fp16"), ("coreml", "int8")}
+    for model in m["models"]:
+        assert {(f["format"], f["precision"]) for f in model["files"]} == expected
+        shapes = {(f["format"], f["precision"]): f["input_shape"] for f in model["files"]}
+        assert shapes[("tflite", "int8")] == [1, 3, *m["window"]]  # fixed: one window
+        assert shapes[("onnx", "fp32")] == [None, 3, None, None]  # dynamic
+    # the LR stream is lossless: the client decodes exactly the frames the models were trained on
+    lr, _ = read_video(bundle.file(m["video"]))
+    assert np.array_equal(lr, np.load(run / "frames/lr.npy"))
+    assert not [p for p in run.iterdir() if p.name.startswith(".bundle")]  # no temp folder left
+
+
+def test_verification_meets_the_targets_and_sizes_shrink(exported):
+    run, report = exported
+    rows = {(r["format"], r["precision"]): r for r in report["artifacts"]}
+    for key in [("onnx", "fp32"), ("tflite", "fp32")]:
+        assert rows[key]["psnr_vs_torch"] >= 100 and rows[key]["target"] == "ok"
+        assert abs(rows[key]["psnr_vs_hr"] - report["torch_fp32_psnr_hr"]) < 1e-3
+    for fmt in ("onnx", "tflite", "coreml"):
+        int8 = rows[(fmt, "int8")]
+        assert int8["bytes"] < 0.8 * rows[(fmt, "fp32" if fmt != "coreml" else "fp16")]["bytes"]
+        assert 30 < int8["psnr_vs_torch"] < 100  # really quantized, and still the same picture
+        assert int8["target"] == ("ok" if int8["delta_vs_torch_fp32"] >= -0.3 else "loses more than 0.3 dB")
+    assert rows[("tflite", "fp16")]["bytes"] < 0.7 * rows[("tflite", "fp32")]["bytes"]
+    assert rows[("tflite", "fp16")]["psnr_vs_torch"] > 60 and rows[("coreml", "fp16")]["psnr_vs_torch"] > 60
+    assert rows[("onnx", "fp32")]["ms_per_window"] > 0
+    on_disk = json.loads((run / "bundle/report.json").read_text())
+    assert on_disk["artifacts"] == report["artifacts"]
+    assert "| tflite | int8 |" in (run / "bundle/report.md").read_text()
+
+
+def test_coreml_spec_and_tflite_runtime(exported):
+    from stdo.export.coreml import inspect_coreml
+    from stdo.export.tflite import TfliteRunner
+
+    bundle = read_bundle(exported[0] / "bundle")
+    files = {(f["format"], f["precision"]): bundle.file(f) for f in bundle.manifest["models"][0]["files"]}
+    spec = inspect_coreml(files[("coreml", "int8")])
+    assert list(spec["inputs"]) == ["lr"] and spec["outputs"] == ["sr"]
+    assert spec["inputs"]["lr"][:2] == [[1, 1], [3, 3]] and spec["inputs"]["lr"][2][1] >= 1080
+    assert spec["ops"]["conv"] == 1 + 2 * 2 + 1 + 1  # head, 2 blocks x 2, tail, skip: every conv of the model
+    assert spec["ops"].get("constexpr_affine_dequantize", 0) == spec["ops"]["conv"]  # int8 weights, all convs
+    runner = TfliteRunner(files[("tflite", "fp32")])
+    window = tuple(bundle.manifest["window"])
+    out = runner(torch.rand(3, 3, *window))
+    assert out.shape == (3, 3, 2 * window[0], 2 * window[1])
+    with pytest.raises(ValueError, match="takes windows"):
+        runner(torch.rand(1, 3, window[0] + 1, window[1]))
+
+
+def test_single_model_method_bundle_has_no_chunk_map(trained_run, tmp_path):
+    from stdo.train.loop import TrainConfig
+    from stdo.train.methods import MethodOptions
+    from stdo.train.pipeline import TrainOptions, train
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop=16),
+                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16)))
+    export(ExportOptions(run=run, method="awdnn", formats=("onnx",), verify_frames=1))
+    bundle = read_bundle(run / "bundle")
+    assert bundle.manifest["joint"] and bundle.manifest["chunkmap"] is None and bundle.manifest["chunks"] == 1
+    assert not (run / "bundle/chunkmap.bin").exists() and not bundle.chunkmap.any()
+
+
+def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(exported[0], run)
+    before = tree(run)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(export_pipeline, "_runner", broken)  # fails after the first file is written
+    with pytest.raises(RuntimeError):
+        export(ExportOptions(run=run, formats=("onnx",), verify_frames=1))
+    assert tree(run) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in exported[0].iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "onnx,mp3"], "--format 'mp3' is unknown"),
+    (["--quantize", "int4"], "--quantize 'int4' is unknown"),
+    (["--method", "nas"], "holds no finished training: run stdo-train"),
+    (["--verify-frames", "-1"], "--verify-frames"),
+])
+def test_cli_bad_options_are_one_line_errors(cli, trained_run, args, message):
+    before = tree(trained_run)
+    code, out, err, _ = cli(export_command, [trained_run, *args])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert tree(trained_run) == before
+
+
+def test_cli_refuses_incomplete_runs_and_foreign_folders(cli, trained_run, tmp_path):
+    code, _, err, _ = cli(export_command, [tmp_path / "missing"])
+    assert code == 2 and "does not exist" in err
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("models"))
+    code, _, err, _ = cli(export_command, [run])
+    assert code == 2 and "run stdo-train" in err
+    shutil.copytree(trained_run / "models", run / "models")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos/cat.jpg").write_bytes(b"not a bundle")
+    code, _, err, _ = cli(export_command, [run, "--out", tmp_path / "photos"])
+    assert code == 2 and "is not a bundle" in err
+    assert (tmp_path / "photos/cat.jpg").read_bytes() == b"not a bundle"
+
+
+def test_cli_missing_converter_is_named(cli, trained_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # as if not installed: importing it fails
+    before = tree(trained_run)
+    code, _, err, _ = cli(export_command, [trained_run, "--format", "onnx,tflite"])
+    assert code == 2 and "litert-torch is not installed: pip install 'stdo[export]'" in err
+    assert tree(trained_run) == before
+
+
+def test_stdo_export_is_also_a_subcommand(cli):
+    code, out, _, _ = cli(stdo_main, ["export", "--help"])
+    assert code == 0 and "--quantize" in out and "--format" in out
+
+
+def test_unknown_lists_raise_early():
+    with pytest.raises(StdoError, match="unknown"):
+        export_pipeline.parse_list("onnx,,pdf", export_pipeline.FORMATS, "--format")
+    assert export_pipeline.parse_list("ONNX, tflite,onnx", export_pipeline.FORMATS, "--format") == ("onnx", "tflite")
