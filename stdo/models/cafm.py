@@ -51,14 +51,14 @@ class CaFMWDSR(nn.Module):
         return self.backbone.receptive_radius
 
     def forward(self, x: torch.Tensor, chunk_ids: torch.Tensor) -> torch.Tensor:
-        w, mean = self.backbone, self.config.image_mean
-        x = x - mean
-        h = w.body[0](x)
+        w = self.backbone
+        x = x - self.config.image_mean
+        h = w.head(x)
         for i, block in enumerate(w.body[1:-1]):
             conv1, relu, conv2 = block.body
             y = relu(self.mods[2 * i](conv1(h), chunk_ids))
             h = h + self.mods[2 * i + 1](conv2(y), chunk_ids)
-        return w.shuf(w.body[-1](h) + w.skip(x)) + mean
+        return w.tail(h, x)
 
     @torch.no_grad()
     def fold(self, chunk: int) -> WDSR:

@@ -1,0 +1,147 @@
+"""stdo-play on an exported bundle: the numbers agree with training, the margin is right, outputs are safe."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tree
+from stdo.cli import main as stdo_main
+from stdo.export.pipeline import ExportOptions, export
+from stdo.play.cli import play_command
+from stdo.play.pipeline import PlayOptions, play
+from stdo.play.player import Player
+from stdo.video import probe_video, read_video, write_mp4
+
+pytest.importorskip("litert_torch")
+
+
+@pytest.fixture(scope="module")
+def bundle(trained_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("play") / "run"
+    shutil.copytree(trained_run, run)
+    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16,
+                         verify_frames=1))
+    return run / "bundle"
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "litert"])
+def test_player_psnr_matches_the_training_report(bundle, backend):
+    run = bundle.parent
+    trained = json.loads((run / "models/stdo/report.json").read_text())
+    report = play(PlayOptions(bundle=bundle, backend=backend, hr=run / "frames/hr.npy"))
+    assert report["frames"] == 6 and report["fps"] > 0
+    assert abs(report["psnr"]["model"] - trained["psnr_video"]) < 0.05  # the issue's bar
+    assert abs(report["psnr"]["bicubic"] - trained["bicubic"]["psnr_video"]) < 1e-6
+    assert report["psnr"]["model"] > report["psnr"]["bicubic"]
+    assert set(report["seconds"]) >= {"decode", "inference", "stitch", "encode", "playback"}
+
+
+def test_int8_plays_close_to_fp32(bundle):
+    hr = bundle.parent / "frames/hr.npy"
+    fp32 = play(PlayOptions(bundle=bundle, backend="litert", hr=hr))["psnr"]["model"]
+    int8 = play(PlayOptions(bundle=bundle, backend="litert", precision="int8", hr=hr))["psnr"]["model"]
+    assert fp32 - 1.0 < int8 < fp32 + 0.2
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_one_model_over_all_patches_equals_the_whole_frame(bundle, backend):
+    player = Player(bundle, backend)
+    lr = np.load(bundle.parent / "frames/lr.npy")[:2]
+    for k, runner in enumerate(player.runners):
+        stitched = player.upscale(lr, np.full((2, player.grid.rows, player.grid.cols), k, np.uint8))
+        whole = runner(torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255).clamp(0, 1)
+        assert (stitched - whole).abs().max() < 1e-5  # margin 6 = the tiny model's receptive radius
+
+
+def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):
+    code, out, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.mp4", "-q"])
+    assert code == 0, err
+    assert probe_video(tmp_path / "sr.mp4")[:3] == (160, 96, 6)
+    assert "fps" in out and "inference" in out
+    code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "frames", "--backend", "torch", "-q"])
+    assert code == 0, err
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(pngs) == 6
+    sr = play(PlayOptions(bundle=bundle, backend="torch", out=tmp_path / "side.mp4", compare=True, crf=0))
+    side, _ = read_video(tmp_path / "side.mp4")
+    assert side.shape == (6, 96, 320, 3) and sr["compare"]
+    from PIL import Image
+
+    first = np.asarray(Image.open(pngs[0]))
+    assert np.abs(side[0, :, 160:].astype(int) - first).mean() < 2  # right half: the SR frame (crf 0 = lossless luma)
+
+
+def test_report_and_plot(bundle, tmp_path, cli):
+    pytest.importorskip("matplotlib")
+    hr = bundle.parent / "frames/hr.npy"
+    code, out, err, _ = cli(play_command, [bundle, "--hr", hr, "--report", tmp_path / "psnr.md", "--plot",
+                                           tmp_path / "psnr.png", "-q"])
+    assert code == 0, err
+    assert "PSNR" in out and "| bicubic |" in (tmp_path / "psnr.md").read_text()
+    assert (tmp_path / "psnr.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--report", tmp_path / "psnr.json", "-q"])
+    per_frame = json.loads((tmp_path / "psnr.json").read_text())["psnr"]["per_frame"]
+    assert code == 0 and len(per_frame) == 6
+
+
+def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
+    out = tmp_path / "sr.mp4"
+    out.write_bytes(b"earlier result")
+    code, _, err, _ = cli(play_command, [bundle, "--out", out, "-q"])
+    assert code == 2 and "exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"earlier result"
+    code, _, err, _ = cli(play_command, [bundle, "--out", out, "--overwrite", "-q"])
+    assert code == 0 and probe_video(out)[2] == 6
+
+
+def test_tampered_bundle_is_refused(bundle, tmp_path, cli):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    model = copy / "models/chunk1.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 1
+    model.write_bytes(bytes(data))
+    code, _, err, _ = cli(play_command, [copy, "--out", tmp_path / "sr.mp4"])
+    assert code == 2 and "sha256" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sr.mp4").exists()
+
+
+def test_a_video_that_does_not_match_is_refused_and_nothing_is_written(bundle, tmp_path, cli):
+    lr = np.load(bundle.parent / "frames/lr.npy")
+    write_mp4(tmp_path / "short.mp4", lr[:4], lossless=True)
+    write_mp4(tmp_path / "small.mp4", lr[:, :40], lossless=True)
+    for video, message in (("short.mp4", "with 4 frames"), ("small.mp4", "80x40")):
+        code, _, err, _ = cli(play_command, [bundle, "--video", tmp_path / video, "--out", tmp_path / "sr.mp4"])
+        assert code == 2 and message in err and "exported with" in err, err
+    np.save(tmp_path / "short.npy", lr[:4])  # a source that does not declare its length: caught at its end
+    code, _, err, _ = cli(play_command, [bundle, "--video", tmp_path / "short.npy", "--out", tmp_path / "sr.mp4"])
+    assert code == 2 and "ends after 4 frames" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4", "short.npy", "small.mp4"]
+
+
+def test_missing_backend_or_variant_is_a_clear_error(bundle, cli, monkeypatch):
+    code, _, err, _ = cli(play_command, [bundle, "--backend", "onnxruntime", "--precision", "fp16"])
+    assert code == 2 and "no onnx fp16 model" in err
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
+    code, _, err, _ = cli(play_command, [bundle, "--backend", "litert"])
+    assert code == 2 and "ai-edge-litert is not installed" in err
+
+
+def test_hr_that_does_not_match_is_refused(bundle, tmp_path, cli):
+    lr = np.load(bundle.parent / "frames/lr.npy")
+    np.save(tmp_path / "wrong.npy", lr)  # LR size, not HR
+    code, _, err, _ = cli(play_command, [bundle, "--hr", tmp_path / "wrong.npy"])
+    assert code == 2 and "expected 160x96" in err
+    before = tree(tmp_path)
+    code, _, err, _ = cli(play_command, [bundle, "--plot", tmp_path / "p.png"])
+    assert code == 2 and "--plot needs --hr" in err and tree(tmp_path) == before
+
+
+def test_stdo_play_is_also_a_subcommand(cli):
+    code, out, _, _ = cli(stdo_main, ["play", "--help"])
+    assert code == 0 and "--backend" in out and "--compare" in out
