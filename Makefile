@@ -36,6 +36,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/cluster_speed.py
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
+	$(PY) benchmarks/play_speed.py
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
 
 clean:
