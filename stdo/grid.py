@@ -145,12 +145,6 @@ def stitch(windows: Array, grid: Grid, scale: int = 1) -> Array:
     return out
 
 
-def pixel_labels(labels: np.ndarray, grid: Grid, scale: int = 1) -> np.ndarray:
-    """Per-patch labels [..., rows, cols] spread to every pixel of their patch: [..., rows·H, cols·W] at `scale`."""
-    rows = np.repeat(labels, np.diff(grid.row_edges) * scale, axis=-2)
-    return np.repeat(rows, np.diff(grid.col_edges) * scale, axis=-1)
-
-
 def region_sums(maps: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray) -> np.ndarray:
     """Sum a map [T, H, W] over the rectangles between consecutive edges: [T, rows, cols] (float64)."""
     rows = np.add.reduceat(maps, row_edges[:-1], axis=1, dtype=np.float64)

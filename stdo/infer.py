@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from stdo.grid import Grid, pixel_labels, split, stitch
+from stdo.grid import Grid, split, stitch
 from stdo.video import as_nchw
 
 Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 3, s·h, s·w]
@@ -21,38 +21,19 @@ Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 
 
 @torch.no_grad()
 def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
-                  max_windows: int = 256, whole_frame_share: float | None = None) -> torch.Tensor:
-    """lr float [B, 3, h, w] in [0,1], assignment [B, rows, cols] model index -> SR float [B, 3, s·h, s·w] in [0,1].
-
-    With `whole_frame_share`, a model whose windows would cover at least that share of
-    the batch's frame pixels runs on its frames whole instead, and its patches are cut
-    from the result: cheaper when patches of several models interleave, since windows
-    pay for their margins (1.7x the patch pixels at STDO's 1080p x4 grid and margin 8).
-    Both give the same pixels up to float rounding when the margin covers the model's
-    receptive radius. Only for runners that take any input size (not fixed-shape TFLite).
-    """
+                  max_windows: int = 256) -> torch.Tensor:
+    """lr float [B, 3, h, w] in [0,1], assignment [B, rows, cols] model index -> SR float [B, 3, s·h, s·w] in [0,1]."""
     windows = split(lr, grid)
     b, rows, cols, c, wh, ww = windows.shape
     flat = windows.reshape(b * rows * cols, c, wh, ww)
     which = torch.from_numpy(np.ascontiguousarray(assignment).reshape(-1).astype(np.int64))
-    out = flat.new_empty(b * rows * cols, c, wh * scale, ww * scale)  # a whole-frame model's windows stay unset
-    whole: list[int] = []
+    out = flat.new_empty(b * rows * cols, c, wh * scale, ww * scale)
     for k in torch.unique(which).tolist():
         idx = torch.nonzero(which == k).squeeze(1)
-        if whole_frame_share is not None and len(idx) * wh * ww >= whole_frame_share * b * grid.height * grid.width:
-            whole.append(k)
-            continue
         for start in range(0, len(idx), max_windows):
             part = idx[start : start + max_windows]
             out[part] = runners[k](flat[part]).float()
-    sr = stitch(out.reshape(b, rows, cols, c, wh * scale, ww * scale), grid, scale)
-    if whole:
-        labels = torch.from_numpy(pixel_labels(np.ascontiguousarray(assignment, np.int64), grid, scale))
-        for k in whole:
-            frames = torch.nonzero((labels == k).flatten(1).any(1)).squeeze(1)
-            mine = (labels[frames] == k).unsqueeze(1)
-            sr[frames] = torch.where(mine, runners[k](lr[frames]).float(), sr[frames])
-    return sr.clamp_(0, 1)
+    return stitch(out.reshape(b, rows, cols, c, wh * scale, ww * scale), grid, scale).clamp_(0, 1)
 
 
 def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],

@@ -1,24 +1,20 @@
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
 from stdo.grid import Grid
 from stdo.infer import iter_upscaled, upscale_batch
-from stdo.models import WDSR, WDSRConfig
 
 
 def _nearest(offset: float):
     return lambda x: F.interpolate(x, scale_factor=2, mode="nearest") + offset
 
 
-@pytest.mark.parametrize("whole_frame_share", [None, 0.0, 0.3])  # windows only, whole frames only, mixed
-def test_each_patch_is_served_by_its_assigned_model(whole_frame_share):
+def test_each_patch_is_served_by_its_assigned_model():
     grid = Grid(20, 30, 2, 3, margin=2)
     x = torch.rand(2, 3, 20, 30) * 0.5
     assignment = np.random.default_rng(0).integers(0, 3, (2, 2, 3)).astype(np.uint8)
-    out = upscale_batch(x, grid, 2, assignment, [_nearest(0.0), _nearest(0.1), _nearest(0.2)],
-                        whole_frame_share=whole_frame_share)
+    out = upscale_batch(x, grid, 2, assignment, [_nearest(0.0), _nearest(0.1), _nearest(0.2)])
     base = F.interpolate(x, scale_factor=2, mode="nearest")
     for t in range(2):
         for r in range(2):
@@ -39,18 +35,3 @@ def test_iter_upscaled_streams_all_frames_as_rounded_0_255():
         seen.append(start)
     assert seen == [0, 2, 4]
     np.testing.assert_array_equal(sr[-1].permute(1, 2, 0).numpy()[::2, ::2], lr[4])
-
-
-def test_whole_frame_runs_equal_windows_when_the_margin_covers_the_radius():
-    torch.manual_seed(0)
-    models = [WDSR(WDSRConfig(scale=2, num_blocks=2, num_residual_units=8)).eval() for _ in range(2)]
-    for m in models:
-        for p in m.body[1:].parameters():
-            p.data.add_(torch.randn_like(p) * 0.05)
-    grid = Grid(24, 40, 2, 4, margin=models[0].receptive_radius)
-    x = torch.rand(3, 3, 24, 40)
-    assignment = np.random.default_rng(2).integers(0, 2, (3, 2, 4)).astype(np.uint8)
-    windows = upscale_batch(x, grid, 2, assignment, models)
-    for share in (0.0, 0.5):
-        torch.testing.assert_close(upscale_batch(x, grid, 2, assignment, models, whole_frame_share=share), windows,
-                                   atol=1e-5, rtol=0)

@@ -3,10 +3,7 @@
 For each batch of frames it cuts every frame into the bundle's windows (patch + margin),
 groups the windows by the model the chunk map names, runs each model once on its group,
 and stitches the outputs with the margins cropped (stdo.infer, the path the training
-evaluation used, so the figures agree). Where one model serves most of a frame's
-patches, the torch and onnxruntime backends run it on the whole frame instead and cut
-its patches out: the same pixels when the margin covers its receptive radius, and no
-margins to pay for. Backends read the bundle's own files:
+evaluation used, so the figures agree). Backends read the bundle's own files:
 
   torch        models/chunk{i}.pt      (fp32, the reference)
   onnxruntime  models/chunk{i}*.onnx   (fp32, int8)
@@ -34,9 +31,6 @@ from stdo.video import as_nchw, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 BACKENDS = {"torch": "torch", "onnxruntime": "onnx", "litert": "tflite"}  # backend -> file format it runs
-# A model whose windows would cover this share of the frames runs on them whole (see stdo.infer.upscale_batch):
-# at 1080p x4, windows cost onnxruntime ~1.2x and torch ~1.9x per pixel what one whole frame does.
-WHOLE_FRAME_SHARE = 0.6
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -142,9 +136,7 @@ class Player:
     def upscale(self, lr: np.ndarray, assignment: np.ndarray) -> torch.Tensor:
         """uint8 LR frames [B, h, w, 3] and their model map [B, rows, cols] -> float SR [B, 3, H, W] in [0, 1]."""
         t0, before = time.perf_counter(), self.timings.inference
-        share = None if self.backend == "litert" else WHOLE_FRAME_SHARE  # TFLite models take one window shape
-        sr = upscale_batch(as_nchw(lr).float().div_(255), self.grid, self.scale, assignment, self.runners,
-                           whole_frame_share=share)
+        sr = upscale_batch(as_nchw(lr).float().div_(255), self.grid, self.scale, assignment, self.runners)
         self.timings.stitch += time.perf_counter() - t0 - (self.timings.inference - before)
         return sr
 
