@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,3 +71,22 @@ def save_torch(target: str | os.PathLike, obj: Any) -> None:
 def save_npz(target: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(target, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
+
+
+def temp_dir_beside(target: Path) -> Path:
+    """A new empty folder in `target`'s parent (same filesystem, so os.replace is atomic), usual permissions."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
+    return tmp
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move the finished folder `new` to `target`; a folder already there is replaced only now, in two renames."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old)

@@ -8,6 +8,7 @@ training and playback.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -17,6 +18,20 @@ from stdo.grid import Grid, split, stitch
 from stdo.video import as_nchw
 
 Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 3, s·h, s·w]
+
+
+class TimedRunner:
+    """A runner that adds up its own time and the windows it served."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner, self.seconds, self.windows = runner, 0.0, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.runner(x)
+        self.seconds += time.perf_counter() - t0
+        self.windows += len(x)
+        return y
 
 
 @torch.no_grad()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -41,9 +40,9 @@ import stdo
 from stdo.errors import StdoError
 from stdo.export import bundle as bundle_format
 from stdo.export.toolchain import require
-from stdo.fileio import save_torch, umask, write_bytes, write_json
+from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, write_json
 from stdo.grid import Grid, split
-from stdo.infer import Runner, upscale_batch
+from stdo.infer import Runner, TimedRunner, upscale_batch
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse
 from stdo.models import fold_weight_norm
 from stdo.rundir import load_frames, read_run_info
@@ -205,20 +204,6 @@ def _runner(variant: Variant, path: Path, model: nn.Module, threads: int | None)
     return coreml_weights_model(path, model)
 
 
-class _Timed:
-    """A runner that adds up its own time and the windows it served."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner, self.seconds, self.windows = runner, 0.0, 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        t0 = time.perf_counter()
-        y = self.runner(x)
-        self.seconds += time.perf_counter() - t0
-        self.windows += len(x)
-        return y
-
-
 def verification_frames(total: int, wanted: int) -> np.ndarray:
     if wanted == 0 or wanted >= total:
         return np.arange(total)
@@ -233,7 +218,7 @@ def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: n
     (no rounding), MSE over all verification frames. Against HR: rounded to 0..255 like a
     display, border shave = scale, mean of per-frame PSNR (the training report's psnr_video).
     """
-    timed = {label: [_Timed(r) for r in rs] for label, rs in runners.items()}
+    timed = {label: [TimedRunner(r) for r in rs] for label, rs in runners.items()}
     sq_err = {label: 0.0 for label in runners}
     vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in ["torch fp32", *runners]}
     for start in range(0, len(frames), 2):
@@ -281,13 +266,11 @@ def export(o: ExportOptions, progress: Progress = None) -> dict:
         raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
     wanted = variants(tuple(o.formats), tuple(o.quantize))
     t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700; the bundle is meant to be served
+    tmp = temp_dir_beside(out)
     try:
         report = _build(o, tmp, info, models, assignment, train_report, hr, lr, grid, scale, wanted, progress, t0)
         bundle_format.read_bundle(tmp)  # what a client will check, before anyone can see it
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -373,17 +356,6 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     write_json(root / "report.json", report)
     write_bytes(root / "report.md", format_report_md(report).encode())
     return report
-
-
-def _swap_into_place(new: Path, out: Path) -> None:
-    """Move the finished bundle to `out`; an earlier bundle there is replaced only now, and in two renames."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / "bundle")
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def format_table(report: dict) -> list[str]:

@@ -8,9 +8,7 @@ that exists is refused unless `overwrite`.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 from PIL import Image
 
 from stdo.errors import StdoError
-from stdo.fileio import umask, write_bytes, write_json
+from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr
 from stdo.play.player import Player, lr_stream
 from stdo.video import Mp4Writer, as_nchw, iter_frames, upscale_bicubic
@@ -72,9 +70,7 @@ class _PngFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
-        self.tmp.chmod(0o777 & ~umask())
+        self.tmp = temp_dir_beside(self.path)
         self.count = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -87,13 +83,7 @@ class _PngFolder:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                old = None
-                if self.path.exists():
-                    old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
-                    os.replace(self.path, old / "frames")
-                os.replace(self.tmp, self.path)
-                if old is not None:
-                    shutil.rmtree(old)
+                replace_dir(self.tmp, self.path)
         finally:
             if self.tmp.exists():
                 shutil.rmtree(self.tmp)

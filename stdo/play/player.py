@@ -24,7 +24,7 @@ import torch
 from stdo.errors import StdoError
 from stdo.export.bundle import Bundle, read_bundle
 from stdo.grid import Grid
-from stdo.infer import Runner, upscale_batch
+from stdo.infer import Runner, TimedRunner, upscale_batch
 from stdo.models import load_wdsr
 from stdo.video import as_nchw, iter_frames, probe_video
 
@@ -58,18 +58,6 @@ class Timings:
         return {"frames": self.frames, "windows": self.windows, "fps": self.fps, "seconds": {
             "decode": self.decode, "inference": self.inference, "stitch": self.stitch, "encode": self.encode,
             "playback": self.playback, **self.extra}}
-
-
-class _TimedRunner:
-    def __init__(self, runner: Runner, timings: Timings) -> None:
-        self.runner, self.timings = runner, timings
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        t0 = time.perf_counter()
-        y = self.runner(x)
-        self.timings.inference += time.perf_counter() - t0
-        self.timings.windows += len(x)
-        return y
 
 
 def _torch_runner(path: Path) -> Runner:
@@ -123,7 +111,7 @@ class Player:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
             self.files.append(self.bundle.file(entry))
-        self.runners = [_TimedRunner(_make_runner(backend, path, threads), self.timings) for path in self.files]
+        self.runners = [TimedRunner(_make_runner(backend, path, threads)) for path in self.files]
         radius = m.get("receptive_radius")
         if isinstance(radius, int) and self.grid.margin < radius:
             log.info("margin %d < receptive radius %d: patch seams differ slightly from whole-frame inference",
@@ -135,9 +123,13 @@ class Player:
 
     def upscale(self, lr: np.ndarray, assignment: np.ndarray) -> torch.Tensor:
         """uint8 LR frames [B, h, w, 3] and their model map [B, rows, cols] -> float SR [B, 3, H, W] in [0, 1]."""
-        t0, before = time.perf_counter(), self.timings.inference
+        t0, before = time.perf_counter(), sum(r.seconds for r in self.runners)
+        windows_before = sum(r.windows for r in self.runners)
         sr = upscale_batch(as_nchw(lr).float().div_(255), self.grid, self.scale, assignment, self.runners)
-        self.timings.stitch += time.perf_counter() - t0 - (self.timings.inference - before)
+        inference = sum(r.seconds for r in self.runners) - before
+        self.timings.inference += inference
+        self.timings.stitch += time.perf_counter() - t0 - inference
+        self.timings.windows += sum(r.windows for r in self.runners) - windows_before
         return sr
 
     def play(self, lr_frames: Iterable[np.ndarray], batch: int = 4) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
