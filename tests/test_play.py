@@ -97,6 +97,8 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     assert out.read_bytes() == b"earlier result"
     code, _, err, _ = cli(play_command, [bundle, "--out", out, "--overwrite", "-q"])
     assert code == 0 and probe_video(out)[2] == 6
+    code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.avi"])
+    assert code == 2 and "give an .mp4 file, or a folder" in err and not (tmp_path / "sr.avi").exists()
 
 
 def test_tampered_bundle_is_refused(bundle, tmp_path, cli):

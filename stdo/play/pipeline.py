@@ -52,6 +52,8 @@ def _check(o: PlayOptions) -> None:
     for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or --overwrite to replace it")
+    if o.out is not None and Path(o.out).suffix and Path(o.out).suffix.lower() != ".mp4":
+        raise StdoError(f"--out {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
     if o.hr is not None and not Path(o.hr).exists():
         raise StdoError(f"--hr {o.hr} does not exist: give the HR video, frame folder or RUN/frames/hr.npy")
     if o.plot is not None and o.hr is None:
@@ -94,18 +96,15 @@ def _writer(o: PlayOptions, fps: float):
         return None
     if Path(o.out).suffix.lower() == ".mp4":
         return Mp4Writer(Path(o.out), fps=fps, crf=o.crf)
-    if Path(o.out).suffix:
-        raise StdoError(f"--out {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
     return _PngFolder(Path(o.out))
 
 
-def _hr_frames(o: PlayOptions, player: Player) -> Iterator[np.ndarray | None]:
-    if o.hr is None:
-        while True:
-            yield None
-    yield from iter_frames(Path(o.hr))
+def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:
+    """The HR frames, then None for ever (no --hr, or fewer HR frames than LR ones: caught by the caller)."""
+    if hr is not None:
+        yield from iter_frames(Path(hr))
     while True:
-        yield None  # fewer HR frames than LR frames: caught below
+        yield None
 
 
 def play(o: PlayOptions, progress: Progress = None) -> dict:
@@ -113,7 +112,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     _check(o)
     player = Player(o.bundle, o.backend, o.precision, o.threads)
     frames = lr_stream(player, o.video)
-    hr_iter = _hr_frames(o, player)
+    hr_iter = _hr_frames(o.hr)
     width, height = player.hr_size
     model_db, bicubic_db = [], []
     t_metrics = 0.0
