@@ -1,7 +1,10 @@
-"""Quality of every training method on real clips, under two protocols.
+"""Quality of every training method on real clips, under three protocols.
 
 - paper: every model has the same size and the same training (STDO's protocol): per-chunk
   methods ship k models and train each for the full step budget (k times the compute).
+- cost: every model the same size, every method the same total steps (k x the budget):
+  joint models get what the k per-chunk models get together, as DESIGN's "methods compare
+  at equal cost" asks.
 - bytes: the same total model bytes and the same total steps (the delivery view):
   per-chunk methods get narrower models so that k of them weigh what one joint model
   weighs, and split the step budget between them.
@@ -54,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", default="bikes,bigbuckbunny")
     parser.add_argument("--scales", default="2,4")
-    parser.add_argument("--protocols", default="paper,bytes")
+    parser.add_argument("--protocols", default="paper,bytes", help="of paper, cost, bytes")
     parser.add_argument("--methods", default=",".join(name for name, _ in VARIANTS))
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--chunks", type=int, default=2)
@@ -78,8 +81,8 @@ def main() -> None:
                         overrides, steps = {}, args.steps
                         if protocol == "bytes" and method in PER_CHUNK:
                             overrides["num_residual_units"] = units_for_equal_bytes(args.model, scale, args.chunks)
-                        if protocol == "paper" and method in PER_CHUNK:
-                            steps = args.steps * args.chunks  # the full budget for each of the k models
+                        if (protocol == "paper" and method in PER_CHUNK) or protocol == "cost":
+                            steps = args.steps * args.chunks  # per-chunk methods: the full budget for each of the k models
                         key = (name, tuple(overrides.items()), steps)
                         if key not in done:
                             t0 = time.perf_counter()
@@ -97,7 +100,7 @@ def main() -> None:
                         print(json.dumps(rows[-1]), flush=True)
 
     header = (f"# Quality: {args.frames} frames per clip, {args.chunks} chunks, {args.steps} steps per model "
-              f"(paper) or per method (bytes), {args.model}")
+              f"(paper), {args.steps} x {args.chunks} per method (cost) or {args.steps} per method (bytes), {args.model}")
     lines = [header, "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.", "",
              "| clip | x | protocol | method | steps | PSNR video | gain | PSNR STDO | gain | SSIM | params | KiB fp32 |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -41,7 +41,8 @@ def copy_run(run: Path, dest: Path) -> Path:
 
 
 def options(run: Path, method: str, steps: int, **kw) -> TrainOptions:
-    cfg = TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=kw.pop("every", 50), lr=kw.pop("lr", 1e-3))
+    cfg = TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=kw.pop("every", 50), lr=kw.pop("lr", 1e-3),
+                      amp=kw.pop("amp", "auto"))
     return TrainOptions(run=run, method=method, config=cfg,
                         method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16,
                                                      **kw))
@@ -87,7 +88,7 @@ def test_error_weighting_favours_the_chunk_with_higher_loss():
     sampler = ChunkSampler(groups, weighting="error")
     np.testing.assert_allclose(sampler.probabilities(), [0.5, 0.5])
     for _ in range(20):
-        sampler.observe(torch.tensor([0.3, 0.1]), torch.tensor([0, 1]))
+        sampler.observe(sampler.totals(torch.tensor([0.3, 0.1]), torch.tensor([0, 1])))
     p = sampler.probabilities()
     assert p[0] > 0.65 and p[1] >= 0.05  # more of the budget to the harder chunk, none starved
     assert ChunkSampler(groups, weighting="uniform").probabilities().tolist() == [0.5, 0.5]
@@ -98,6 +99,7 @@ def test_amp_modes_and_apex_aliases():
     assert resolve_amp("O0", "cpu").label == "fp32"
     assert resolve_amp("bf16", "cpu").dtype == torch.bfloat16
     assert resolve_amp("auto", "cuda") == Precision(torch.float16, True, "fp16+GradScaler")
+    assert resolve_amp("fp16", "cpu") == Precision(torch.float16, True, "fp16+GradScaler")
     assert resolve_amp("O1", "cpu").label == ("bf16" if cpu_supports_bf16() else "fp32")
     with pytest.raises(StdoError, match="unknown"):
         resolve_amp("O3", "cpu")
@@ -165,6 +167,18 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp
     assert abs(a["psnr_video"] - b["psnr_video"]) <= 0.05 and abs(a["psnr_stdo"] - b["psnr_stdo"]) <= 0.05
 
 
+def test_fp16_with_grad_scaler_trains_like_fp32(small_run, tmp_path):
+    """The CUDA default (fp16 + GradScaler), run on CPU: the same code path, slower."""
+    reports = {amp: train(options(copy_run(small_run, tmp_path / amp), "awdnn", 60, every=30, amp=amp, lr=3e-3))
+               for amp in ("fp16", "off")}
+    fp16, fp32 = reports["fp16"], reports["off"]
+    assert fp16["amp"] == "fp16+GradScaler"
+    assert fp16["psnr_video"] > fp16["bicubic"]["psnr_video"] + 0.01, fp16
+    assert abs(fp16["psnr_video"] - fp32["psnr_video"]) < 0.01, (fp16["psnr_video"], fp32["psnr_video"])
+    scaler = torch.load(tmp_path / "fp16/models/awdnn/state/joint.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] > 1 and scaler["_growth_tracker"] > 0  # loss scaling ran and its state is kept
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_run, tmp_path):
     run = copy_run(small_run, tmp_path / "run")
     with pytest.raises(StdoError, match="loss became .* checkpoint of step"):
@@ -223,3 +237,42 @@ def test_torchrun_two_cpu_processes(small_run, tmp_path, method):
     assert states == (["joint.pt"] if method == "awdnn" else ["chunk0.pt", "chunk1.pt"])
     if method == "awdnn":  # both ranks' sampler RNG states are kept, for an exact resume
         assert len(torch.load(run / "models/awdnn/state/joint.pt", weights_only=True)["rng"]) == 2
+
+
+def _torchrun(run: Path, *args: str) -> list:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "stdo.train.cli", str(run), *args]
+
+
+def _kill_all_naming(path: Path) -> None:
+    """SIGKILL every process whose command line names `path`."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(path).encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def test_torchrun_joint_model_killed_and_resumed_ends_exactly_where_an_uninterrupted_run_ends(small_run, tmp_path):
+    """jstdo's data-aware sampler state is all-reduced, so every rank holds the same one and resume is exact."""
+    args = ["--method", "jstdo", "--steps", "160", "--checkpoint-every", "20", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, killed = copy_run(small_run, tmp_path / "whole"), copy_run(small_run, tmp_path / "killed")
+    done = subprocess.run(_torchrun(whole, *args), capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(_torchrun(killed, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    state = killed / "models/jstdo/state/joint.pt"
+    deadline = time.time() + 120
+    while _state_step(state) < 40 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    _kill_all_naming(killed)  # the launcher and both ranks (torchrun starts the ranks in sessions of their own)
+    proc.wait()
+    time.sleep(1)
+    assert 40 <= _state_step(state) < 160
+    done = subprocess.run(_torchrun(killed, *args), capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (torch.load(r / "models/jstdo/state/joint.pt", weights_only=True) for r in (whole, killed))
+    assert a["sampler"] == b["sampler"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

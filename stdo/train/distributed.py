@@ -65,6 +65,13 @@ def wrap_shared(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over ranks, in place (a no-op for a single process)."""
+    if world().size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
 def gather_objects(obj) -> list:
     """[obj of rank 0, obj of rank 1, ...] on every rank."""
     if world().size <= 1:

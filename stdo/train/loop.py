@@ -60,7 +60,7 @@ def resolve_amp(mode: str, device: str) -> Precision:
         return Precision(torch.bfloat16, False, "bf16")
     if not cuda:
         log.warning("fp16 autocast on CPU is slow (measured ~18x slower than fp32 here); bf16 is the CPU choice")
-    return Precision(torch.float16, cuda, "fp16+GradScaler" if cuda else "fp16")
+    return Precision(torch.float16, True, "fp16+GradScaler")  # fp16 gradients underflow without loss scaling
 
 
 @dataclass
@@ -181,7 +181,8 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        job.sampler.observe(per_sample.detach().cpu(), ids.cpu())
+        totals = job.sampler.totals(per_sample.detach().cpu(), ids.cpu())
+        job.sampler.observe(dist_utils.all_reduce_sum(totals) if job.shared else totals)
         step += 1
         loss_value = loss.item()
         if step % max(1, cfg.checkpoint_every // 10) == 0 or step == job.steps:

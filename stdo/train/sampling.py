@@ -55,12 +55,20 @@ class ChunkSampler:
         lr, hr, mask = (torch.cat(x) for x in zip(*parts))
         return lr, hr, mask, torch.cat(ids)
 
-    def observe(self, losses: torch.Tensor, ids: torch.Tensor) -> None:
-        """Update each group's error from the per-sample losses of the last batch."""
+    def totals(self, losses: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """[groups, 2]: the loss sum and sample count of each group in a batch (summable over ranks)."""
+        out = torch.zeros(len(self.groups), 2, dtype=torch.float64)
         for i, gid in enumerate(self.ids):
             mask = ids == int(gid)
-            if mask.any():
-                loss = float(losses[mask].mean())
+            out[i, 0], out[i, 1] = float(losses[mask].sum()), float(mask.sum())
+        return out
+
+    def observe(self, totals: torch.Tensor) -> None:
+        """Update each group's error from `totals` of the last batch (over all ranks under DDP, so every
+        rank keeps the same errors and draws by the same probabilities)."""
+        for i, (loss_sum, count) in enumerate(totals.tolist()):
+            if count:
+                loss = loss_sum / count
                 old = self.errors[i]
                 self.errors[i] = loss if np.isnan(old) else self.momentum * old + (1 - self.momentum) * loss
 
