@@ -1,7 +1,6 @@
 """Random LR/HR crop pairs drawn straight from the in-memory uint8 frames of a RUN.
 
-No per-patch files: a batch is one fancy-indexing gather from the frame arrays. A
-sample picks a patch (t, row, col) from the given set, then a square LR crop that
+No per-patch files: a batch is a set of slices of the frame arrays. A sample picks a patch (t, row, col) from the given set, then a square LR crop that
 covers as much of that patch as it can: inside the patch when the patch is larger than
 the crop, around it (with context from its neighbours) when smaller.
 
@@ -10,7 +9,7 @@ grid's margin), and the loss covers only the crop: a mask marks it inside the wi
 Without that, a small crop's zero-padded border is a large share of the loss and the
 model learns crop borders instead of the picture. Windows stay inside the frame, so
 at the frame border the crop sits off-centre in its window. Optional flips and
-90-degree rotations apply to window and mask alike.
+transposes (the square's 8 symmetries) apply to window and mask alike.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 
 from stdo.grid import Grid
-from stdo.video import as_nchw
 
 
 def _crop_starts(lo: np.ndarray, hi: np.ndarray, crop: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,37 +50,45 @@ class PatchSampler:
         return self.gather(self.patches[rng.integers(0, len(self.patches), batch)], rng)
 
     def gather(self, picked: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Windows and loss masks for the given (frame, row, col) patches, [B, 3]."""
+        """Windows and loss masks for the given (frame, row, col) patches, [B, 3].
+
+        Each window is a slice of the uint8 frames, oriented (flips/transpose as views) and
+        copied once into the batch; only the batch is converted to float. (A single
+        fancy-indexing gather, then augmenting float tensors, drew the same batches 3x slower.)
+        """
         g, p, w, s = self.grid, self.crop, self.window, self.scale
         t, r, c = picked.T
         cy = _crop_starts(g.row_edges[r], g.row_edges[r + 1], p, g.height, rng)
         cx = _crop_starts(g.col_edges[c], g.col_edges[c + 1], p, g.width, rng)
         wy = np.clip(cy - (w - p) // 2, 0, g.height - w)  # the window around the crop, inside the frame
         wx = np.clip(cx - (w - p) // 2, 0, g.width - w)
-        ar, ar_s = np.arange(w), np.arange(w * s)
-        lr = self.lr[t[:, None, None], (wy[:, None] + ar)[:, :, None], (wx[:, None] + ar)[:, None, :]]
-        hr = self.hr[t[:, None, None], (wy[:, None] * s + ar_s)[:, :, None], (wx[:, None] * s + ar_s)[:, None, :]]
-        oy, ox = (cy - wy) * s, (cx - wx) * s
-        inside_y = (ar_s[None, :] >= oy[:, None]) & (ar_s[None, :] < oy[:, None] + p * s)
-        inside_x = (ar_s[None, :] >= ox[:, None]) & (ar_s[None, :] < ox[:, None] + p * s)
-        mask = torch.from_numpy(inside_y[:, None, :, None] & inside_x[:, None, None, :]).float()
-        lr_t = as_nchw(lr).float().div_(255)
-        hr_t = as_nchw(hr).float().div_(255)
-        if self.augment:
-            lr_t, hr_t, mask = _augment((lr_t, hr_t, mask), rng)
-        return lr_t.contiguous(), hr_t.contiguous(), mask.contiguous()
+        oy, ox = (cy - wy) * s, (cx - wx) * s  # the crop inside the HR window
+        n, ws = len(picked), w * s
+        # flip width, flip height, transpose: one of the square's 8 symmetries per sample
+        flags = rng.integers(0, 2, (n, 3)).astype(bool) if self.augment else np.zeros((n, 3), bool)
+        lr = np.empty((n, w, w, 3), np.uint8)
+        hr = np.empty((n, ws, ws, 3), np.uint8)
+        mask = np.zeros((n, ws, ws), np.float32)
+        inside = np.zeros((ws, ws), np.float32)
+        for i in range(n):
+            inside[:] = 0
+            inside[oy[i] : oy[i] + p * s, ox[i] : ox[i] + p * s] = 1
+            lr[i] = _orient(self.lr[t[i], wy[i] : wy[i] + w, wx[i] : wx[i] + w], flags[i])
+            hr[i] = _orient(self.hr[t[i], wy[i] * s : wy[i] * s + ws, wx[i] * s : wx[i] * s + ws], flags[i])
+            mask[i] = _orient(inside, flags[i])
+        to_float = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255).contiguous()  # noqa: E731
+        return to_float(lr), to_float(hr), torch.from_numpy(mask)[:, None]
 
 
-def _augment(tensors: tuple[torch.Tensor, ...], rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    """The 8 flips/rotations of the square, one drawn per sample, applied to every tensor alike."""
-    flags = rng.integers(0, 2, (len(tensors[0]), 3)).astype(bool)
-    out = list(tensors)
-    for column, op in ((0, lambda x: x.flip(-1)), (1, lambda x: x.flip(-2)), (2, lambda x: x.transpose(-1, -2))):
-        idx = torch.from_numpy(np.flatnonzero(flags[:, column]))
-        if len(idx):
-            for k, x in enumerate(out):
-                x[idx] = op(x[idx])
-    return tuple(out)
+def _orient(image: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """A view of image [H, W, ...]: flipped along width if flags[0], height if flags[1], then transposed if flags[2]."""
+    if flags[0]:
+        image = image[:, ::-1]
+    if flags[1]:
+        image = image[::-1]
+    if flags[2]:
+        image = image.swapaxes(0, 1)
+    return image
 
 
 def patches_of(chunks: np.ndarray, chunk: int | None = None) -> np.ndarray:
