@@ -1,8 +1,9 @@
 """Random LR/HR crop pairs drawn straight from the in-memory uint8 frames of a RUN.
 
-No per-patch files: a batch is a set of slices of the frame arrays. A sample picks a patch (t, row, col) from the given set, then a square LR crop that
-covers as much of that patch as it can: inside the patch when the patch is larger than
-the crop, around it (with context from its neighbours) when smaller.
+No per-patch files: a batch is a set of slices of the frame arrays. A sample picks a
+patch (t, row, col) from the given set, then a square LR crop that covers as much of
+that patch as it can: inside the patch when the patch is larger than the crop, around
+it (with context from its neighbours) when smaller.
 
 As at inference, the network reads the crop with `context` LR pixels around it (the
 grid's margin), and the loss covers only the crop: a mask marks it inside the window.
