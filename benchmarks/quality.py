@@ -82,7 +82,7 @@ def main() -> None:
                         if protocol == "bytes" and method in PER_CHUNK:
                             overrides["num_residual_units"] = units_for_equal_bytes(args.model, scale, args.chunks)
                         if (protocol == "paper" and method in PER_CHUNK) or protocol == "cost":
-                            steps = args.steps * args.chunks  # per-chunk methods: the full budget for each of the k models
+                            steps = args.steps * args.chunks  # a method's total: per-chunk models split it, k budgets in all
                         key = (name, tuple(overrides.items()), steps)
                         if key not in done:
                             t0 = time.perf_counter()

@@ -66,9 +66,17 @@ def wrap_shared(model: nn.Module) -> nn.Module:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum `tensor` over ranks, in place (a no-op for a single process)."""
-    if world().size > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    """Sum `tensor` over ranks, in place (a no-op for a single process).
+
+    nccl reduces CUDA tensors only, so under it a CPU tensor makes the trip through this rank's GPU.
+    """
+    if world().size <= 1:
+        return tensor
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+        return tensor.copy_(on_gpu)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
