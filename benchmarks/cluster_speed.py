@@ -52,12 +52,13 @@ def make_1080p_video(path: Path, frames: int) -> None:
     import torch.nn.functional as F
 
     from stdo.clips import clip_path
-    from stdo.video import read_video, write_mp4
+    from stdo.stream import StreamOptions, encode_stream
+    from stdo.video import read_video
 
     src, fps = read_video(clip_path("bigbuckbunny"), count=frames)
     x = torch.from_numpy(src).permute(0, 3, 1, 2).float()
     up = F.interpolate(x, size=(1080, 1920), mode="bicubic", align_corners=False).round().clamp(0, 255)
-    write_mp4(path, up.to(torch.uint8).permute(0, 2, 3, 1).numpy(), fps=fps, crf=18)
+    encode_stream(path, up.to(torch.uint8).permute(0, 2, 3, 1).numpy(), fps, StreamOptions(crf=18))
 
 
 def run_stdo(video: Path, work: Path) -> dict:

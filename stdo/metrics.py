@@ -1,7 +1,8 @@
 """Quality metrics: MSE/PSNR with shave, SSIM, and the STDO per-patch protocol.
 
-Images are torch float tensors [N, C, H, W] with values in 0..255. Two numbers are
-reported for a video:
+Images are torch float tensors [N, C, H, W] with values in 0..255. PSNR comes in two
+kinds that are never mixed: RGB PSNR (`psnr`, all three channels) and Y-PSNR (`psnr_y`, the
+BT.601 luma as SR papers report it). Two numbers are reported for a video:
 
 - whole-frame PSNR on stitched frames (what a viewer sees), border shave = scale,
   averaged over frames;
@@ -45,6 +46,11 @@ def psnr_from_mse(value, peak: float = PEAK):
 def psnr(a: torch.Tensor, b: torch.Tensor, shave: int = 0) -> torch.Tensor:
     """Per-image PSNR in dB, [N]."""
     return psnr_from_mse(mse(a, b, shave))
+
+
+def psnr_y(a: torch.Tensor, b: torch.Tensor, shave: int = 0) -> torch.Tensor:
+    """Per-image Y-PSNR in dB, [N]: PSNR of the BT.601 luma (16..235, peak 255), as SR papers report."""
+    return psnr(rgb_to_y(a.float()), rgb_to_y(b.float()), shave)
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@
 RUN/run.json          what made the run (source, scale, grid, margin, frames, scorer, ...);
                       written last, so a RUN without it is incomplete
 RUN/frames/hr.npy     uint8 [T, H, W, 3]
-RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]
+RUN/frames/lr.mp4     the LR stream a client receives (stdo.stream); the bundle ships these bytes
+RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]: that stream decoded (stdo.stream.frame_to_rgb),
+                      what every later stage trains, calibrates and evaluates on
 RUN/clusters.npz      the chunk map (stdo.cluster.chunkmap)
 RUN/models/<method>/  written by stdo-train
 RUN/bundle/           written by stdo-export
@@ -15,17 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import save_npy, write_json
+from stdo.fileio import atomic_path, save_npy, write_json
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: the LR stream is kept (frames/lr.mp4) and lr.npy is its decode
 RUN_JSON = "run.json"
 HR_FRAMES = "frames/hr.npy"
 LR_FRAMES = "frames/lr.npy"
+LR_STREAM = "frames/lr.mp4"
 CLUSTERS = "clusters.npz"
 
 
@@ -74,11 +78,13 @@ def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
         )
 
 
-def write_cluster_stage(run: Path, hr: np.ndarray, lr: np.ndarray, save_chunks, info: dict) -> None:
-    """Write frames, the chunk map (via `save_chunks(path)`), then run.json last."""
+def write_cluster_stage(run: Path, hr: np.ndarray, lr: np.ndarray, lr_stream: Path, save_chunks, info: dict) -> None:
+    """Write frames, the LR stream (copied from `lr_stream`), the chunk map (via `save_chunks(path)`), then run.json last."""
     run = Path(run)
     save_npy(run / HR_FRAMES, hr)
     save_npy(run / LR_FRAMES, lr)
+    with atomic_path(run / LR_STREAM, suffix=".mp4") as tmp:
+        shutil.copyfile(lr_stream, tmp)
     save_chunks(run / CLUSTERS)
     write_json(run / RUN_JSON, {"format": RUN_FORMAT, **info})
 

@@ -7,12 +7,10 @@ StdoError with a one-line message naming the problem and the fix.
 from __future__ import annotations
 
 import logging
-import os
 import re
+import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -23,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from stdo.errors import StdoError
-from stdo.fileio import temp_beside
+from stdo.stream import StreamOptions, decode_stream, encode_stream, frame_to_rgb, open_video
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +59,10 @@ class Clip:
     """HR frames and the LR frames a client receives for them (HR size = scale × LR size)."""
 
     hr: np.ndarray
-    lr: np.ndarray
+    lr: np.ndarray  # before the LR stream is encoded (see ship_lr_stream)
     fps: float
-    lr_origin: str  # "given", "bicubic", or "bicubic+h264(crf=N)"
+    lr_origin: str  # "given" or "bicubic"
+    lr_video: Path | None = None  # a given LR video used whole and uncut: its bitstream is shipped as it is
 
 
 # ---------------------------------------------------------------------------- listing
@@ -136,23 +135,10 @@ def _crop_array(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> np.
 
 def probe_video(path: Path) -> tuple[int, int, int, float]:
     """(width, height, declared frame count or 0, fps) of a video file."""
-    with _open_video(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         return stream.codec_context.width, stream.codec_context.height, int(stream.frames or 0), fps
-
-
-def _open_video(path: Path) -> av.container.InputContainer:
-    if not path.exists():
-        raise StdoError(f"{path} does not exist: give a video file or a folder of frames")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as e:
-        raise StdoError(f"{path} is not a video FFmpeg can read ({e.strerror or e}): check the file is complete") from None
-    if not container.streams.video:
-        container.close()
-        raise StdoError(f"{path} has no video stream: give a video file")
-    return container
 
 
 def read_video(
@@ -163,7 +149,7 @@ def read_video(
     progress: Progress = None,
 ) -> tuple[np.ndarray, float]:
     """Decode frames [start, start+count) of a video, cropped to box=(x, y, w, h); returns (frames, fps)."""
-    with _open_video(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 25)
@@ -184,7 +170,7 @@ def read_video(
                     continue
                 if index >= wanted.stop:
                     break
-                image = _crop_array(frame.to_ndarray(format="rgb24"), box)
+                image = _crop_array(frame_to_rgb(frame), box)
                 if declared:
                     if out is None:
                         out = np.empty((len(wanted),) + image.shape, np.uint8)
@@ -247,7 +233,7 @@ def iter_frames(source: Path) -> Iterator[np.ndarray]:
             raise StdoError(f"{source} holds {frames.dtype} {frames.shape}, not uint8 frames [T, H, W, 3]")
         yield from frames
     else:
-        yield from iter_video(source)
+        yield from decode_stream(source)
 
 
 def _frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
@@ -310,88 +296,6 @@ def upscale_bicubic(frames: np.ndarray, scale: int) -> torch.Tensor:
     return y.round_().clamp_(0, 255)
 
 
-class Mp4Writer:
-    """Streaming H.264 mp4 writer, atomic: frames go to a temp file that replaces `path` only on a clean close.
-
-    yuv420p at `crf` (odd sizes edge-padded to even), or with `lossless` RGB H.264
-    (libx264rgb, qp 0) that decodes back to exactly the same uint8 frames.
-    """
-
-    def __init__(self, path: Path, fps: float = 25.0, crf: int = 18, preset: str = "medium", lossless: bool = False):
-        self.path, self.fps, self.crf, self.preset, self.lossless = Path(path), fps, crf, preset, lossless
-        self.stream = None
-
-    def __enter__(self) -> "Mp4Writer":
-        self.tmp = temp_beside(self.path, ".mp4")
-        # faststart: the index goes first, so a player can start before the whole file arrives
-        self.container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "faststart"})
-        return self
-
-    def write(self, frame: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        if self.stream is None:
-            ph, pw = (h, w) if self.lossless else (h + h % 2, w + w % 2)
-            self.stream = self.container.add_stream("libx264rgb" if self.lossless else "libx264",
-                                                    rate=Fraction(self.fps).limit_denominator(1001))
-            self.stream.width, self.stream.height = pw, ph
-            self.stream.pix_fmt = "rgb24" if self.lossless else "yuv420p"
-            self.stream.options = ({"qp": "0", "preset": self.preset} if self.lossless
-                                   else {"crf": str(self.crf), "preset": self.preset})
-        ph, pw = self.stream.height, self.stream.width
-        if (ph, pw) != (h, w):
-            frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self.container.mux(packet)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                if self.stream is None:
-                    raise StdoError(f"no frames to write to {self.path}")
-                for packet in self.stream.encode():  # flush the encoder
-                    self.container.mux(packet)
-                self.container.close()
-                os.replace(self.tmp, self.path)
-        finally:
-            self.container.close()
-            if self.tmp.exists():
-                self.tmp.unlink()
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: float = 25.0, crf: int = 18, preset: str = "medium",
-              lossless: bool = False) -> None:
-    """Encode frames [T, H, W, 3] to an H.264 mp4 atomically (see Mp4Writer)."""
-    with Mp4Writer(path, fps, crf, preset, lossless) as writer:
-        for frame in frames:
-            writer.write(frame)
-
-
-def iter_video(path: Path) -> Iterator[np.ndarray]:
-    """Decode a video frame by frame (uint8 [H, W, 3]), for streams too long to hold in memory."""
-    with _open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-                index += 1
-        except av.error.FFmpegError as e:
-            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode it") from None
-
-
-def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 25.0) -> np.ndarray:
-    """Encode frames with H.264 at `crf` and decode them back: what a client really receives."""
-    if not 0 <= crf <= 51:
-        raise StdoError(f"--crf {crf} is outside 0..51: H.264 CRF runs from 0 (lossless) to 51")
-    h, w = frames.shape[1:3]
-    with tempfile.TemporaryDirectory(prefix="stdo-h264-") as tmp:
-        path = Path(tmp) / "lr.mp4"
-        write_mp4(path, frames, fps=fps, crf=crf)
-        decoded, _ = read_video(path)
-    return np.ascontiguousarray(decoded[:, :h, :w])
-
-
 # ---------------------------------------------------------------------------- a clip
 
 
@@ -412,16 +316,19 @@ def source_kind(source: Path, scale: int) -> str:
     return _source_reader(source, scale)[0]
 
 
-def _hr_box(width: int, height: int, scale: int, crop: Crop | None, lr_given: bool) -> tuple[int, int, int, int]:
-    """The HR rectangle to keep: the crop (or the frame) shrunk to a multiple of the scale."""
+def _hr_box(width: int, height: int, scale: int, crop: Crop | None, lr_given: bool,
+            unit: int) -> tuple[int, int, int, int]:
+    """The HR rectangle to keep: the crop (or the frame) shrunk to a multiple of `unit` (the scale, or
+    twice the scale when the LR stream is 4:2:0 and so needs even LR sizes)."""
     x, y, w, h = (crop.x, crop.y, crop.width, crop.height) if crop else (0, 0, width, height)
     if x + w > width or y + h > height:
         raise StdoError(f"crop {crop} reaches outside the {width}x{height} frame: make it fit")
     if lr_given and (x % scale or y % scale):
         raise StdoError(f"crop offset +{x}+{y} is not a multiple of x{scale}: the given LR frames cannot be cropped to match")
-    w, h = w - w % scale, h - h % scale
+    w, h = w - w % unit, h - h % unit
     if w == 0 or h == 0:
-        raise StdoError(f"a {width}x{height} frame is smaller than x{scale}: give a larger frame or crop")
+        raise StdoError(f"a {width}x{height} frame is smaller than {unit}x{unit} (x{scale}"
+                        f"{', 4:2:0 LR' if unit > scale else ''}): give a larger frame or crop")
     return x, y, w, h
 
 
@@ -432,13 +339,16 @@ def load_clip(
     start: int = 0,
     count: int | None = None,
     crop: Crop | None = None,
-    crf: int | None = None,
+    stream: StreamOptions | None = None,
     progress: Progress = None,
 ) -> Clip:
     """Read HR frames and their LR counterpart from a video, a frame folder or a VSD4K folder.
 
-    LR comes from `lr_source`, the VSD4K LR folder, or is synthesized: bicubic with
-    antialias, then optionally H.264 at `crf` (what a client really receives).
+    LR comes from `lr_source`, the VSD4K LR folder, or is synthesized (bicubic with antialias).
+    These are the frames before the LR stream (`ship_lr_stream`); `stream` (None: the default
+    stream) only decides the sizes: a 4:2:0 stream needs even LR sizes, so the HR box is cut to
+    a multiple of twice the scale. A given LR video used whole (no --start, --frames, --crop) is
+    kept as it is (`Clip.lr_video`), and then `stream` must be None.
     """
     if scale < 2:
         raise StdoError(f"--scale {scale} is below 2: super-resolution needs a scale of 2 or more")
@@ -447,10 +357,15 @@ def load_clip(
     if lr_source is not None and kind == "vsd4k":
         raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop --lr")
     lr_given = lr_source is not None or lr_files is not None
-    if lr_given and crf is not None:
-        raise StdoError("--crf re-encodes synthesized LR frames, but LR frames were given: drop --crf or --lr")
+    keep_lr_video = (lr_source is not None and Path(lr_source).is_file() and start == 0 and count is None
+                     and crop is None)
+    if keep_lr_video and stream is not None:
+        raise StdoError(f"--lr {lr_source} is shipped as it is: drop --codec/--crf/--bitrate/--preset/--gop/"
+                        "--lossless, or cut it with --start/--frames/--crop to re-encode it")
+    stream = stream or StreamOptions()
     width, height = _frame_size(source, hr_files)
-    x, y, w, h = _hr_box(width, height, scale, crop, lr_given)
+    unit = scale if keep_lr_video or not stream.chroma_subsampled else 2 * scale
+    x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
 
     fps = 25.0
     if hr_files is None:
@@ -463,17 +378,28 @@ def load_clip(
     if lr_files is not None:
         _check_lr_size(_frame_size(source, lr_files), (width, height), scale, lr_files[0].parent)
         lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box)
-        origin = "given"
     elif lr_source is not None:
         lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height)
-        origin = "given"
     else:
-        lr = downscale_bicubic(hr, scale)
-        origin = "bicubic"
-        if crf is not None:
-            lr = h264_roundtrip(lr, crf, fps)
-            origin = f"bicubic+h264(crf={crf})"
-    return Clip(hr=hr, lr=lr, fps=fps, lr_origin=origin)
+        return Clip(hr=hr, lr=downscale_bicubic(hr, scale), fps=fps, lr_origin="bicubic")
+    return Clip(hr=hr, lr=lr, fps=fps, lr_origin="given", lr_video=Path(lr_source) if keep_lr_video else None)
+
+
+def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None) -> np.ndarray:
+    """Write the LR stream a client receives to `path` and return its decoded RGB frames.
+
+    A given LR video used whole is copied byte for byte; otherwise the LR frames are encoded
+    with `stream` (None: the default). The returned frames are what every later stage uses.
+    """
+    if clip.lr_video is not None:
+        shutil.copyfile(clip.lr_video, path)
+    else:
+        encode_stream(path, clip.lr, clip.fps, stream or StreamOptions())
+    lr = np.stack(list(decode_stream(path)))
+    if lr.shape != clip.lr.shape:
+        raise StdoError(f"the LR stream decodes to {lr.shape[0]} frames of {lr.shape[2]}x{lr.shape[1]}, "
+                        f"expected {clip.lr.shape[0]} of {clip.lr.shape[2]}x{clip.lr.shape[1]}: check the LR video")
+    return lr
 
 
 def _read_lr_source(

@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_chunkmap, write_manifest)
 
 
+VIDEO = {"codec": "h264", "profile": "High", "pix_fmt": "yuv420p", "matrix": "bt709", "range": "limited",
+         "width": 80, "height": 48, "frames": 6, "fps": 25.0, "duration_s": 0.24, "bitrate_kbps": 0.4}
+
+
 def make_bundle(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     chunks = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
@@ -26,7 +30,7 @@ def make_bundle(root: Path) -> dict:
         models.append({"chunk": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
                                                         input_shape=[None, 3, None, None])]})
     manifest = {"scale": 2, "lr_size": [80, 48], "frames": 6, "fps": 25.0, "grid": {"cols": 4, "rows": 2, "margin": 6},
-                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "video": file_entry(root, root / "lr.mp4"),
+                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "video": file_entry(root, root / "lr.mp4", **VIDEO),
                 "models": models}
     write_manifest(root, manifest)
     return json.loads((root / MANIFEST).read_text())
@@ -44,7 +48,11 @@ def test_a_good_bundle_reads(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda m: m.update(version=2), "version"),
+    (lambda m: m.update(version=1), "version"),
+    (lambda m: m["video"].update(codec="mjpeg"), "codec must be"),
+    (lambda m: m["video"].update(matrix="bt999"), "matrix and range"),
+    (lambda m: m["video"].update(width=81), "does not match lr_size"),
+    (lambda m: m["video"].update(frames=5), "frames, the manifest says 6"),
     (lambda m: m.update(format="other"), "not a stdo-bundle"),
     (lambda m: m["models"][0]["files"][0].update(path="../outside.onnx"), "must not use"),
     (lambda m: m["models"][0]["files"][0].update(path="/etc/passwd"), "must be relative"),

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ from conftest import tree
 from stdo.cli import main as stdo_main
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.cluster.cli import cluster_command
-from stdo.video import downscale_bicubic, write_mp4
+from stdo.stream import decode_stream, encode_stream
+from stdo.video import downscale_bicubic
 
 OPTIONS = {"--scale": "4", "--crop": "320x192+160+40", "--frames": "4", "--grid": "4x3", "--chunks": "2"}
 SMALL = [*sum(OPTIONS.items(), ()), "-q"]
@@ -27,7 +29,7 @@ def test_cluster_writes_a_complete_run(cli, bikes, tmp_path):
     code, out, err, _ = cli(cluster_command, [bikes, run, *SMALL])
     assert code == 0, err
     info = json.loads((run / "run.json").read_text())
-    assert info["format"] == 1 and info["scale"] == 4 and info["source"]["kind"] == "video"
+    assert info["format"] == 2 and info["scale"] == 4 and info["source"]["kind"] == "video"
     assert info["hr_size"] == [320, 192] and info["lr_size"] == [80, 48] and info["frames"]["count"] == 4
     assert info["grid"]["cols"] == 4 and info["grid"]["rows"] == 3 and info["margin"] == 8
     hr, lr = np.load(run / "frames/hr.npy", mmap_mode="r"), np.load(run / "frames/lr.npy", mmap_mode="r")
@@ -37,6 +39,13 @@ def test_cluster_writes_a_complete_run(cli, bikes, tmp_path):
     assert cmap.scores[cmap.chunks == 0].max() <= cmap.thresholds[0] <= cmap.scores[cmap.chunks == 1].min()
     assert "patches    48" in out and "(hardest)" in out and "thresholds" in out and "time" in out
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+    # the default LR stream: H.264 High yuv420p BT.709 limited, kept in the RUN; lr.npy is its decode, bit for bit
+    stream = info["lr"]["stream"]
+    assert (stream["codec"], stream["profile"], stream["pix_fmt"], stream["matrix"], stream["range"]) == (
+        "h264", "High", "yuv420p", "bt709", "limited")
+    assert info["lr"]["encoder_options"]["crf"] == 23 and stream["bytes"] == (run / "frames/lr.mp4").stat().st_size
+    np.testing.assert_array_equal(np.stack(list(decode_stream(run / "frames/lr.mp4"))), lr)
+    assert "LR stream  h264 High yuv420p bt709 limited" in out
 
 
 def test_stdo_cluster_is_the_same_command(cli, bikes, tmp_path):
@@ -47,13 +56,17 @@ def test_stdo_cluster_is_the_same_command(cli, bikes, tmp_path):
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-def test_dct_kmeans_and_reencoded_lr(cli, bikes, tmp_path):
+def test_dct_kmeans_and_an_hevc_stream(cli, bikes, tmp_path):
     run = tmp_path / "run"
-    extra = ["--scorer", "dct", "--partition", "kmeans", "--chunks", "3", "--crf", "28", "--seed", "3"]
+    extra = ["--scorer", "dct", "--partition", "kmeans", "--chunks", "3", "--codec", "hevc", "--crf", "30",
+             "--gop", "2", "--preset", "fast", "--seed", "3"]
     code, out, err, _ = cli(cluster_command, [bikes, run, *small_except(extra), *extra])
     assert code == 0, err
     info = json.loads((run / "run.json").read_text())
-    assert info["lr"]["origin"] == "bicubic+h264(crf=28)" and info["partition"]["name"] == "kmeans"
+    assert info["lr"]["origin"] == "bicubic" and info["partition"]["name"] == "kmeans"
+    assert info["lr"]["encoder_options"] == {"codec": "hevc", "crf": 30, "bitrate_kbps": None, "preset": "fast",
+                                             "gop": 2, "lossless": False}
+    assert info["lr"]["stream"]["codec"] == "hevc" and info["lr"]["stream"]["profile"] == "Main"
     assert load_chunkmap(run / "clusters.npz").features.shape == (4, 3, 4, 2)
 
 
@@ -78,7 +91,7 @@ def _bad_inputs(tmp_path: Path, bikes: Path) -> dict[str, tuple[list, str]]:
     empty.mkdir()
     frames = np.random.default_rng(0).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
     wrong_lr = tmp_path / "lr.mp4"
-    write_mp4(wrong_lr, downscale_bicubic(frames, 2))  # made at x2, used at x4
+    encode_stream(wrong_lr, downscale_bicubic(frames, 2))  # made at x2, used at x4
     return {
         "missing": ([tmp_path / "nope.mp4"], "does not exist"),
         "corrupt": ([junk], "not a video"),
@@ -90,11 +103,20 @@ def _bad_inputs(tmp_path: Path, bikes: Path) -> dict[str, tuple[list, str]]:
         "chunks": ([bikes, "--chunks", "49"], "more than the 48 patches"),
         "crop": ([bikes, "--crop", "2x"], "WxH"),
         "general needs checkpoint": ([bikes, "--scorer", "general"], "needs --checkpoint"),
+        "lossless with crf": ([bikes, "--lossless", "--crf", "20"], "cannot be combined with --crf"),
+        "crf range": ([bikes, "--crf", "60"], "outside 1..51"),
+        "av1 crf range": ([bikes, "--codec", "av1", "--crf", "64"], "outside 1..63"),
+        "crf and bitrate": ([bikes, "--crf", "20", "--bitrate", "300"], "exclusive"),
+        "bitrate range": ([bikes, "--bitrate", "0"], "outside 1.."),
+        "av1 lossless": ([bikes, "--codec", "av1", "--lossless"], "not available for av1"),
+        "preset": ([bikes, "--preset", "fastest"], "not a h264 preset"),
+        "gop": ([bikes, "--gop", "0"], "below 1"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "empty folder", "lr size", "scale", "grid",
-                                  "chunks", "crop", "general needs checkpoint"])
+                                  "chunks", "crop", "general needs checkpoint", "lossless with crf", "crf range",
+                                  "av1 crf range", "crf and bitrate", "bitrate range", "av1 lossless", "preset", "gop"])
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, bikes, tmp_path, case):
     args, message = _bad_inputs(tmp_path, bikes)[case]
     run = tmp_path / "run"
@@ -115,6 +137,15 @@ def test_bad_input_keeps_an_existing_run(cli, bikes, tmp_path):
     assert tree(run) == before
 
 
+def test_a_codec_this_ffmpeg_lacks_is_refused(cli, bikes, tmp_path, monkeypatch):
+    import stdo.stream
+
+    monkeypatch.setitem(stdo.stream.CODECS, "h264", replace(stdo.stream.CODECS["h264"], encoder="libnothere"))
+    code, _, err, _ = cli(cluster_command, [bikes, tmp_path / "run", *SMALL, "--crf", "23"])
+    assert code == 2 and "this FFmpeg has no libnothere encoder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_refuses_a_folder_that_is_not_a_run(cli, bikes, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     code, _, err, _ = cli(cluster_command, [bikes, tmp_path, *SMALL])
@@ -124,7 +155,8 @@ def test_refuses_a_folder_that_is_not_a_run(cli, bikes, tmp_path):
 def test_console_scripts(bikes, tmp_path):
     """The installed entry points: --help, and a bad input with no traceback."""
     help_text = subprocess.run([BIN / "stdo-cluster", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--scale", "--grid", "--chunks", "--scorer", "--partition", "--crop", "--crf", "--force"):
+    for option in ("--scale", "--grid", "--chunks", "--scorer", "--partition", "--crop", "--codec", "--crf",
+                   "--bitrate", "--preset", "--gop", "--lossless", "--force"):
         assert option in help_text
     assert "cluster" in subprocess.run([BIN / "stdo", "--help"], capture_output=True, text=True, check=True).stdout
     bad = subprocess.run([BIN / "stdo", "cluster", tmp_path / "nope.mp4", tmp_path / "run"], capture_output=True, text=True)

@@ -15,7 +15,8 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.play.cli import play_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.player import Player
-from stdo.video import probe_video, read_video, write_mp4
+from stdo.stream import StreamOptions, encode_stream
+from stdo.video import probe_video, read_video
 
 pytest.importorskip("litert_torch")
 
@@ -115,8 +116,8 @@ def test_tampered_bundle_is_refused(bundle, tmp_path, cli):
 
 def test_a_video_that_does_not_match_is_refused_and_nothing_is_written(bundle, tmp_path, cli):
     lr = np.load(bundle.parent / "frames/lr.npy")
-    write_mp4(tmp_path / "short.mp4", lr[:4], lossless=True)
-    write_mp4(tmp_path / "small.mp4", lr[:, :40], lossless=True)
+    encode_stream(tmp_path / "short.mp4", lr[:4], options=StreamOptions(lossless=True))
+    encode_stream(tmp_path / "small.mp4", lr[:, :40], options=StreamOptions(lossless=True))
     for video, message in (("short.mp4", "with 4 frames"), ("small.mp4", "80x40")):
         code, _, err, _ = cli(play_command, [bundle, "--video", tmp_path / video, "--out", tmp_path / "sr.mp4"])
         assert code == 2 and message in err and "exported with" in err, err

@@ -16,12 +16,14 @@ import torch
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
 from stdo.grid import Grid
+from stdo.stream import StreamOptions
 from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_amp
 from stdo.train.methods import METHODS, MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
+from stdo.video import Crop
 
 TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop", "16", "-q"]
 BIN = Path(sys.executable).parent
@@ -31,7 +33,7 @@ BIN = Path(sys.executable).parent
 def small_run(tmp_path_factory, bikes) -> Path:
     run = tmp_path_factory.mktemp("runs") / "bikes"
     cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
-                           crop=__import__("stdo.video", fromlist=["Crop"]).Crop(160, 96, 240, 96)))
+                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))  # the paper's protocol
     return run
 
 
@@ -114,7 +116,7 @@ def test_every_method_overfits_and_beats_bicubic(small_run, tmp_path, method):
     report = train(options(run, method, 480))
     out = run / "models" / method
     assert json.loads((out / "report.json").read_text())["psnr_video"] == report["psnr_video"]
-    for key in ("psnr_video", "psnr_stdo", "ssim", "chunks", "params", "bytes_fp32", "steps", "train_seconds",
+    for key in ("psnr_video", "psnr_y_video", "psnr_stdo", "ssim", "chunks", "params", "bytes_fp32", "steps", "train_seconds",
                 "wall_seconds", "device", "amp"):
         assert key in report and key in report["bicubic"] or key in report
     assert report["steps"] == 480 and len(report["chunks"]) == 2

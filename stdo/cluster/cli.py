@@ -11,6 +11,7 @@ from stdo.cluster.pipeline import ClusterOptions, ClusterSummary, cluster
 from stdo.cluster.score import SCORERS
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.grid import parse_grid
+from stdo.stream import CODECS, StreamOptions
 from stdo.video import Crop
 
 
@@ -34,6 +35,10 @@ def format_summary(s: ClusterSummary) -> str:
         label = " (hardest)" if i == 0 and len(s.counts) > 1 else " (easiest)" if i == len(s.counts) - 1 and i else ""
         lines.append(f"{i:>5}  {n:>7}  {100 * n / s.patches:5.1f}%{label}")
     lines.append("thresholds " + (", ".join(f"{t:.2f}" for t in s.thresholds) or "-"))
+    if s.stream:
+        v = s.stream
+        lines.append(f"LR stream  {v['codec']} {v['profile']} {v['pix_fmt']} {v['matrix']} {v['range']}  "
+                     f"{v['bytes']:,} bytes  {v['bitrate_kbps']:.1f} kbit/s  {v['duration_s']:.2f} s")
     lines.append(f"time       {s.seconds:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in s.timings.items()) + ")")
     return "\n".join(lines)
 
@@ -45,7 +50,9 @@ def format_summary(s: ClusterSummary) -> str:
     epilog="""\b
 Examples:
   stdo-cluster clip.mp4 runs/clip --scale 4 --grid 10x5 --chunks 2
-  stdo-cluster clip.mp4 runs/clip --crop 640x360+0+0 --frames 30 --crf 23
+  stdo-cluster clip.mp4 runs/clip --crop 640x360+0+0 --frames 30 --crf 28
+  stdo-cluster clip.mp4 runs/clip --codec av1 --bitrate 300 --gop 120
+  stdo-cluster clip.mp4 runs/clip --lossless          (the STDO paper's protocol)
   stdo-cluster VSD4K/game_15s_1 runs/game --scale 2 --grid 20x10 --partition kmeans
 """,
 )
@@ -70,26 +77,39 @@ Examples:
               help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale.")
 @click.option("--lr", type=click.Path(path_type=Path),
               help="LR video or frame folder matching SOURCE [default: bicubic downscaling of SOURCE].")
-@click.option("--crf", type=int, help="Re-encode the synthesized LR with H.264 at this CRF (the delivery case).")
+@click.option("--codec", type=click.Choice(tuple(CODECS)), help="Codec of the LR stream: h264 (libx264), hevc "
+              "(libx265), av1 (libsvtav1). [default: h264 High yuv420p, BT.709 limited range]")
+@click.option("--crf", type=int, help="Constant rate factor of the LR stream [default: h264 23, hevc 28, av1 35].")
+@click.option("--bitrate", type=int, metavar="KBPS", help="Average bitrate of the LR stream in kbit/s (instead of --crf).")
+@click.option("--preset", help="Encoder preset: ultrafast..veryslow (h264, hevc), 0..13 (av1). [default: medium, av1 8]")
+@click.option("--gop", type=int, help="Frames between keyframes of the LR stream. [default: 2 seconds]")
+@click.option("--lossless", is_flag=True, help="Lossless RGB LR stream (h264 or hevc): the STDO paper's protocol.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for --scorer general.")
 @click.option("--force", is_flag=True, help="Write into RUN even if it was made from another source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, seed, start, frames,
-                    crop, lr, crf, device, force, quiet, verbose):
+                    crop, lr, codec, crf, bitrate, preset, gop, lossless, device, force, quiet, verbose):
     """Cut a clip into patches, score them, and group them into chunks.
 
     SOURCE is a video file (anything FFmpeg decodes), a folder of PNG/JPG frames
     (numeric order), or a VSD4K folder (DIV2K_train_HR + DIV2K_train_LR_bicubic/X<s>).
-    RUN is the output folder: run.json, frames/hr.npy, frames/lr.npy and clusters.npz.
-    Chunk 0 holds the hardest patches.
+    RUN is the output folder: run.json, frames/hr.npy, frames/lr.mp4 (the LR stream a client
+    receives, shipped byte for byte by stdo-export), frames/lr.npy (that stream decoded: what
+    training and evaluation use) and clusters.npz. Chunk 0 holds the hardest patches.
+
+    The LR stream is H.264 yuv420p at CRF 23 unless the stream options say otherwise. A given
+    --lr video used whole is kept as it is.
     """
     setup_logging(verbose)
+    given = (codec, crf, bitrate, preset, gop) != (None,) * 5 or lossless
+    stream = StreamOptions(codec=codec or "h264", crf=crf, bitrate=bitrate, preset=preset, gop=gop,
+                           lossless=lossless) if given else None
     bars = StageBars(disable=quiet)
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
         checkpoint=checkpoint, partition=partition, seed=seed, start=start, frames=frames, crop=crop, lr=lr,
-        crf=crf, force=force, device=device,
+        stream=stream, force=force, device=device,
     )
     try:
         summary = cluster(options, progress=bars)

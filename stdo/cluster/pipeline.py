@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,8 +26,9 @@ from stdo.errors import StdoError
 from stdo.grid import Grid
 from stdo.metrics import stdo_shave
 from stdo.models import load_wdsr
-from stdo.rundir import check_can_write, fingerprint, write_cluster_stage
-from stdo.video import Crop, load_clip, probe_video, source_kind
+from stdo.rundir import LR_STREAM, check_can_write, fingerprint, write_cluster_stage
+from stdo.stream import StreamOptions, stream_info
+from stdo.video import Crop, load_clip, probe_video, ship_lr_stream, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class ClusterOptions:
     frames: int | None = None
     crop: Crop | None = None
     lr: Path | None = None
-    crf: int | None = None
+    stream: StreamOptions | None = None  # the LR stream; None: the default (or a given --lr video as it is)
     force: bool = False
     device: str = "cpu"
 
@@ -66,6 +68,7 @@ class ClusterSummary:
     thresholds: list[float]
     score_range: tuple[float, float]
     seconds: float
+    stream: dict = field(default_factory=dict)  # stream_info of the shipped LR stream
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -84,6 +87,8 @@ def _check_options(o: ClusterOptions) -> None:
         raise StdoError(f"--chunks {o.chunks} is below 1: give 1 or more chunks")
     if o.margin < 0:
         raise StdoError(f"--margin {o.margin} is negative: give 0 or more LR pixels")
+    if o.stream is not None:
+        o.stream.check()
 
 
 def load_general_model(path: Path, scale: int) -> torch.nn.Module:
@@ -133,7 +138,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
     check_can_write(Path(o.run), source_sha, o.force)
 
     clip = load_clip(
-        source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, crf=o.crf,
+        source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
         progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,
     )
     timings["decode"] = time.perf_counter() - t0
@@ -143,43 +148,53 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
     check_grid(grid, o.scale)
     check_chunk_count(o.chunks, t * grid.num_patches)
 
-    t1 = time.perf_counter()
-    step = partial(progress, "score", total=t) if progress else None
-    if o.scorer == "bicubic":
-        scores = score_bicubic(clip.hr, clip.lr, grid, o.scale, progress=step)
-    elif o.scorer == "general":
-        scores = score_model(clip.hr, clip.lr, grid, o.scale, model, device=o.device, progress=step)
-    else:
-        scores = score_dct(clip.lr, grid, progress=step)
-    chunks, thresholds = partition(o.partition, scores.scores, scores.features, o.chunks, o.seed)
-    timings["score+partition"] = time.perf_counter() - t1
-    cmap = ChunkMap(scores.scores, chunks, thresholds, scores.features)
+    with tempfile.TemporaryDirectory(prefix="stdo-lr-") as tmp:
+        t1 = time.perf_counter()
+        stream_path = Path(tmp) / "lr.mp4"
+        lr = ship_lr_stream(clip, stream_path, o.stream)  # every later stage sees the decoded stream
+        shipped = stream_info(stream_path)
+        timings["stream"] = time.perf_counter() - t1
 
-    info = {
-        "tool": f"stdo {stdo.__version__}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {"path": str(source.resolve()), "kind": source_kind(source, o.scale), "sha256": source_sha},
-        "lr": {"origin": clip.lr_origin, "path": str(Path(o.lr).resolve()) if o.lr else None},
-        "scale": o.scale,
-        "frames": {"start": o.start, "count": t, "fps": clip.fps},
-        "crop": str(o.crop) if o.crop else None,
-        "hr_size": [int(clip.hr.shape[2]), int(clip.hr.shape[1])],
-        "lr_size": [lw, lh],
-        "grid": {"cols": cols, "rows": rows, "row_edges": grid.row_edges.tolist(), "col_edges": grid.col_edges.tolist()},
-        "margin": o.margin,
-        "scorer": {"name": o.scorer, "checkpoint": str(o.checkpoint) if o.checkpoint else None,
-                   "features": list(scores.feature_names)},
-        "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed,
-                      "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
-    }
-    t2 = time.perf_counter()
-    write_cluster_stage(Path(o.run), clip.hr, clip.lr, partial(save_chunkmap, cmap=cmap), info)
-    timings["write"] = time.perf_counter() - t2
+        t1 = time.perf_counter()
+        step = partial(progress, "score", total=t) if progress else None
+        if o.scorer == "bicubic":
+            scores = score_bicubic(clip.hr, lr, grid, o.scale, progress=step)
+        elif o.scorer == "general":
+            scores = score_model(clip.hr, lr, grid, o.scale, model, device=o.device, progress=step)
+        else:
+            scores = score_dct(lr, grid, progress=step)
+        chunks, thresholds = partition(o.partition, scores.scores, scores.features, o.chunks, o.seed)
+        timings["score+partition"] = time.perf_counter() - t1
+        cmap = ChunkMap(scores.scores, chunks, thresholds, scores.features)
+
+        stream_options = None if clip.lr_video is not None else (o.stream or StreamOptions()).to_dict()
+        info = {
+            "tool": f"stdo {stdo.__version__}",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": {"path": str(source.resolve()), "kind": source_kind(source, o.scale), "sha256": source_sha},
+            "lr": {"origin": clip.lr_origin, "path": str(Path(o.lr).resolve()) if o.lr else None,
+                   "kept_as_given": clip.lr_video is not None, "encoder_options": stream_options,
+                   "stream": {"path": LR_STREAM, **shipped}},
+            "scale": o.scale,
+            "frames": {"start": o.start, "count": t, "fps": clip.fps},
+            "crop": str(o.crop) if o.crop else None,
+            "hr_size": [int(clip.hr.shape[2]), int(clip.hr.shape[1])],
+            "lr_size": [lw, lh],
+            "grid": {"cols": cols, "rows": rows, "row_edges": grid.row_edges.tolist(), "col_edges": grid.col_edges.tolist()},
+            "margin": o.margin,
+            "scorer": {"name": o.scorer, "checkpoint": str(o.checkpoint) if o.checkpoint else None,
+                       "features": list(scores.feature_names)},
+            "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed,
+                          "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
+        }
+        t2 = time.perf_counter()
+        write_cluster_stage(Path(o.run), clip.hr, lr, stream_path, partial(save_chunkmap, cmap=cmap), info)
+        timings["write"] = time.perf_counter() - t2
     log.info("clustered %d frames into %d chunks in %s", t, o.chunks, o.run)
     return ClusterSummary(
         run=Path(o.run), frames=t, hr_size=(int(clip.hr.shape[2]), int(clip.hr.shape[1])), lr_size=(lw, lh),
         grid=(cols, rows), patches=t * grid.num_patches, counts=cmap.counts.tolist(),
         thresholds=[float(x) for x in thresholds],
         score_range=(float(np.min(scores.scores)), float(np.max(scores.scores))),
-        seconds=time.perf_counter() - t0, timings=timings,
+        seconds=time.perf_counter() - t0, stream=shipped, timings=timings,
     )

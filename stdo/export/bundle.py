@@ -1,10 +1,11 @@
 """The delivery bundle's manifest and chunk map: writing them, and reading them as untrusted input.
 
-bundle/manifest.json (format "stdo-bundle", version 1):
+bundle/manifest.json (format "stdo-bundle", version 2):
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin}, chunks,
   chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed; null when one
                                                           joint model serves every patch)
-  video {path, sha256, bytes}                             (the LR stream)
+  video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
+         duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
   models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
       format torch (folded state dict, the reference), onnx, tflite or coreml
 
@@ -29,7 +30,7 @@ import numpy as np
 from stdo.errors import StdoError
 from stdo.fileio import write_bytes, write_json
 
-FORMAT, VERSION = "stdo-bundle", 1
+FORMAT, VERSION = "stdo-bundle", 2  # 2: the video is the RUN's own stream, described
 MANIFEST = "manifest.json"
 CHUNKMAP = "chunkmap.bin"
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
@@ -37,6 +38,10 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
 FORMATS = ("torch", "onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
+VIDEO_CODECS = ("h264", "hevc", "av1")
+VIDEO_MATRICES = ("bt601", "bt709", "bt2020", "rgb")
+VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "height", "frames", "fps", "duration_s",
+                "bitrate_kbps")
 
 
 class BundleError(StdoError):
@@ -64,6 +69,11 @@ def sha256_of(path: Path) -> str:
 def file_entry(root: Path, path: Path, **extra) -> dict:
     """Manifest entry of a file already written inside the bundle."""
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256_of(path), "bytes": path.stat().st_size, **extra}
+
+
+def video_entry(root: Path, path: Path, info: dict) -> dict:
+    """Manifest entry of the LR stream: the file, and what `stdo.stream.stream_info` says of it."""
+    return file_entry(root, path, **{k: info[k] for k in VIDEO_FIELDS})
 
 
 def write_chunkmap(root: Path, chunks: np.ndarray) -> dict:
@@ -172,7 +182,16 @@ def read_bundle(root: Path) -> Bundle:
         chunkmap = np.zeros((frames, rows, cols), np.uint8)
     else:
         chunkmap = _read_chunkmap(root, _dict(manifest, "chunkmap"), frames, rows, cols, chunks)
-    _checked_file(root, _dict(manifest, "video"), "video")
+    video = _dict(manifest, "video")
+    _checked_file(root, video, "video")
+    _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")
+    _need(video.get("matrix") in VIDEO_MATRICES and video.get("range") in ("limited", "full"),
+          "video: matrix and range must name the stream's colour (bt601/bt709/bt2020/rgb, limited/full)")
+    _need(video.get("width") == lr_size[0] and video.get("height") == lr_size[1],
+          f"video: {video.get('width')}x{video.get('height')} does not match lr_size {lr_size}")
+    _need(video.get("frames") == frames, f"video: {video.get('frames')!r} frames, the manifest says {frames}")
+    _need(all(isinstance(video.get(k), str) and len(video[k]) <= 64 for k in ("profile", "pix_fmt")),
+          "video: profile and pix_fmt must be short strings")
     models = manifest.get("models")
     _need(isinstance(models, list) and len(models) == chunks, f"models must list one entry per chunk ({chunks})")
     for i, model in enumerate(models):

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import click
 
+from stdo.errors import StdoError
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, export, format_table, parse_list
 from stdo.train.methods import METHODS
+
+
+def _video_crf_is_gone(ctx, param, value):
+    if value is not None:
+        raise StdoError("--video-crf is gone: the bundle ships the RUN's own LR stream byte for byte; choose it at "
+                        "clustering with stdo-cluster --codec/--crf/--bitrate/--lossless")
 
 
 def _formats(ctx, param, value: str) -> tuple[str, ...]:
@@ -47,9 +54,7 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
               help="LR windows per model for int8 calibration, taken from the patches that model serves.")
 @click.option("--verify-frames", type=int, default=30, show_default=True,
               help="Frames (evenly spaced) on which every artifact is verified; 0 = all.")
-@click.option("--video-crf", type=int,
-              help="Ship the LR stream as yuv420p H.264 at this CRF instead of lossless RGB H.264 (smaller, but the "
-                   "client then sees other LR frames than the models were trained on).")
+@click.option("--video-crf", type=int, hidden=True, callback=_video_crf_is_gone)
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
@@ -58,12 +63,13 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
 
     The bundle (RUN/bundle by default) holds manifest.json, the chunk map, the LR video,
     models/ and report.json + report.md: every artifact's bytes, PSNR against the fp32
-    PyTorch output and against HR, and time per window. The bundle is built in a temp
+    PyTorch output and against HR (RGB and Y), and time per window. The LR video is the
+    RUN's own stream (frames/lr.mp4) byte for byte: choose it with stdo-cluster. The bundle is built in a temp
     folder and moved into place only when complete.
     """
     setup_logging(verbose)
     options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
-                            calibration_windows=calibration, verify_frames=verify_frames, video_crf=video_crf,
+                            calibration_windows=calibration, verify_frames=verify_frames,
                             threads=threads)
     bars = StageBars(unit="step", disable=quiet)
     try:

@@ -7,8 +7,8 @@ and an earlier bundle stays as it was.
 bundle/
   manifest.json                  stdo.export.bundle (versioned; what the player reads)
   chunkmap.bin                   model index of every patch (absent for a single-model method)
-  lr.mp4                         the LR stream: lossless RGB H.264 by default (the frames the
-                                 models were trained and evaluated on), or yuv420p at --video-crf
+  lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
+                                 decoded frames the models were trained and evaluated on)
   models/chunk{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
   models/chunk{i}[_{precision}].{onnx,tflite,mlpackage.zip}
   report.json, report.md         verification of every artifact on the clip
@@ -43,12 +43,13 @@ from stdo.export.toolchain import require
 from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, write_json
 from stdo.grid import Grid, split
 from stdo.infer import Runner, TimedRunner, upscale_batch
-from stdo.metrics import PEAK, mse, psnr, psnr_from_mse
+from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
-from stdo.rundir import load_frames, read_run_info
+from stdo.rundir import LR_STREAM, load_frames, read_run_info
 from stdo.train.methods import METHODS, load_models
 from stdo.train.pipeline import grid_of, method_dir
-from stdo.video import as_nchw, write_mp4
+from stdo.stream import stream_info
+from stdo.video import as_nchw
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,6 @@ class ExportOptions:
     out: Path | None = None  # default RUN/bundle
     calibration_windows: int = 64  # per model, from the patches it serves
     verify_frames: int = 30  # evenly spaced over the clip; 0 = all
-    video_crf: int | None = None  # None: lossless LR stream
     threads: int | None = None
 
 
@@ -121,12 +121,12 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
         raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
-    if o.video_crf is not None and not 0 <= o.video_crf <= 51:
-        raise StdoError(f"--video-crf {o.video_crf} is outside 0..51")
     run = Path(o.run)
     if not run.is_dir():
         raise StdoError(f"{run} does not exist: run stdo-cluster and stdo-train first")
     info = read_run_info(run)
+    if not (run / LR_STREAM).is_file():
+        raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --force")
     models = method_dir(run, o.method)
     if not (models / "report.json").is_file() or not (models / "assignment.npz").is_file():
         raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
@@ -221,6 +221,7 @@ def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: n
     timed = {label: [TimedRunner(r) for r in rs] for label, rs in runners.items()}
     sq_err = {label: 0.0 for label in runners}
     vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in ["torch fp32", *runners]}
+    y_vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in runners}
     for start in range(0, len(frames), 2):
         idx = frames[start : start + 2]
         x = as_nchw(lr[idx]).float().div_(255)
@@ -232,6 +233,7 @@ def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: n
             out = upscale_batch(x, grid, scale, cmap, rs).mul_(PEAK)
             sq_err[label] += float(mse(out, ref).sum())
             vs_hr[label].append(psnr(out.round(), ref_hr, shave=scale).numpy())
+            y_vs_hr[label].append(psnr_y(out.round(), ref_hr, shave=scale).numpy())
         if progress:
             progress("verify", len(idx), len(frames))
     torch_hr = float(np.concatenate(vs_hr["torch fp32"]).mean())
@@ -241,7 +243,8 @@ def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: n
         windows = sum(r.windows for r in rs)
         result["variants"][label] = {
             "psnr_vs_torch": float(psnr_from_mse(sq_err[label] / len(frames))),
-            "psnr_vs_hr": hr_db, "delta_vs_torch_fp32": hr_db - torch_hr,
+            "psnr_vs_hr": hr_db, "psnr_y_vs_hr": float(np.concatenate(y_vs_hr[label]).mean()),
+            "delta_vs_torch_fp32": hr_db - torch_hr,
             "ms_per_window": 1000 * sum(r.seconds for r in rs) / max(windows, 1),
         }
     return result
@@ -317,8 +320,8 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     frames = verification_frames(len(lr), o.verify_frames)
     checks = verify(hr, lr, grid, scale, assignment, models, runners, frames, progress)
     video_path = root / "lr.mp4"
+    shutil.copyfile(Path(o.run) / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
     fps = float(info["frames"].get("fps") or 25.0)
-    write_mp4(video_path, np.asarray(lr), fps=fps, crf=o.video_crf or 0, lossless=o.video_crf is None)
     if progress:
         progress("video", 1, 1)
 
@@ -331,8 +334,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "window": list(grid.window_shape),
         "chunks": num_models,
         "chunkmap": None if joint else bundle_format.write_chunkmap(root, assignment),
-        "video": bundle_format.file_entry(root, video_path, codec="h264", lossless=o.video_crf is None,
-                                          crf=o.video_crf),
+        "video": bundle_format.video_entry(root, video_path, stream_info(video_path)),
         "model": train_report.get("model"),
         "receptive_radius": max(m.receptive_radius for m in models),
         "models": [{"chunk": i, "files": f} for i, f in enumerate(files)],
@@ -350,7 +352,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "verify_frames": len(frames), "torch_fp32_psnr_hr": checks["torch_fp32_psnr_hr"],
         "train_psnr_video": train_report.get("psnr_video"),
         "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
-        "video": {"bytes": manifest["video"]["bytes"], "lossless": o.video_crf is None, "crf": o.video_crf},
+        "video": {k: manifest["video"][k] for k in bundle_format.VIDEO_FIELDS + ("bytes", "sha256")},
         "artifacts": rows, "seconds": time.perf_counter() - t0,
     }
     write_json(root / "report.json", report)
@@ -360,12 +362,16 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
 
 def format_table(report: dict) -> list[str]:
     """The verification table as aligned text lines (terminal and markdown share the figures)."""
-    lines = [f"{'format':8}{'precision':>10}{'KiB':>9}{'vs torch dB':>13}{'vs HR dB':>10}{'delta':>8}"
+    v = report["video"]
+    lines = [f"LR stream {v['codec']} {v['profile']} {v['pix_fmt']} {v['matrix']} {v['range']}  {v['bytes']:,} bytes  "
+             f"{v['bitrate_kbps']:.1f} kbit/s (the RUN's, byte for byte)",
+             f"{'format':8}{'precision':>10}{'KiB':>9}{'vs torch dB':>13}{'RGB vs HR':>11}{'Y vs HR':>9}{'delta':>8}"
              f"{'ms/window':>11}  target"]
     for r in report["artifacts"]:
         ms = "-" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
         lines.append(f"{r['format']:8}{r['precision']:>10}{r['bytes'] / 1024:9.1f}{r['psnr_vs_torch']:13.2f}"
-                     f"{r['psnr_vs_hr']:10.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  {r['target']}")
+                     f"{r['psnr_vs_hr']:11.3f}{r['psnr_y_vs_hr']:9.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  "
+                     f"{r['target']}")
     return lines
 
 
@@ -375,13 +381,16 @@ def format_report_md(report: dict) -> str:
             f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
             f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
             f"{report['bicubic_psnr_video']}).\n\n")
-    cols = ["format", "precision", "bytes", "PSNR vs torch (dB)", "PSNR vs HR (dB)", "vs fp32 torch (dB)",
-            "ms per window", "target", "checked by"]
+    v = report["video"]
+    head += (f"LR stream: {v['codec']} {v['profile']}, {v['pix_fmt']}, {v['matrix']} {v['range']} range, "
+             f"{v['bytes']:,} bytes, {v['bitrate_kbps']:.1f} kbit/s, sha256 {v['sha256'][:16]}... (the RUN's own).\n\n")
+    cols = ["format", "precision", "bytes", "PSNR vs torch (dB)", "RGB PSNR vs HR (dB)", "Y-PSNR vs HR (dB)",
+            "vs fp32 torch (dB)", "ms per window", "target", "checked by"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in report["artifacts"]:
         ms = "n/a (macOS)" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
         lines.append(f"| {r['format']} | {r['precision']} | {r['bytes']:,} | {r['psnr_vs_torch']:.2f} | "
-                     f"{r['psnr_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
+                     f"{r['psnr_vs_hr']:.3f} | {r['psnr_y_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
     notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "
              "CoreML runs only on Apple devices: here its spec is checked and its decompressed weights run in torch.\n")
     return head + "\n".join(lines) + notes

@@ -38,7 +38,7 @@ Examples:
 @click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
 @click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
-@click.option("--crf", type=int, default=18, show_default=True, help="H.264 quality of the output mp4 (0 = lossless).")
+@click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
 @click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

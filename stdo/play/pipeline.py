@@ -20,9 +20,10 @@ from PIL import Image
 
 from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
-from stdo.metrics import psnr
+from stdo.metrics import psnr, psnr_y, ssim
 from stdo.play.player import Player, lr_stream
-from stdo.video import Mp4Writer, as_nchw, iter_frames, upscale_bicubic
+from stdo.stream import StreamOptions, StreamWriter
+from stdo.video import as_nchw, iter_frames, upscale_bicubic
 
 Progress = Callable[[str, int, int | None], None] | None
 
@@ -37,7 +38,7 @@ class PlayOptions:
     hr: Path | None = None  # HR reference (video, frame folder or .npy) for PSNR
     video: Path | None = None  # LR video to play instead of the bundle's own
     overwrite: bool = False
-    crf: int = 18
+    crf: int = 18  # H.264 yuv420p (BT.709 limited, tagged) at this CRF; 0: lossless RGB H.264
     batch: int = 4
     threads: int | None = None
     report: Path | None = None  # .json or .md
@@ -95,8 +96,13 @@ def _writer(o: PlayOptions, fps: float):
     if o.out is None:
         return None
     if Path(o.out).suffix.lower() == ".mp4":
-        return Mp4Writer(Path(o.out), fps=fps, crf=o.crf)
+        return StreamWriter(Path(o.out), fps, output_stream(o.crf))
     return _PngFolder(Path(o.out))
+
+
+def output_stream(crf: int) -> StreamOptions:
+    """The player's mp4: H.264 yuv420p at `crf`, or with crf 0 lossless RGB H.264 (decodes to the same pixels)."""
+    return StreamOptions(lossless=True) if crf == 0 else StreamOptions(codec="h264", crf=crf)
 
 
 def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:
@@ -115,6 +121,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     hr_iter = _hr_frames(o.hr)
     width, height = player.hr_size
     model_db, bicubic_db = [], []
+    model_y, bicubic_y, model_ssim, bicubic_ssim = [], [], [], []
     t_metrics = 0.0
     writer = _writer(o, player.fps)
     with writer if writer is not None else contextlib.nullcontext():
@@ -130,9 +137,13 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
                 if hr.shape != (height, width, 3):
                     raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
                                     f"(x{player.scale} the bundle's LR size): give the matching HR source")
-                ref = as_nchw(hr[None]).float()
-                model_db.append(float(psnr(as_nchw(sr[None]).float(), ref, shave=player.scale)[0]))
-                bicubic_db.append(float(psnr(bicubic, ref, shave=player.scale)[0]))
+                ref, out, k = as_nchw(hr[None]).float(), as_nchw(sr[None]).float(), player.scale
+                model_db.append(float(psnr(out, ref, shave=k)[0]))
+                bicubic_db.append(float(psnr(bicubic, ref, shave=k)[0]))
+                model_y.append(float(psnr_y(out, ref, shave=k)[0]))
+                bicubic_y.append(float(psnr_y(bicubic, ref, shave=k)[0]))
+                model_ssim.append(float(ssim(out, ref, shave=k)[0]))
+                bicubic_ssim.append(float(ssim(bicubic, ref, shave=k)[0]))
                 t_metrics += time.perf_counter() - t0
             elif o.hr is not None:
                 raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
@@ -156,6 +167,8 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     }
     if model_db:
         report["psnr"] = {"model": float(np.mean(model_db)), "bicubic": float(np.mean(bicubic_db)),
+                          "model_y": float(np.mean(model_y)), "bicubic_y": float(np.mean(bicubic_y)),
+                          "model_ssim": float(np.mean(model_ssim)), "bicubic_ssim": float(np.mean(bicubic_ssim)),
                           "per_frame": [round(v, 4) for v in model_db],
                           "bicubic_per_frame": [round(v, 4) for v in bicubic_db]}
     if o.report is not None:
@@ -177,8 +190,11 @@ def format_table(report: dict) -> list[str]:
                                     for k in ("decode", "inference", "stitch", "encode"))]
     if "psnr" in report:
         p = report["psnr"]
-        lines.append(f"PSNR     model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  "
+        lines.append(f"RGB PSNR model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  "
                      f"gain {p['model'] - p['bicubic']:+.3f} dB")
+        lines.append(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
+                     f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")
+        lines.append(f"SSIM     model {p['model_ssim']:.4f}  bicubic {p['bicubic_ssim']:.4f}")
     return lines
 
 
@@ -193,9 +209,12 @@ def format_markdown(report: dict) -> str:
             for k in ("decode", "inference", "stitch", "encode")]
     if "psnr" in report:
         p = report["psnr"]
-        out += ["", "| | PSNR (dB) |", "|---|---|", f"| bicubic | {p['bicubic']:.3f} |",
-                f"| stdo ({report['backend']} {report['precision']}) | {p['model']:.3f} |",
-                f"| gain | {p['model'] - p['bicubic']:+.3f} |"]
+        out += ["", "| | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|",
+                f"| bicubic | {p['bicubic']:.3f} | {p['bicubic_y']:.3f} | {p['bicubic_ssim']:.4f} |",
+                f"| stdo ({report['backend']} {report['precision']}) | {p['model']:.3f} | {p['model_y']:.3f} | "
+                f"{p['model_ssim']:.4f} |",
+                f"| gain | {p['model'] - p['bicubic']:+.3f} | {p['model_y'] - p['bicubic_y']:+.3f} | "
+                f"{p['model_ssim'] - p['bicubic_ssim']:+.4f} |"]
     return "\n".join(out) + "\n"
 
 

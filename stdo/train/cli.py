@@ -49,10 +49,11 @@ def format_report(r: dict, path: Path) -> str:
     ]
     if b:
         lines += [
-            f"{'':10}{'PSNR video':>12}{'PSNR STDO':>12}{'SSIM':>9}",
-            f"{r['method']:10}{r['psnr_video']:12.3f}{r['psnr_stdo']:12.3f}{r['ssim']:9.4f}",
-            f"{'bicubic':10}{b['psnr_video']:12.3f}{b['psnr_stdo']:12.3f}{b['ssim']:9.4f}",
-            f"{'gain':10}{r['psnr_video'] - b['psnr_video']:+12.3f}{r['psnr_stdo'] - b['psnr_stdo']:+12.3f}",
+            f"{'':10}{'RGB PSNR':>12}{'Y-PSNR':>9}{'STDO PSNR':>12}{'SSIM':>9}",
+            f"{r['method']:10}{r['psnr_video']:12.3f}{r['psnr_y_video']:9.3f}{r['psnr_stdo']:12.3f}{r['ssim']:9.4f}",
+            f"{'bicubic':10}{b['psnr_video']:12.3f}{b['psnr_y_video']:9.3f}{b['psnr_stdo']:12.3f}{b['ssim']:9.4f}",
+            f"{'gain':10}{r['psnr_video'] - b['psnr_video']:+12.3f}{r['psnr_y_video'] - b['psnr_y_video']:+9.3f}"
+            f"{r['psnr_stdo'] - b['psnr_stdo']:+12.3f}",
             f"{'chunk':>5}{'patches':>9}{'PSNR':>9}{'bicubic':>9}",
         ]
         for c, cb in zip(r["chunks"], b["chunks"]):

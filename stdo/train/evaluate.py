@@ -1,6 +1,7 @@
 """Evaluation after training: what a viewer sees, and the STDO protocol, beside bicubic.
 
-- psnr_video: whole-frame PSNR of the stitched frames (border shave = scale), mean over frames;
+- psnr_video: whole-frame RGB PSNR of the stitched frames (border shave = scale), mean over frames;
+- psnr_y_video: the same on the BT.601 luma (Y-PSNR, as SR papers report);
 - psnr_stdo: per-patch MSE with a shave of scale+4, count-weighted over the RUN's chunks;
 - ssim: luma SSIM of the stitched frames, mean over frames;
 - chunks: MSE and PSNR of each chunk of the RUN (STDO shave), with its patch count.
@@ -15,18 +16,20 @@ import torch
 
 from stdo.grid import Grid
 from stdo.infer import Runner, iter_upscaled
-from stdo.metrics import chunk_mse, count_weighted_psnr, patch_mse, psnr, psnr_from_mse, ssim, stdo_shave
+from stdo.metrics import chunk_mse, count_weighted_psnr, patch_mse, psnr, psnr_from_mse, psnr_y, ssim, stdo_shave
 from stdo.video import as_nchw, upscale_bicubic
 
 
 class _Accumulator:
     def __init__(self) -> None:
         self.frame_psnr: list[np.ndarray] = []
+        self.frame_psnr_y: list[np.ndarray] = []
         self.frame_ssim: list[np.ndarray] = []
         self.patch_mse: list[np.ndarray] = []
 
     def add(self, sr: torch.Tensor, hr: torch.Tensor, grid: Grid, scale: int) -> None:
         self.frame_psnr.append(psnr(sr, hr, shave=scale).numpy())
+        self.frame_psnr_y.append(psnr_y(sr, hr, shave=scale).numpy())
         self.frame_ssim.append(ssim(sr, hr, shave=scale).numpy())
         self.patch_mse.append(patch_mse(sr, hr, grid, scale, stdo_shave(scale)))
 
@@ -36,6 +39,7 @@ class _Accumulator:
         frame_psnr = np.concatenate(self.frame_psnr)
         return {
             "psnr_video": float(frame_psnr.mean()),
+            "psnr_y_video": float(np.concatenate(self.frame_psnr_y).mean()),
             "psnr_stdo": count_weighted_psnr(mses, counts),
             "ssim": float(np.concatenate(self.frame_ssim).mean()),
             "chunks": [{"chunk": i, "patches": int(n), "mse": float(m), "psnr": float(psnr_from_mse(m))}
