@@ -16,6 +16,7 @@ from stdo.export import pipeline as export_pipeline
 from stdo.export.bundle import read_bundle
 from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
+from stdo.export.bundle import sha256_of
 from stdo.video import read_video
 
 pytest.importorskip("litert_torch")
@@ -46,9 +47,16 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
         shapes = {(f["format"], f["precision"]): f["input_shape"] for f in model["files"]}
         assert shapes[("tflite", "int8")] == [1, 3, *m["window"]]  # fixed: one window
         assert shapes[("onnx", "fp32")] == [None, 3, None, None]  # dynamic
-    # the LR stream is lossless: the client decodes exactly the frames the models were trained on
-    lr, _ = read_video(bundle.file(m["video"]))
+    # the LR stream is the RUN's own, byte for byte (lossy H.264 by default): the client decodes exactly
+    # the frames the models were trained on
+    video = m["video"]
+    assert video["sha256"] == sha256_of(run / "frames/lr.mp4") and video["bytes"] == (run / "frames/lr.mp4").stat().st_size
+    assert (video["codec"], video["profile"], video["pix_fmt"], video["matrix"], video["range"]) == (
+        "h264", "High", "yuv420p", "bt709", "limited")
+    assert video["frames"] == 6 and video["duration_s"] == pytest.approx(6 / 25) and video["bitrate_kbps"] > 0
+    lr, _ = read_video(bundle.file(video))
     assert np.array_equal(lr, np.load(run / "frames/lr.npy"))
+    assert report["video"]["sha256"] == video["sha256"]
     assert not [p for p in run.iterdir() if p.name.startswith(".bundle")]  # no temp folder left
 
 
@@ -125,6 +133,8 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
     (["--quantize", "int4"], "--quantize 'int4' is unknown"),
     (["--method", "nas"], "holds no finished training: run stdo-train"),
     (["--verify-frames", "-1"], "--verify-frames"),
+    (["--video-crf", "23"], "--video-crf is gone: the bundle ships the RUN's own LR stream byte for byte; choose it "
+                            "at clustering with stdo-cluster --codec/--crf/--bitrate/--lossless"),
 ])
 def test_cli_bad_options_are_one_line_errors(cli, trained_run, args, message):
     before = tree(trained_run)

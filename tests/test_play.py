@@ -15,7 +15,7 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.play.cli import play_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.player import Player
-from stdo.stream import StreamOptions, encode_stream
+from stdo.stream import StreamOptions, encode_stream, stream_info
 from stdo.video import probe_video, read_video
 
 pytest.importorskip("litert_torch")
@@ -36,7 +36,9 @@ def test_player_psnr_matches_the_training_report(bundle, backend):
     trained = json.loads((run / "models/stdo/report.json").read_text())
     report = play(PlayOptions(bundle=bundle, backend=backend, hr=run / "frames/hr.npy"))
     assert report["frames"] == 6 and report["fps"] > 0
-    assert abs(report["psnr"]["model"] - trained["psnr_video"]) < 0.05  # the bar
+    assert abs(report["psnr"]["model"] - trained["psnr_video"]) < 0.05  # the bar, on the default lossy stream
+    assert abs(report["psnr"]["model_y"] - trained["psnr_y_video"]) < 0.05
+    assert report["psnr"]["model_y"] != report["psnr"]["model"] and 0 < report["psnr"]["model_ssim"] <= 1
     assert abs(report["psnr"]["bicubic"] - trained["bicubic"]["psnr_video"]) < 1e-6
     assert report["psnr"]["model"] > report["psnr"]["bicubic"]
     assert set(report["seconds"]) >= {"decode", "inference", "stitch", "encode", "playback"}
@@ -73,8 +75,10 @@ def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):
     assert side.shape == (6, 96, 320, 3) and sr["compare"]
     from PIL import Image
 
-    first = np.asarray(Image.open(pngs[0]))
-    assert np.abs(side[0, :, 160:].astype(int) - first).mean() < 2  # right half: the SR frame (crf 0 = lossless luma)
+    frames = np.stack([np.asarray(Image.open(p)) for p in pngs])
+    np.testing.assert_array_equal(side[:, :, 160:], frames)  # --crf 0 is lossless: the SR frames exactly
+    info = stream_info(tmp_path / "sr.mp4")  # the default output: yuv420p, tagged BT.709 limited range
+    assert (info["pix_fmt"], info["matrix"], info["range"]) == ("yuv420p", "bt709", "limited")
 
 
 def test_report_and_plot(bundle, tmp_path, cli):
@@ -83,7 +87,7 @@ def test_report_and_plot(bundle, tmp_path, cli):
     code, out, err, _ = cli(play_command, [bundle, "--hr", hr, "--report", tmp_path / "psnr.md", "--plot",
                                            tmp_path / "psnr.png", "-q"])
     assert code == 0, err
-    assert "PSNR" in out and "| bicubic |" in (tmp_path / "psnr.md").read_text()
+    assert "RGB PSNR" in out and "Y-PSNR" in out and "SSIM" in out and "| bicubic |" in (tmp_path / "psnr.md").read_text()
     assert (tmp_path / "psnr.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--report", tmp_path / "psnr.json", "-q"])
     per_frame = json.loads((tmp_path / "psnr.json").read_text())["psnr"]["per_frame"]
