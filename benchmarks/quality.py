@@ -30,6 +30,7 @@ import torch
 from stdo.clips import clip_path
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.models import create_model
+from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
@@ -73,7 +74,8 @@ def main() -> None:
             for scale in map(int, args.scales.split(",")):
                 run = Path(tmp) / f"{clip}_x{scale}"
                 cluster(ClusterOptions(source=clip_path(clip), run=run, scale=scale, grid=GRIDS[scale],
-                                       chunks=args.chunks, frames=args.frames, crop=CROPS[clip], margin=8))
+                                       chunks=args.chunks, frames=args.frames, crop=CROPS[clip], margin=8,
+                                       stream=StreamOptions(lossless=True)))  # the paper's protocol
                 done: dict[tuple, tuple[dict, float]] = {}  # a joint method is the same run under both protocols
                 for protocol in args.protocols.split(","):
                     for name, extra in methods:

@@ -21,6 +21,7 @@ Examples:
   stdo-play runs/clip/bundle --backend litert --precision int8 --out frames/
   stdo-play runs/clip/bundle --compare --out side_by_side.mp4 --hr runs/clip/frames/hr.npy
   stdo-play runs/clip/bundle --hr clip.mp4 --report psnr.md --plot psnr.png
+  stdo-play runs/clip/bundle --precision int8 --hr runs/clip/frames/hr.npy --rate
 """,
 )
 @click.argument("bundle", type=click.Path(path_type=Path))
@@ -37,14 +38,18 @@ Examples:
               help="Play this LR video instead of the bundle's own (it must match the bundle).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
+@click.option("--rate", is_flag=True,
+              help="With --hr: also encode the HR frames with H.264 (yuv420p, CRF search) to find the cheapest HR "
+                   "stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
+                   "(LR video + the models played + chunk map).")
 @click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
 @click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
 @click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, overwrite, crf, batch, threads,
-                 quiet, verbose):
+def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, overwrite, crf, batch,
+                 threads, quiet, verbose):
     """Play a bundle: decode its LR video, upscale every frame patch-wise with the chunk models, and
     write the result.
 
@@ -56,7 +61,7 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     setup_logging(verbose)
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
                           video=video, overwrite=overwrite, crf=crf, batch=batch, threads=threads, report=report,
-                          plot=plot)
+                          plot=plot, rate=rate)
     bars = StageBars(disable=quiet)
     try:
         result = play(options, progress=bars)

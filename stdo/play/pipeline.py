@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +23,7 @@ from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr, psnr_y, ssim
 from stdo.play.player import Player, lr_stream
+from stdo.ratequality import hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
 from stdo.video import as_nchw, iter_frames, upscale_bicubic
 
@@ -43,6 +45,7 @@ class PlayOptions:
     threads: int | None = None
     report: Path | None = None  # .json or .md
     plot: Path | None = None  # PNG: PSNR per frame, bicubic vs the models (needs hr)
+    rate: bool = False  # also find the HR H.264 stream reaching the models' PSNR, and compare bytes (needs hr)
 
 
 def _check(o: PlayOptions) -> None:
@@ -59,6 +62,8 @@ def _check(o: PlayOptions) -> None:
         raise StdoError(f"--hr {o.hr} does not exist: give the HR video, frame folder or RUN/frames/hr.npy")
     if o.plot is not None and o.hr is None:
         raise StdoError("--plot needs --hr: PSNR per frame is measured against the HR frames")
+    if o.rate and o.hr is None:
+        raise StdoError("--rate needs --hr: the HR stream is encoded from the HR frames and measured against them")
     if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
         raise StdoError(f"--report {o.report}: give a .json or .md file")
     if o.plot is not None:
@@ -171,6 +176,14 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
                           "model_ssim": float(np.mean(model_ssim)), "bicubic_ssim": float(np.mean(bicubic_ssim)),
                           "per_frame": [round(v, 4) for v in model_db],
                           "bicubic_per_frame": [round(v, 4) for v in bicubic_db]}
+    if o.rate:
+        point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, report["psnr"]["model"],
+                                         shave=player.scale,
+                                         progress=partial(progress, "HR crf", total=None) if progress else None)
+        bundle_bytes = player.delivered_bytes
+        report["delivery"] = {"bundle": bundle_bytes, "hr_h264": point.to_dict(),
+                              "hr_h264_tried": [p.to_dict() for p in tried],
+                              "bytes_ratio": bundle_bytes["total"] / point.bytes}
     if o.report is not None:
         if Path(o.report).suffix == ".json":
             write_json(o.report, report)
@@ -195,7 +208,18 @@ def format_table(report: dict) -> list[str]:
         lines.append(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
                      f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")
         lines.append(f"SSIM     model {p['model_ssim']:.4f}  bicubic {p['bicubic_ssim']:.4f}")
+    if "delivery" in report:
+        lines.append(delivery_line(report))
     return lines
+
+
+def delivery_line(report: dict) -> str:
+    d = report["delivery"]
+    b, h = d["bundle"], d["hr_h264"]
+    reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
+    return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + chunk map "
+            f"{b['chunkmap']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
+            f"model's RGB PSNR): {d['bytes_ratio']:.2f}x")
 
 
 def format_markdown(report: dict) -> str:
@@ -215,6 +239,15 @@ def format_markdown(report: dict) -> str:
                 f"{p['model_ssim']:.4f} |",
                 f"| gain | {p['model'] - p['bicubic']:+.3f} | {p['model_y'] - p['bicubic_y']:+.3f} | "
                 f"{p['model_ssim'] - p['bicubic_ssim']:+.4f} |"]
+    if "delivery" in report:
+        d = report["delivery"]
+        b, h = d["bundle"], d["hr_h264"]
+        out += ["", "| delivered | bytes | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|---|",
+                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + chunk map {b['chunkmap']:,}) | "
+                f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |",
+                f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
+                f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",
+                f"| bundle / HR stream | {d['bytes_ratio']:.2f}x | | | |"]
     return "\n".join(out) + "\n"
 
 

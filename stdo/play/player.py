@@ -104,6 +104,7 @@ class Player:
         self.timings = Timings()
         fmt = BACKENDS[backend]
         self.files = []
+        self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         for model in m["models"]:
             entry = next((f for f in model["files"] if f["format"] == fmt and f["precision"] == precision), None)
             if entry is None:
@@ -111,11 +112,20 @@ class Player:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
             self.files.append(self.bundle.file(entry))
+            self.model_bytes += int(entry["bytes"])
         self.runners = [TimedRunner(_make_runner(backend, path, threads)) for path in self.files]
         radius = m.get("receptive_radius")
         if isinstance(radius, int) and self.grid.margin < radius:
             log.info("margin %d < receptive radius %d: patch seams differ slightly from whole-frame inference",
                      self.grid.margin, radius)
+
+    @property
+    def delivered_bytes(self) -> dict[str, int]:
+        """What a client downloads to play with this variant: the LR video, the models, the chunk map."""
+        m = self.bundle.manifest
+        parts = {"video": int(m["video"]["bytes"]), "models": self.model_bytes,
+                 "chunkmap": int(m["chunkmap"]["bytes"]) if m.get("chunkmap") else 0}
+        return {**parts, "total": sum(parts.values())}
 
     @property
     def hr_size(self) -> tuple[int, int]:
