@@ -94,6 +94,25 @@ def test_report_and_plot(bundle, tmp_path, cli):
     assert code == 0 and len(per_frame) == 6
 
 
+def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_path, cli):
+    hr = bundle.parent / "frames/hr.npy"
+    code, _, err, _ = cli(play_command, [bundle, "--rate", "-q"])
+    assert code == 2 and "--rate needs --hr" in err
+    code, out, err, _ = cli(play_command, [bundle, "--precision", "int8", "--hr", hr, "--rate", "--report",
+                                           tmp_path / "r.json", "-q"])
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    d, manifest = report["delivery"], json.loads((bundle / "manifest.json").read_text())
+    int8 = sum(f["bytes"] for m in manifest["models"] for f in m["files"] if (f["format"], f["precision"]) ==
+               ("onnx", "int8"))
+    assert d["bundle"] == {"video": manifest["video"]["bytes"], "models": int8,
+                           "chunkmap": manifest["chunkmap"]["bytes"], "total": manifest["video"]["bytes"] + int8
+                           + manifest["chunkmap"]["bytes"]}
+    assert d["hr_h264"]["psnr"] >= report["psnr"]["model"] or d["hr_h264"]["crf"] == 1
+    assert d["bytes_ratio"] == pytest.approx(d["bundle"]["total"] / d["hr_h264"]["bytes"])
+    assert "bytes    bundle" in out and "HR H.264 crf" in out
+
+
 def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     out = tmp_path / "sr.mp4"
     out.write_bytes(b"earlier result")
