@@ -34,6 +34,19 @@ class TimedRunner:
         return y
 
 
+class ByShape:
+    """One runner per input shape (fixed-shape runtimes: one model file per plan shape)."""
+
+    def __init__(self, runners: dict[tuple[int, int], Runner]) -> None:
+        self.runners = runners
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (int(x.shape[-2]), int(x.shape[-1]))
+        if shape not in self.runners:
+            raise ValueError(f"no model file for windows of {shape}: have {sorted(self.runners)}")
+        return self.runners[shape](x)
+
+
 @torch.no_grad()
 def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
                   max_windows: int = 256) -> torch.Tensor:
@@ -49,6 +62,39 @@ def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, assignment: np.ndarr
             part = idx[start : start + max_windows]
             out[part] = runners[k](flat[part]).float()
     return stitch(out.reshape(b, rows, cols, c, wh * scale, ww * scale), grid, scale).clamp_(0, 1)
+
+
+@torch.no_grad()
+def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[int, int]], scale: int,
+                    runners: Sequence[Runner], first_frame: int = 0, max_windows: int = 64) -> torch.Tensor:
+    """Execute plan runs (stdo.plan) over lr float [B, 3, h, w] in [0,1] -> SR float [B, 3, s·h, s·w] in [0,1].
+
+    `runs` are the plan's rows for frames first_frame .. first_frame+B-1. Runs of one model and
+    shape are batched; each output's kept rectangle is written straight into the frame buffer.
+    """
+    b, c, h, w = lr.shape
+    out = lr.new_empty(b, c, h * scale, w * scale)
+    # one window per distinct (frame, model, shape, y, x): runs sharing a window keep several rectangles of it
+    windows_of, inverse = np.unique(runs[:, :5], axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = windows_of[:, 1] * len(shapes) + windows_of[:, 2]
+    for key in np.unique(groups):
+        ids = np.flatnonzero(groups == key)
+        model, shape = int(windows_of[ids[0], 1]), int(windows_of[ids[0], 2])
+        sh, sw = shapes[shape]
+        for start in range(0, len(ids), max_windows):
+            part = ids[start : start + max_windows]
+            batch = lr.new_empty(len(part), c, sh, sw)
+            for i, (t, _, _, y, x) in enumerate(windows_of[part]):
+                batch[i] = lr[t - first_frame, :, y : y + sh, x : x + sw]
+            sr = runners[model](batch)
+            for i, window in enumerate(part):
+                t, _, _, y, x = windows_of[window]
+                for top, left, kh, kw in runs[inverse == window, 5:]:
+                    oy, ox = (top - y) * scale, (left - x) * scale
+                    out[t - first_frame, :, top * scale : (top + kh) * scale, left * scale : (left + kw) * scale] = \
+                        sr[i, :, oy : oy + kh * scale, ox : ox + kw * scale]
+    return out.clamp_(0, 1)
 
 
 def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],

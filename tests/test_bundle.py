@@ -11,9 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_chunkmap, write_manifest)
+from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_chunkmap, write_manifest,
+                                write_plan)
+from stdo.grid import Grid
+from stdo.plan import base_shape, make_plan
 
 
+GRID = Grid(48, 80, 2, 4)
 VIDEO = {"codec": "h264", "profile": "High", "pix_fmt": "yuv420p", "matrix": "bt709", "range": "limited",
          "width": 80, "height": 48, "frames": 6, "fps": 25.0, "duration_s": 0.24, "bitrate_kbps": 0.4}
 
@@ -30,7 +34,8 @@ def make_bundle(root: Path) -> dict:
         models.append({"chunk": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
                                                         input_shape=[None, 3, None, None])]})
     manifest = {"scale": 2, "lr_size": [80, 48], "frames": 6, "fps": 25.0, "grid": {"cols": 4, "rows": 2, "margin": 6},
-                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "video": file_entry(root, root / "lr.mp4", **VIDEO),
+                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "plan": write_plan(root, make_plan(
+                    chunks, GRID, 6, (base_shape(GRID, 6), (48, 80)))), "video": file_entry(root, root / "lr.mp4", **VIDEO),
                 "models": models}
     write_manifest(root, manifest)
     return json.loads((root / MANIFEST).read_text())
@@ -50,6 +55,10 @@ def test_a_good_bundle_reads(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(version=1), "version"),
     (lambda m: m["video"].update(codec="mjpeg"), "codec must be"),
+    (lambda m: m.pop("plan"), "plan must be"),
+    (lambda m: m["plan"].update(version=9), "plan version"),
+    (lambda m: m["plan"].update(runs=m["plan"]["runs"] + 1), "bad plan: holds"),
+    (lambda m: m["plan"].update(shapes=[[20, 26]]), "bad plan: a run names a shape"),
     (lambda m: m["video"].update(matrix="bt999"), "matrix and range"),
     (lambda m: m["video"].update(width=81), "does not match lr_size"),
     (lambda m: m["video"].update(frames=5), "frames, the manifest says 6"),
@@ -143,7 +152,8 @@ def test_only_a_single_model_bundle_may_leave_out_the_chunk_map(tmp_path):
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="chunkmap must be an object"):
         read_bundle(tmp_path)
-    manifest.update(chunks=1, models=manifest["models"][:1])
+    manifest.update(chunks=1, models=manifest["models"][:1],
+                    plan=write_plan(tmp_path, make_plan(np.zeros((6, 2, 4), np.uint8), GRID, 6, (base_shape(GRID, 6),))))
     rewrite(tmp_path, manifest)
     bundle = read_bundle(tmp_path)
     assert bundle.chunkmap.shape == (6, 2, 4) and not bundle.chunkmap.any()

@@ -28,7 +28,7 @@ def exported(trained_run, tmp_path_factory) -> tuple[Path, dict]:
     run = tmp_path_factory.mktemp("export") / "run"
     shutil.copytree(trained_run, run)
     report = export(ExportOptions(run=run, formats=("onnx", "tflite", "coreml"), quantize=("int8", "fp16"),
-                                  calibration_windows=16, verify_frames=3))
+                                  calibration_windows=16, verify_frames=3, plan_shapes=2))
     return run, report
 
 
@@ -42,11 +42,15 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
         assert np.array_equal(bundle.chunkmap, z["assignment"])
     expected = {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                 ("tflite", "int8"), ("coreml", "fp16"), ("coreml", "int8")}
+    plan_shapes = {tuple(s) for s in m["plan"]["shapes"]}
+    assert m["plan"]["margin"] == 6 and (36, 32) in plan_shapes  # the base window: one patch + margins
     for model in m["models"]:
         assert {(f["format"], f["precision"]) for f in model["files"]} == expected
-        shapes = {(f["format"], f["precision"]): f["input_shape"] for f in model["files"]}
-        assert shapes[("tflite", "int8")] == [1, 3, *m["window"]]  # fixed: one window
-        assert shapes[("onnx", "fp32")] == [None, 3, None, None]  # dynamic
+        for precision in ("fp32", "fp16", "int8"):  # fixed-shape TFLite: one file per plan shape
+            tflite = [f["input_shape"] for f in model["files"] if (f["format"], f["precision"]) == ("tflite", precision)]
+            assert sorted(tuple(s[2:]) for s in tflite) == sorted(plan_shapes) and all(s[:2] == [1, 3] for s in tflite)
+        onnx = [f["input_shape"] for f in model["files"] if (f["format"], f["precision"]) == ("onnx", "fp32")]
+        assert onnx == [[None, 3, None, None]]  # dynamic: one file serves every window
     # the LR stream is the RUN's own, byte for byte (lossy H.264 by default): the client decodes exactly
     # the frames the models were trained on
     video = m["video"]
@@ -84,14 +88,16 @@ def test_coreml_spec_and_tflite_runtime(exported):
     from stdo.export.tflite import TfliteRunner
 
     bundle = read_bundle(exported[0] / "bundle")
-    files = {(f["format"], f["precision"]): bundle.file(f) for f in bundle.manifest["models"][0]["files"]}
-    spec = inspect_coreml(files[("coreml", "int8")])
+    files = {(f["format"], f["precision"]): (bundle.file(f), f["input_shape"])
+             for f in bundle.manifest["models"][0]["files"]}
+    spec = inspect_coreml(files[("coreml", "int8")][0])
     assert list(spec["inputs"]) == ["lr"] and spec["outputs"] == ["sr"]
     assert spec["inputs"]["lr"][:2] == [[1, 1], [3, 3]] and spec["inputs"]["lr"][2][1] >= 1080
     assert spec["ops"]["conv"] == 1 + 2 * 2 + 1 + 1  # head, 2 blocks x 2, tail, skip: every conv of the model
     assert spec["ops"].get("constexpr_affine_dequantize", 0) == spec["ops"]["conv"]  # int8 weights, all convs
-    runner = TfliteRunner(files[("tflite", "fp32")])
-    window = tuple(bundle.manifest["window"])
+    path, shape = files[("tflite", "fp32")]
+    runner = TfliteRunner(path)
+    window = tuple(shape[2:])
     out = runner(torch.rand(3, 3, *window))
     assert out.shape == (3, 3, 2 * window[0], 2 * window[1])
     with pytest.raises(ValueError, match="takes windows"):

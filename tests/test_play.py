@@ -15,6 +15,8 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.play.cli import play_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.player import Player
+from stdo.infer import upscale_batch, upscale_planned
+from stdo.plan import base_shape, make_plan
 from stdo.stream import StreamOptions, encode_stream, stream_info
 from stdo.video import probe_video, read_video
 
@@ -55,10 +57,27 @@ def test_int8_plays_close_to_fp32(bundle):
 def test_one_model_over_all_patches_equals_the_whole_frame(bundle, backend):
     player = Player(bundle, backend)
     lr = np.load(bundle.parent / "frames/lr.npy")[:2]
+    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255
+    base = (base_shape(player.grid, 6),)  # one patch + margins: no merging, every patch its own window
     for k, runner in enumerate(player.runners):
-        stitched = player.upscale(lr, np.full((2, player.grid.rows, player.grid.cols), k, np.uint8))
-        whole = runner(torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255).clamp(0, 1)
+        plan = make_plan(np.full((2, player.grid.rows, player.grid.cols), k, np.uint8), player.grid, 6, base)
+        stitched = upscale_planned(x, plan.runs, plan.shapes, player.scale, player.runners)
+        whole = runner(x).clamp(0, 1)
         assert (stitched - whole).abs().max() < 1e-5  # margin 6 = the tiny model's receptive radius
+
+
+@pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                                                ("litert", "fp32"), ("litert", "int8")])
+def test_the_plan_gives_the_frames_of_the_windowed_player(bundle, backend, precision):
+    """The bundle's plan (merged windows, several shapes) against one window per patch, on every backend."""
+    player = Player(bundle, backend, precision)
+    plan, lr = player.bundle.plan, np.load(bundle.parent / "frames/lr.npy")
+    assert len(plan.shapes) > 1 and plan.stats(player.grid)["runs_per_frame"] < player.grid.num_patches
+    planned = player.upscale(lr, 0)
+    x = torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255
+    windowed = upscale_batch(x, player.grid, player.scale, player.bundle.chunkmap, player.runners)
+    # float rounding; int8 runtimes quantize each window's activations by fixed scales, so they agree as closely
+    assert (planned - windowed).abs().max() < (1e-4 if precision == "fp32" else 2e-2)
 
 
 def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):

@@ -4,6 +4,8 @@ bundle/manifest.json (format "stdo-bundle", version 2):
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin}, chunks,
   chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed; null when one
                                                           joint model serves every patch)
+  plan {path, sha256, bytes, version, runs, shapes [[h, w]...], margin}
+                                                        (the inference plan: stdo.plan; plan.bin)
   video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
          duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
   models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
@@ -29,10 +31,15 @@ import numpy as np
 
 from stdo.errors import StdoError
 from stdo.fileio import write_bytes, write_json
+from stdo.grid import Grid
+from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 
 FORMAT, VERSION = "stdo-bundle", 2  # 2: the video is the RUN's own stream, described
 MANIFEST = "manifest.json"
 CHUNKMAP = "chunkmap.bin"
+PLAN = "plan.bin"
+PLAN_VERSION = 1
+MAX_RUNS = 1 << 26
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
@@ -53,6 +60,7 @@ class Bundle:
     root: Path
     manifest: dict
     chunkmap: np.ndarray  # uint8 [T, rows, cols]
+    plan: Plan
 
     def file(self, entry: dict) -> Path:
         return self.root / entry["path"]
@@ -80,6 +88,13 @@ def write_chunkmap(root: Path, chunks: np.ndarray) -> dict:
     path = root / CHUNKMAP
     write_bytes(path, zlib.compress(np.ascontiguousarray(chunks, np.uint8).tobytes(), 9))
     return file_entry(root, path, shape=list(chunks.shape))
+
+
+def write_plan(root: Path, plan: Plan) -> dict:
+    path = root / PLAN
+    write_bytes(path, encode_plan(plan))
+    return file_entry(root, path, version=PLAN_VERSION, runs=int(len(plan.runs)),
+                      shapes=[list(s) for s in plan.shapes], margin=int(plan.margin))
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
@@ -182,6 +197,17 @@ def read_bundle(root: Path) -> Bundle:
         chunkmap = np.zeros((frames, rows, cols), np.uint8)
     else:
         chunkmap = _read_chunkmap(root, _dict(manifest, "chunkmap"), frames, rows, cols, chunks)
+    plan_entry = _dict(manifest, "plan")
+    plan_path = _checked_file(root, plan_entry, "plan")
+    _need(plan_entry.get("version") == PLAN_VERSION, f"plan version {plan_entry.get('version')!r} is not {PLAN_VERSION}")
+    runs = _int(plan_entry, "runs", 1, MAX_RUNS)
+    margin = _int(plan_entry, "margin", 0, 1024)
+    grid_geometry = Grid(lr_size[1], lr_size[0], rows, cols)
+    try:
+        plan = decode_plan(plan_path.read_bytes(), runs, plan_entry.get("shapes"), margin, frames, chunks,
+                           grid_geometry)
+    except PlanError as e:
+        raise BundleError(str(e)) from None
     video = _dict(manifest, "video")
     _checked_file(root, video, "video")
     _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")
@@ -207,4 +233,4 @@ def read_bundle(root: Path) -> Bundle:
             _need(isinstance(shape, list) and len(shape) == 4
                   and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
                           for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
-    return Bundle(root, manifest, chunkmap)
+    return Bundle(root, manifest, chunkmap, plan)

@@ -41,10 +41,11 @@ from stdo.errors import StdoError
 from stdo.export import bundle as bundle_format
 from stdo.export.toolchain import require
 from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, write_json
-from stdo.grid import Grid, split
-from stdo.infer import Runner, TimedRunner, upscale_batch
+from stdo.grid import Grid
+from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
+from stdo.plan import Plan, choose_shapes, make_plan
 from stdo.rundir import LR_STREAM, load_frames, read_run_info
 from stdo.train.methods import METHODS, load_models
 from stdo.train.pipeline import grid_of, method_dir
@@ -77,6 +78,7 @@ class ExportOptions:
     calibration_windows: int = 64  # per model, from the patches it serves
     verify_frames: int = 30  # evenly spaced over the clip; 0 = all
     threads: int | None = None
+    plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
 
 
 @dataclass
@@ -88,9 +90,15 @@ class Variant:
     def label(self) -> str:
         return f"{self.format} {self.precision}"
 
-    def filename(self, model_index: int) -> str:
+    @property
+    def fixed_shape(self) -> bool:
+        """One file per plan shape (TFLite); the other formats take any window."""
+        return self.format == "tflite"
+
+    def filename(self, model_index: int, shape: tuple[int, int] | None = None) -> str:
         tag = "" if self.precision == BASE_PRECISION[self.format] else f"_{self.precision}"
-        return f"chunk{model_index}{tag}{SUFFIX[self.format]}"
+        size = f"_{shape[0]}x{shape[1]}" if shape is not None else ""
+        return f"chunk{model_index}{tag}{size}{SUFFIX[self.format]}"
 
 
 def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -152,21 +160,24 @@ def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]
     return models, assignment, report
 
 
-def _calibration(lr: np.ndarray, grid: Grid, assignment: np.ndarray, model_index: int, count: int) -> list[np.ndarray]:
-    """Up to `count` LR windows [N, 3, h, w] in [0, 1] of the patches model `model_index` serves, evenly spread."""
+def _calibration(lr: np.ndarray, grid: Grid, assignment: np.ndarray, model_index: int, count: int,
+                 shape: tuple[int, int]) -> list[np.ndarray]:
+    """Up to `count` LR windows [N, 3, h, w] in [0, 1] of `shape`, centred on patches model `model_index` serves."""
     where = np.argwhere(assignment == model_index)
     picks = where[np.linspace(0, len(where) - 1, min(count, len(where))).round().astype(int)]
+    (sh, sw), (re_, ce) = shape, (grid.row_edges, grid.col_edges)
     windows = []
-    for t in np.unique(picks[:, 0]):
-        x = as_nchw(lr[t : t + 1]).float().div_(255)
-        tiles = split(x, grid)[0]
-        windows += [tiles[r, c] for r, c in picks[picks[:, 0] == t][:, 1:]]
-    batch = torch.stack(windows).numpy()
+    for t, r, c in picks:
+        y = int(np.clip((re_[r] + re_[r + 1] - sh) // 2, 0, grid.height - sh))
+        x = int(np.clip((ce[c] + ce[c + 1] - sw) // 2, 0, grid.width - sw))
+        windows.append(np.asarray(lr[t, y : y + sh, x : x + sw]))
+    batch = np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255
     return [batch[i : i + 16] for i in range(0, len(batch), 16)]
 
 
-def _write_model(variant: Variant, model: nn.Module, path: Path, grid: Grid, calibration) -> list[int | None]:
-    """Convert one model to one variant; returns the file's input shape (None where dynamic)."""
+def _write_model(variant: Variant, model: nn.Module, path: Path, shape: tuple[int, int], calibration) -> list[int | None]:
+    """Convert one model to one variant (fixed-shape formats for `shape`); returns the file's input shape
+    (None where dynamic)."""
     if variant.format == "onnx":
         from stdo.export.onnx import export_onnx, quantize_onnx_int8
 
@@ -179,11 +190,11 @@ def _write_model(variant: Variant, model: nn.Module, path: Path, grid: Grid, cal
     if variant.format == "tflite":
         from stdo.export.tflite import export_tflite
 
-        export_tflite(model, path, grid.window_shape, variant.precision, calibration)
-        return [1, 3, *grid.window_shape]
+        export_tflite(model, path, shape, variant.precision, calibration)
+        return [1, 3, *shape]
     from stdo.export.coreml import export_coreml
 
-    export_coreml(model, path, variant.precision, example_size=grid.window_shape)
+    export_coreml(model, path, variant.precision, example_size=shape)
     return [1, 3, None, None]
 
 
@@ -210,9 +221,10 @@ def verification_frames(total: int, wanted: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, wanted).round().astype(int))
 
 
-def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, models: list[nn.Module],
+def verify(hr: np.ndarray, lr: np.ndarray, plan: Plan, scale: int, models: list[nn.Module],
            runners: dict[str, list[Runner]], frames: np.ndarray, progress: Progress = None) -> dict:
-    """PSNR of each variant's stitched frames against the fp32 torch models' and against HR, and its time per window.
+    """PSNR of each variant executing the plan against the fp32 torch models' and against HR (RGB and
+    Y-PSNR), and its time per window.
 
     `runners` maps a variant label to one runner per model. Against torch: float outputs
     (no rounding), MSE over all verification frames. Against HR: rounded to 0..255 like a
@@ -222,20 +234,19 @@ def verify(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, assignment: n
     sq_err = {label: 0.0 for label in runners}
     vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in ["torch fp32", *runners]}
     y_vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in runners}
-    for start in range(0, len(frames), 2):
-        idx = frames[start : start + 2]
-        x = as_nchw(lr[idx]).float().div_(255)
-        ref_hr = as_nchw(hr[idx]).float()
-        cmap = assignment[idx]
-        ref = upscale_batch(x, grid, scale, cmap, models).mul_(PEAK)
+    for t in frames:
+        x = as_nchw(lr[t : t + 1]).float().div_(255)
+        ref_hr = as_nchw(hr[t : t + 1]).float()
+        runs = plan.frame_runs(int(t))
+        ref = upscale_planned(x, runs, plan.shapes, scale, models, first_frame=int(t)).mul_(PEAK)
         vs_hr["torch fp32"].append(psnr(ref.round(), ref_hr, shave=scale).numpy())
         for label, rs in timed.items():
-            out = upscale_batch(x, grid, scale, cmap, rs).mul_(PEAK)
+            out = upscale_planned(x, runs, plan.shapes, scale, rs, first_frame=int(t)).mul_(PEAK)
             sq_err[label] += float(mse(out, ref).sum())
             vs_hr[label].append(psnr(out.round(), ref_hr, shave=scale).numpy())
             y_vs_hr[label].append(psnr_y(out.round(), ref_hr, shave=scale).numpy())
         if progress:
-            progress("verify", len(idx), len(frames))
+            progress("verify", 1, len(frames))
     torch_hr = float(np.concatenate(vs_hr["torch fp32"]).mean())
     result = {"frames": [int(f) for f in frames], "torch_fp32_psnr_hr": torch_hr, "variants": {}}
     for label, rs in timed.items():
@@ -289,9 +300,16 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
     bytes_by_variant: dict[str, int] = {}
-    needs_calibration = any(v.precision == "int8" and v.format != "coreml" for v in wanted)
-    calibration = [_calibration(lr, grid, assignment, i, o.calibration_windows) if needs_calibration else None
-                   for i in range(num_models)]
+    margin = max(grid.margin, max(m.receptive_radius for m in models))  # merged windows then change no pixel
+    plan = make_plan(assignment, grid, margin, choose_shapes(assignment, grid, margin, o.plan_shapes))
+    if progress:
+        progress("plan", 1, 1)
+
+    def calibration(variant: Variant, i: int, shape: tuple[int, int]) -> list[np.ndarray] | None:
+        if variant.precision != "int8" or variant.format == "coreml":
+            return None
+        return _calibration(lr, grid, assignment, i, o.calibration_windows, shape)
+
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
         path = root / "models" / f"chunk{i}.pt"
         save_torch(path, model.state_dict())
@@ -301,24 +319,29 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
         for i, model in enumerate(models):
-            path = root / "models" / variant.filename(i)
-            try:
-                shape = _write_model(variant, model, path, grid, calibration[i])
-            except StdoError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
-                raise StdoError(f"{variant.label} conversion of model {i} failed ({e.__class__.__name__}: "
-                                f"{str(e).splitlines()[0][:200] if str(e) else ''}); run with -v for details") from None
-            entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
-                                             input_shape=shape)
-            files[i].append(entry)
-            bytes_by_variant[variant.label] += entry["bytes"]
-            runners[variant.label].append(_runner(variant, path, model, o.threads))
-            if progress:
-                progress("convert", 1, len(wanted) * num_models)
+            shapes = plan.shapes if variant.fixed_shape else (plan.shapes[0],)
+            by_shape: dict[tuple[int, int], Runner] = {}
+            for shape in shapes:
+                path = root / "models" / variant.filename(i, shape if variant.fixed_shape else None)
+                try:
+                    input_shape = _write_model(variant, model, path, shape, calibration(variant, i, shape))
+                except StdoError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
+                    raise StdoError(f"{variant.label} conversion of model {i} failed ({e.__class__.__name__}: "
+                                    f"{str(e).splitlines()[0][:200] if str(e) else ''}); run with -v for details"
+                                    ) from None
+                entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
+                                                 input_shape=input_shape)
+                files[i].append(entry)
+                bytes_by_variant[variant.label] += entry["bytes"]
+                by_shape[shape] = _runner(variant, path, model, o.threads)
+                if progress:
+                    progress("convert", 1, sum(len(plan.shapes) if v.fixed_shape else 1 for v in wanted) * num_models)
+            runners[variant.label].append(ByShape(by_shape) if variant.fixed_shape else by_shape[shapes[0]])
 
     frames = verification_frames(len(lr), o.verify_frames)
-    checks = verify(hr, lr, grid, scale, assignment, models, runners, frames, progress)
+    checks = verify(hr, lr, plan, scale, models, runners, frames, progress)
     video_path = root / "lr.mp4"
     shutil.copyfile(Path(o.run) / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
     fps = float(info["frames"].get("fps") or 25.0)
@@ -334,6 +357,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "window": list(grid.window_shape),
         "chunks": num_models,
         "chunkmap": None if joint else bundle_format.write_chunkmap(root, assignment),
+        "plan": bundle_format.write_plan(root, plan),
         "video": bundle_format.video_entry(root, video_path, stream_info(video_path)),
         "model": train_report.get("model"),
         "receptive_radius": max(m.receptive_radius for m in models),
@@ -350,6 +374,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
         "scale": scale, "models": num_models, "window": list(grid.window_shape),
         "verify_frames": len(frames), "torch_fp32_psnr_hr": checks["torch_fp32_psnr_hr"],
+        "plan": plan.stats(grid),
         "train_psnr_video": train_report.get("psnr_video"),
         "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
         "video": {k: manifest["video"][k] for k in bundle_format.VIDEO_FIELDS + ("bytes", "sha256")},

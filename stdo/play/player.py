@@ -1,13 +1,14 @@
-"""The player: a bundle's LR video, chunk map and models -> SR frames, with where the time went.
+"""The player: a bundle's LR video, inference plan and models -> SR frames, with where the time went.
 
-For each batch of frames it cuts every frame into the bundle's windows (patch + margin),
-groups the windows by the model the chunk map names, runs each model once on its group,
-and stitches the outputs with the margins cropped (stdo.infer, the path the training
-evaluation used, so the figures agree). Backends read the bundle's own files:
+For each batch of frames it executes the bundle's plan (stdo.plan): the runs of one model and
+window shape are batched, each model runs once per batch, and each output's kept rectangle is
+written straight into the frame buffer (stdo.infer.upscale_planned). With the plan's margin at
+least the models' receptive radius this equals each model run on the whole frame for the
+patches it serves. Backends read the bundle's own files:
 
-  torch        models/chunk{i}.pt      (fp32, the reference)
-  onnxruntime  models/chunk{i}*.onnx   (fp32, int8)
-  litert       models/chunk{i}*.tflite (fp32, fp16, int8; one fixed window shape)
+  torch        models/chunk{i}.pt                (fp32, the reference)
+  onnxruntime  models/chunk{i}*.onnx             (fp32, int8; any window shape)
+  litert       models/chunk{i}*_{h}x{w}.tflite   (fp32, fp16, int8; one file per plan shape)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from stdo.errors import StdoError
 from stdo.export.bundle import Bundle, read_bundle
 from stdo.grid import Grid
-from stdo.infer import Runner, TimedRunner, upscale_batch
+from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.models import load_wdsr
 from stdo.video import as_nchw, iter_frames, probe_video
 
@@ -105,19 +106,27 @@ class Player:
         fmt = BACKENDS[backend]
         self.files = []
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
+        self.runners = []
+        plan_shapes = set(self.bundle.plan.shapes)
         for model in m["models"]:
-            entry = next((f for f in model["files"] if f["format"] == fmt and f["precision"] == precision), None)
-            if entry is None:
-                flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
+            entries = [f for f in model["files"] if f["format"] == fmt and f["precision"] == precision]
+            flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
+            if not entries:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
-            self.files.append(self.bundle.file(entry))
-            self.model_bytes += int(entry["bytes"])
-        self.runners = [TimedRunner(_make_runner(backend, path, threads)) for path in self.files]
+            by_shape = {tuple(e["input_shape"][2:]): e for e in entries}
+            if backend == "litert" and not plan_shapes <= set(by_shape):
+                raise StdoError(f"the bundle's {fmt} {precision} files of chunk {model['chunk']} do not cover the "
+                                f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
+            chosen = [by_shape[s] for s in sorted(plan_shapes)] if backend == "litert" else entries[:1]
+            self.files += [self.bundle.file(e) for e in chosen]
+            self.model_bytes += sum(int(e["bytes"]) for e in chosen)
+            runners = {tuple(e["input_shape"][2:]): _make_runner(backend, self.bundle.file(e), threads) for e in chosen}
+            self.runners.append(TimedRunner(ByShape(runners) if backend == "litert" else runners[next(iter(runners))]))
         radius = m.get("receptive_radius")
-        if isinstance(radius, int) and self.grid.margin < radius:
-            log.info("margin %d < receptive radius %d: patch seams differ slightly from whole-frame inference",
-                     self.grid.margin, radius)
+        if isinstance(radius, int) and self.bundle.plan.margin < radius:
+            log.info("plan margin %d < receptive radius %d: window seams differ slightly from whole-frame inference",
+                     self.bundle.plan.margin, radius)
 
     @property
     def delivered_bytes(self) -> dict[str, int]:
@@ -131,11 +140,14 @@ class Player:
     def hr_size(self) -> tuple[int, int]:
         return self.grid.width * self.scale, self.grid.height * self.scale
 
-    def upscale(self, lr: np.ndarray, assignment: np.ndarray) -> torch.Tensor:
-        """uint8 LR frames [B, h, w, 3] and their model map [B, rows, cols] -> float SR [B, 3, H, W] in [0, 1]."""
+    def upscale(self, lr: np.ndarray, first_frame: int) -> torch.Tensor:
+        """uint8 LR frames [B, h, w, 3] from frame `first_frame` on -> float SR [B, 3, H, W] in [0, 1], by the plan."""
         t0, before = time.perf_counter(), sum(r.seconds for r in self.runners)
         windows_before = sum(r.windows for r in self.runners)
-        sr = upscale_batch(as_nchw(lr).float().div_(255), self.grid, self.scale, assignment, self.runners)
+        plan = self.bundle.plan
+        lo, hi = np.searchsorted(plan.runs[:, 0], [first_frame, first_frame + len(lr)])
+        sr = upscale_planned(as_nchw(lr).float().div_(255), plan.runs[lo:hi], plan.shapes, self.scale, self.runners,
+                             first_frame=first_frame)
         inference = sum(r.seconds for r in self.runners) - before
         self.timings.inference += inference
         self.timings.stitch += time.perf_counter() - t0 - inference
@@ -161,7 +173,7 @@ class Player:
             if not group:
                 break
             lr = np.stack(group)
-            sr = self.upscale(lr, self.bundle.chunkmap[index : index + len(group)])
+            sr = self.upscale(lr, index)
             t0 = time.perf_counter()
             sr_u8 = sr.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
             self.timings.stitch += time.perf_counter() - t0

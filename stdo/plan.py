@@ -1,0 +1,252 @@
+"""The inference plan: for every frame, the model runs a client makes, so clients do no tiling.
+
+A run is (frame, model, shape, window top-left, kept rectangle): the client cuts the LR window
+of that shape at (y, x), runs the model on it, and writes the SR pixels of the kept rectangle
+(LR coordinates, times the scale) into the output frame. The kept rectangles of a frame tile
+it exactly, once.
+
+Planning, per frame (`plan_frame`):
+1. Cover the patch grid with same-model rectangles of patches, greedily: from the first
+   uncovered patch in row order, grow right while the model stays the same, then down while
+   the whole row span does.
+2. Each rectangle needs its pixels plus `margin` LR pixels of context on every side (clipped at
+   the frame border, where the network sees the frame's own padding). It runs as the smallest
+   of the plan's shapes that holds that; the window is centred on it and shifted inside the
+   frame. A rectangle no shape holds is halved along its longer side until it fits; one patch
+   plus margins always fits (the base shape).
+With the margin at least the model's receptive radius, every kept pixel equals that model run
+on the whole frame, so merging rectangles changes no pixel.
+
+`choose_shapes` picks the few shapes (for fixed-shape runtimes, one model file each) that
+minimise the pixels run over the whole clip. Frames with the same chunk map get the same runs.
+
+File (`plan.bin`): zlib of little-endian int32 rows (frame, model, shape, y, x, top, left,
+height, width); the manifest holds the shapes, margin, run count and the file's sha256.
+`read_plan` checks a plan as untrusted input: bounds, shapes, models, windows inside the frame,
+kept rectangles inside their windows, and every frame tiled exactly once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from stdo.errors import StdoError
+from stdo.grid import Grid
+
+FIELDS = ("frame", "model", "shape", "y", "x", "top", "left", "height", "width")
+MAX_SHAPES = 8
+
+
+class PlanError(StdoError):
+    """The plan is malformed or does not tile the frames."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: np.ndarray  # int32 [N, 9], FIELDS, sorted by frame
+    shapes: tuple[tuple[int, int], ...]  # (h, w) of each window shape
+    margin: int
+
+    def frame_runs(self, frame: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.runs[:, 0], [frame, frame + 1])
+        return self.runs[lo:hi]
+
+    def stats(self, grid: Grid) -> dict:
+        """Model runs per frame (distinct windows), and LR pixels run over the frame's pixels."""
+        frames = int(self.runs[:, 0].max()) + 1 if len(self.runs) else 0
+        windows = np.unique(self.runs[:, :5], axis=0)
+        areas = np.array([h * w for h, w in self.shapes], np.int64)
+        run_pixels = int(areas[windows[:, 2]].sum())
+        return {"runs_per_frame": len(windows) / max(frames, 1),
+                "pixels_run_per_needed": run_pixels / max(frames * grid.height * grid.width, 1),
+                "shapes": [list(s) for s in self.shapes], "margin": self.margin}
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def _rectangles(cmap: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Greedy same-model rectangles of patches: (model, r0, c0, r1, c1) with r1, c1 exclusive."""
+    rows, cols = cmap.shape
+    covered = np.zeros_like(cmap, bool)
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            if covered[r, c]:
+                continue
+            m = cmap[r, c]
+            c1 = c + 1
+            while c1 < cols and cmap[r, c1] == m and not covered[r, c1]:
+                c1 += 1
+            r1 = r + 1
+            while r1 < rows and (cmap[r1, c:c1] == m).all() and not covered[r1, c:c1].any():
+                r1 += 1
+            covered[r:r1, c:c1] = True
+            out.append((int(m), r, c, r1, c1))
+    return out
+
+
+def _needed(grid: Grid, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
+    """LR pixels of a rectangle of patches: (top, left, height, width)."""
+    top, bottom = int(grid.row_edges[r0]), int(grid.row_edges[r1])
+    left, right = int(grid.col_edges[c0]), int(grid.col_edges[c1])
+    return top, left, bottom - top, right - left
+
+
+def _window_size(grid: Grid, margin: int, top: int, left: int, h: int, w: int) -> tuple[int, int]:
+    return (min(top + h + margin, grid.height) - max(top - margin, 0),
+            min(left + w + margin, grid.width) - max(left - margin, 0))
+
+
+def base_shape(grid: Grid, margin: int) -> tuple[int, int]:
+    """The window of the largest patch plus margins: always in a plan's shapes."""
+    ph, pw = grid.patch_shape
+    return min(ph + 2 * margin, grid.height), min(pw + 2 * margin, grid.width)
+
+
+def _place(start: int, size: int, window: int, length: int, margin: int) -> int:
+    """Top (or left) of a window of `window` pixels holding [start - margin, start + size + margin) clipped."""
+    lo, hi = max(start - margin, 0), min(start + size + margin, length)
+    return int(np.clip(lo - (window - (hi - lo)) // 2, 0, length - window))
+
+
+def plan_frame(cmap: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> list[tuple]:
+    """Runs (model, shape index, y, x, top, left, height, width) of one frame's chunk map [rows, cols]."""
+    areas = [h * w for h, w in shapes]
+    order = sorted(range(len(shapes)), key=lambda i: areas[i])
+    runs = []
+    todo = list(_rectangles(cmap))
+    while todo:
+        m, r0, c0, r1, c1 = todo.pop()
+        top, left, h, w = _needed(grid, r0, c0, r1, c1)
+        nh, nw = _window_size(grid, margin, top, left, h, w)
+        fit = next((i for i in order if shapes[i][0] >= nh and shapes[i][1] >= nw), None)
+        if fit is None:
+            if r1 - r0 >= c1 - c0 and r1 - r0 > 1:
+                mid = (r0 + r1) // 2
+                todo += [(m, r0, c0, mid, c1), (m, mid, c0, r1, c1)]
+            elif c1 - c0 > 1:
+                mid = (c0 + c1) // 2
+                todo += [(m, r0, c0, r1, mid), (m, r0, mid, r1, c1)]
+            else:
+                raise StdoError(f"no plan shape holds one patch with margin {margin}: include {base_shape(grid, margin)}")
+            continue
+        sh, sw = shapes[fit]
+        y, x = _place(top, h, sh, grid.height, margin), _place(left, w, sw, grid.width, margin)
+        runs.append((m, fit, y, x, top, left, h, w))
+    full = next((i for i, s in enumerate(shapes) if s == (grid.height, grid.width)), None)
+    if full is not None:  # a model whose windows cost more than the frame runs once on the whole frame
+        for m in {r[0] for r in runs}:
+            mine = [r for r in runs if r[0] == m]
+            if sum(areas[r[1]] for r in mine) > areas[full]:
+                runs = [r for r in runs if r[0] != m] + [(m, full, 0, 0, *r[4:]) for r in mine]
+    return sorted(runs)
+
+
+def _capped(shape: tuple[int, int], grid: Grid) -> tuple[int, int]:
+    return min(shape[0], grid.height), min(shape[1], grid.width)
+
+
+def choose_shapes(chunkmap: np.ndarray, grid: Grid, margin: int, count: int = 3) -> tuple[tuple[int, int], ...]:
+    """Up to `count` window shapes that minimise the pixels run over the clip (greedy, the base shape first)."""
+    if not 1 <= count <= MAX_SHAPES:
+        raise StdoError(f"plan shapes {count} is outside 1..{MAX_SHAPES}")
+    maps, weights = np.unique(chunkmap.reshape(len(chunkmap), -1), axis=0, return_counts=True)
+    maps = maps.reshape(-1, grid.rows, grid.cols)
+    needs = {}
+    for cmap, weight in zip(maps, weights):
+        for m, r0, c0, r1, c1 in _rectangles(cmap):
+            size = _window_size(grid, margin, *_needed(grid, r0, c0, r1, c1))
+            needs[size] = needs.get(size, 0) + int(weight)
+    shapes = [base_shape(grid, margin)]
+
+    def cost(candidate: list[tuple[int, int]]) -> int:
+        total = 0
+        for cmap, weight in zip(maps, weights):
+            windows = {run[:4] for run in plan_frame(cmap, grid, margin, tuple(candidate))}
+            total += int(weight) * sum(candidate[s][0] * candidate[s][1] for _, s, *_ in windows)
+        return total
+
+    candidates = sorted({_capped(s, grid) for s in needs} - set(shapes), key=lambda s: -needs.get(s, 0))[:12]
+    candidates = [c for c in dict.fromkeys([*candidates, (grid.height, grid.width)]) if c not in shapes]
+    best = cost(shapes)
+    while len(shapes) < count and candidates:
+        scored = [(cost(shapes + [c]), c) for c in candidates]
+        value, pick = min(scored)
+        if value >= best:
+            break
+        shapes.append(pick)
+        candidates.remove(pick)
+        best = value
+    return tuple(shapes)
+
+
+def make_plan(chunkmap: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> Plan:
+    """The plan of a clip's chunk map [T, rows, cols]; frames with the same map share their runs."""
+    cache: dict[bytes, list[tuple]] = {}
+    rows = []
+    for t, cmap in enumerate(chunkmap):
+        key = cmap.tobytes()
+        if key not in cache:
+            cache[key] = plan_frame(cmap, grid, margin, shapes)
+        rows += [(t, *run) for run in cache[key]]
+    runs = np.array(rows, np.int32).reshape(-1, len(FIELDS))
+    return Plan(runs, tuple(shapes), margin)
+
+
+# ---------------------------------------------------------------------------- file
+
+
+def encode_plan(plan: Plan) -> bytes:
+    return zlib.compress(np.ascontiguousarray(plan.runs, "<i4").tobytes(), 9)
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise PlanError(f"bad plan: {message}")
+
+
+def decode_plan(data: bytes, runs: int, shapes: list, margin: int, frames: int, models: int, grid: Grid) -> Plan:
+    """Inflate (bounded) and check a plan file against its manifest entry and the bundle's geometry."""
+    expected = runs * len(FIELDS) * 4
+    try:
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(data, expected + 1)  # bounded: no zip bomb
+    except zlib.error:
+        raise PlanError("bad plan: not zlib data") from None
+    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
+          f"holds {len(raw)} bytes, expected {expected} for {runs} runs")
+    _need(isinstance(shapes, list) and 1 <= len(shapes) <= MAX_SHAPES
+          and all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              and 1 <= v for v in s) for s in shapes),
+          f"shapes must be 1..{MAX_SHAPES} [height, width] pairs")
+    table = np.frombuffer(raw, "<i4").reshape(runs, len(FIELDS)).astype(np.int64)
+    frame, model, shape, y, x, top, left, h, w = table.T
+    sh = np.array([s[0] for s in shapes])
+    sw = np.array([s[1] for s in shapes])
+    _need(bool((sh <= grid.height).all() and (sw <= grid.width).all()), "a shape is larger than the frame")
+    _need(bool(((frame >= 0) & (frame < frames)).all()) and bool((np.diff(frame) >= 0).all()),
+          f"frames must be sorted and in 0..{frames - 1}")
+    _need(bool(((model >= 0) & (model < models)).all()), f"a run names a model outside 0..{models - 1}")
+    _need(bool(((shape >= 0) & (shape < len(shapes))).all()), "a run names a shape the plan does not have")
+    wh, ww = sh[np.clip(shape, 0, len(shapes) - 1)], sw[np.clip(shape, 0, len(shapes) - 1)]
+    _need(bool(((y >= 0) & (x >= 0) & (y + wh <= grid.height) & (x + ww <= grid.width)).all()),
+          "a window runs outside the frame")
+    _need(bool(((h > 0) & (w > 0) & (top >= y) & (left >= x) & (top + h <= y + wh) & (left + w <= x + ww)).all()),
+          "a kept rectangle leaves its window")
+    _need(len(np.unique(frame)) == frames, "a frame has no runs")
+    counts = np.zeros((grid.height + 1, grid.width + 1), np.int32)
+    for t in range(frames):
+        lo, hi = np.searchsorted(frame, [t, t + 1])
+        counts[:] = 0
+        for i in range(lo, hi):  # difference array: +1 over each kept rectangle
+            counts[top[i], left[i]] += 1
+            counts[top[i], left[i] + w[i]] -= 1
+            counts[top[i] + h[i], left[i]] -= 1
+            counts[top[i] + h[i], left[i] + w[i]] += 1
+        cover = counts.cumsum(0).cumsum(1)[: grid.height, : grid.width]
+        _need(bool((cover == 1).all()), f"frame {t} is not tiled exactly once by its kept rectangles")
+    return Plan(table.astype(np.int32), tuple(tuple(s) for s in shapes), margin)
