@@ -218,7 +218,7 @@ def delivery_line(report: dict) -> str:
     b, h = d["bundle"], d["hr_h264"]
     reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
     return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + chunk map "
-            f"{b['chunkmap']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
+            f"{b['chunkmap']:,} + plan {b['plan']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
             f"model's RGB PSNR): {d['bytes_ratio']:.2f}x")
 
 
@@ -243,7 +243,8 @@ def format_markdown(report: dict) -> str:
         d = report["delivery"]
         b, h = d["bundle"], d["hr_h264"]
         out += ["", "| delivered | bytes | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|---|",
-                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + chunk map {b['chunkmap']:,}) | "
+                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + chunk map {b['chunkmap']:,} + "
+                f"plan {b['plan']:,}) | "
                 f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |",
                 f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
                 f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",

@@ -130,10 +130,10 @@ class Player:
 
     @property
     def delivered_bytes(self) -> dict[str, int]:
-        """What a client downloads to play with this variant: the LR video, the models, the chunk map."""
+        """What a client downloads to play with this variant: the LR video, the models, the chunk map, the plan."""
         m = self.bundle.manifest
         parts = {"video": int(m["video"]["bytes"]), "models": self.model_bytes,
-                 "chunkmap": int(m["chunkmap"]["bytes"]) if m.get("chunkmap") else 0}
+                 "chunkmap": int(m["chunkmap"]["bytes"]) if m.get("chunkmap") else 0, "plan": int(m["plan"]["bytes"])}
         return {**parts, "total": sum(parts.values())}
 
     @property
