@@ -111,12 +111,14 @@ def _bad_inputs(tmp_path: Path, bikes: Path) -> dict[str, tuple[list, str]]:
         "av1 lossless": ([bikes, "--codec", "av1", "--lossless"], "not available for av1"),
         "preset": ([bikes, "--preset", "fastest"], "not a h264 preset"),
         "gop": ([bikes, "--gop", "0"], "below 1"),
+        "smooth": ([bikes, "--smooth", "-1"], "--smooth -1 is negative"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "empty folder", "lr size", "scale", "grid",
                                   "chunks", "crop", "general needs checkpoint", "lossless with crf", "crf range",
-                                  "av1 crf range", "crf and bitrate", "bitrate range", "av1 lossless", "preset", "gop"])
+                                  "av1 crf range", "crf and bitrate", "bitrate range", "av1 lossless", "preset", "gop",
+                                  "smooth"])
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, bikes, tmp_path, case):
     args, message = _bad_inputs(tmp_path, bikes)[case]
     run = tmp_path / "run"

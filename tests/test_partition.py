@@ -41,3 +41,19 @@ def test_too_many_chunks():
         partition_quantile(np.zeros((1, 2, 2)), 5)
     with pytest.raises(StdoError, match="only 1 distinct"):
         partition_kmeans(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 1)), 2)
+
+
+def test_smoothing_grows_regions_and_keeps_uniform_maps():
+    from stdo.cluster.partition import smooth_chunks
+
+    rng = np.random.default_rng(0)
+    noisy = (rng.random((3, 10, 20)) < 0.3).astype(np.uint8)  # scattered chunk-1 patches
+    smoothed = smooth_chunks(noisy, 2, 2)
+    boundaries = lambda c: (np.diff(c, axis=1) != 0).sum() + (np.diff(c, axis=2) != 0).sum()  # noqa: E731
+    assert boundaries(smoothed) < 0.5 * boundaries(noisy)
+    np.testing.assert_array_equal(smooth_chunks(noisy, 0, 2), noisy)
+    flat = np.ones((2, 5, 5), np.uint8)
+    np.testing.assert_array_equal(smooth_chunks(flat, 3, 2), flat)
+    block = np.zeros((1, 6, 6), np.uint8)
+    block[0, :3, :3] = 1  # a 3x3 block is already a region: only its corner can flip
+    assert smooth_chunks(block, 1, 2)[0, :2, :2].all()

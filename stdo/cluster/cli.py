@@ -70,6 +70,9 @@ Examples:
               help="WDSR checkpoint for --scorer general (STDO/WDSR release format or stdo's).")
 @click.option("--partition", type=click.Choice(PARTITIONS), default="quantile", show_default=True,
               help="quantile: k equal-count bins (STDO); kmeans: KMeans on standardized features.")
+@click.option("--smooth", type=int, default=0, show_default=True, metavar="PASSES",
+              help="Passes of a 3x3 majority filter over the chunk map: larger same-chunk regions, so playback runs "
+                   "fewer, larger windows; some patches then get a neighbouring difficulty's model. 0 = off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for kmeans.")
 @click.option("--start", type=int, default=0, show_default=True, help="First frame to use (0-based).")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
@@ -88,7 +91,7 @@ Examples:
 @click.option("--force", is_flag=True, help="Write into RUN even if it was made from another source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, seed, start, frames,
+def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, seed, start, frames,
                     crop, lr, codec, crf, bitrate, preset, gop, lossless, device, force, quiet, verbose):
     """Cut a clip into patches, score them, and group them into chunks.
 
@@ -108,7 +111,7 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
     bars = StageBars(disable=quiet)
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
-        checkpoint=checkpoint, partition=partition, seed=seed, start=start, frames=frames, crop=crop, lr=lr,
+        checkpoint=checkpoint, partition=partition, smooth=smooth, seed=seed, start=start, frames=frames, crop=crop, lr=lr,
         stream=stream, force=force, device=device,
     )
     try:

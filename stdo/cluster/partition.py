@@ -7,6 +7,11 @@
 
 Both are deterministic for a seed. Thresholds are the score boundaries between
 consecutive chunks (for kmeans, midpoints between the chunks' mean scores).
+
+`smooth_chunks` optionally regularizes a partition in space: each pass gives every patch
+the chunk most common in its 3x3 neighbourhood (its own on ties), so the chunk map has fewer,
+larger same-chunk regions and the inference plan needs fewer, larger windows, at the price of
+some patches served by the model of a neighbouring difficulty.
 """
 
 from __future__ import annotations
@@ -66,6 +71,27 @@ def partition_kmeans(scores: np.ndarray, features: np.ndarray, num_chunks: int, 
     sorted_means = means[order]
     thresholds = ((sorted_means[:-1] + sorted_means[1:]) / 2).astype(np.float32)
     return chunks, thresholds
+
+
+def smooth_chunks(chunks: np.ndarray, passes: int, num_chunks: int) -> np.ndarray:
+    """`passes` rounds of a 3x3 majority filter over each frame's chunks [T, rows, cols] (ties keep the patch's own)."""
+    if passes < 0:
+        raise StdoError(f"--smooth {passes} is negative: give 0 (off) or more passes")
+    out = np.asarray(chunks, np.uint8)
+    for _ in range(passes):
+        votes = np.zeros(out.shape + (num_chunks,), np.float32)
+        onehot = np.eye(num_chunks, dtype=np.float32)[out]
+        padded = np.pad(onehot, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        rows, cols = out.shape[1:]
+        for dy in range(3):
+            for dx in range(3):
+                votes += padded[:, dy : dy + rows, dx : dx + cols]
+        votes += 0.5 * onehot  # a tie keeps the patch's own chunk
+        smoothed = votes.argmax(-1).astype(np.uint8)
+        if np.array_equal(smoothed, out):
+            break
+        out = smoothed
+    return out
 
 
 def partition(method: str, scores: np.ndarray, features: np.ndarray, num_chunks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

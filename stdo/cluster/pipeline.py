@@ -20,7 +20,7 @@ import torch
 
 import stdo
 from stdo.cluster.chunkmap import ChunkMap, save_chunkmap
-from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition
+from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition, smooth_chunks
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
 from stdo.errors import StdoError
 from stdo.grid import Grid
@@ -46,6 +46,7 @@ class ClusterOptions:
     scorer: str = "bicubic"
     checkpoint: Path | None = None
     partition: str = "quantile"
+    smooth: int = 0  # passes of a 3x3 majority filter over the chunk map (larger regions, cheaper plans)
     seed: int = 0
     start: int = 0
     frames: int | None = None
@@ -87,6 +88,8 @@ def _check_options(o: ClusterOptions) -> None:
         raise StdoError(f"--chunks {o.chunks} is below 1: give 1 or more chunks")
     if o.margin < 0:
         raise StdoError(f"--margin {o.margin} is negative: give 0 or more LR pixels")
+    if o.smooth < 0:
+        raise StdoError(f"--smooth {o.smooth} is negative: give 0 (off) or more passes")
     if o.stream is not None:
         o.stream.check()
 
@@ -164,6 +167,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
         else:
             scores = score_dct(lr, grid, progress=step)
         chunks, thresholds = partition(o.partition, scores.scores, scores.features, o.chunks, o.seed)
+        chunks = smooth_chunks(chunks, o.smooth, o.chunks)
         timings["score+partition"] = time.perf_counter() - t1
         cmap = ChunkMap(scores.scores, chunks, thresholds, scores.features)
 
@@ -184,7 +188,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
             "margin": o.margin,
             "scorer": {"name": o.scorer, "checkpoint": str(o.checkpoint) if o.checkpoint else None,
                        "features": list(scores.feature_names)},
-            "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed,
+            "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed, "smooth": o.smooth,
                           "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
         }
         t2 = time.perf_counter()
