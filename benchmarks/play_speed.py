@@ -78,11 +78,11 @@ def whole_frame_runner(bundle, backend: str, precision: str, work: Path):
     from stdo.export.onnx import OnnxRunner
     from stdo.export.tflite import TfliteRunner, export_tflite
     from stdo.models import load_wdsr
-    from stdo.play.player import _torch_runner
+    from stdo.runtimes import torch_runner
 
     files = {(f["format"], f["precision"]): bundle.file(f) for f in bundle.manifest["models"][0]["files"]}
     if backend == "torch":
-        return _torch_runner(files[("torch", "fp32")])
+        return torch_runner(files[("torch", "fp32")])
     if backend == "onnxruntime":
         return OnnxRunner(files[("onnx", precision)])
     w, h = bundle.manifest["lr_size"]

@@ -127,7 +127,7 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(export_pipeline, "_runner", broken)  # fails after the first file is written
+    monkeypatch.setattr(export_pipeline, "open_runner", broken)  # fails after the first file is written
     with pytest.raises(RuntimeError):
         export(ExportOptions(run=run, formats=("onnx",), verify_frames=1))
     assert tree(run) == before

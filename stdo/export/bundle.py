@@ -33,6 +33,8 @@ from stdo.errors import StdoError
 from stdo.fileio import write_bytes, write_json
 from stdo.grid import Grid
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
+from stdo.runtimes import FORMATS as RUNTIME_FORMATS
+from stdo.runtimes import PRECISIONS
 
 FORMAT, VERSION = "stdo-bundle", 2  # 2: the video is the RUN's own stream, described
 MANIFEST = "manifest.json"
@@ -43,8 +45,7 @@ MAX_RUNS = 1 << 26
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
-FORMATS = ("torch", "onnx", "tflite", "coreml")
-PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = tuple(RUNTIME_FORMATS)
 VIDEO_CODECS = ("h264", "hevc", "av1")
 VIDEO_MATRICES = ("bt601", "bt709", "bt2020", "rgb")
 VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "height", "frames", "fps", "duration_s",

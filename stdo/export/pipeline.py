@@ -47,21 +47,17 @@ from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
 from stdo.plan import Plan, choose_shapes, make_plan
 from stdo.rundir import LR_STREAM, load_frames, read_run_info
+from stdo.runtimes import EXPORT_FORMATS, open_runner
+from stdo.runtimes import FORMATS as RUNTIME_FORMATS
+from stdo.stream import stream_info
 from stdo.train.methods import METHODS, load_models
 from stdo.train.pipeline import grid_of, method_dir
-from stdo.stream import stream_info
 from stdo.video import as_nchw
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "coreml")
+FORMATS = EXPORT_FORMATS
 QUANTIZE = ("int8", "fp16")
-BASE_PRECISION = {"onnx": "fp32", "tflite": "fp32", "coreml": "fp16"}
-EXTRA_PRECISIONS = {"onnx": ("int8",), "tflite": ("fp16", "int8"), "coreml": ("int8",)}
-SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage.zip"}
-CHECKED_BY = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "coreml": "coremltools spec + weights (torch)"}
-CONVERTERS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert_torch", "ai_edge_litert"),
-              "coreml": ("coremltools",)}
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 INT8_MAX_LOSS_DB = 0.3  # int8 against HR, compared with fp32
 
@@ -93,12 +89,10 @@ class Variant:
     @property
     def fixed_shape(self) -> bool:
         """One file per plan shape (TFLite); the other formats take any window."""
-        return self.format == "tflite"
+        return RUNTIME_FORMATS[self.format].fixed_shape
 
     def filename(self, model_index: int, shape: tuple[int, int] | None = None) -> str:
-        tag = "" if self.precision == BASE_PRECISION[self.format] else f"_{self.precision}"
-        size = f"_{shape[0]}x{shape[1]}" if shape is not None else ""
-        return f"chunk{model_index}{tag}{size}{SUFFIX[self.format]}"
+        return RUNTIME_FORMATS[self.format].filename(model_index, self.precision, shape)
 
 
 def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -114,8 +108,9 @@ def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) 
 def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Variant]:
     out = []
     for f in formats:
-        out.append(Variant(f, BASE_PRECISION[f]))
-        out += [Variant(f, p) for p in EXTRA_PRECISIONS[f] if p in quantize]
+        base, *extra = RUNTIME_FORMATS[f].precisions
+        out.append(Variant(f, base))
+        out += [Variant(f, p) for p in extra if p in quantize]
     return out
 
 
@@ -142,7 +137,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
         raise StdoError(f"{out} exists and is not a bundle: give another --out, or remove it")
     for f in o.formats:
-        for module in CONVERTERS[f]:
+        for module in RUNTIME_FORMATS[f].converters:
             require(module)
     return run, info, out
 
@@ -196,23 +191,6 @@ def _write_model(variant: Variant, model: nn.Module, path: Path, shape: tuple[in
 
     export_coreml(model, path, variant.precision, example_size=shape)
     return [1, 3, None, None]
-
-
-def _runner(variant: Variant, path: Path, model: nn.Module, threads: int | None) -> Runner:
-    if variant.format == "onnx":
-        from stdo.export.onnx import OnnxRunner
-
-        return OnnxRunner(path, threads)
-    if variant.format == "tflite":
-        from stdo.export.tflite import TfliteRunner
-
-        return TfliteRunner(path, threads)
-    from stdo.export.coreml import coreml_weights_model, inspect_coreml
-
-    spec = inspect_coreml(path)
-    if list(spec["inputs"]) != ["lr"] or spec["outputs"] != ["sr"] or spec["ops"].get("conv", 0) == 0:
-        raise StdoError(f"{path.name}: unexpected CoreML spec {spec}")
-    return coreml_weights_model(path, model)
 
 
 def verification_frames(total: int, wanted: int) -> np.ndarray:
@@ -335,7 +313,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
                                                  input_shape=input_shape)
                 files[i].append(entry)
                 bytes_by_variant[variant.label] += entry["bytes"]
-                by_shape[shape] = _runner(variant, path, model, o.threads)
+                by_shape[shape] = open_runner(variant.format, path, o.threads, reference=model)
                 if progress:
                     progress("convert", 1, sum(len(plan.shapes) if v.fixed_shape else 1 for v in wanted) * num_models)
             runners[variant.label].append(ByShape(by_shape) if variant.fixed_shape else by_shape[shapes[0]])
@@ -369,7 +347,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     for variant in wanted:
         figures = checks["variants"][variant.label]
         rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
-                     **figures, "target": _targets(variant, figures), "checked_by": CHECKED_BY[variant.format]})
+                     **figures, "target": _targets(variant, figures), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
     report = {
         "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
         "scale": scale, "models": num_models, "window": list(grid.window_shape),

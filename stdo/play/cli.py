@@ -8,7 +8,7 @@ import click
 
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.play.pipeline import PlayOptions, format_table, play
-from stdo.play.player import BACKENDS, PRECISIONS
+from stdo.runtimes import BACKENDS, PRECISIONS
 
 
 @click.command(

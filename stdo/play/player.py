@@ -25,14 +25,13 @@ import torch
 from stdo.errors import StdoError
 from stdo.export.bundle import Bundle, read_bundle
 from stdo.grid import Grid
-from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
-from stdo.models import load_wdsr
+from stdo.infer import ByShape, TimedRunner, upscale_planned
+from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
+from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.video import as_nchw, iter_frames, probe_video
 
 log = logging.getLogger(__name__)
 
-BACKENDS = {"torch": "torch", "onnxruntime": "onnx", "litert": "tflite"}  # backend -> file format it runs
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -59,32 +58,6 @@ class Timings:
         return {"frames": self.frames, "windows": self.windows, "fps": self.fps, "seconds": {
             "decode": self.decode, "inference": self.inference, "stitch": self.stitch, "encode": self.encode,
             "playback": self.playback, **self.extra}}
-
-
-def _torch_runner(path: Path) -> Runner:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = load_wdsr(state).eval().to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
-    except Exception as e:  # noqa: BLE001 - the file passed its sha256, so it was exported broken
-        raise StdoError(f"{path} is not a WDSR state dict ({e.__class__.__name__}): export the bundle again") from None
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(x.contiguous(memory_format=torch.channels_last)).contiguous()
-
-    return run
-
-
-def _make_runner(backend: str, path: Path, threads: int | None) -> Runner:
-    if backend == "torch":
-        return _torch_runner(path)
-    if backend == "onnxruntime":
-        from stdo.export.onnx import OnnxRunner
-
-        return OnnxRunner(path, threads)
-    from stdo.export.tflite import TfliteRunner
-
-    return TfliteRunner(path, threads)
 
 
 class Player:
@@ -115,14 +88,15 @@ class Player:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
             by_shape = {tuple(e["input_shape"][2:]): e for e in entries}
-            if backend == "litert" and not plan_shapes <= set(by_shape):
+            fixed = RUNTIME_FORMATS[fmt].fixed_shape
+            if fixed and not plan_shapes <= set(by_shape):
                 raise StdoError(f"the bundle's {fmt} {precision} files of chunk {model['chunk']} do not cover the "
                                 f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
-            chosen = [by_shape[s] for s in sorted(plan_shapes)] if backend == "litert" else entries[:1]
+            chosen = [by_shape[s] for s in sorted(plan_shapes)] if fixed else entries[:1]
             self.files += [self.bundle.file(e) for e in chosen]
             self.model_bytes += sum(int(e["bytes"]) for e in chosen)
-            runners = {tuple(e["input_shape"][2:]): _make_runner(backend, self.bundle.file(e), threads) for e in chosen}
-            self.runners.append(TimedRunner(ByShape(runners) if backend == "litert" else runners[next(iter(runners))]))
+            runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
+            self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
         radius = m.get("receptive_radius")
         if isinstance(radius, int) and self.bundle.plan.margin < radius:
             log.info("plan margin %d < receptive radius %d: window seams differ slightly from whole-frame inference",
