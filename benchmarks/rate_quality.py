@@ -214,17 +214,22 @@ def main() -> None:
     parser.add_argument("--hr-crfs", default="18,23,28,33,38,43,48")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rate_quality")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the markdown and plot from OUT/rate_quality.json (the clips finished so far)")
     args = parser.parse_args()
     args.lr_crfs = [int(c) for c in args.lr_crfs.split(",")]
     args.hr_crfs = [int(c) for c in args.hr_crfs.split(",")]
     args.methods = [m for m in args.methods.split(",") if m]
     args.out.mkdir(parents=True, exist_ok=True)
     all_results = []
-    with tempfile.TemporaryDirectory(prefix="stdo-rq-") as tmp:
-        for clip in args.clips.split(","):
-            for scale in (int(s) for s in args.scales.split(",")):
-                all_results.append(run_clip(clip, scale, args, Path(tmp)))
-                (args.out / "rate_quality.json").write_text(json.dumps(all_results, indent=1))
+    if args.report_only:
+        all_results = json.loads((args.out / "rate_quality.json").read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="stdo-rq-") as tmp:
+            for clip in args.clips.split(","):
+                for scale in (int(s) for s in args.scales.split(",")):
+                    all_results.append(run_clip(clip, scale, args, Path(tmp)))
+                    (args.out / "rate_quality.json").write_text(json.dumps(all_results, indent=1))
     write_markdown(all_results, args, args.out / "rate_quality.md")
     plot(all_results, args, args.out / "rate_quality.png")
     print((args.out / "rate_quality.md").read_text())

@@ -139,6 +139,7 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
     (["--quantize", "int4"], "--quantize 'int4' is unknown"),
     (["--method", "nas"], "holds no finished training: run stdo-train"),
     (["--verify-frames", "-1"], "--verify-frames"),
+    (["--plan-shapes", "9"], "--plan-shapes 9 is outside 1..8"),
     (["--video-crf", "23"], "--video-crf is gone: the bundle ships the RUN's own LR stream byte for byte; choose it "
                             "at clustering with stdo-cluster --codec/--crf/--bitrate/--lossless"),
 ])

@@ -55,21 +55,25 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
 @click.option("--verify-frames", type=int, default=30, show_default=True,
               help="Frames (evenly spaced) on which every artifact is verified; 0 = all.")
 @click.option("--video-crf", type=int, hidden=True, callback=_video_crf_is_gone)
+@click.option("--plan-shapes", type=int, default=3, show_default=True,
+              help="Window shapes of the inference plan (1..8): more shapes merge more patches per run; TFLite, "
+                   "a fixed-shape runtime, gets one file per shape.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
-def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, threads, quiet, verbose):
+def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, plan_shapes, threads,
+                   quiet, verbose):
     """Export the trained models of a RUN as ONNX, TFLite and CoreML, verify them, and write the bundle.
 
-    The bundle (RUN/bundle by default) holds manifest.json, the chunk map, the LR video,
-    models/ and report.json + report.md: every artifact's bytes, PSNR against the fp32
+    The bundle (RUN/bundle by default) holds manifest.json, the chunk map, the inference plan
+    (the model runs a client makes per frame), the LR video, models/ and report.json + report.md: every artifact's bytes, PSNR against the fp32
     PyTorch output and against HR (RGB and Y), and time per window. The LR video is the
     RUN's own stream (frames/lr.mp4) byte for byte: choose it with stdo-cluster. The bundle is built in a temp
     folder and moved into place only when complete.
     """
     setup_logging(verbose)
     options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
-                            calibration_windows=calibration, verify_frames=verify_frames,
+                            calibration_windows=calibration, verify_frames=verify_frames, plan_shapes=plan_shapes,
                             threads=threads)
     bars = StageBars(unit="step", disable=quiet)
     try:

@@ -7,17 +7,18 @@ and an earlier bundle stays as it was.
 bundle/
   manifest.json                  stdo.export.bundle (versioned; what the player reads)
   chunkmap.bin                   model index of every patch (absent for a single-model method)
+  plan.bin                       the inference plan: the model runs a client makes per frame (stdo.plan)
   lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
                                  decoded frames the models were trained and evaluated on)
   models/chunk{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
-  models/chunk{i}[_{precision}].{onnx,tflite,mlpackage.zip}
+  models/chunk{i}[_{precision}].{onnx,mlpackage.zip}, chunk{i}[_{precision}]_{h}x{w}.tflite (per plan shape)
   report.json, report.md         verification of every artifact on the clip
 
 Variants: ONNX fp32 (+ int8), TFLite fp32 (+ fp16, int8), CoreML fp16 (+ int8); --quantize
 adds the int8 and fp16 ones. Verification runs each variant the way a client would
-(onnxruntime, ai-edge-litert; CoreML's decompressed weights in torch on Linux) over the
-verification frames, stitched with the bundle's grid, and compares with the fp32 torch
-models and with HR.
+(onnxruntime, ai-edge-litert; CoreML's decompressed weights in torch on Linux), executing
+the bundle's plan over the verification frames, and compares with the fp32 torch models
+executing the same plan and with HR.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
-from stdo.plan import Plan, choose_shapes, make_plan
+from stdo.plan import MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.rundir import LR_STREAM, load_frames, read_run_info
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -122,6 +123,8 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
         raise StdoError("--format is empty: give one or more of " + ",".join(FORMATS))
     parse_list(list(o.formats), FORMATS, "--format")
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
+    if not 1 <= o.plan_shapes <= MAX_SHAPES:
+        raise StdoError(f"--plan-shapes {o.plan_shapes} is outside 1..{MAX_SHAPES}")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
         raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
     run = Path(o.run)
