@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from dataclasses import dataclass, field
 from functools import partial
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stdo.background import BackgroundWriter, prefetch
 from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr, psnr_y, ssim
@@ -118,64 +119,99 @@ def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:
         yield None
 
 
+@dataclass
+class _Scores:
+    """Per-frame quality of the models and of bicubic against HR, and the seconds spent measuring it."""
+
+    model_db: list[float] = field(default_factory=list)
+    bicubic_db: list[float] = field(default_factory=list)
+    model_y: list[float] = field(default_factory=list)
+    bicubic_y: list[float] = field(default_factory=list)
+    model_ssim: list[float] = field(default_factory=list)
+    bicubic_ssim: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray, scale: int) -> None:
+        t0 = time.perf_counter()
+        ref, out = as_nchw(hr[None]).float(), as_nchw(sr[None]).float()
+        self.model_db.append(float(psnr(out, ref, shave=scale)[0]))
+        self.bicubic_db.append(float(psnr(bicubic, ref, shave=scale)[0]))
+        self.model_y.append(float(psnr_y(out, ref, shave=scale)[0]))
+        self.bicubic_y.append(float(psnr_y(bicubic, ref, shave=scale)[0]))
+        self.model_ssim.append(float(ssim(out, ref, shave=scale)[0]))
+        self.bicubic_ssim.append(float(ssim(bicubic, ref, shave=scale)[0]))
+        self.seconds += time.perf_counter() - t0
+
+
+def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], hr_iter: Iterator[np.ndarray | None],
+                 writer: BackgroundWriter | None, progress: Progress, scores: _Scores) -> None:
+    width, height = player.hr_size
+    for index, lr, sr in player.play(frames, o.batch):
+        hr = next(hr_iter)
+        bicubic = None
+        if hr is not None or o.compare:
+            t0 = time.perf_counter()
+            bicubic = upscale_bicubic(lr[None], player.scale)
+            scores.seconds += time.perf_counter() - t0
+        if hr is not None:
+            if hr.shape != (height, width, 3):
+                raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
+                                f"(x{player.scale} the bundle's LR size): give the matching HR source")
+            scores.add(sr, bicubic, hr, player.scale)
+        elif o.hr is not None:
+            raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
+        if writer is not None:
+            t0 = time.perf_counter()
+            frame = sr
+            if o.compare:
+                left = bicubic[0].to(torch.uint8).permute(1, 2, 0).numpy()
+                frame = np.concatenate([left, sr], axis=1)
+            writer.write(frame)
+            player.timings.encode += time.perf_counter() - t0
+        if progress:
+            progress("play", 1, player.num_frames)
+
+
 def play(o: PlayOptions, progress: Progress = None) -> dict:
-    """Play a bundle; returns the report (timings, and PSNR per frame and in total with --hr)."""
+    """Play a bundle; returns the report (timings, and PSNR per frame and in total with --hr).
+
+    Frames are decoded ahead and encoded behind in threads (stdo.background), so decode and
+    encode time counts only where inference waited for it.
+    """
     _check(o)
     player = Player(o.bundle, o.backend, o.precision, o.threads)
-    frames = lr_stream(player, o.video)
-    hr_iter = _hr_frames(o.hr)
+    frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size
-    model_db, bicubic_db = [], []
-    model_y, bicubic_y, model_ssim, bicubic_ssim = [], [], [], []
-    t_metrics = 0.0
+    scores = _Scores()
     writer = _writer(o, player.fps)
     with writer if writer is not None else contextlib.nullcontext():
-        for index, lr, sr in player.play(frames, o.batch):
-            hr = next(hr_iter)
-            bicubic = None
-            if hr is not None or o.compare:
+        background = BackgroundWriter(writer) if writer is not None else None
+        try:
+            _play_frames(o, player, frames, _hr_frames(o.hr), background, progress, scores)
+            if background is not None:
                 t0 = time.perf_counter()
-                bicubic = upscale_bicubic(lr[None], player.scale)
-                t_metrics += time.perf_counter() - t0
-            if hr is not None:
-                t0 = time.perf_counter()
-                if hr.shape != (height, width, 3):
-                    raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
-                                    f"(x{player.scale} the bundle's LR size): give the matching HR source")
-                ref, out, k = as_nchw(hr[None]).float(), as_nchw(sr[None]).float(), player.scale
-                model_db.append(float(psnr(out, ref, shave=k)[0]))
-                bicubic_db.append(float(psnr(bicubic, ref, shave=k)[0]))
-                model_y.append(float(psnr_y(out, ref, shave=k)[0]))
-                bicubic_y.append(float(psnr_y(bicubic, ref, shave=k)[0]))
-                model_ssim.append(float(ssim(out, ref, shave=k)[0]))
-                bicubic_ssim.append(float(ssim(bicubic, ref, shave=k)[0]))
-                t_metrics += time.perf_counter() - t0
-            elif o.hr is not None:
-                raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
-            if writer is not None:
-                t0 = time.perf_counter()
-                frame = sr
-                if o.compare:
-                    left = bicubic[0].to(torch.uint8).permute(1, 2, 0).numpy()
-                    frame = np.concatenate([left, sr], axis=1)
-                writer.write(frame)
+                background.close()
                 player.timings.encode += time.perf_counter() - t0
-            if progress:
-                progress("play", 1, player.num_frames)
-    player.timings.extra["metrics"] = t_metrics
+                background = None
+        finally:
+            if background is not None:  # stopped by an error: end the thread, keep the first error
+                with contextlib.suppress(BaseException):
+                    background.close()
+    player.timings.extra["metrics"] = scores.seconds
     report = {
         "bundle": str(o.bundle), "backend": o.backend, "precision": o.precision, "scale": player.scale,
         "lr_size": [player.grid.width, player.grid.height], "hr_size": [width, height],
         "grid": [player.grid.cols, player.grid.rows], "margin": player.grid.margin,
-        "window": list(player.grid.window_shape), "models": len(player.runners),
+        "plan": player.bundle.plan.stats(player.grid), "models": len(player.runners),
         **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
     }
-    if model_db:
-        report["psnr"] = {"model": float(np.mean(model_db)), "bicubic": float(np.mean(bicubic_db)),
-                          "model_y": float(np.mean(model_y)), "bicubic_y": float(np.mean(bicubic_y)),
-                          "model_ssim": float(np.mean(model_ssim)), "bicubic_ssim": float(np.mean(bicubic_ssim)),
-                          "per_frame": [round(v, 4) for v in model_db],
-                          "bicubic_per_frame": [round(v, 4) for v in bicubic_db]}
+    if scores.model_db:
+        report["psnr"] = {"model": float(np.mean(scores.model_db)), "bicubic": float(np.mean(scores.bicubic_db)),
+                          "model_y": float(np.mean(scores.model_y)), "bicubic_y": float(np.mean(scores.bicubic_y)),
+                          "model_ssim": float(np.mean(scores.model_ssim)),
+                          "bicubic_ssim": float(np.mean(scores.bicubic_ssim)),
+                          "per_frame": [round(v, 4) for v in scores.model_db],
+                          "bicubic_per_frame": [round(v, 4) for v in scores.bicubic_db]}
     if o.rate:
         point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, report["psnr"]["model"],
                                          shave=player.scale,
@@ -197,8 +233,10 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
 def format_table(report: dict) -> list[str]:
     """Speed, where the time went, and PSNR as aligned text lines."""
     s = report["seconds"]
+    plan = report["plan"]
     lines = [f"{report['frames']} frames  {report['fps']:.2f} fps  backend {report['backend']} {report['precision']}  "
-             f"{report['models']} model(s)  window {report['window'][1]}x{report['window'][0]}",
+             f"{report['models']} model(s)  plan {plan['runs_per_frame']:.1f} runs/frame, "
+             f"{plan['pixels_run_per_needed']:.2f}x the frame's pixels",
              "time     " + "  ".join(f"{k} {s[k]:.2f} s ({100 * s[k] / max(s['playback'], 1e-9):.0f}%)"
                                     for k in ("decode", "inference", "stitch", "encode"))]
     if "psnr" in report:
