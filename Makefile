@@ -40,7 +40,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
 	$(PY) benchmarks/play_speed.py
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
-	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 40 --steps 500
+	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 30 --steps 400
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

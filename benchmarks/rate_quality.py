@@ -17,7 +17,7 @@ clip length is the duration at which the model bytes are paid back by the video 
 against an HR stream of the same PSNR (HR bytes interpolated on the HR curve in log-rate),
 assuming the models keep their quality over a longer clip.
 
-    python benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 48 --steps 600
+    python benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 30 --steps 400
 """
 
 from __future__ import annotations
@@ -207,8 +207,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", default="bikes,bigbuckbunny")
     parser.add_argument("--scales", default="4,2")
-    parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps per method, in all")
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps per method, in all")
     parser.add_argument("--chunks", type=int, default=2)
     parser.add_argument("--lr-crfs", default="18,28,38")
     parser.add_argument("--hr-crfs", default="18,23,28,33,38,43,48")
