@@ -67,6 +67,7 @@ def test_dct_kmeans_and_an_hevc_stream(cli, bikes, tmp_path):
     assert info["lr"]["encoder_options"] == {"codec": "hevc", "crf": 30, "bitrate_kbps": None, "preset": "fast",
                                              "gop": 2, "lossless": False}
     assert info["lr"]["stream"]["codec"] == "hevc" and info["lr"]["stream"]["profile"] == "Main"
+    np.testing.assert_array_equal(np.stack(list(decode_stream(run / "frames/lr.mp4"))), np.load(run / "frames/lr.npy"))
     assert load_chunkmap(run / "clusters.npz").features.shape == (4, 3, 4, 2)
 
 
