@@ -11,8 +11,8 @@ from conftest import tree
 from stdo.cli import main as stdo_main
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.cluster.cli import cluster_command
-from stdo.stream import decode_stream, encode_stream
-from stdo.video import downscale_bicubic
+from stdo.stream import StreamOptions, decode_stream, encode_stream
+from stdo.video import downscale_bicubic, read_video
 
 OPTIONS = {"--scale": "4", "--crop": "320x192+160+40", "--frames": "4", "--grid": "4x3", "--chunks": "2"}
 SMALL = [*sum(OPTIONS.items(), ()), "-q"]
@@ -164,3 +164,20 @@ def test_console_scripts(bikes, tmp_path):
     assert "cluster" in subprocess.run([BIN / "stdo", "--help"], capture_output=True, text=True, check=True).stdout
     bad = subprocess.run([BIN / "stdo", "cluster", tmp_path / "nope.mp4", tmp_path / "run"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_given_lr_video_used_whole_is_shipped_as_it_is(cli, bikes, tmp_path):
+    frames = read_video(bikes, start=10, count=4, box=(0, 0, 320, 192))[0]
+    hr, lr = tmp_path / "hr.mp4", tmp_path / "lr.mp4"
+    encode_stream(hr, frames, options=StreamOptions(lossless=True))
+    encode_stream(lr, downscale_bicubic(frames, 4), options=StreamOptions(codec="hevc", crf=30))
+    run = tmp_path / "run"
+    code, out, err, _ = cli(cluster_command, [hr, run, "--lr", lr, "--scale", "4", "--grid", "4x3", "-q"])
+    assert code == 0, err
+    assert (run / "frames/lr.mp4").read_bytes() == lr.read_bytes()  # byte for byte, not re-encoded
+    info = json.loads((run / "run.json").read_text())
+    assert info["lr"]["kept_as_given"] and info["lr"]["encoder_options"] is None
+    assert info["lr"]["stream"]["codec"] == "hevc"
+    np.testing.assert_array_equal(np.stack(list(decode_stream(lr))), np.load(run / "frames/lr.npy"))
+    code, _, err, _ = cli(cluster_command, [hr, tmp_path / "run2", "--lr", lr, "--scale", "4", "--crf", "20", "-q"])
+    assert code == 2 and "shipped as it is" in err and not (tmp_path / "run2").exists()
