@@ -77,7 +77,8 @@ Examples:
 @click.option("--start", type=int, default=0, show_default=True, help="First frame to use (0-based).")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y",
-              help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale.")
+              help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale (twice the scale "
+                   "for a 4:2:0 LR stream, which needs even LR sizes).")
 @click.option("--lr", type=click.Path(path_type=Path),
               help="LR video or frame folder matching SOURCE [default: bicubic downscaling of SOURCE].")
 @click.option("--codec", type=click.Choice(tuple(CODECS)), help="Codec of the LR stream: h264 (libx264), hevc "
