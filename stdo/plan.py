@@ -14,6 +14,9 @@ Planning, per frame (`plan_frame`):
    of the plan's shapes that holds that; the window is centred on it and shifted inside the
    frame. A rectangle no shape holds is halved along its longer side until it fits; one patch
    plus margins always fits (the base shape).
+3. When the plan has the whole-frame shape and a model's windows would cost more pixels than
+   the frame, that model runs once on the whole frame instead: its runs share one window, which
+   a client runs once and keeps every rectangle of.
 With the margin at least the model's receptive radius, every kept pixel equals that model run
 on the whole frame, so merging rectangles changes no pixel.
 
@@ -22,7 +25,7 @@ minimise the pixels run over the whole clip. Frames with the same chunk map get 
 
 File (`plan.bin`): zlib of little-endian int32 rows (frame, model, shape, y, x, top, left,
 height, width); the manifest holds the shapes, margin, run count and the file's sha256.
-`read_plan` checks a plan as untrusted input: bounds, shapes, models, windows inside the frame,
+`decode_plan` checks a plan as untrusted input: bounds, shapes, models, windows inside the frame,
 kept rectangles inside their windows, and every frame tiled exactly once.
 """
 
