@@ -77,6 +77,8 @@ def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[i
     # one window per distinct (frame, model, shape, y, x): runs sharing a window keep several rectangles of it
     windows_of, inverse = np.unique(runs[:, :5], axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")  # each window's kept rectangles: kept[bounds[w]:bounds[w + 1]]
+    kept, bounds = runs[order, 5:], np.searchsorted(inverse[order], np.arange(len(windows_of) + 1))
     groups = windows_of[:, 1] * len(shapes) + windows_of[:, 2]
     for key in np.unique(groups):
         ids = np.flatnonzero(groups == key)
@@ -90,7 +92,7 @@ def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[i
             sr = runners[model](batch)
             for i, window in enumerate(part):
                 t, _, _, y, x = windows_of[window]
-                for top, left, kh, kw in runs[inverse == window, 5:]:
+                for top, left, kh, kw in kept[bounds[window] : bounds[window + 1]]:
                     oy, ox = (top - y) * scale, (left - x) * scale
                     out[t - first_frame, :, top * scale : (top + kh) * scale, left * scale : (left + kw) * scale] = \
                         sr[i, :, oy : oy + kh * scale, ox : ox + kw * scale]

@@ -379,7 +379,7 @@ def load_clip(
         _check_lr_size(_frame_size(source, lr_files), (width, height), scale, lr_files[0].parent)
         lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box)
     elif lr_source is not None:
-        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height)
+        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height, whole=keep_lr_video)
     else:
         return Clip(hr=hr, lr=downscale_bicubic(hr, scale), fps=fps, lr_origin="bicubic")
     return Clip(hr=hr, lr=lr, fps=fps, lr_origin="given", lr_video=Path(lr_source) if keep_lr_video else None)
@@ -388,13 +388,14 @@ def load_clip(
 def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None) -> np.ndarray:
     """Write the LR stream a client receives to `path` and return its decoded RGB frames.
 
-    A given LR video used whole is copied byte for byte; otherwise the LR frames are encoded
-    with `stream` (None: the default). The returned frames are what every later stage uses.
+    A given LR video used whole is copied byte for byte, and its frames, already decoded by the
+    same conversion, are returned as they are; otherwise the LR frames are encoded with `stream`
+    (None: the default) and decoded back. The returned frames are what every later stage uses.
     """
     if clip.lr_video is not None:
         shutil.copyfile(clip.lr_video, path)
-    else:
-        encode_stream(path, clip.lr, clip.fps, stream or StreamOptions())
+        return clip.lr
+    encode_stream(path, clip.lr, clip.fps, stream or StreamOptions())
     lr = np.stack(list(decode_stream(path)))
     if lr.shape != clip.lr.shape:
         raise StdoError(f"the LR stream decodes to {lr.shape[0]} frames of {lr.shape[2]}x{lr.shape[1]}, "
@@ -403,14 +404,16 @@ def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None) 
 
 
 def _read_lr_source(
-    lr_source: Path, scale: int, start: int, count: int, box: tuple[int, int, int, int], hr_w: int, hr_h: int
+    lr_source: Path, scale: int, start: int, count: int, box: tuple[int, int, int, int], hr_w: int, hr_h: int,
+    whole: bool = False,
 ) -> np.ndarray:
+    """`count` LR frames from `start`; with `whole`, every frame of the video, which must then number `count`."""
     kind, files, _ = _source_reader(lr_source, scale)
     if kind == "vsd4k":
         raise StdoError(f"--lr {lr_source} is a VSD4K folder: give it as SOURCE instead")
     _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
     if files is None:
-        lr, _ = read_video(lr_source, start, count, box)
+        lr, _ = read_video(lr_source, start, None if whole else count, box)
     else:
         lr = read_images(files[start : start + count], box)
     if len(lr) != count:

@@ -286,10 +286,14 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     if progress:
         progress("plan", 1, 1)
 
+    calibrations: dict[tuple[int, tuple[int, int]], list[np.ndarray]] = {}  # ONNX and TFLite int8 share them
+
     def calibration(variant: Variant, i: int, shape: tuple[int, int]) -> list[np.ndarray] | None:
         if variant.precision != "int8" or variant.format == "coreml":
             return None
-        return _calibration(lr, grid, assignment, i, o.calibration_windows, shape)
+        if (i, shape) not in calibrations:
+            calibrations[i, shape] = _calibration(lr, grid, assignment, i, o.calibration_windows, shape)
+        return calibrations[i, shape]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
         path = root / "models" / f"chunk{i}.pt"

@@ -77,7 +77,6 @@ class Player:
         self.backend, self.precision = backend, precision
         self.timings = Timings()
         fmt = BACKENDS[backend]
-        self.files = []
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
         plan_shapes = set(self.bundle.plan.shapes)
@@ -93,7 +92,6 @@ class Player:
                 raise StdoError(f"the bundle's {fmt} {precision} files of chunk {model['chunk']} do not cover the "
                                 f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
             chosen = [by_shape[s] for s in sorted(plan_shapes)] if fixed else entries[:1]
-            self.files += [self.bundle.file(e) for e in chosen]
             self.model_bytes += sum(int(e["bytes"]) for e in chosen)
             runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
             self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
