@@ -112,10 +112,10 @@ def windowed_ms(player, backend: str, precision: str, x: torch.Tensor, work: Pat
             path = export_tflite(wdsr, work / f"window{i}_{precision}.tflite", player.grid.window_shape, precision,
                                  calib)
             runners.append(TfliteRunner(path))
-    upscale_batch(x[:1], player.grid, player.scale, player.bundle.chunkmap[:1], runners)  # warm up
+    upscale_batch(x[:1], player.grid, player.scale, player.bundle.model_map[:1], runners)  # warm up
     t0 = time.perf_counter()
     for i in range(0, len(x), 4):
-        upscale_batch(x[i : i + 4], player.grid, player.scale, player.bundle.chunkmap[i : i + 4], runners)
+        upscale_batch(x[i : i + 4], player.grid, player.scale, player.bundle.model_map[i : i + 4], runners)
     return 1000 * (time.perf_counter() - t0) / len(x)
 
 

@@ -48,13 +48,13 @@ class ByShape:
 
 
 @torch.no_grad()
-def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
+def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, model_map: np.ndarray, runners: Sequence[Runner],
                   max_windows: int = 256) -> torch.Tensor:
-    """lr float [B, 3, h, w] in [0,1], assignment [B, rows, cols] model index -> SR float [B, 3, s·h, s·w] in [0,1]."""
+    """lr float [B, 3, h, w] in [0,1], model_map [B, rows, cols] model index -> SR float [B, 3, s·h, s·w] in [0,1]."""
     windows = split(lr, grid)
     b, rows, cols, c, wh, ww = windows.shape
     flat = windows.reshape(b * rows * cols, c, wh, ww)
-    which = torch.from_numpy(np.ascontiguousarray(assignment).reshape(-1).astype(np.int64))
+    which = torch.from_numpy(np.ascontiguousarray(model_map).reshape(-1).astype(np.int64))
     out = flat.new_empty(b * rows * cols, c, wh * scale, ww * scale)
     for k in torch.unique(which).tolist():
         idx = torch.nonzero(which == k).squeeze(1)
@@ -99,10 +99,10 @@ def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[i
     return out.clamp_(0, 1)
 
 
-def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, assignment: np.ndarray, runners: Sequence[Runner],
+def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, model_map: np.ndarray, runners: Sequence[Runner],
                   frames_per_batch: int = 4, device: str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3]."""
     for i in range(0, len(lr), frames_per_batch):
         x = as_nchw(lr[i : i + frames_per_batch]).to(device).float().div_(255)
-        sr = upscale_batch(x, grid, scale, assignment[i : i + frames_per_batch], runners)
+        sr = upscale_batch(x, grid, scale, model_map[i : i + frames_per_batch], runners)
         yield i, sr.mul_(255).round_().cpu()

@@ -21,12 +21,16 @@ With the margin at least the model's receptive radius, every kept pixel equals t
 on the whole frame, so merging rectangles changes no pixel.
 
 `choose_shapes` picks the few shapes (for fixed-shape runtimes, one model file each) that
-minimise the pixels run over the whole clip. Frames with the same chunk map get the same runs.
+minimise the pixels run over the whole clip.
 
-File (`plan.bin`): zlib of little-endian int32 rows (frame, model, shape, y, x, top, left,
-height, width); the manifest holds the shapes, margin, run count and the file's sha256.
-`decode_plan` checks a plan as untrusted input: bounds, shapes, models, windows inside the frame,
-kept rectangles inside their windows, and every frame tiled exactly once.
+Frames with the same model map get the same runs, so a plan stores each distinct frame plan
+once: `frame_plan[t]` names the frame plan of frame t, and `runs` holds the frame plans' rows.
+
+File (`plan.bin`): zlib of little-endian int32: frame_plan [T], then the run rows [N, 9]
+(plan, model, shape, y, x, top, left, height, width), sorted by frame plan; the manifest holds
+the shapes, margin, frame plan count, run count and the file's sha256. `decode_plan` checks a
+plan as untrusted input: bounds, shapes, models, windows inside the frame, kept rectangles
+inside their windows, and every frame plan tiling the frame exactly once.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np
 from stdo.errors import StdoError
 from stdo.grid import Grid
 
-FIELDS = ("frame", "model", "shape", "y", "x", "top", "left", "height", "width")
+FIELDS = ("plan", "model", "shape", "y", "x", "top", "left", "height", "width")
 MAX_SHAPES = 8
 
 
@@ -49,43 +53,56 @@ class PlanError(StdoError):
 
 @dataclass(frozen=True)
 class Plan:
-    runs: np.ndarray  # int32 [N, 9], FIELDS, sorted by frame
+    frame_plan: np.ndarray  # int32 [T]: the frame plan each frame runs
+    runs: np.ndarray  # int32 [N, 9], FIELDS, sorted by frame plan
     shapes: tuple[tuple[int, int], ...]  # (h, w) of each window shape
     margin: int
 
-    def frame_runs(self, frame: int) -> np.ndarray:
-        lo, hi = np.searchsorted(self.runs[:, 0], [frame, frame + 1])
-        return self.runs[lo:hi]
+    @property
+    def num_plans(self) -> int:
+        return int(self.runs[-1, 0]) + 1 if len(self.runs) else 0
+
+    def frame_runs(self, first: int, count: int = 1) -> np.ndarray:
+        """Rows of frames first .. first+count-1, column 0 the frame index (what stdo.infer.upscale_planned takes)."""
+        bounds = np.searchsorted(self.runs[:, 0], np.arange(self.num_plans + 1))
+        parts = []
+        for t in range(first, first + count):
+            p = int(self.frame_plan[t])
+            rows = self.runs[bounds[p] : bounds[p + 1]].copy()
+            rows[:, 0] = t
+            parts.append(rows)
+        return np.concatenate(parts) if parts else self.runs[:0]
 
     def stats(self, grid: Grid) -> dict:
-        """Model runs per frame (distinct windows), and LR pixels run over the frame's pixels."""
-        frames = int(self.runs[:, 0].max()) + 1 if len(self.runs) else 0
+        """Model runs per frame (distinct windows), LR pixels run over the frame's pixels, frame plans."""
+        frames = max(len(self.frame_plan), 1)
+        uses = np.bincount(self.frame_plan, minlength=self.num_plans)  # frames per frame plan
         windows = np.unique(self.runs[:, :5], axis=0)
         areas = np.array([h * w for h, w in self.shapes], np.int64)
-        run_pixels = int(areas[windows[:, 2]].sum())
-        return {"runs_per_frame": len(windows) / max(frames, 1),
-                "pixels_run_per_needed": run_pixels / max(frames * grid.height * grid.width, 1),
-                "shapes": [list(s) for s in self.shapes], "margin": self.margin}
+        weight = uses[windows[:, 0]]
+        return {"runs_per_frame": float(weight.sum()) / frames,
+                "pixels_run_per_needed": float((weight * areas[windows[:, 2]]).sum()) / (frames * grid.height * grid.width),
+                "frame_plans": self.num_plans, "shapes": [list(s) for s in self.shapes], "margin": self.margin}
 
 
 # ---------------------------------------------------------------------------- planning
 
 
-def _rectangles(cmap: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+def _rectangles(frame_map: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     """Greedy same-model rectangles of patches: (model, r0, c0, r1, c1) with r1, c1 exclusive."""
-    rows, cols = cmap.shape
-    covered = np.zeros_like(cmap, bool)
+    rows, cols = frame_map.shape
+    covered = np.zeros_like(frame_map, bool)
     out = []
     for r in range(rows):
         for c in range(cols):
             if covered[r, c]:
                 continue
-            m = cmap[r, c]
+            m = frame_map[r, c]
             c1 = c + 1
-            while c1 < cols and cmap[r, c1] == m and not covered[r, c1]:
+            while c1 < cols and frame_map[r, c1] == m and not covered[r, c1]:
                 c1 += 1
             r1 = r + 1
-            while r1 < rows and (cmap[r1, c:c1] == m).all() and not covered[r1, c:c1].any():
+            while r1 < rows and (frame_map[r1, c:c1] == m).all() and not covered[r1, c:c1].any():
                 r1 += 1
             covered[r:r1, c:c1] = True
             out.append((int(m), r, c, r1, c1))
@@ -116,12 +133,12 @@ def _place(start: int, size: int, window: int, length: int, margin: int) -> int:
     return int(np.clip(lo - (window - (hi - lo)) // 2, 0, length - window))
 
 
-def plan_frame(cmap: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> list[tuple]:
-    """Runs (model, shape index, y, x, top, left, height, width) of one frame's chunk map [rows, cols]."""
+def plan_frame(frame_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> list[tuple]:
+    """Runs (model, shape index, y, x, top, left, height, width) of one frame's model map [rows, cols]."""
     areas = [h * w for h, w in shapes]
     order = sorted(range(len(shapes)), key=lambda i: areas[i])
     runs = []
-    todo = list(_rectangles(cmap))
+    todo = list(_rectangles(frame_map))
     while todo:
         m, r0, c0, r1, c1 = todo.pop()
         top, left, h, w = _needed(grid, r0, c0, r1, c1)
@@ -153,23 +170,23 @@ def _capped(shape: tuple[int, int], grid: Grid) -> tuple[int, int]:
     return min(shape[0], grid.height), min(shape[1], grid.width)
 
 
-def choose_shapes(chunkmap: np.ndarray, grid: Grid, margin: int, count: int = 3) -> tuple[tuple[int, int], ...]:
+def choose_shapes(model_map: np.ndarray, grid: Grid, margin: int, count: int = 3) -> tuple[tuple[int, int], ...]:
     """Up to `count` window shapes that minimise the pixels run over the clip (greedy, the base shape first)."""
     if not 1 <= count <= MAX_SHAPES:
         raise StdoError(f"plan shapes {count} is outside 1..{MAX_SHAPES}")
-    maps, weights = np.unique(chunkmap.reshape(len(chunkmap), -1), axis=0, return_counts=True)
+    maps, weights = np.unique(model_map.reshape(len(model_map), -1), axis=0, return_counts=True)
     maps = maps.reshape(-1, grid.rows, grid.cols)
     needs = {}
-    for cmap, weight in zip(maps, weights):
-        for m, r0, c0, r1, c1 in _rectangles(cmap):
+    for frame_map, weight in zip(maps, weights):
+        for m, r0, c0, r1, c1 in _rectangles(frame_map):
             size = _window_size(grid, margin, *_needed(grid, r0, c0, r1, c1))
             needs[size] = needs.get(size, 0) + int(weight)
     shapes = [base_shape(grid, margin)]
 
     def cost(candidate: list[tuple[int, int]]) -> int:
         total = 0
-        for cmap, weight in zip(maps, weights):
-            windows = {run[:4] for run in plan_frame(cmap, grid, margin, tuple(candidate))}
+        for frame_map, weight in zip(maps, weights):
+            windows = {run[:4] for run in plan_frame(frame_map, grid, margin, tuple(candidate))}
             total += int(weight) * sum(candidate[s][0] * candidate[s][1] for _, s, *_ in windows)
         return total
 
@@ -187,24 +204,21 @@ def choose_shapes(chunkmap: np.ndarray, grid: Grid, margin: int, count: int = 3)
     return tuple(shapes)
 
 
-def make_plan(chunkmap: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> Plan:
-    """The plan of a clip's chunk map [T, rows, cols]; frames with the same map share their runs."""
-    cache: dict[bytes, list[tuple]] = {}
-    rows = []
-    for t, cmap in enumerate(chunkmap):
-        key = cmap.tobytes()
-        if key not in cache:
-            cache[key] = plan_frame(cmap, grid, margin, shapes)
-        rows += [(t, *run) for run in cache[key]]
+def make_plan(model_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> Plan:
+    """The plan of a clip's model map [T, rows, cols]: one frame plan per distinct frame map."""
+    maps, frame_plan = np.unique(model_map.reshape(len(model_map), -1), axis=0, return_inverse=True)
+    rows = [(p, *run) for p, frame_map in enumerate(maps)
+            for run in plan_frame(frame_map.reshape(grid.rows, grid.cols), grid, margin, shapes)]
     runs = np.array(rows, np.int32).reshape(-1, len(FIELDS))
-    return Plan(runs, tuple(shapes), margin)
+    return Plan(frame_plan.reshape(-1).astype(np.int32), runs, tuple(shapes), margin)
 
 
 # ---------------------------------------------------------------------------- file
 
 
 def encode_plan(plan: Plan) -> bytes:
-    return zlib.compress(np.ascontiguousarray(plan.runs, "<i4").tobytes(), 9)
+    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs, "<i4").tobytes()
+    return zlib.compress(data, 9)
 
 
 def _need(cond: bool, message: str) -> None:
@@ -212,27 +226,31 @@ def _need(cond: bool, message: str) -> None:
         raise PlanError(f"bad plan: {message}")
 
 
-def decode_plan(data: bytes, runs: int, shapes: list, margin: int, frames: int, models: int, grid: Grid) -> Plan:
+def decode_plan(data: bytes, plans: int, runs: int, shapes: list, margin: int, frames: int, models: int,
+                grid: Grid) -> Plan:
     """Inflate (bounded) and check a plan file against its manifest entry and the bundle's geometry."""
-    expected = runs * len(FIELDS) * 4
+    expected = (frames + runs * len(FIELDS)) * 4
     try:
         inflate = zlib.decompressobj()
         raw = inflate.decompress(data, expected + 1)  # bounded: no zip bomb
     except zlib.error:
         raise PlanError("bad plan: not zlib data") from None
     _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
-          f"holds {len(raw)} bytes, expected {expected} for {runs} runs")
+          f"holds {len(raw)} bytes, expected {expected} for {frames} frames and {runs} runs")
     _need(isinstance(shapes, list) and 1 <= len(shapes) <= MAX_SHAPES
           and all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                               and 1 <= v for v in s) for s in shapes),
           f"shapes must be 1..{MAX_SHAPES} [height, width] pairs")
-    table = np.frombuffer(raw, "<i4").reshape(runs, len(FIELDS)).astype(np.int64)
-    frame, model, shape, y, x, top, left, h, w = table.T
+    values = np.frombuffer(raw, "<i4").astype(np.int64)
+    frame_plan, table = values[:frames], values[frames:].reshape(runs, len(FIELDS))
+    plan, model, shape, y, x, top, left, h, w = table.T
     sh = np.array([s[0] for s in shapes])
     sw = np.array([s[1] for s in shapes])
     _need(bool((sh <= grid.height).all() and (sw <= grid.width).all()), "a shape is larger than the frame")
-    _need(bool(((frame >= 0) & (frame < frames)).all()) and bool((np.diff(frame) >= 0).all()),
-          f"frames must be sorted and in 0..{frames - 1}")
+    _need(bool(((frame_plan >= 0) & (frame_plan < plans)).all()), f"a frame names a frame plan outside 0..{plans - 1}")
+    _need(len(np.unique(frame_plan)) == plans, "a frame plan no frame uses")
+    _need(bool(((plan >= 0) & (plan < plans)).all()) and bool((np.diff(plan) >= 0).all()),
+          f"runs must be sorted by frame plan, in 0..{plans - 1}")
     _need(bool(((model >= 0) & (model < models)).all()), f"a run names a model outside 0..{models - 1}")
     _need(bool(((shape >= 0) & (shape < len(shapes))).all()), "a run names a shape the plan does not have")
     wh, ww = sh[np.clip(shape, 0, len(shapes) - 1)], sw[np.clip(shape, 0, len(shapes) - 1)]
@@ -240,10 +258,10 @@ def decode_plan(data: bytes, runs: int, shapes: list, margin: int, frames: int, 
           "a window runs outside the frame")
     _need(bool(((h > 0) & (w > 0) & (top >= y) & (left >= x) & (top + h <= y + wh) & (left + w <= x + ww)).all()),
           "a kept rectangle leaves its window")
-    _need(len(np.unique(frame)) == frames, "a frame has no runs")
+    _need(len(np.unique(plan)) == plans, "a frame plan has no runs")
     counts = np.zeros((grid.height + 1, grid.width + 1), np.int32)
-    for t in range(frames):
-        lo, hi = np.searchsorted(frame, [t, t + 1])
+    for p in range(plans):
+        lo, hi = np.searchsorted(plan, [p, p + 1])
         counts[:] = 0
         for i in range(lo, hi):  # difference array: +1 over each kept rectangle
             counts[top[i], left[i]] += 1
@@ -251,5 +269,5 @@ def decode_plan(data: bytes, runs: int, shapes: list, margin: int, frames: int, 
             counts[top[i] + h[i], left[i]] -= 1
             counts[top[i] + h[i], left[i] + w[i]] += 1
         cover = counts.cumsum(0).cumsum(1)[: grid.height, : grid.width]
-        _need(bool((cover == 1).all()), f"frame {t} is not tiled exactly once by its kept rectangles")
-    return Plan(table.astype(np.int32), tuple(tuple(s) for s in shapes), margin)
+        _need(bool((cover == 1).all()), f"frame plan {p} does not tile the frame exactly once")
+    return Plan(frame_plan.astype(np.int32), table.astype(np.int32), tuple(tuple(s) for s in shapes), margin)

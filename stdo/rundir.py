@@ -6,8 +6,9 @@ RUN/frames/hr.npy     uint8 [T, H, W, 3]
 RUN/frames/lr.mp4     the LR stream a client receives (stdo.stream); the bundle ships these bytes
 RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]: that stream decoded (stdo.stream.frame_to_rgb),
                       what every later stage trains, calibrates and evaluates on
-RUN/clusters.npz      the chunk map (stdo.cluster.chunkmap)
-RUN/models/<method>/  written by stdo-train
+RUN/clusters.npz      the chunk map: each patch's difficulty chunk (stdo.cluster.chunkmap)
+RUN/models/<method>/  written by stdo-train: model{i}.pt, model_map.npz (the model index serving
+                      each patch), state/, report.json (written last)
 RUN/bundle/           written by stdo-export
 
 Every file is written atomically (temp file + os.replace).
@@ -24,6 +25,7 @@ import numpy as np
 
 from stdo.errors import StdoError
 from stdo.fileio import atomic_path, save_npy, write_json
+from stdo.grid import Grid
 
 RUN_FORMAT = 2  # 2: the LR stream is kept (frames/lr.mp4) and lr.npy is its decode
 RUN_JSON = "run.json"
@@ -31,6 +33,9 @@ HR_FRAMES = "frames/hr.npy"
 LR_FRAMES = "frames/lr.npy"
 LR_STREAM = "frames/lr.mp4"
 CLUSTERS = "clusters.npz"
+MODELS = "models"
+MODEL_MAP = "model_map.npz"
+REPORT = "report.json"
 
 
 def fingerprint(source: Path) -> str:
@@ -59,6 +64,20 @@ def read_run_info(run: Path) -> dict:
         found = info.get("format") if isinstance(info, dict) else None
         raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --force")
     return info
+
+
+def grid_of(info: dict) -> Grid:
+    """The patch grid of a RUN, from its run.json."""
+    return Grid(info["lr_size"][1], info["lr_size"][0], info["grid"]["rows"], info["grid"]["cols"], info["margin"])
+
+
+def method_dir(run: Path, method: str) -> Path:
+    return Path(run) / MODELS / method
+
+
+def model_file(index: int) -> str:
+    """A trained model's state dict in its method folder (and the torch file of a bundle)."""
+    return f"model{index}.pt"
 
 
 def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:

@@ -39,7 +39,7 @@ class FileFormat:
     def filename(self, model_index: int, precision: str, shape: tuple[int, int] | None = None) -> str:
         tag = "" if precision == self.base_precision else f"_{precision}"
         size = f"_{shape[0]}x{shape[1]}" if self.fixed_shape and shape is not None else ""
-        return f"chunk{model_index}{tag}{size}{self.suffix}"
+        return f"model{model_index}{tag}{size}{self.suffix}"
 
 
 FORMATS = {

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_chunkmap, write_manifest,
+from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_model_map, write_manifest,
                                 write_plan)
 from stdo.grid import Grid
 from stdo.plan import base_shape, make_plan
@@ -24,18 +24,18 @@ VIDEO = {"codec": "h264", "profile": "High", "pix_fmt": "yuv420p", "matrix": "bt
 
 def make_bundle(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    chunks = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
+    model_map = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
     (root / "lr.mp4").write_bytes(b"video bytes")
     (root / "models").mkdir(exist_ok=True)
     models = []
     for i in range(2):
-        path = root / "models" / f"chunk{i}.onnx"
+        path = root / "models" / f"model{i}.onnx"
         path.write_bytes(os.urandom(64))
-        models.append({"chunk": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
+        models.append({"model": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
                                                         input_shape=[None, 3, None, None])]})
     manifest = {"scale": 2, "lr_size": [80, 48], "frames": 6, "fps": 25.0, "grid": {"cols": 4, "rows": 2, "margin": 6},
-                "chunks": 2, "chunkmap": write_chunkmap(root, chunks), "plan": write_plan(root, make_plan(
-                    chunks, GRID, 6, (base_shape(GRID, 6), (48, 80)))), "video": file_entry(root, root / "lr.mp4", **VIDEO),
+                "model_map": write_model_map(root, model_map), "plan": write_plan(root, make_plan(
+                    model_map, GRID, 6, (base_shape(GRID, 6), (48, 80)))), "video": file_entry(root, root / "lr.mp4", **VIDEO),
                 "models": models}
     write_manifest(root, manifest)
     return json.loads((root / MANIFEST).read_text())
@@ -48,8 +48,8 @@ def rewrite(root: Path, manifest: dict) -> None:
 def test_a_good_bundle_reads(tmp_path):
     manifest = make_bundle(tmp_path)
     bundle = read_bundle(tmp_path)
-    assert bundle.chunkmap.shape == (6, 2, 4) and bundle.manifest == manifest
-    assert bundle.file(manifest["models"][1]["files"][0]).name == "chunk1.onnx"
+    assert bundle.model_map.shape == (6, 2, 4) and bundle.manifest == manifest
+    assert bundle.file(manifest["models"][1]["files"][0]).name == "model1.onnx"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -68,7 +68,9 @@ def test_a_good_bundle_reads(tmp_path):
     (lambda m: m["models"][0]["files"][0].update(sha256="0" * 64), "sha256"),
     (lambda m: m["models"][0]["files"][0].update(bytes=63), "manifest says 63"),
     (lambda m: m["video"].update(bytes=-1), "bytes must be"),
-    (lambda m: m.update(chunks=1, models=m["models"][:1]), "names chunk 1"),
+    (lambda m: m.update(models=m["models"][:1]), "names model 1"),
+    (lambda m: m["models"][1].update(model=0), "must be model 1"),
+    (lambda m: m["plan"].update(plans=m["plan"]["plans"] - 1), "bad plan: a frame names a frame plan outside"),
     (lambda m: m.update(frames=7), "does not match"),
     (lambda m: m["grid"].update(cols=100), "cols must be"),
     (lambda m: m.pop("video"), "video must be"),
@@ -84,23 +86,23 @@ def test_malformed_or_tampered_manifests_are_refused(tmp_path, change, message):
 
 def test_tampered_file_and_links_are_refused(tmp_path):
     make_bundle(tmp_path / "a")
-    (tmp_path / "a/models/chunk0.onnx").write_bytes(os.urandom(64))
+    (tmp_path / "a/models/model0.onnx").write_bytes(os.urandom(64))
     with pytest.raises(BundleError, match="sha256"):
         read_bundle(tmp_path / "a")
     manifest = make_bundle(tmp_path / "b")
     secret = tmp_path / "secret.onnx"
-    secret.write_bytes((tmp_path / "b/models/chunk0.onnx").read_bytes())
-    (tmp_path / "b/models/chunk0.onnx").unlink()
-    (tmp_path / "b/models/chunk0.onnx").symlink_to(secret)
+    secret.write_bytes((tmp_path / "b/models/model0.onnx").read_bytes())
+    (tmp_path / "b/models/model0.onnx").unlink()
+    (tmp_path / "b/models/model0.onnx").symlink_to(secret)
     rewrite(tmp_path / "b", manifest)
     with pytest.raises(BundleError, match="link"):
         read_bundle(tmp_path / "b")
 
 
-def test_a_chunk_map_bomb_is_refused_without_inflating_it(tmp_path):
+def test_a_model_map_bomb_is_refused_without_inflating_it(tmp_path):
     manifest = make_bundle(tmp_path)
-    (tmp_path / "chunkmap.bin").write_bytes(zlib.compress(bytes(50_000_000), 9))
-    manifest["chunkmap"] = file_entry(tmp_path, tmp_path / "chunkmap.bin", shape=[6, 2, 4])
+    (tmp_path / "modelmap.bin").write_bytes(zlib.compress(bytes(50_000_000), 9))
+    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[6, 2, 4])
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="expected 48"):
         read_bundle(tmp_path)
@@ -139,21 +141,21 @@ def test_fuzzed_bundles_fail_only_with_bundle_errors(tmp_path_factory, data):
             parent[path[-1]] = data.draw(JSON)
     rewrite(root, mutated)
     if data.draw(st.booleans()):
-        (root / "chunkmap.bin").write_bytes(data.draw(st.binary(max_size=64)))
+        (root / "modelmap.bin").write_bytes(data.draw(st.binary(max_size=64)))
     try:
         read_bundle(root)
     except BundleError:
         pass
 
 
-def test_only_a_single_model_bundle_may_leave_out_the_chunk_map(tmp_path):
+def test_only_a_single_model_bundle_may_leave_out_the_model_map(tmp_path):
     manifest = make_bundle(tmp_path)
-    manifest["chunkmap"] = None
+    manifest["model_map"] = None
     rewrite(tmp_path, manifest)
-    with pytest.raises(BundleError, match="chunkmap must be an object"):
+    with pytest.raises(BundleError, match="model_map must be an object"):
         read_bundle(tmp_path)
-    manifest.update(chunks=1, models=manifest["models"][:1],
+    manifest.update(models=manifest["models"][:1],
                     plan=write_plan(tmp_path, make_plan(np.zeros((6, 2, 4), np.uint8), GRID, 6, (base_shape(GRID, 6),))))
     rewrite(tmp_path, manifest)
     bundle = read_bundle(tmp_path)
-    assert bundle.chunkmap.shape == (6, 2, 4) and not bundle.chunkmap.any()
+    assert bundle.model_map.shape == (6, 2, 4) and not bundle.model_map.any()

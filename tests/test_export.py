@@ -36,10 +36,10 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
     run, report = exported
     bundle = read_bundle(run / "bundle")  # the untrusted-input reader accepts what we wrote
     m = bundle.manifest
-    assert m["chunks"] == 2 and m["method"] == "stdo" and not m["joint"]
+    assert len(m["models"]) == 2 and m["method"] == "stdo" and not m["joint"]
     assert m["grid"] == {"cols": 4, "rows": 2, "margin": 6} and m["lr_size"] == [80, 48]
-    with np.load(run / "models/stdo/assignment.npz") as z:
-        assert np.array_equal(bundle.chunkmap, z["assignment"])
+    with np.load(run / "models/stdo/model_map.npz") as z:
+        assert np.array_equal(bundle.model_map, z["model_map"])
     expected = {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                 ("tflite", "int8"), ("coreml", "fp16"), ("coreml", "int8")}
     plan_shapes = {tuple(s) for s in m["plan"]["shapes"]}
@@ -104,7 +104,7 @@ def test_coreml_spec_and_tflite_runtime(exported):
         runner(torch.rand(1, 3, window[0] + 1, window[1]))
 
 
-def test_single_model_method_bundle_has_no_chunk_map(trained_run, tmp_path):
+def test_single_model_method_bundle_has_no_model_map(trained_run, tmp_path):
     from stdo.train.loop import TrainConfig
     from stdo.train.methods import MethodOptions
     from stdo.train.pipeline import TrainOptions, train
@@ -115,8 +115,8 @@ def test_single_model_method_bundle_has_no_chunk_map(trained_run, tmp_path):
                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16)))
     export(ExportOptions(run=run, method="awdnn", formats=("onnx",), verify_frames=1))
     bundle = read_bundle(run / "bundle")
-    assert bundle.manifest["joint"] and bundle.manifest["chunkmap"] is None and bundle.manifest["chunks"] == 1
-    assert not (run / "bundle/chunkmap.bin").exists() and not bundle.chunkmap.any()
+    assert bundle.manifest["joint"] and bundle.manifest["model_map"] is None and len(bundle.manifest["models"]) == 1
+    assert not (run / "bundle/modelmap.bin").exists() and not bundle.model_map.any()
 
 
 def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, tmp_path, monkeypatch):

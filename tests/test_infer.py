@@ -13,15 +13,15 @@ def _nearest(offset: float):
 def test_each_patch_is_served_by_its_assigned_model():
     grid = Grid(20, 30, 2, 3, margin=2)
     x = torch.rand(2, 3, 20, 30) * 0.5
-    assignment = np.random.default_rng(0).integers(0, 3, (2, 2, 3)).astype(np.uint8)
-    out = upscale_batch(x, grid, 2, assignment, [_nearest(0.0), _nearest(0.1), _nearest(0.2)])
+    model_map = np.random.default_rng(0).integers(0, 3, (2, 2, 3)).astype(np.uint8)
+    out = upscale_batch(x, grid, 2, model_map, [_nearest(0.0), _nearest(0.1), _nearest(0.2)])
     base = F.interpolate(x, scale_factor=2, mode="nearest")
     for t in range(2):
         for r in range(2):
             for c in range(3):
                 ys = slice(grid.row_edges[r] * 2, grid.row_edges[r + 1] * 2)
                 xs = slice(grid.col_edges[c] * 2, grid.col_edges[c + 1] * 2)
-                expected = base[t, :, ys, xs] + 0.1 * assignment[t, r, c]
+                expected = base[t, :, ys, xs] + 0.1 * model_map[t, r, c]
                 torch.testing.assert_close(out[t, :, ys, xs], expected)
 
 

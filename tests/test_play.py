@@ -61,7 +61,7 @@ def test_one_model_over_all_patches_equals_the_whole_frame(bundle, backend):
     base = (base_shape(player.grid, 6),)  # one patch + margins: no merging, every patch its own window
     for k, runner in enumerate(player.runners):
         plan = make_plan(np.full((2, player.grid.rows, player.grid.cols), k, np.uint8), player.grid, 6, base)
-        stitched = upscale_planned(x, plan.runs, plan.shapes, player.scale, player.runners)
+        stitched = upscale_planned(x, plan.frame_runs(0, 2), plan.shapes, player.scale, player.runners)
         whole = runner(x).clamp(0, 1)
         assert (stitched - whole).abs().max() < 1e-5  # margin 6 = the tiny model's receptive radius
 
@@ -75,7 +75,7 @@ def test_the_plan_gives_the_frames_of_the_windowed_player(bundle, backend, preci
     assert len(plan.shapes) > 1 and plan.stats(player.grid)["runs_per_frame"] < player.grid.num_patches
     planned = player.upscale(lr, 0)
     x = torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255
-    windowed = upscale_batch(x, player.grid, player.scale, player.bundle.chunkmap, player.runners)
+    windowed = upscale_batch(x, player.grid, player.scale, player.bundle.model_map, player.runners)
     # float rounding; int8 runtimes quantize each window's activations by fixed scales, so they agree as closely
     assert (planned - windowed).abs().max() < (1e-4 if precision == "fp32" else 2e-2)
 
@@ -124,7 +124,7 @@ def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_pat
     d, manifest = report["delivery"], json.loads((bundle / "manifest.json").read_text())
     int8 = sum(f["bytes"] for m in manifest["models"] for f in m["files"] if (f["format"], f["precision"]) ==
                ("onnx", "int8"))
-    sizes = {"video": manifest["video"]["bytes"], "models": int8, "chunkmap": manifest["chunkmap"]["bytes"],
+    sizes = {"video": manifest["video"]["bytes"], "models": int8, "model_map": manifest["model_map"]["bytes"],
              "plan": manifest["plan"]["bytes"]}
     assert d["bundle"] == {**sizes, "total": sum(sizes.values())}
     assert d["hr_h264"]["psnr"] >= report["psnr"]["model"] or d["hr_h264"]["crf"] == 1
@@ -147,7 +147,7 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
 def test_tampered_bundle_is_refused(bundle, tmp_path, cli):
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    model = copy / "models/chunk1.onnx"
+    model = copy / "models/model1.onnx"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 1
     model.write_bytes(bytes(data))

@@ -123,9 +123,9 @@ def test_every_method_overfits_and_beats_bicubic(small_run, tmp_path, method):
     assert report["psnr_video"] > report["bicubic"]["psnr_video"] + 0.3, report
     assert report["psnr_stdo"] > report["bicubic"]["psnr_stdo"] + 0.3
     n = report["num_models"]
-    assert sorted(p.name for p in out.glob("chunk*.pt")) == [f"chunk{i}.pt" for i in range(n)]
-    assert np.load(out / "assignment.npz")["assignment"].max() == n - 1
-    state = torch.load(out / "chunk0.pt", weights_only=True)
+    assert sorted(p.name for p in out.glob("model*.pt")) == [f"model{i}.pt" for i in range(n)]
+    assert np.load(out / "model_map.npz")["model_map"].max() == n - 1
+    state = torch.load(out / "model0.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state.values())
 
 
@@ -155,7 +155,7 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp
     whole, killed = copy_run(small_run, tmp_path / "whole"), copy_run(small_run, tmp_path / "killed")
     subprocess.run([BIN / "stdo-train", whole, *args], check=True, capture_output=True)
     proc = subprocess.Popen([BIN / "stdo-train", killed, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = killed / "models/stdo/state/chunk0.pt"
+    state = killed / "models/stdo/state/model0.pt"
     deadline = time.time() + 120
     while _state_step(state) < 60 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -236,7 +236,7 @@ def test_torchrun_two_cpu_processes(small_run, tmp_path, method):
     report = json.loads((run / "models" / method / "report.json").read_text())
     assert report["world_size"] == 2 and report["steps"] == 40
     states = sorted(p.name for p in (run / "models" / method / "state").iterdir())
-    assert states == (["joint.pt"] if method == "awdnn" else ["chunk0.pt", "chunk1.pt"])
+    assert states == (["joint.pt"] if method == "awdnn" else ["model0.pt", "model1.pt"])
     if method == "awdnn":  # both ranks' sampler RNG states are kept, for an exact resume
         assert len(torch.load(run / "models/awdnn/state/joint.pt", weights_only=True)["rng"]) == 2
 

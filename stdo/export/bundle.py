@@ -1,20 +1,21 @@
-"""The delivery bundle's manifest and chunk map: writing them, and reading them as untrusted input.
+"""The delivery bundle's manifest, model map and plan: writing them, and reading them as untrusted input.
 
-bundle/manifest.json (format "stdo-bundle", version 2):
-  scale, lr_size [w, h], frames, fps, grid {cols, rows, margin}, chunks,
-  chunkmap {path, sha256, bytes, shape [T, rows, cols]}   (uint8, zlib-compressed; null when one
-                                                          joint model serves every patch)
-  plan {path, sha256, bytes, version, runs, shapes [[h, w]...], margin}
+bundle/manifest.json (format "stdo-bundle", version 3):
+  scale, lr_size [w, h], frames, fps, grid {cols, rows, margin},
+  model_map {path, sha256, bytes, shape [T, rows, cols]}  (the model index serving each patch: uint8,
+                                                          zlib-compressed; null when one joint model
+                                                          serves every patch)
+  plan {path, sha256, bytes, version, plans, runs, shapes [[h, w]...], margin}
                                                         (the inference plan: stdo.plan; plan.bin)
   video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
          duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
-  models [{chunk, files: [{format, precision, path, sha256, bytes, input_shape}]}]
+  models [{model, files: [{format, precision, path, sha256, bytes, input_shape}]}]   (model i at index i)
       format torch (folded state dict, the reference), onnx, tflite or coreml
 
 A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
 version are checked, paths must be plain relative paths inside the bundle (no '..', no
 absolute path, no link), every declared size is bounded and must match the file, every
-sha256 is verified, chunk ids are in range and the chunk map's shape matches the video.
+sha256 is verified, model indices are in range and the model map's shape matches the video.
 Anything else raises BundleError with a message saying what is wrong.
 """
 
@@ -36,12 +37,13 @@ from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.runtimes import PRECISIONS
 
-FORMAT, VERSION = "stdo-bundle", 2  # 2: the video is the RUN's own stream, described
+FORMAT, VERSION = "stdo-bundle", 3  # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans
 MANIFEST = "manifest.json"
-CHUNKMAP = "chunkmap.bin"
+MODEL_MAP = "modelmap.bin"
 PLAN = "plan.bin"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: distinct frame plans + a per-frame index
 MAX_RUNS = 1 << 26
+MAX_MODELS = 255
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FRAMES, MAX_GRID, MAX_SIDE = 1 << 20, 1024, 16384
@@ -60,7 +62,7 @@ class BundleError(StdoError):
 class Bundle:
     root: Path
     manifest: dict
-    chunkmap: np.ndarray  # uint8 [T, rows, cols]
+    model_map: np.ndarray  # uint8 [T, rows, cols]: the model index serving each patch
     plan: Plan
 
     def file(self, entry: dict) -> Path:
@@ -85,16 +87,16 @@ def video_entry(root: Path, path: Path, info: dict) -> dict:
     return file_entry(root, path, **{k: info[k] for k in VIDEO_FIELDS})
 
 
-def write_chunkmap(root: Path, chunks: np.ndarray) -> dict:
-    path = root / CHUNKMAP
-    write_bytes(path, zlib.compress(np.ascontiguousarray(chunks, np.uint8).tobytes(), 9))
-    return file_entry(root, path, shape=list(chunks.shape))
+def write_model_map(root: Path, model_map: np.ndarray) -> dict:
+    path = root / MODEL_MAP
+    write_bytes(path, zlib.compress(np.ascontiguousarray(model_map, np.uint8).tobytes(), 9))
+    return file_entry(root, path, shape=list(model_map.shape))
 
 
 def write_plan(root: Path, plan: Plan) -> dict:
     path = root / PLAN
     write_bytes(path, encode_plan(plan))
-    return file_entry(root, path, version=PLAN_VERSION, runs=int(len(plan.runs)),
+    return file_entry(root, path, version=PLAN_VERSION, plans=plan.num_plans, runs=int(len(plan.runs)),
                       shapes=[list(s) for s in plan.shapes], margin=int(plan.margin))
 
 
@@ -151,21 +153,21 @@ def _checked_file(root: Path, entry, what: str) -> Path:
     return path
 
 
-def _read_chunkmap(root: Path, entry: dict, frames: int, rows: int, cols: int, chunks: int) -> np.ndarray:
-    path = _checked_file(root, entry, "chunkmap")
+def _read_model_map(root: Path, entry: dict, frames: int, rows: int, cols: int, models: int) -> np.ndarray:
+    path = _checked_file(root, entry, "model_map")
     shape = entry.get("shape")
-    _need(shape == [frames, rows, cols], f"chunkmap shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
+    _need(shape == [frames, rows, cols], f"model_map shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
     expected = frames * rows * cols
     try:
         inflate = zlib.decompressobj()
         raw = inflate.decompress(path.read_bytes(), expected + 1)  # bounded: no zip bomb
     except zlib.error:
-        raise BundleError("bad bundle: chunkmap is not zlib data") from None
+        raise BundleError("bad bundle: model_map is not zlib data") from None
     _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
-          f"chunkmap holds {len(raw)} bytes, expected {expected}")
-    chunkmap = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
-    _need(int(chunkmap.max()) < chunks, f"chunkmap names chunk {int(chunkmap.max())}, the bundle has {chunks}")
-    return chunkmap
+          f"model_map holds {len(raw)} bytes, expected {expected}")
+    model_map = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
+    _need(int(model_map.max()) < models, f"model_map names model {int(model_map.max())}, the bundle has {models}")
+    return model_map
 
 
 def read_bundle(root: Path) -> Bundle:
@@ -190,23 +192,25 @@ def read_bundle(root: Path) -> Bundle:
     grid = _dict(manifest, "grid")
     cols, rows = _int(grid, "cols", 1, min(MAX_GRID, lr_size[0])), _int(grid, "rows", 1, min(MAX_GRID, lr_size[1]))
     _int(grid, "margin", 0, 1024)
-    chunks = _int(manifest, "chunks", 1, 255)
     fps = manifest.get("fps")
     _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
 
-    if manifest.get("chunkmap") is None and chunks == 1:  # a single (joint) model serves every patch
-        chunkmap = np.zeros((frames, rows, cols), np.uint8)
+    models = manifest.get("models")
+    _need(isinstance(models, list) and 1 <= len(models) <= MAX_MODELS, f"models must list 1..{MAX_MODELS} models")
+    if manifest.get("model_map") is None and len(models) == 1:  # a single (joint) model serves every patch
+        model_map = np.zeros((frames, rows, cols), np.uint8)
     else:
-        chunkmap = _read_chunkmap(root, _dict(manifest, "chunkmap"), frames, rows, cols, chunks)
+        model_map = _read_model_map(root, _dict(manifest, "model_map"), frames, rows, cols, len(models))
     plan_entry = _dict(manifest, "plan")
     plan_path = _checked_file(root, plan_entry, "plan")
     _need(plan_entry.get("version") == PLAN_VERSION, f"plan version {plan_entry.get('version')!r} is not {PLAN_VERSION}")
+    plans = _int(plan_entry, "plans", 1, frames)
     runs = _int(plan_entry, "runs", 1, MAX_RUNS)
     margin = _int(plan_entry, "margin", 0, 1024)
     grid_geometry = Grid(lr_size[1], lr_size[0], rows, cols)
     try:
-        plan = decode_plan(plan_path.read_bytes(), runs, plan_entry.get("shapes"), margin, frames, chunks,
-                           grid_geometry)
+        plan = decode_plan(plan_path.read_bytes(), plans, runs, plan_entry.get("shapes"), margin, frames,
+                           len(models), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
     video = _dict(manifest, "video")
@@ -219,10 +223,8 @@ def read_bundle(root: Path) -> Bundle:
     _need(video.get("frames") == frames, f"video: {video.get('frames')!r} frames, the manifest says {frames}")
     _need(all(isinstance(video.get(k), str) and len(video[k]) <= 64 for k in ("profile", "pix_fmt")),
           "video: profile and pix_fmt must be short strings")
-    models = manifest.get("models")
-    _need(isinstance(models, list) and len(models) == chunks, f"models must list one entry per chunk ({chunks})")
     for i, model in enumerate(models):
-        _need(isinstance(model, dict) and model.get("chunk") == i, f"models[{i}] must be chunk {i}")
+        _need(isinstance(model, dict) and model.get("model") == i, f"models[{i}] must be model {i}")
         files = model.get("files")
         _need(isinstance(files, list) and files, f"models[{i}].files must be a non-empty list")
         for j, entry in enumerate(files):
@@ -234,4 +236,4 @@ def read_bundle(root: Path) -> Bundle:
             _need(isinstance(shape, list) and len(shape) == 4
                   and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
                           for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
-    return Bundle(root, manifest, chunkmap, plan)
+    return Bundle(root, manifest, model_map, plan)

@@ -6,12 +6,12 @@ and an earlier bundle stays as it was.
 
 bundle/
   manifest.json                  stdo.export.bundle (versioned; what the player reads)
-  chunkmap.bin                   model index of every patch (absent for a single-model method)
+  modelmap.bin                   the model map: model index of every patch (absent for a single-model method)
   plan.bin                       the inference plan: the model runs a client makes per frame (stdo.plan)
   lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
                                  decoded frames the models were trained and evaluated on)
-  models/chunk{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
-  models/chunk{i}[_{precision}].{onnx,mlpackage.zip}, chunk{i}[_{precision}]_{h}x{w}.tflite (per plan shape)
+  models/model{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
+  models/model{i}[_{precision}].{onnx,mlpackage.zip}, model{i}[_{precision}]_{h}x{w}.tflite (per plan shape)
   report.json, report.md         verification of every artifact on the clip
 
 Variants: ONNX fp32 (+ int8), TFLite fp32 (+ fp16, int8), CoreML fp16 (+ int8); --quantize
@@ -47,12 +47,11 @@ from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
 from stdo.plan import MAX_SHAPES, Plan, choose_shapes, make_plan
-from stdo.rundir import LR_STREAM, load_frames, read_run_info
+from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file, read_run_info
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
 from stdo.train.methods import METHODS, load_models
-from stdo.train.pipeline import grid_of, method_dir
 from stdo.video import as_nchw
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     if not (run / LR_STREAM).is_file():
         raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --force")
     models = method_dir(run, o.method)
-    if not (models / "report.json").is_file() or not (models / "assignment.npz").is_file():
+    if not (models / REPORT).is_file() or not (models / MODEL_MAP).is_file():
         raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
     out = Path(o.out) if o.out else run / "bundle"
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
@@ -148,20 +147,20 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
 def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     models_dir = method_dir(run, method)
     try:
-        report = json.loads((models_dir / "report.json").read_text())
-        with np.load(models_dir / "assignment.npz") as z:
-            assignment = np.ascontiguousarray(z["assignment"], np.uint8)
+        report = json.loads((models_dir / REPORT).read_text())
+        with np.load(models_dir / MODEL_MAP) as z:
+            model_map = np.ascontiguousarray(z["model_map"], np.uint8)
     except (OSError, ValueError, KeyError) as e:
         raise StdoError(f"{models_dir} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
-    num_models = int(report.get("num_models", int(assignment.max()) + 1))
+    num_models = int(report.get("num_models", int(model_map.max()) + 1))
     models = [fold_weight_norm(m).eval() for m in load_models(models_dir, num_models)]
-    return models, assignment, report
+    return models, model_map, report
 
 
-def _calibration(lr: np.ndarray, grid: Grid, assignment: np.ndarray, model_index: int, count: int,
+def _calibration(lr: np.ndarray, grid: Grid, model_map: np.ndarray, model_index: int, count: int,
                  shape: tuple[int, int]) -> list[np.ndarray]:
     """Up to `count` LR windows [N, 3, h, w] in [0, 1] of `shape`, centred on patches model `model_index` serves."""
-    where = np.argwhere(assignment == model_index)
+    where = np.argwhere(model_map == model_index)
     picks = where[np.linspace(0, len(where) - 1, min(count, len(where))).round().astype(int)]
     (sh, sw), (re_, ce) = shape, (grid.row_edges, grid.col_edges)
     windows = []
@@ -254,16 +253,16 @@ def _targets(variant: Variant, figures: dict) -> str:
 def export(o: ExportOptions, progress: Progress = None) -> dict:
     """Export a trained method of a RUN into a verified bundle; returns the report."""
     run, info, out = _check(o)
-    models, assignment, train_report = _trained(run, o.method)
+    models, model_map, train_report = _trained(run, o.method)
     hr, lr = load_frames(run)
     grid, scale = grid_of(info), int(info["scale"])
-    if assignment.shape != (len(lr), grid.rows, grid.cols):
+    if model_map.shape != (len(lr), grid.rows, grid.cols):
         raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
     wanted = variants(tuple(o.formats), tuple(o.quantize))
     t0 = time.perf_counter()
     tmp = temp_dir_beside(out)
     try:
-        report = _build(o, tmp, info, models, assignment, train_report, hr, lr, grid, scale, wanted, progress, t0)
+        report = _build(o, tmp, info, models, model_map, train_report, hr, lr, grid, scale, wanted, progress, t0)
         bundle_format.read_bundle(tmp)  # what a client will check, before anyone can see it
         replace_dir(tmp, out)
     finally:
@@ -273,7 +272,7 @@ def export(o: ExportOptions, progress: Progress = None) -> dict:
     return report
 
 
-def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_report, hr, lr, grid: Grid, scale: int,
+def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_report, hr, lr, grid: Grid, scale: int,
            wanted: list[Variant], progress: Progress, t0: float) -> dict:
     num_models = len(models)
     joint = num_models == 1
@@ -282,7 +281,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
     runners: dict[str, list[Runner]] = {}
     bytes_by_variant: dict[str, int] = {}
     margin = max(grid.margin, max(m.receptive_radius for m in models))  # merged windows then change no pixel
-    plan = make_plan(assignment, grid, margin, choose_shapes(assignment, grid, margin, o.plan_shapes))
+    plan = make_plan(model_map, grid, margin, choose_shapes(model_map, grid, margin, o.plan_shapes))
     if progress:
         progress("plan", 1, 1)
 
@@ -292,11 +291,11 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         if variant.precision != "int8" or variant.format == "coreml":
             return None
         if (i, shape) not in calibrations:
-            calibrations[i, shape] = _calibration(lr, grid, assignment, i, o.calibration_windows, shape)
+            calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration_windows, shape)
         return calibrations[i, shape]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
-        path = root / "models" / f"chunk{i}.pt"
+        path = root / "models" / model_file(i)
         save_torch(path, model.state_dict())
         files[i].append(bundle_format.file_entry(root, path, format="torch", precision="fp32",
                                                  input_shape=[None, 3, None, None]))
@@ -340,13 +339,12 @@ def _build(o: ExportOptions, root: Path, info: dict, models, assignment, train_r
         "scale": scale, "lr_size": [grid.width, grid.height], "frames": int(len(lr)), "fps": fps,
         "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
         "window": list(grid.window_shape),
-        "chunks": num_models,
-        "chunkmap": None if joint else bundle_format.write_chunkmap(root, assignment),
+        "model_map": None if joint else bundle_format.write_model_map(root, model_map),
         "plan": bundle_format.write_plan(root, plan),
         "video": bundle_format.video_entry(root, video_path, stream_info(video_path)),
         "model": train_report.get("model"),
         "receptive_radius": max(m.receptive_radius for m in models),
-        "models": [{"chunk": i, "files": f} for i, f in enumerate(files)],
+        "models": [{"model": i, "files": f} for i, f in enumerate(files)],
     }
     bundle_format.write_manifest(root, manifest)
 

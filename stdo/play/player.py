@@ -6,9 +6,9 @@ written straight into the frame buffer (stdo.infer.upscale_planned). With the pl
 least the models' receptive radius this equals each model run on the whole frame for the
 patches it serves. Backends read the bundle's own files:
 
-  torch        models/chunk{i}.pt                (fp32, the reference)
-  onnxruntime  models/chunk{i}*.onnx             (fp32, int8; any window shape)
-  litert       models/chunk{i}*_{h}x{w}.tflite   (fp32, fp16, int8; one file per plan shape)
+  torch        models/model{i}.pt                (fp32, the reference)
+  onnxruntime  models/model{i}*.onnx             (fp32, int8; any window shape)
+  litert       models/model{i}*_{h}x{w}.tflite   (fp32, fp16, int8; one file per plan shape)
 """
 
 from __future__ import annotations
@@ -80,16 +80,16 @@ class Player:
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
         plan_shapes = set(self.bundle.plan.shapes)
-        for model in m["models"]:
+        for index, model in enumerate(m["models"]):
             entries = [f for f in model["files"] if f["format"] == fmt and f["precision"] == precision]
             flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
             if not entries:
-                raise StdoError(f"the bundle has no {fmt} {precision} model for chunk {model['chunk']}: "
+                raise StdoError(f"the bundle has no {fmt} {precision} model for model {index}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
             by_shape = {tuple(e["input_shape"][2:]): e for e in entries}
             fixed = RUNTIME_FORMATS[fmt].fixed_shape
             if fixed and not plan_shapes <= set(by_shape):
-                raise StdoError(f"the bundle's {fmt} {precision} files of chunk {model['chunk']} do not cover the "
+                raise StdoError(f"the bundle's {fmt} {precision} files of model {index} do not cover the "
                                 f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
             chosen = [by_shape[s] for s in sorted(plan_shapes)] if fixed else entries[:1]
             self.model_bytes += sum(int(e["bytes"]) for e in chosen)
@@ -102,10 +102,10 @@ class Player:
 
     @property
     def delivered_bytes(self) -> dict[str, int]:
-        """What a client downloads to play with this variant: the LR video, the models, the chunk map, the plan."""
+        """What a client downloads to play with this variant: the LR video, the models, the model map, the plan."""
         m = self.bundle.manifest
         parts = {"video": int(m["video"]["bytes"]), "models": self.model_bytes,
-                 "chunkmap": int(m["chunkmap"]["bytes"]) if m.get("chunkmap") else 0, "plan": int(m["plan"]["bytes"])}
+                 "model_map": int(m["model_map"]["bytes"]) if m.get("model_map") else 0, "plan": int(m["plan"]["bytes"])}
         return {**parts, "total": sum(parts.values())}
 
     @property
@@ -117,9 +117,8 @@ class Player:
         t0, before = time.perf_counter(), sum(r.seconds for r in self.runners)
         windows_before = sum(r.windows for r in self.runners)
         plan = self.bundle.plan
-        lo, hi = np.searchsorted(plan.runs[:, 0], [first_frame, first_frame + len(lr)])
-        sr = upscale_planned(as_nchw(lr).float().div_(255), plan.runs[lo:hi], plan.shapes, self.scale, self.runners,
-                             first_frame=first_frame)
+        sr = upscale_planned(as_nchw(lr).float().div_(255), plan.frame_runs(first_frame, len(lr)), plan.shapes,
+                             self.scale, self.runners, first_frame=first_frame)
         inference = sum(r.seconds for r in self.runners) - before
         self.timings.inference += inference
         self.timings.stitch += time.perf_counter() - t0 - inference
@@ -129,7 +128,7 @@ class Player:
     def play(self, lr_frames: Iterable[np.ndarray], batch: int = 4) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield (frame index, LR uint8 [h, w, 3], SR uint8 [H, W, 3]) for LR frames in stream order.
 
-        The frames must be the bundle's: its size, and no more or fewer frames than its chunk map covers.
+        The frames must be the bundle's: its size, and no more or fewer frames than its plan covers.
         """
         it = iter(lr_frames)
         index = 0
@@ -154,7 +153,7 @@ class Player:
             index += len(group)
             self.timings.frames += len(group)
         if index != self.num_frames:
-            raise StdoError(f"the video ends after {index} frames, the bundle's chunk map covers {self.num_frames}: "
+            raise StdoError(f"the video ends after {index} frames, the bundle's plan covers {self.num_frames}: "
                             "give the LR video this bundle was exported with")
 
     def _check_frame(self, frame: np.ndarray, index: int) -> None:

@@ -115,7 +115,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
                   no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
-    Writes RUN/models/METHOD/: chunk<i>.pt (state dicts), assignment.npz (which model serves
+    Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
     which patch), state/ (to resume) and report.json (whole-video PSNR, STDO-protocol PSNR,
     SSIM, per-chunk PSNR, bicubic on the same frames, params, steps, time, device, amp).
     """

@@ -1,5 +1,5 @@
 """The training methods, all over the same RUN, each as a plan: jobs to train, and which
-model serves which patch (the method's own chunk map, `assignment`).
+model serves which patch (the method's model map).
 
 - stdo:  one model per chunk of the RUN, trained on that chunk's patches.
 - jstdo: one joint model over all chunks, batches drawn chunk by chunk with the
@@ -27,6 +27,7 @@ from stdo.fileio import save_torch
 from stdo.grid import Grid
 from stdo.models import create_model, load_wdsr
 from stdo.models.cafm import CaFMWDSR
+from stdo.rundir import model_file
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
@@ -47,10 +48,10 @@ class MethodOptions:
 
 
 @dataclass
-class Plan:
+class TrainingPlan:
     method: str
     jobs: list[Job]
-    assignment: np.ndarray  # uint8 [T, rows, cols]: index of the model serving each patch
+    model_map: np.ndarray  # uint8 [T, rows, cols]: index of the model serving each patch
     num_models: int
 
     def params(self) -> int:
@@ -66,8 +67,8 @@ def split_steps(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def build_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-               steps: int, options: MethodOptions) -> Plan:
+def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
+               steps: int, options: MethodOptions) -> TrainingPlan:
     if method not in METHODS:
         raise StdoError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     t = len(lr)
@@ -85,17 +86,17 @@ def build_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: i
     seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
     if method in ("stdo", "nas"):
         labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
-        jobs = [Job(f"chunk{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]))
+        jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]))
                 for i, s in zip(range(n), split_steps(steps, n))]
         if any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
-        return Plan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
+        return TrainingPlan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
     if method in ("awdnn", "jstdo"):
         if method == "awdnn":
             sampler = ChunkSampler([group(patches_of(chunks))])
         else:
             sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        return Plan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1)
+        return TrainingPlan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1)
     # cafm
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
@@ -103,27 +104,27 @@ def build_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: i
     backbone = new_model()
     model = CaFMWDSR(backbone.config, n)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
-    return Plan(method, [Job("joint", model, steps, sampler, conditional=True, shared=True)],
+    return TrainingPlan(method, [Job("joint", model, steps, sampler, conditional=True, shared=True)],
                 np.ascontiguousarray(labels, np.uint8), n)
 
 
-def save_job(plan: Plan, job: Job, out_dir: Path) -> None:
-    """Write a trained job's deliverable weights: chunk{i}.pt state dicts (cafm: folded, plus cafm.pt)."""
+def save_job(training: TrainingPlan, job: Job, out_dir: Path) -> None:
+    """Write a trained job's deliverable weights: model{i}.pt state dicts (cafm: folded, plus cafm.pt)."""
     if isinstance(job.model, CaFMWDSR):
         save_torch(out_dir / "cafm.pt", job.model.state_dict())
-        for i in range(plan.num_models):
-            save_torch(out_dir / f"chunk{i}.pt", job.model.fold(i).state_dict())
+        for i in range(training.num_models):
+            save_torch(out_dir / model_file(i), job.model.fold(i).state_dict())
     elif job.name == "joint":
-        save_torch(out_dir / "chunk0.pt", job.model.state_dict())
+        save_torch(out_dir / model_file(0), job.model.state_dict())
     else:
-        save_torch(out_dir / f"{job.name}.pt", job.model.state_dict())
+        save_torch(out_dir / f"{job.name}.pt", job.model.state_dict())  # model{i}: model_file(i)
 
 
 def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.Module]:
-    """The plain WDSR models chunk0.pt .. chunk{n-1}.pt of a trained method, in eval mode."""
+    """The plain WDSR models model0.pt .. model{n-1}.pt of a trained method, in eval mode."""
     models = []
     for i in range(num_models):
-        path = out_dir / f"chunk{i}.pt"
+        path = out_dir / model_file(i)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             models.append(load_wdsr(state).to(device).eval())

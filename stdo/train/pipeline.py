@@ -1,9 +1,9 @@
 """stdo-train as a library call: RUN -> RUN/models/<method>/ (weights, train state, report.json).
 
 Layout of RUN/models/<method>/:
-  chunk{i}.pt           state dict of the WDSR serving model index i (torch.load(weights_only=True))
+  model{i}.pt           state dict of the WDSR of model index i (torch.load(weights_only=True))
   cafm.pt               the shared CaFM model (cafm only)
-  assignment.npz        `assignment` uint8 [T, rows, cols]: the model index serving each patch
+  model_map.npz         `model_map` uint8 [T, rows, cols]: the model index serving each patch
   state/<job>.pt        everything to resume a job (model, optimizer, schedule, scaler, RNG)
   report.json           evaluation and cost (written last)
 """
@@ -26,11 +26,11 @@ from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError
 from stdo.fileio import save_npz, write_json
 from stdo.grid import Grid
-from stdo.rundir import CLUSTERS, load_frames, read_run_info
+from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, read_run_info
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
-from stdo.train.methods import MethodOptions, build_plan, load_models, save_job
+from stdo.train.methods import MethodOptions, TrainingPlan, build_training_plan, load_models, save_job
 
 log = logging.getLogger(__name__)
 REPORT_FORMAT = 1
@@ -44,15 +44,6 @@ class TrainOptions:
     method_options: MethodOptions = field(default_factory=MethodOptions)
     restart: bool = False
     evaluate: bool = True
-
-
-def grid_of(info: dict) -> Grid:
-    h, w = info["lr_size"][1], info["lr_size"][0]
-    return Grid(h, w, info["grid"]["rows"], info["grid"]["cols"], info["margin"])
-
-
-def method_dir(run: Path, method: str) -> Path:
-    return Path(run) / "models" / method
 
 
 def _check(o: TrainOptions) -> None:
@@ -87,7 +78,7 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
     precision = resolve_amp(config.amp, config.device).label
     torch.manual_seed(config.seed)  # model initialization
-    plan = build_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
+    training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
     out = method_dir(run, o.method)
     state_dir = out / "state"
     if o.restart and world.rank == 0 and state_dir.exists():
@@ -102,35 +93,35 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     }
     t0 = time.perf_counter()
     results = []
-    my_jobs = set(dist_utils.mine(list(range(len(plan.jobs)))))
-    for index, job in enumerate(plan.jobs):
+    my_jobs = set(dist_utils.mine(list(range(len(training.jobs)))))
+    for index, job in enumerate(training.jobs):
         if not job.shared and index not in my_jobs:
             continue
         signature = {**signature_base, "job": job.name, "world": world.size if job.shared else 1}
         result = train_job(job, config, state_dir / f"{job.name}.pt", signature, progress, index)
         if world.rank == 0 or not job.shared:
-            save_job(plan, job, out)
+            save_job(training, job, out)
         results.append(asdict(result))
     # every rank's results; a shared job reports from each rank, so keep one per job name
     jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
     report = None
     if world.rank == 0:
-        report = _report(o, plan, jobs, hr, lr, grid, scale, cmap, config, precision, world.size, out,
+        report = _report(o, training, jobs, hr, lr, grid, scale, cmap, config, precision, world.size, out,
                          eval_progress, t0)
     dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
     return report
 
 
-def _report(o: TrainOptions, plan, jobs: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap,
+def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap,
             config: TrainConfig, precision: str, world_size: int, out: Path, eval_progress, t0: float) -> dict:
-    """Write assignment.npz and report.json (cost, and the evaluation unless disabled); return the report."""
+    """Write model_map.npz and report.json (cost, and the evaluation unless disabled); return the report."""
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": o.method, "scale": scale, "frames": int(len(lr)), "grid": [grid.cols, grid.rows],
-        "margin": grid.margin, "num_models": plan.num_models,
-        "model": {"name": o.method_options.model, **plan.jobs[0].model.config.to_dict()},
-        "params": plan.params(), "bytes_fp32": 4 * plan.params(),
+        "margin": grid.margin, "num_models": training.num_models,
+        "model": {"name": o.method_options.model, **training.jobs[0].model.config.to_dict()},
+        "params": training.params(), "bytes_fp32": 4 * training.params(),
         "steps": sum(r["steps"] for r in jobs.values()),
         "jobs": [jobs[name] for name in sorted(jobs)],
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
@@ -138,11 +129,11 @@ def _report(o: TrainOptions, plan, jobs: dict, hr: np.ndarray, lr: np.ndarray, g
         "amp": precision, "config": asdict(o.config),
         "method_options": asdict(o.method_options),
     }
-    save_npz(out / "assignment.npz", assignment=plan.assignment)
+    save_npz(out / MODEL_MAP, model_map=training.model_map)
     if o.evaluate:
-        models = load_models(out, plan.num_models, config.device)
-        report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, plan.assignment, models,
+        models = load_models(out, training.num_models, config.device)
+        report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
                                device=config.device, progress=eval_progress))
     report["wall_seconds"] = time.perf_counter() - t0
-    write_json(out / "report.json", report)
+    write_json(out / REPORT, report)
     return report
