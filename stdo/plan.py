@@ -18,7 +18,8 @@ Planning, per frame (`plan_frame`):
    the frame, that model runs once on the whole frame instead: its runs share one window, which
    a client runs once and keeps every rectangle of.
 With the margin at least the model's receptive radius, every kept pixel equals that model run
-on the whole frame, so merging rectangles changes no pixel.
+on the whole frame, so merging rectangles changes no pixel; stdo.export.margin measures how far
+below the radius a clip's models can go.
 
 `choose_shapes` picks the few shapes (for fixed-shape runtimes, one model file each) that
 minimise the pixels run over the whole clip.
@@ -45,6 +46,7 @@ from stdo.grid import Grid
 
 FIELDS = ("plan", "model", "shape", "y", "x", "top", "left", "height", "width")
 MAX_SHAPES = 8
+MAX_MARGIN = 256
 
 
 class PlanError(StdoError):

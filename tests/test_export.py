@@ -17,7 +17,10 @@ from stdo.export.bundle import read_bundle
 from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
 from stdo.export.bundle import sha256_of
-from stdo.video import read_video
+from stdo.infer import upscale_batch
+from stdo.metrics import mse
+from stdo.play.player import Player
+from stdo.video import as_nchw, read_video
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("coremltools")
@@ -43,7 +46,9 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
     expected = {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                 ("tflite", "int8"), ("coreml", "fp16"), ("coreml", "int8")}
     plan_shapes = {tuple(s) for s in m["plan"]["shapes"]}
-    assert m["plan"]["margin"] == 6 and (36, 32) in plan_shapes  # the base window: one patch + margins
+    margin = m["plan"]["margin"]  # auto: measured, at most the receptive radius (6)
+    assert margin == report["plan"]["margin_check"]["margin"] <= 6 == m["receptive_radius"]
+    assert (min(24 + 2 * margin, 48), 20 + 2 * margin) in plan_shapes  # the base window: one patch + margins
     for model in m["models"]:
         assert {(f["format"], f["precision"]) for f in model["files"]} == expected
         for precision in ("fp32", "fp16", "int8"):  # fixed-shape TFLite: one file per plan shape
@@ -64,6 +69,20 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
     assert not [p for p in run.iterdir() if p.name.startswith(".bundle")]  # no temp folder left
 
 
+def test_the_measured_margin_leaves_the_frames_as_the_exact_plan(exported):
+    """auto margin: every frame within 0.1% of the model's own error of the exact (receptive radius) frames."""
+    run, report = exported
+    check = report["plan"]["margin_check"]
+    player = Player(run / "bundle", "torch")
+    lr, hr = np.load(run / "frames/lr.npy"), np.load(run / "frames/hr.npy")
+    planned = player.upscale(lr, 0).mul(255)
+    exact = upscale_batch(as_nchw(lr).float() / 255, player.grid, 2, player.bundle.model_map, player.runners).mul(255)
+    own = float(mse(exact.round(), as_nchw(hr).float(), shave=2).mean())
+    assert player.grid.margin == 6 and float(mse(planned, exact).mean()) <= check["tolerance"] * own
+    assert [c["margin"] for c in check["checks"]] == list(range(check["margin"] + 1))[: len(check["checks"])]
+    assert all(c["mse_vs_exact"] > check["tolerance"] * check["mse_exact_vs_hr"] for c in check["checks"][:-1])
+
+
 def test_verification_meets_the_targets_and_sizes_shrink(exported):
     run, report = exported
     rows = {(r["format"], r["precision"]): r for r in report["artifacts"]}
@@ -80,7 +99,8 @@ def test_verification_meets_the_targets_and_sizes_shrink(exported):
     assert rows[("onnx", "fp32")]["ms_per_window"] > 0
     on_disk = json.loads((run / "bundle/report.json").read_text())
     assert on_disk["artifacts"] == report["artifacts"]
-    assert "| tflite | int8 |" in (run / "bundle/report.md").read_text()
+    md = (run / "bundle/report.md").read_text()
+    assert "| tflite | int8 |" in md and f"Inference plan: margin {report['plan']['margin']} (measured" in md
 
 
 def test_coreml_spec_and_tflite_runtime(exported):
@@ -140,6 +160,8 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
     (["--method", "nas"], "holds no finished training: run stdo-train"),
     (["--verify-frames", "-1"], "--verify-frames"),
     (["--plan-shapes", "9"], "--plan-shapes 9 is outside 1..8"),
+    (["--plan-margin", "wide"], "--plan-margin 'wide' is not a number"),
+    (["--plan-margin", "-1"], "--plan-margin -1 is outside 0..256"),
     (["--video-crf", "23"], "--video-crf is gone: the bundle ships the RUN's own LR stream byte for byte; choose it "
                             "at clustering with stdo-cluster --codec/--crf/--bitrate/--lossless"),
 ])

@@ -28,7 +28,7 @@ def bundle(trained_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("play") / "run"
     shutil.copytree(trained_run, run)
     export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16,
-                         verify_frames=1))
+                         verify_frames=1, plan_margin=6))  # the receptive radius: the exact plan
     return run / "bundle"
 
 
@@ -142,6 +142,8 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     assert code == 0 and probe_video(out)[2] == 6
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.avi"])
     assert code == 2 and "give an .mp4 file, or a folder" in err and not (tmp_path / "sr.avi").exists()
+    code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "fast.mp4", "--preset", "warp"])
+    assert code == 2 and "--preset 'warp' is not a h264 preset" in err and not (tmp_path / "fast.mp4").exists()
 
 
 def test_tampered_bundle_is_refused(bundle, tmp_path, cli):

@@ -40,13 +40,14 @@ from torch import nn
 import stdo
 from stdo.errors import StdoError
 from stdo.export import bundle as bundle_format
+from stdo.export.margin import choose_margin
 from stdo.export.toolchain import require
 from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.models import fold_weight_norm
-from stdo.plan import MAX_SHAPES, Plan, choose_shapes, make_plan
+from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file, read_run_info
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -75,6 +76,7 @@ class ExportOptions:
     verify_frames: int = 30  # evenly spaced over the clip; 0 = all
     threads: int | None = None
     plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
+    plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
 
 
 @dataclass
@@ -124,6 +126,8 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
     if not 1 <= o.plan_shapes <= MAX_SHAPES:
         raise StdoError(f"--plan-shapes {o.plan_shapes} is outside 1..{MAX_SHAPES}")
+    if o.plan_margin is not None and not 0 <= o.plan_margin <= MAX_MARGIN:
+        raise StdoError(f"--plan-margin {o.plan_margin} is outside 0..{MAX_MARGIN}: give a margin in LR pixels, or auto")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
         raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
     run = Path(o.run)
@@ -280,7 +284,11 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
     bytes_by_variant: dict[str, int] = {}
-    margin = max(grid.margin, max(m.receptive_radius for m in models))  # merged windows then change no pixel
+    if o.plan_margin is None:  # the least context that leaves the output as it is, measured on a few frames
+        margin_check = choose_margin(hr, lr, model_map, grid, scale, models, verification_frames(len(lr), 8))
+        margin = margin_check["margin"]
+    else:
+        margin, margin_check = o.plan_margin, None
     plan = make_plan(model_map, grid, margin, choose_shapes(model_map, grid, margin, o.plan_shapes))
     if progress:
         progress("plan", 1, 1)
@@ -357,7 +365,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
         "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
         "scale": scale, "models": num_models, "window": list(grid.window_shape),
         "verify_frames": len(frames), "torch_fp32_psnr_hr": checks["torch_fp32_psnr_hr"],
-        "plan": plan.stats(grid),
+        "plan": {**plan.stats(grid), "margin_check": margin_check},
         "train_psnr_video": train_report.get("psnr_video"),
         "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
         "video": {k: manifest["video"][k] for k in bundle_format.VIDEO_FIELDS + ("bytes", "sha256")},
@@ -389,6 +397,14 @@ def format_report_md(report: dict) -> str:
             f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
             f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
             f"{report['bicubic_psnr_video']}).\n\n")
+    plan = report["plan"]
+    check = plan["margin_check"]
+    how = (f"measured: the least margin within {check['tolerance']:g} of the exact frames' error against HR; tried "
+           + ", ".join(f"{c['margin']} (MSE {c['mse_vs_exact']:.2g})" for c in check["checks"])
+           + f"; receptive radius {check['receptive_radius']}") if check else "given"
+    head += (f"Inference plan: margin {plan['margin']} ({how}), shapes {plan['shapes']}, "
+             f"{plan['runs_per_frame']:.1f} runs per frame, {plan['pixels_run_per_needed']:.2f}x the frame's pixels, "
+             f"{plan['frame_plans']} distinct frame plans.\n\n")
     v = report["video"]
     head += (f"LR stream: {v['codec']} {v['profile']}, {v['pix_fmt']}, {v['matrix']} {v['range']} range, "
              f"{v['bytes']:,} bytes, {v['bitrate_kbps']:.1f} kbit/s, sha256 {v['sha256'][:16]}... (the RUN's own).\n\n")

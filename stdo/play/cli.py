@@ -41,26 +41,30 @@ Examples:
 @click.option("--rate", is_flag=True,
               help="With --hr: also encode the HR frames with H.264 (yuv420p, CRF search) to find the cheapest HR "
                    "stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
-                   "(LR video + the models played + chunk map).")
+                   "(LR video + the models played + model map + plan).")
 @click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
 @click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
+@click.option("--preset", default="veryfast", show_default=True,
+              help="x264 preset of the output mp4 (ultrafast .. placebo): slower presets make smaller files and take "
+                   "the cores from inference while playing.")
 @click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, overwrite, crf, batch,
-                 threads, quiet, verbose):
-    """Play a bundle: decode its LR video, upscale every frame patch-wise with the chunk models, and
-    write the result.
+def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, overwrite, crf, preset,
+                 batch, threads, quiet, verbose):
+    """Play a bundle: decode its LR video, upscale every frame with its models by the bundle's
+    inference plan, and write the result.
 
-    Every frame is cut into the bundle's windows (patch + margin), the windows are grouped by
-    the model the chunk map names, each model runs once per group, and the outputs are
-    stitched. Always reports frames per second and where the time went (decode, inference,
-    stitch, encode); with --hr also PSNR against HR, beside bicubic.
+    The plan lists, per frame, each model run: an LR window, and the part of its output that
+    is kept. Runs of one model and window shape are batched, outputs are written in place into
+    the frame, decoding runs ahead and encoding behind in threads. Always reports frames per
+    second and where the time went (decode, inference, stitch, encode); with --hr also PSNR
+    against HR, beside bicubic.
     """
     setup_logging(verbose)
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
-                          video=video, overwrite=overwrite, crf=crf, batch=batch, threads=threads, report=report,
+                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, report=report,
                           plot=plot, rate=rate)
     bars = StageBars(disable=quiet)
     try:

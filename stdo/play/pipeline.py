@@ -42,6 +42,7 @@ class PlayOptions:
     video: Path | None = None  # LR video to play instead of the bundle's own
     overwrite: bool = False
     crf: int = 18  # H.264 yuv420p (BT.709 limited, tagged) at this CRF; 0: lossless RGB H.264
+    preset: str = "veryfast"  # x264's: a player encodes as it plays (medium takes the cores from inference)
     batch: int = 4
     threads: int | None = None
     report: Path | None = None  # .json or .md
@@ -54,6 +55,7 @@ def _check(o: PlayOptions) -> None:
         raise StdoError(f"--batch {o.batch} must be above 0")
     if not 0 <= o.crf <= 51:
         raise StdoError(f"--crf {o.crf} is outside 0..51")
+    output_stream(o.crf, o.preset).check()
     for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or --overwrite to replace it")
@@ -102,13 +104,15 @@ def _writer(o: PlayOptions, fps: float):
     if o.out is None:
         return None
     if Path(o.out).suffix.lower() == ".mp4":
-        return StreamWriter(Path(o.out), fps, output_stream(o.crf))
+        return StreamWriter(Path(o.out), fps, output_stream(o.crf, o.preset))
     return _PngFolder(Path(o.out))
 
 
-def output_stream(crf: int) -> StreamOptions:
+def output_stream(crf: int, preset: str = "veryfast") -> StreamOptions:
     """The player's mp4: H.264 yuv420p at `crf`, or with crf 0 lossless RGB H.264 (decodes to the same pixels)."""
-    return StreamOptions(lossless=True) if crf == 0 else StreamOptions(codec="h264", crf=crf)
+    if crf == 0:
+        return StreamOptions(lossless=True, preset=preset)
+    return StreamOptions(codec="h264", crf=crf, preset=preset)
 
 
 def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.models import list_models
+from stdo.rundir import REPORT, method_dir
 from stdo.train import distributed as dist_utils
 from stdo.train.loop import AMP_MODES, OPT_LEVELS, TrainConfig
 from stdo.train.methods import CAFM_CHUNKS, METHODS, MethodOptions
@@ -144,7 +145,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
         eval_bar.close()
         dist_utils.shutdown()
     if report is not None:
-        click.echo(format_report(report, Path(run) / "models" / method / "report.json"))
+        click.echo(format_report(report, method_dir(run, method) / REPORT))
 
 
 def main() -> None:
