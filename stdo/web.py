@@ -1,0 +1,112 @@
+"""The web player (android_demo/web) served beside bundles, and driven in headless Chromium.
+
+`serve` serves the player at /web/ and each given folder at /<name>/ from a background thread,
+with the headers that make the page cross-origin isolated (COOP/COEP), which WASM threads need.
+`drive` runs android_demo/web/test/drive.mjs (playwright-core with Debian's chromium) on a list
+of jobs and returns what the page reported. Tests and benchmarks/web_speed.py use both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+from stdo.errors import StdoError
+
+WEB_ROOT = Path(__file__).resolve().parents[1] / "android_demo" / "web"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".mjs": "text/javascript",
+                      ".wasm": "application/wasm", ".json": "application/json", ".mp4": "video/mp4",
+                      ".onnx": "application/octet-stream", ".tflite": "application/octet-stream"}
+    isolated = True
+
+    def end_headers(self) -> None:
+        if self.isolated:
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextmanager
+def serve(folders: dict[str, Path], isolated: bool = True, port: int = 0) -> Iterator[str]:
+    """Serve the web player at /web/ and each folder at /<name>/; yields the base URL (port 0: any free one)."""
+    with tempfile.TemporaryDirectory(prefix="stdo-web-") as tmp:
+        root = Path(tmp)
+        (root / "web").symlink_to(WEB_ROOT, target_is_directory=True)
+        for name, folder in folders.items():
+            (root / name).symlink_to(Path(folder).resolve(), target_is_directory=Path(folder).is_dir())
+        handler = type("Handler", (_Handler,), {"isolated": isolated})
+        server = ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(root)))
+        thread = threading.Thread(target=server.serve_forever, name="stdo-web", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def missing_tools() -> list[str]:
+    """What the web player's tests need and this machine lacks (make android-deps installs it)."""
+    missing = [tool for tool in ("node",) if shutil.which(tool) is None]
+    if not Path(CHROMIUM).is_file():
+        missing.append(f"chromium ({CHROMIUM})")
+    for package in ("playwright-core", "onnxruntime-web", "@litertjs/core", "mp4box"):
+        if not (WEB_ROOT / "node_modules" / package).is_dir():
+            missing.append(f"node_modules/{package} (npm ci in android_demo/web)")
+    return missing
+
+
+def drive(page_url: str, jobs: list[dict], timeout: float = 900) -> dict:
+    """Run `jobs` in the page at `page_url` (headless Chromium); returns {results: [...], logs: [...]}."""
+    with tempfile.TemporaryDirectory(prefix="stdo-drive-") as tmp:
+        jobs_path, out_path = Path(tmp) / "jobs.json", Path(tmp) / "out.json"
+        jobs_path.write_text(json.dumps(jobs))
+        done = subprocess.run(["node", str(WEB_ROOT / "test" / "drive.mjs"), page_url, str(jobs_path), str(out_path)],
+                              cwd=WEB_ROOT, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "CHROMIUM": CHROMIUM})
+        if done.returncode != 0 or not out_path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise StdoError(f"the web player's driver failed (exit {done.returncode}): {' | '.join(tail)}")
+        return json.loads(out_path.read_text())
+
+
+def main() -> None:
+    """python -m stdo.web BUNDLE [--port N]: serve the web player and a bundle on this machine until Ctrl-C."""
+    import time
+
+    import click
+
+    @click.command()
+    @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--port", type=int, default=8000, show_default=True)
+    def command(bundle: Path, port: int) -> None:
+        with serve({"bundle": bundle}, port=port) as base:
+            click.echo(f"open {base}web/index.html?bundle=/bundle/  (Ctrl-C stops)")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+
+    command()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The web player (android_demo/web) in headless Chromium on a real bundle: the same SR frames as the
+Python player, its own decoding, and a tampered bundle refused in the page.
+
+Needs node, Debian's chromium and android_demo/web/node_modules (make android-deps); skipped
+without them, except under CI=true, where a missing tool is a failure.
+"""
+
+import base64
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from stdo.export.pipeline import ExportOptions, export
+from stdo.play.player import Player
+from stdo.web import drive, missing_tools, serve
+
+MISSING = missing_tools()
+if MISSING and os.environ.get("CI") != "true":
+    pytest.skip(f"web player tools missing: {', '.join(MISSING)} (make android-deps)", allow_module_level=True)
+
+VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
+
+
+@pytest.fixture(scope="module")
+def page(trained_run, tmp_path_factory):
+    """One Chromium session over a bundle (ONNX + TFLite, fp32 + int8): every variant on the Python player's
+    own RGB frames, onnxruntime fp32 on the frames the page decodes itself, a tampered copy, the page."""
+    assert not MISSING, f"web player tools missing under CI: {', '.join(MISSING)}"
+    work = tmp_path_factory.mktemp("web")
+    run = work / "run"
+    shutil.copytree(trained_run, run)
+    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16, verify_frames=1))
+    lr = np.load(run / "frames/lr.npy")
+    (work / "rgb").mkdir()
+    (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())
+    tampered = work / "tampered"
+    shutil.copytree(run / "bundle", tampered)
+    model = tampered / "models/model1.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "keep": True, "rgb": "/rgb/lr.rgb"}
+            for b, p in VARIANTS]
+    jobs += [{"bundle": "/bundle/", "kind": "play", "backend": "onnxruntime", "precision": "fp32", "keep": True},
+             {"bundle": "/tampered/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
+             {"kind": "page", "url": "index.html?bundle=/tampered/"},
+             {"kind": "page", "url": "index.html?bundle=/bundle/"}]
+    with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered}) as base:
+        out = drive(base + "web/index.html?test=1", jobs)
+    return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
+                                                                       "page"], out["results"]))
+
+
+def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
+    return np.stack([np.frombuffer(base64.b64decode(s), dtype).reshape(shape) for s in encoded])
+
+
+@pytest.mark.parametrize("backend, precision", VARIANTS)
+def test_web_player_gives_the_python_players_frames(page, backend, precision):
+    run, lr, results = page
+    result = results[f"rgb {backend} {precision}"]
+    assert result["ok"], result
+    player = Player(run / "bundle", backend, precision)
+    expected = player.upscale(lr, 0).numpy()
+    web = _frames(result["sr"], np.float32, expected.shape[1:])
+    assert web.shape == expected.shape and result["fps"] > 0
+    # fp32: float rounding; int8: ONNX Runtime Web's int8 kernels round a few activations differently
+    assert np.abs(web - expected).max() <= (1e-4 if precision == "fp32" else 2 / 255)
+
+
+def test_web_player_decodes_the_stream_itself(page):
+    run, lr, results = page
+    result = results["decoded"]
+    assert result["ok"] and result["isolated"] and result["threads"] >= 1, result
+    decoded = _frames(result["decoded"], np.uint8, lr.shape[1:])
+    assert decoded.shape == lr.shape  # every frame, in order, WebCodecs + the stream's own BT.709 limited matrix
+    assert np.abs(decoded.astype(int) - lr).mean() <= 0.01 and np.abs(decoded.astype(int) - lr).max() <= 2
+    expected = Player(run / "bundle", "onnxruntime").upscale(lr, 0).numpy()
+    web = _frames(result["sr"], np.float32, expected.shape[1:])
+    difference = np.abs(web - expected)
+    print(f"web player, own decoding, vs Python player: mean {difference.mean():.2e}, max {difference.max():.2e}")
+    assert difference.mean() <= 2 / 255
+
+
+def test_a_tampered_bundle_is_refused_in_the_page(page):
+    _, _, results = page
+    assert not results["tampered"]["ok"] and "fails its sha256 check" in results["tampered"]["error"]
+    shown = results["tampered page"]
+    assert not shown["ok"] and "model1.onnx" in shown["error"]
+    assert "sha256" in shown["error"] and not shown["canPlay"]
+    ready = results["page"]
+    assert ready["ok"] and ready["canPlay"] and "6 frames, 80x48 -> x2" in ready["stats"]
