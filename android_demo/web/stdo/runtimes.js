@@ -56,7 +56,8 @@ async function liteRtRunner(bundle, precision, threads) {
         throw new BundleError(`the bundle's tflite ${precision} files of model ${i} lack the plan's window ${h}x${w}: `
           + 'export it again with stdo-export');
       }
-      byShape.push(await loadAndCompile(new Uint8Array(await bundle.file(file)), { accelerator: 'wasm' }));
+      byShape.push(await loadAndCompile(new Uint8Array(await bundle.file(file)),
+        { accelerator: 'wasm', cpuOptions: { numThreads: threads } }));
     }
     compiled.push(byShape);
   }
