@@ -52,13 +52,15 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[test,export,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed android-deps
 	$(PY) benchmarks/cluster_speed.py
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
 	$(PY) benchmarks/play_speed.py
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
 	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 30 --steps 400
+	$(PY) benchmarks/plan_margin.py
+	$(PY) benchmarks/web_speed.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

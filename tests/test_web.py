@@ -46,11 +46,12 @@ def page(trained_run, tmp_path_factory):
     jobs += [{"bundle": "/bundle/", "kind": "play", "backend": "onnxruntime", "precision": "fp32", "keep": True},
              {"bundle": "/tampered/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
              {"kind": "page", "url": "index.html?bundle=/tampered/"},
-             {"kind": "page", "url": "index.html?bundle=/bundle/"}]
+             {"kind": "page", "url": "index.html?bundle=/bundle/"},
+             {"kind": "page", "url": "index.html?bundle=/bundle/", "play": True, "backend": "litert", "precision": "int8"}]
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
-                                                                       "page"], out["results"]))
+                                                                       "page", "played"], out["results"]))
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -92,3 +93,9 @@ def test_a_tampered_bundle_is_refused_in_the_page(page):
     assert "sha256" in shown["error"] and not shown["canPlay"]
     ready = results["page"]
     assert ready["ok"] and ready["canPlay"] and "6 frames, 80x48 -> x2" in ready["stats"]
+
+
+def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):
+    _, _, results = page
+    played = results["played"]  # Play pressed with LiteRT.js int8 chosen in the page's switch
+    assert played["ok"] and played["stats"].startswith("frame 6/6 ") and "litert int8" in played["stats"], played

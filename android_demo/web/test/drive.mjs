@@ -3,7 +3,8 @@
 //
 //   node test/drive.mjs PAGE_URL JOBS.json OUT.json
 //
-// A job: {kind: 'page', url} opens the player page itself and reports the error it shows or its stats;
+// A job: {kind: 'page', url, play?, backend?, precision?} opens the player page itself (and presses Play
+// with that runtime) and reports the error it shows or its stats;
 // otherwise {bundle, kind: 'load'|'play', backend, precision, threads?, rgb?, frames?, keep?}. 'play' runs
 // the bundle's plan over its frames: the RGB frames at `rgb` (raw uint8 [T, h, w, 3]) or, without it,
 // the frames the page decodes itself; `keep` returns the SR frames (base64 float32 planar) and the
@@ -33,6 +34,13 @@ try {
       await other.goto(new URL(job.url, url).href);
       await other.waitForFunction(() => !document.getElementById('error').hidden
         || document.getElementById('stats').textContent !== '', null, { timeout: 60000 });
+      if (job.play && await other.evaluate(() => document.getElementById('error').hidden)) {
+        if (job.backend) await other.selectOption('#backend', job.backend);
+        if (job.precision) await other.selectOption('#precision', job.precision);
+        await other.click('#play');
+        await other.waitForFunction(() => /^frame (\d+)\/\1 /.test(document.getElementById('stats').textContent)
+          || !document.getElementById('error').hidden, null, { timeout: 120000 });
+      }
       results.push(await other.evaluate(() => ({
         ok: document.getElementById('error').hidden,
         error: document.getElementById('error').textContent,
