@@ -55,13 +55,13 @@ def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, model_map: np.ndarra
     b, rows, cols, c, wh, ww = windows.shape
     flat = windows.reshape(b * rows * cols, c, wh, ww)
     which = torch.from_numpy(np.ascontiguousarray(model_map).reshape(-1).astype(np.int64))
-    out = flat.new_empty(b * rows * cols, c, wh * scale, ww * scale)
+    out = flat.new_empty(b * rows * cols, 3, wh * scale, ww * scale)  # RGB out, whatever frames went in
     for k in torch.unique(which).tolist():
         idx = torch.nonzero(which == k).squeeze(1)
         for start in range(0, len(idx), max_windows):
             part = idx[start : start + max_windows]
             out[part] = runners[k](flat[part]).float()
-    return stitch(out.reshape(b, rows, cols, c, wh * scale, ww * scale), grid, scale).clamp_(0, 1)
+    return stitch(out.reshape(b, rows, cols, 3, wh * scale, ww * scale), grid, scale).clamp_(0, 1)
 
 
 @torch.no_grad()
@@ -99,10 +99,20 @@ def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[i
     return out.clamp_(0, 1)
 
 
+def temporal_stack(lr: np.ndarray, first: int, count: int, radius: int) -> np.ndarray:
+    """uint8 [count, h, w, 3·(2r+1)]: for each frame t of first .. first+count-1, frames t-r .. t+r stacked along
+    channels (the clip's first and last frames repeated past its ends): a multi-frame model's input."""
+    last = len(lr) - 1
+    return np.stack([np.concatenate([lr[min(max(t + k, 0), last)] for k in range(-radius, radius + 1)], axis=-1)
+                     for t in range(first, min(first + count, len(lr)))])
+
+
 def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, model_map: np.ndarray, runners: Sequence[Runner],
-                  frames_per_batch: int = 4, device: str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3]."""
+                  frames_per_batch: int = 4, device: str = "cpu", radius: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3];
+    with a temporal radius r, the runners read frames t-r .. t+r stacked along channels."""
     for i in range(0, len(lr), frames_per_batch):
-        x = as_nchw(lr[i : i + frames_per_batch]).to(device).float().div_(255)
+        frames = temporal_stack(lr, i, frames_per_batch, radius) if radius else lr[i : i + frames_per_batch]
+        x = as_nchw(frames).to(device).float().div_(255)
         sr = upscale_batch(x, grid, scale, model_map[i : i + frames_per_batch], runners)
         yield i, sr.mul_(255).round_().cpu()

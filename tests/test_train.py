@@ -150,22 +150,23 @@ def _state_step(path: Path) -> int:
         return -1
 
 
-def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp_path):
-    args = ["--method", "stdo", "--steps", "400", "--checkpoint-every", "20", *TINY]
+@pytest.mark.parametrize("method, job", [("stdo", "model0"), ("mfwdsr", "joint")])
+def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp_path, method, job):
+    args = ["--method", method, "--steps", "400", "--checkpoint-every", "20", *TINY]
     whole, killed = copy_run(small_run, tmp_path / "whole"), copy_run(small_run, tmp_path / "killed")
     subprocess.run([BIN / "stdo-train", whole, *args], check=True, capture_output=True)
     proc = subprocess.Popen([BIN / "stdo-train", killed, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = killed / "models/stdo/state/model0.pt"
+    state = killed / f"models/{method}/state/{job}.pt"
     deadline = time.time() + 120
     while _state_step(state) < 60 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "models/stdo/report.json").exists()
+    assert not (killed / f"models/{method}/report.json").exists()
     subprocess.run([BIN / "stdo-train", killed, *args], check=True, capture_output=True)
-    a = json.loads((whole / "models/stdo/report.json").read_text())
-    b = json.loads((killed / "models/stdo/report.json").read_text())
+    a = json.loads((whole / f"models/{method}/report.json").read_text())
+    b = json.loads((killed / f"models/{method}/report.json").read_text())
     assert abs(a["psnr_video"] - b["psnr_video"]) <= 0.05 and abs(a["psnr_stdo"] - b["psnr_stdo"]) <= 0.05
 
 

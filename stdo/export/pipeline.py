@@ -158,6 +158,9 @@ def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]
         raise StdoError(f"{models_dir} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
     num_models = int(report.get("num_models", int(model_map.max()) + 1))
     models = [fold_weight_norm(m).eval() for m in load_models(models_dir, num_models)]
+    if any(m.config.frames > 1 for m in models):
+        raise StdoError(f"{method} reads {models[0].config.frames} frames at once: a phone bundle holds single-frame "
+                        "models; export wdsr-large or an on-device method")
     return models, model_map, report
 
 

@@ -28,6 +28,7 @@ class WDSRConfig:
     num_channels: int = 3
     bicubic_skip: bool = True  # start the skip branch at bicubic upsampling and the body at zero
     skip_padding: str = "replicate"  # the skip conv at the frame border; the WDSR/STDO release used "zeros"
+    frames: int = 1  # LR frames read at once (early fusion, WDSR's temporal_size): 2r+1 centred on the output's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,19 +59,21 @@ def bicubic_phase_taps(scale: int, radius: int = 2) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _init_as_bicubic(conv: nn.Module, channels: int, scale: int) -> None:
-    """Set a weight-normed 5x5 conv (channels -> channels·s², before PixelShuffle) to bicubic upsampling.
+def _init_as_bicubic(conv: nn.Module, channels: int, scale: int, source: int = 0) -> None:
+    """Set a weight-normed 5x5 conv (-> channels·s², before PixelShuffle) to bicubic upsampling of its input
+    channels source .. source+channels-1 (the centre frame of a multi-frame input).
 
     Bicubic at an integer scale is, per output phase, a separable 4-tap filter inside a
     5x5 window, so the skip branch represents it exactly; its conv repeats the edge
     pixels (replicate padding) as bicubic does, so this holds at the frame border too.
     """
     taps = bicubic_phase_taps(scale)
-    weight = torch.zeros(channels * scale * scale, channels, 5, 5, dtype=torch.float64)
+    weight = torch.zeros(channels * scale * scale, conv.parametrizations.weight.original1.shape[1], 5, 5,
+                         dtype=torch.float64)
     for c in range(channels):
         for py in range(scale):
             for px in range(scale):
-                weight[c * scale * scale + py * scale + px, c] = torch.outer(taps[py], taps[px])
+                weight[c * scale * scale + py * scale + px, source + c] = torch.outer(taps[py], taps[px])
     weight = weight.float()
     conv.parametrizations.weight.original1.copy_(weight)
     conv.parametrizations.weight.original0.copy_(weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
@@ -94,19 +97,19 @@ class WDSR(nn.Module):
         super().__init__()
         self.config = config
         c, s, units = config.num_channels, config.scale, config.num_residual_units
-        out = c * s * s
+        out, cin = c * s * s, c * config.frames
         res_scale = 1 / math.sqrt(config.num_blocks) if config.num_blocks else 1.0
         self.body = nn.Sequential(
-            _wn_conv(c, units, 3, 1.0),
+            _wn_conv(cin, units, 3, 1.0),
             *[Block(units, config.width_multiplier, res_scale) for _ in range(config.num_blocks)],
             _wn_conv(units, out, 3, 1.0),
         )
         # replicate padding keeps a new model close to bicubic at the frame border too; the release's zero
         # padding cost an untrained model ~0.5 dB on small frames (checkpoints in its format load with it)
-        self.skip = nn.Sequential(_wn_conv(c, out, 5, 1.0, padding_mode=config.skip_padding))
+        self.skip = nn.Sequential(_wn_conv(cin, out, 5, 1.0, padding_mode=config.skip_padding))
         self.shuf = nn.PixelShuffle(s)
         if config.bicubic_skip:
-            _init_as_bicubic(self.skip[0], c, s)
+            _init_as_bicubic(self.skip[0], c, s, source=c * (config.frames // 2))
             with torch.no_grad():
                 self.body[-1].parametrizations.weight.original0.zero_()
 
@@ -193,7 +196,8 @@ def infer_config(state: dict[str, torch.Tensor], image_mean: float = 0.5) -> WDS
     release = any(k.endswith(".weight_g") for k in state)
     state = to_parametrized_keys(state)
     head = state[f"body.0.{_V}"]
-    units, channels = head.shape[0], head.shape[1]
+    units, inputs = head.shape[0], head.shape[1]
+    channels = 3 if inputs % 3 == 0 else inputs  # RGB frames, 2r+1 of them for a multi-frame model
     blocks = sum(1 for k in state if re.fullmatch(rf"body\.\d+\.body\.0\.{re.escape(_V)}", k))
     wide = state[f"body.1.body.0.{_V}"].shape[0] if blocks else units
     out = state[f"skip.0.{_V}"].shape[0]
@@ -201,7 +205,7 @@ def infer_config(state: dict[str, torch.Tensor], image_mean: float = 0.5) -> WDS
     if scale * scale * channels != out:
         raise ValueError(f"skip conv has {out} outputs, not channels x scale^2")
     return WDSRConfig(scale, blocks, units, wide / units, image_mean, channels,
-                      skip_padding="zeros" if release else "replicate")
+                      skip_padding="zeros" if release else "replicate", frames=inputs // channels)
 
 
 def load_wdsr(checkpoint: dict, config: WDSRConfig | None = None) -> WDSR:

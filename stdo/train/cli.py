@@ -81,7 +81,8 @@ Rerunning the same command resumes from the last checkpoint.
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(METHODS), default="stdo", show_default=True,
               help="stdo: a model per chunk; jstdo: one joint model, data-aware sampling; awdnn: one model; "
-                   "nas: a model per time segment; cafm: shared backbone + per-chunk modulation.")
+                   "nas: a model per time segment; cafm: shared backbone + per-chunk modulation. Server-side: "
+                   "mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: one WDSR of ~4.8M parameters.")
 @click.option("--steps", type=int, default=2000, show_default=True,
               help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
 @click.option("--model", type=click.Choice(list_models()), default="wdsr_a_mobile", show_default=True,
@@ -106,14 +107,16 @@ Rerunning the same command resumes from the last checkpoint.
               help="What cafm modulates by: time segments (CaFM) or the RUN's STDO chunks.")
 @click.option("--sampling", type=click.Choice(WEIGHTINGS), default="error", show_default=True,
               help="jstdo: draw chunks by count x current error, or by count alone.")
+@click.option("--radius", type=int, default=1, show_default=True,
+              help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cuda = this rank's GPU under torchrun).")
 @click.option("--restart", is_flag=True, help="Discard saved training state and start over.")
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
-                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, device, restart,
-                  no_eval, quiet, verbose):
+                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, device,
+                  restart, no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -129,7 +132,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
     options = TrainOptions(
         run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
-                                     sampling=sampling, crop=crop, augment=not no_augment),
+                                     sampling=sampling, crop=crop, augment=not no_augment, radius=radius),
     )
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)

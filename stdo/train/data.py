@@ -11,6 +11,10 @@ Without that, a small crop's zero-padded border is a large share of the loss and
 model learns crop borders instead of the picture. Windows stay inside the frame, so
 at the frame border the crop sits off-centre in its window. Optional flips and
 transposes (the square's 8 symmetries) apply to window and mask alike.
+
+With a temporal radius r, each LR window is the same crop of frames t-r .. t+r (the clip's
+first and last frames repeated past its ends), stacked along channels, for a multi-frame
+model; the target is frame t.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class PatchSampler:
     """Draws batches (lr [B,3,w,w], hr [B,3,w·s,w·s], mask [B,1,w·s,w·s]) in [0, 1]; w = crop + 2·context."""
 
     def __init__(self, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, patches: np.ndarray,
-                 crop: int = 32, context: int | None = None, augment: bool = True) -> None:
+                 crop: int = 32, context: int | None = None, augment: bool = True, radius: int = 0) -> None:
         """`patches`: int array [N, 3] of (frame, row, col) to draw from; context defaults to the grid's margin."""
         if len(patches) == 0:
             raise ValueError("no patches to sample from")
@@ -43,6 +47,7 @@ class PatchSampler:
         context = grid.margin if context is None else context
         self.window = min(self.crop + 2 * context, size)
         self.augment = augment
+        self.radius = radius
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -67,14 +72,17 @@ class PatchSampler:
         n, ws = len(picked), w * s
         # flip width, flip height, transpose: one of the square's 8 symmetries per sample
         flags = rng.integers(0, 2, (n, 3)).astype(bool) if self.augment else np.zeros((n, 3), bool)
-        lr = np.empty((n, w, w, 3), np.uint8)
+        frames, last = 2 * self.radius + 1, len(self.lr) - 1
+        lr = np.empty((n, w, w, 3 * frames), np.uint8)
         hr = np.empty((n, ws, ws, 3), np.uint8)
         mask = np.zeros((n, ws, ws), np.float32)
         inside = np.zeros((ws, ws), np.float32)
         for i in range(n):
             inside[:] = 0
             inside[oy[i] : oy[i] + p * s, ox[i] : ox[i] + p * s] = 1
-            lr[i] = _orient(self.lr[t[i], wy[i] : wy[i] + w, wx[i] : wx[i] + w], flags[i])
+            for k in range(frames):
+                tk = min(max(t[i] + k - self.radius, 0), last)
+                lr[i, ..., 3 * k : 3 * k + 3] = _orient(self.lr[tk, wy[i] : wy[i] + w, wx[i] : wx[i] + w], flags[i])
             hr[i] = _orient(self.hr[t[i], wy[i] * s : wy[i] * s + ws, wx[i] * s : wx[i] * s + ws], flags[i])
             mask[i] = _orient(inside, flags[i])
         to_float = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255).contiguous()  # noqa: E731

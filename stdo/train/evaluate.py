@@ -50,10 +50,10 @@ class _Accumulator:
 
 def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
              model_map: np.ndarray, runners: Sequence[Runner], device: str = "cpu",
-             progress: Callable[[int], None] | None = None) -> dict:
+             progress: Callable[[int], None] | None = None, radius: int = 0) -> dict:
     """Metrics of the models (serving patches by `model_map`) and of bicubic on the same frames."""
     model_acc, bicubic_acc = _Accumulator(), _Accumulator()
-    for i, sr in iter_upscaled(lr, grid, scale, model_map, runners, device=device):
+    for i, sr in iter_upscaled(lr, grid, scale, model_map, runners, device=device, radius=radius):
         ref = as_nchw(hr[i : i + len(sr)]).float()
         model_acc.add(sr, ref, grid, scale)
         bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)

@@ -9,6 +9,13 @@ model serves which patch (the method's model map).
 - cafm:  a shared backbone with per-chunk modulation; chunks are temporal segments as in
          CaFM, or the RUN's STDO chunks. Exported as one folded WDSR per chunk.
 
+Server-side methods (upscaling on a server, beside the on-device ones):
+- mfwdsr:     one multi-frame WDSR over the whole clip, reading frames t-r .. t+r at once (early
+              fusion, the WDSR code's temporal_size; --radius r, 0 = the single-frame control of
+              equal width).
+- wdsr-large: one single-frame WDSR of a few million parameters (the model registry's wdsr_large):
+              the "just use a bigger model" option.
+
 The step budget is the method's total: per-model methods split it evenly over their
 models, so methods compare at equal cost.
 """
@@ -32,7 +39,8 @@ from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
 
-METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm")
+METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm", "mfwdsr", "wdsr-large")
+SERVER_METHODS = ("mfwdsr", "wdsr-large")
 CAFM_CHUNKS = ("time", "stdo")
 
 
@@ -45,6 +53,7 @@ class MethodOptions:
     sampling: str = "error"  # jstdo
     crop: int = 32
     augment: bool = True
+    radius: int = 1  # mfwdsr: frames t-r .. t+r
 
 
 @dataclass
@@ -53,6 +62,7 @@ class TrainingPlan:
     jobs: list[Job]
     model_map: np.ndarray  # uint8 [T, rows, cols]: index of the model serving each patch
     num_models: int
+    radius: int = 0  # temporal radius of the models' input (multi-frame models)
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs for p in job.model.parameters())
@@ -80,8 +90,8 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     def new_model() -> nn.Module:
         return create_model(options.model, scale=scale, **options.overrides)
 
-    def group(patches: np.ndarray) -> PatchSampler:
-        return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment)
+    def group(patches: np.ndarray, radius: int = 0) -> PatchSampler:
+        return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment, radius=radius)
 
     seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
     if method in ("stdo", "nas"):
@@ -91,6 +101,15 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         if any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
         return TrainingPlan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
+    if method in SERVER_METHODS:
+        radius = options.radius if method == "mfwdsr" else 0
+        if not 0 <= radius <= (t - 1) // 2:
+            raise StdoError(f"--radius {radius} needs {2 * radius + 1} frames, the RUN has {t}: give at most {(t - 1) // 2}")
+        name = "wdsr_large" if method == "wdsr-large" else options.model
+        model = create_model(name, scale=scale, **{**options.overrides, "frames": 2 * radius + 1})
+        sampler = ChunkSampler([group(patches_of(chunks), radius)])
+        return TrainingPlan(method, [Job("joint", model, steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8),
+                            1, radius)
     if method in ("awdnn", "jstdo"):
         if method == "awdnn":
             sampler = ChunkSampler([group(patches_of(chunks))])

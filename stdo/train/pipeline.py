@@ -119,7 +119,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": o.method, "scale": scale, "frames": int(len(lr)), "grid": [grid.cols, grid.rows],
-        "margin": grid.margin, "num_models": training.num_models,
+        "margin": grid.margin, "num_models": training.num_models, "radius": training.radius,
         "model": {"name": o.method_options.model, **training.jobs[0].model.config.to_dict()},
         "params": training.params(), "bytes_fp32": 4 * training.params(),
         "steps": sum(r["steps"] for r in jobs.values()),
@@ -133,7 +133,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)
         report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
-                               device=config.device, progress=eval_progress))
+                               device=config.device, progress=eval_progress, radius=training.radius))
     report["wall_seconds"] = time.perf_counter() - t0
     write_json(out / REPORT, report)
     return report
