@@ -9,6 +9,7 @@ from stdo.cluster.cli import cluster_command
 from stdo.export.cli import export_command
 from stdo.play.cli import play_command
 from stdo.train.cli import train_command
+from stdo.upscale.cli import upscale_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,3 +25,4 @@ main.add_command(cluster_command)
 main.add_command(train_command)
 main.add_command(export_command)
 main.add_command(play_command)
+main.add_command(upscale_command)

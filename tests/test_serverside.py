@@ -10,11 +10,13 @@ from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.export.cli import export_command
 from stdo.grid import Grid
 from stdo.infer import temporal_stack
-from stdo.models import create_model, load_wdsr
+from stdo.models import create_model, fold_weight_norm, load_wdsr
 from stdo.stream import StreamOptions
 from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler
-from stdo.video import Crop, upscale_bicubic
+from stdo.upscale.cli import upscale_command
+from stdo.upscale.pipeline import UpscaleOptions, upscale
+from stdo.video import Crop, probe_video
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -69,10 +71,18 @@ def run(tmp_path_factory, bikes):
     return path
 
 
-def test_mfwdsr_reads_three_frames_and_beats_bicubic(cli, run):
-    code, _, err, _ = cli(train_command, [run, "--method", "mfwdsr", "--radius", "1", "--steps", "300", "--blocks", "2",
-                                          "--units", "8", "--batch", "8", "--crop", "16", "-q"])
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def trained(run):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(train_command, [str(run), "--method", "mfwdsr", "--radius", "1", "--steps", "300",
+                                                "--blocks", "2", "--units", "8", "--batch", "8", "--crop", "16", "-q"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_mfwdsr_reads_three_frames_and_beats_bicubic(cli, trained):
+    run = trained
     report = json.loads((run / "models/mfwdsr/report.json").read_text())
     assert report["radius"] == 1 and report["model"]["frames"] == 3
     assert report["psnr_video"] > report["bicubic"]["psnr_video"]  # the 480-step bar: test_train
@@ -83,3 +93,44 @@ def test_mfwdsr_reads_three_frames_and_beats_bicubic(cli, run):
 def test_a_window_longer_than_the_clip_is_one_line_exit_2(cli, run, tmp_path):
     code, _, err, _ = cli(train_command, [run, "--method", "mfwdsr", "--radius", "3", "--steps", "10", "-q"])
     assert code == 2 and "--radius 3 needs 7 frames, the RUN has 6" in err and len(err.strip().splitlines()) == 1
+
+
+def test_upscale_runs_the_whole_clip_like_training_evaluated_it(cli, trained, tmp_path):
+    run = trained
+    trained_report = json.loads((run / "models/mfwdsr/report.json").read_text())
+    out = tmp_path / "sr.mp4"
+    code, stdout, err, _ = cli(upscale_command, [run, "--method", "mfwdsr", "--out", out, "-q"])
+    assert code == 0, err
+    assert "fps" in stdout and "RGB PSNR model" in stdout and "frames t-1..t+1" in stdout
+    assert probe_video(out)[:3] == (160, 96, 6)
+    torch_report = upscale(UpscaleOptions(run=run, method="mfwdsr"))
+    # whole frames here, windows with margin 6 (the tiny model's receptive radius) in training: the same pixels
+    assert abs(torch_report["psnr"]["model"] - trained_report["psnr_video"]) < 0.01
+    assert abs(torch_report["psnr"]["bicubic"] - trained_report["bicubic"]["psnr_video"]) < 1e-6
+    onnx_report = upscale(UpscaleOptions(run=run, method="mfwdsr", backend="onnxruntime"))
+    assert abs(onnx_report["psnr"]["model"] - torch_report["psnr"]["model"]) < 0.01
+
+
+def test_multi_frame_onnx_equals_torch(tmp_path):
+    from stdo.export.onnx import OnnxRunner, export_onnx
+    from stdo.metrics import psnr
+
+    torch.manual_seed(0)
+    model = fold_weight_norm(create_model("wdsr_a_mobile", scale=3, frames=3)).eval()
+    for p in model.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))  # not the bicubic start
+    x = torch.rand(2, 9, 20, 28)
+    onnx_out = OnnxRunner(export_onnx(model, tmp_path / "mf.onnx"))(x)
+    with torch.no_grad():
+        assert float(psnr(onnx_out.clamp(0, 1) * 255, model(x).clamp(0, 1) * 255).min()) >= 100
+
+
+def test_upscale_bad_input_is_one_line_exit_2(cli, trained, tmp_path):
+    out = tmp_path / "sr.mp4"
+    out.write_bytes(b"earlier")
+    for args, message in (([trained, "--method", "mfwdsr", "--out", out], "exists"),
+                          ([trained, "--method", "nas"], "holds no finished training"),
+                          ([trained, "--out", tmp_path / "sr.avi"], "give an .mp4 file")):
+        code, _, err, _ = cli(upscale_command, args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert out.read_bytes() == b"earlier"

@@ -31,7 +31,8 @@ def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (3
     model = model.eval().cpu()
     dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=8, max=8192),
             3: torch.export.Dim("width", min=8, max=8192)}
-    example = torch.rand(1, 3, *example_size)
+    frames = getattr(getattr(model, "config", None), "frames", 1)  # a multi-frame model reads 3·frames channels
+    example = torch.rand(1, 3 * frames, *example_size)
     with atomic_path(path, suffix=".onnx") as tmp, quiet():
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"x": dims}, verbose=False)

@@ -1,0 +1,122 @@
+"""stdo-upscale as a library call: a trained method of a RUN run over the whole clip on a server.
+
+For server-side methods (one model: mfwdsr, wdsr-large; also awdnn and jstdo) every frame runs
+whole through the model, a multi-frame model reading frames t-r .. t+r; methods with several
+models (stdo, nas, cafm) run patch-wise by their model map, as training evaluated them. Backends:
+torch (the trained weights) or onnxruntime (the model exported to ONNX here, checked against
+torch). Reports frames per second of inference, and RGB PSNR, Y-PSNR and SSIM against the RUN's
+HR frames beside bicubic; optionally writes the SR video (H.264, the player's output settings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from stdo.errors import StdoError
+from stdo.infer import Runner, iter_upscaled, temporal_stack
+from stdo.metrics import psnr, psnr_y, ssim
+from stdo.models import fold_weight_norm
+from stdo.play.pipeline import output_stream
+from stdo.rundir import MODEL_MAP, REPORT, grid_of, load_frames, method_dir, read_run_info
+from stdo.stream import StreamWriter
+from stdo.train.methods import METHODS, load_models
+from stdo.video import as_nchw, upscale_bicubic
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class UpscaleOptions:
+    run: Path
+    method: str = "mfwdsr"
+    backend: str = "torch"
+    out: Path | None = None  # .mp4
+    overwrite: bool = False
+    crf: int = 18
+    preset: str = "veryfast"
+    batch: int = 4
+    threads: int | None = None
+
+
+def _check(o: UpscaleOptions) -> None:
+    if o.method not in METHODS:
+        raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
+    if o.backend not in BACKENDS:
+        raise StdoError(f"unknown backend {o.backend!r}: use one of {', '.join(BACKENDS)}")
+    if o.batch <= 0:
+        raise StdoError(f"--batch {o.batch} must be above 0")
+    if o.out is not None:
+        if Path(o.out).suffix.lower() != ".mp4":
+            raise StdoError(f"--out {o.out}: give an .mp4 file")
+        if Path(o.out).exists() and not o.overwrite:
+            raise StdoError(f"--out {o.out} exists: give another path, or --overwrite to replace it")
+        output_stream(o.crf, o.preset).check()
+
+
+def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, work: Path) -> list[Runner]:
+    if backend == "torch":
+        return [lambda x, m=m: m(x) for m in models]
+    from stdo.export.onnx import OnnxRunner, export_onnx
+
+    return [OnnxRunner(export_onnx(m, work / f"model{i}.onnx"), threads) for i, m in enumerate(models)]
+
+
+@torch.no_grad()
+def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) -> dict:
+    """Run a trained method over the RUN's clip; returns the report (and writes o.out if given)."""
+    _check(o)
+    run = Path(o.run)
+    info = read_run_info(run)
+    folder = method_dir(run, o.method)
+    if not (folder / REPORT).is_file() or not (folder / MODEL_MAP).is_file():
+        raise StdoError(f"{folder} holds no finished training: run stdo-train {run} --method {o.method} first")
+    trained = json.loads((folder / REPORT).read_text())
+    with np.load(folder / MODEL_MAP) as z:
+        model_map = np.ascontiguousarray(z["model_map"], np.uint8)
+    models = [fold_weight_norm(m).eval() for m in load_models(folder, int(trained.get("num_models", 1)))]
+    radius = models[0].config.frames // 2
+    hr, lr = load_frames(run)
+    grid, scale = grid_of(info), int(info["scale"])
+    fps_clip = float(info["frames"].get("fps") or 25.0)
+    scores: dict[str, list[np.ndarray]] = {k: [] for k in ("psnr", "psnr_y", "ssim", "bicubic", "bicubic_y",
+                                                           "bicubic_ssim")}
+    seconds = 0.0
+    writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
+    with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
+        runners = _runners(models, o.backend, o.threads, Path(tmp))
+        if len(models) == 1:  # whole frames, a multi-frame model reading t-r .. t+r
+            results = ((i, runners[0](as_nchw(temporal_stack(lr, i, o.batch, radius) if radius else lr[i : i + o.batch])
+                                      .float().div_(255)).clamp_(0, 1).mul_(255).round_())
+                       for i in range(0, len(lr), o.batch))
+        else:  # patch-wise by the model map, as training evaluated it
+            results = iter_upscaled(lr, grid, scale, model_map, runners, frames_per_batch=o.batch)
+        t0 = time.perf_counter()
+        for i, sr in results:
+            seconds += time.perf_counter() - t0
+            ref = as_nchw(hr[i : i + len(sr)]).float()
+            bicubic = upscale_bicubic(lr[i : i + len(sr)], scale)
+            for key, fn, image in (("psnr", psnr, sr), ("psnr_y", psnr_y, sr), ("ssim", ssim, sr),
+                                   ("bicubic", psnr, bicubic), ("bicubic_y", psnr_y, bicubic),
+                                   ("bicubic_ssim", ssim, bicubic)):
+                scores[key].append(fn(image, ref, shave=scale).numpy())
+            if writer is not None:
+                for frame in sr.to(torch.uint8).permute(0, 2, 3, 1).numpy():
+                    writer.write(frame)
+            if progress:
+                progress(len(sr))
+            t0 = time.perf_counter()
+    mean = {k: float(np.concatenate(v).mean()) for k, v in scores.items()}
+    return {"method": o.method, "backend": o.backend, "frames": int(len(lr)), "scale": scale, "radius": radius,
+            "models": len(models), "fps": len(lr) / max(seconds, 1e-9), "seconds": seconds,
+            "psnr": {"model": mean["psnr"], "model_y": mean["psnr_y"], "model_ssim": mean["ssim"],
+                     "bicubic": mean["bicubic"], "bicubic_y": mean["bicubic_y"], "bicubic_ssim": mean["bicubic_ssim"]},
+            "train_psnr_video": trained.get("psnr_video"), "out": str(o.out) if o.out else None}
