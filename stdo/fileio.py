@@ -82,11 +82,21 @@ def temp_dir_beside(target: Path) -> Path:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder `new` to `target`; a folder already there is replaced only now, in two renames."""
+    """Move the finished folder `new` to `target`; a folder already there is replaced only now, in two renames.
+
+    If the second rename fails, the earlier folder is moved back before the error propagates, so
+    `target` is never left missing with its old contents hidden beside it.
+    """
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
         os.replace(target, old / target.name)
-    os.replace(new, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+            old.rmdir()
+        raise
     if old is not None:
         shutil.rmtree(old)

@@ -142,6 +142,16 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     assert code == 0 and probe_video(out)[2] == 6
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.avi"])
     assert code == 2 and "give an .mp4 file, or a folder" in err and not (tmp_path / "sr.avi").exists()
+    mine = tmp_path / "frames"
+    assert cli(play_command, [bundle, "--out", mine, "--backend", "torch", "-q"])[0] == 0
+    assert cli(play_command, [bundle, "--out", mine, "--backend", "torch", "--overwrite", "-q"])[0] == 0
+    assert len(list(mine.glob("*.png"))) == 6  # its own frame folder: replaced
+    unrelated = tmp_path / "photos"
+    unrelated.mkdir()
+    (unrelated / "holiday.jpg").write_bytes(b"precious")
+    code, _, err, _ = cli(play_command, [bundle, "--out", unrelated, "--overwrite", "-q"])
+    assert code == 2 and "is a folder stdo-play did not write" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in unrelated.iterdir()] == ["holiday.jpg"]  # untouched
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "fast.mp4", "--preset", "warp"])
     assert code == 2 and "--preset 'warp' is not a h264 preset" in err and not (tmp_path / "fast.mp4").exists()
 

@@ -70,11 +70,13 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
 @click.option("--plan-margin", default="auto", show_default=True, callback=_margin,
               help="LR pixels of context around what each window keeps. auto: the least that leaves the models' "
                    "output unchanged on a few frames (under 0.005 dB); the receptive radius is exact always.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 2, the earlier bundle kept) when a variant misses its quality target.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
 def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, plan_shapes, plan_margin,
-                   threads, quiet, verbose):
+                   strict, threads, quiet, verbose):
     """Export the trained models of a RUN as ONNX, TFLite and CoreML, verify them, and write the bundle.
 
     The bundle (RUN/bundle by default) holds manifest.json, the model map, the inference plan
@@ -87,7 +89,7 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
     setup_logging(verbose)
     options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
                             calibration_windows=calibration, verify_frames=verify_frames, plan_shapes=plan_shapes,
-                            plan_margin=plan_margin, threads=threads)
+                            plan_margin=plan_margin, strict=strict, threads=threads)
     bars = StageBars(unit="step", disable=quiet)
     try:
         report = export(options, progress=bars)

@@ -77,6 +77,7 @@ class ExportOptions:
     threads: int | None = None
     plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
     plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
+    strict: bool = False  # a variant that misses its quality target fails the export (the earlier bundle is kept)
 
 
 @dataclass
@@ -364,6 +365,9 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
         figures = checks["variants"][variant.label]
         rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
                      **figures, "target": _targets(variant, figures), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
+    missed = [f"{r['format']} {r['precision']} ({r['target']})" for r in rows if r["target"] not in ("ok", "-")]
+    if o.strict and missed:
+        raise StdoError(f"--strict: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")
     report = {
         "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
         "scale": scale, "models": num_models, "window": list(grid.window_shape),

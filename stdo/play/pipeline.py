@@ -59,6 +59,9 @@ def _check(o: PlayOptions) -> None:
     for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or --overwrite to replace it")
+    if o.out is not None and Path(o.out).is_dir() and not (Path(o.out) / PNG_MARKER).is_file():
+        raise StdoError(f"--out {o.out} is a folder stdo-play did not write: give another folder "
+                        "(--overwrite replaces only stdo-play's own frame folders)")
     if o.out is not None and Path(o.out).suffix and Path(o.out).suffix.lower() != ".mp4":
         raise StdoError(f"--out {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
     if o.hr is not None and not Path(o.hr).exists():
@@ -76,12 +79,16 @@ def _check(o: PlayOptions) -> None:
             raise StdoError("--plot needs matplotlib: pip install 'stdo[plot]'") from None
 
 
+PNG_MARKER = ".stdo-play"  # in a frame folder stdo-play wrote: --overwrite replaces only such folders
+
+
 class _PngFolder:
     """PNG frames into a temp folder that replaces `path` when closed without error."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.tmp = temp_dir_beside(self.path)
+        (self.tmp / PNG_MARKER).write_text("frames written by stdo-play; --overwrite may replace this folder\n")
         self.count = 0
 
     def write(self, frame: np.ndarray) -> None:
