@@ -1,8 +1,10 @@
 """The bundle reader treats a bundle as untrusted: every check, and a fuzzer."""
 
 import copy
+import functools
 import json
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, 
                                 write_plan)
 from stdo.grid import Grid
 from stdo.plan import base_shape, make_plan
+from stdo.stream import encode_stream
 
 
 GRID = Grid(48, 80, 2, 4)
@@ -22,10 +25,19 @@ VIDEO = {"codec": "h264", "profile": "High", "pix_fmt": "yuv420p", "matrix": "bt
          "width": 80, "height": 48, "frames": 6, "fps": 25.0, "duration_s": 0.24, "bitrate_kbps": 0.4}
 
 
+@functools.cache
+def _video_bytes() -> bytes:
+    """A real 80x48 H.264 stream of 6 frames: the reader probes the video before trusting any size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = np.random.default_rng(1).integers(0, 256, (6, 48, 80, 3), dtype=np.uint8)
+        encode_stream(Path(tmp) / "v.mp4", frames)
+        return (Path(tmp) / "v.mp4").read_bytes()
+
+
 def make_bundle(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     model_map = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
-    (root / "lr.mp4").write_bytes(b"video bytes")
+    (root / "lr.mp4").write_bytes(_video_bytes())
     (root / "models").mkdir(exist_ok=True)
     models = []
     for i in range(2):
@@ -71,7 +83,7 @@ def test_a_good_bundle_reads(tmp_path):
     (lambda m: m.update(models=m["models"][:1]), "names model 1"),
     (lambda m: m["models"][1].update(model=0), "must be model 1"),
     (lambda m: m["plan"].update(plans=m["plan"]["plans"] - 1), "bad plan: a frame names a frame plan outside"),
-    (lambda m: m.update(frames=7), "does not match"),
+    (lambda m: m.update(frames=7), "frames, the manifest says 7"),
     (lambda m: m["grid"].update(cols=100), "cols must be"),
     (lambda m: m.pop("video"), "video must be"),
     (lambda m: m["models"][0]["files"][0].update(format="exe"), "format must be"),
@@ -97,6 +109,25 @@ def test_tampered_file_and_links_are_refused(tmp_path):
     rewrite(tmp_path / "b", manifest)
     with pytest.raises(BundleError, match="link"):
         read_bundle(tmp_path / "b")
+
+
+def test_sizes_are_trusted_only_after_the_video_confirms_them(tmp_path):
+    """A small manifest claiming a huge frame, grid and clip is refused by probing the video, before any
+    model map or plan is inflated or any coverage array allocated from the claim."""
+    manifest = make_bundle(tmp_path)
+    (tmp_path / "modelmap.bin").write_bytes(zlib.compress(bytes(4096 * 4096), 9))  # ~4 KB, inflates to 16 MB
+    manifest.update(lr_size=[4096, 4096], frames=1024, grid={"cols": 1024, "rows": 1024, "margin": 6})
+    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[1024, 1024, 1024])
+    manifest["video"].update(width=4096, height=4096, frames=1024)
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError, match="the file is 80x48 with 6 frames, the manifest says 4096x4096 with 1024"):
+        read_bundle(tmp_path)
+    manifest = make_bundle(tmp_path / "other")
+    (tmp_path / "other/lr.mp4").write_bytes(b"x" * 11)
+    manifest["video"] = file_entry(tmp_path / "other", tmp_path / "other/lr.mp4", **VIDEO)
+    rewrite(tmp_path / "other", manifest)
+    with pytest.raises(BundleError, match="video: not a readable video"):
+        read_bundle(tmp_path / "other")
 
 
 def test_a_model_map_bomb_is_refused_without_inflating_it(tmp_path):

@@ -15,7 +15,9 @@ bundle/manifest.json (format "stdo-bundle", version 3):
 A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
 version are checked, paths must be plain relative paths inside the bundle (no '..', no
 absolute path, no link), every declared size is bounded and must match the file, every
-sha256 is verified, model indices are in range and the model map's shape matches the video.
+sha256 is verified, model indices are in range and the model map's shape matches the video. The
+video is probed before anything else is inflated: the frame size and count that bound every
+later allocation are the file's own, not the manifest's claim.
 Anything else raises BundleError with a message saying what is wrong.
 """
 
@@ -36,6 +38,7 @@ from stdo.grid import Grid
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.runtimes import PRECISIONS
+from stdo.stream import stream_info
 
 FORMAT, VERSION = "stdo-bundle", 3  # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans
 MANIFEST = "manifest.json"
@@ -197,6 +200,25 @@ def read_bundle(root: Path) -> Bundle:
 
     models = manifest.get("models")
     _need(isinstance(models, list) and 1 <= len(models) <= MAX_MODELS, f"models must list 1..{MAX_MODELS} models")
+    video = _dict(manifest, "video")
+    _checked_file(root, video, "video")
+    _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")
+    _need(video.get("matrix") in VIDEO_MATRICES and video.get("range") in ("limited", "full"),
+          "video: matrix and range must name the stream's colour (bt601/bt709/bt2020/rgb, limited/full)")
+    _need(video.get("width") == lr_size[0] and video.get("height") == lr_size[1],
+          f"video: {video.get('width')}x{video.get('height')} does not match lr_size {lr_size}")
+    _need(video.get("frames") == frames, f"video: {video.get('frames')!r} frames, the manifest says {frames}")
+    _need(all(isinstance(video.get(k), str) and len(video[k]) <= 64 for k in ("profile", "pix_fmt")),
+          "video: profile and pix_fmt must be short strings")
+    # sizes are trusted only once the video itself confirms them: every later allocation (the model map,
+    # the plan's coverage check) is bounded by the real stream, not by what the manifest claims
+    try:
+        actual = stream_info(_safe_path(root, video, "video"))
+    except Exception as e:  # noqa: BLE001 - a damaged or hostile file, whatever the demuxer raises
+        raise BundleError(f"bad bundle: video: not a readable video ({e.__class__.__name__})") from None
+    _need((actual["width"], actual["height"], actual["frames"]) == (lr_size[0], lr_size[1], frames),
+          f"video: the file is {actual['width']}x{actual['height']} with {actual['frames']} frames, the manifest "
+          f"says {lr_size[0]}x{lr_size[1]} with {frames}")
     if manifest.get("model_map") is None and len(models) == 1:  # a single (joint) model serves every patch
         model_map = np.zeros((frames, rows, cols), np.uint8)
     else:
@@ -213,16 +235,6 @@ def read_bundle(root: Path) -> Bundle:
                            len(models), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
-    video = _dict(manifest, "video")
-    _checked_file(root, video, "video")
-    _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")
-    _need(video.get("matrix") in VIDEO_MATRICES and video.get("range") in ("limited", "full"),
-          "video: matrix and range must name the stream's colour (bt601/bt709/bt2020/rgb, limited/full)")
-    _need(video.get("width") == lr_size[0] and video.get("height") == lr_size[1],
-          f"video: {video.get('width')}x{video.get('height')} does not match lr_size {lr_size}")
-    _need(video.get("frames") == frames, f"video: {video.get('frames')!r} frames, the manifest says {frames}")
-    _need(all(isinstance(video.get(k), str) and len(video[k]) <= 64 for k in ("profile", "pix_fmt")),
-          "video: profile and pix_fmt must be short strings")
     for i, model in enumerate(models):
         _need(isinstance(model, dict) and model.get("model") == i, f"models[{i}] must be model {i}")
         files = model.get("files")
