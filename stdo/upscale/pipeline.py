@@ -3,8 +3,8 @@
 For server-side methods (one model: mfwdsr, wdsr-large; also awdnn and jstdo) every frame runs
 whole through the model, a multi-frame model reading frames t-r .. t+r; methods with several
 models (stdo, nas, cafm) run patch-wise by their model map, as training evaluated them. Backends:
-torch (the trained weights) or onnxruntime (the model exported to ONNX here, checked against
-torch). Reports frames per second of inference, and RGB PSNR, Y-PSNR and SSIM against the RUN's
+torch (the trained weights) or onnxruntime (the model exported to ONNX here; tests check it
+against torch). Reports frames per second of inference, and RGB PSNR, Y-PSNR and SSIM against the RUN's
 HR frames beside bicubic; optionally writes the SR video (H.264, the player's output settings).
 """
 
