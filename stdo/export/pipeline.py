@@ -23,7 +23,6 @@ executing the same plan and with HR.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -46,13 +45,12 @@ from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, w
 from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
-from stdo.models import fold_weight_norm
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file, read_run_info
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
-from stdo.train.methods import METHODS, load_models
+from stdo.train.methods import METHODS, load_trained
 from stdo.video import as_nchw
 
 log = logging.getLogger(__name__)
@@ -150,15 +148,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
 
 
 def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
-    models_dir = method_dir(run, method)
-    try:
-        report = json.loads((models_dir / REPORT).read_text())
-        with np.load(models_dir / MODEL_MAP) as z:
-            model_map = np.ascontiguousarray(z["model_map"], np.uint8)
-    except (OSError, ValueError, KeyError) as e:
-        raise StdoError(f"{models_dir} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
-    num_models = int(report.get("num_models", int(model_map.max()) + 1))
-    models = [fold_weight_norm(m).eval() for m in load_models(models_dir, num_models)]
+    models, model_map, report = load_trained(method_dir(run, method))
     if any(m.config.frames > 1 for m in models):
         raise StdoError(f"{method} reads {models[0].config.frames} frames at once: a phone bundle holds single-frame "
                         "models; export wdsr-large or an on-device method")

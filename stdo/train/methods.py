@@ -22,6 +22,7 @@ models, so methods compare at equal cost.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from stdo.fileio import save_torch
 from stdo.grid import Grid
 from stdo.models import create_model, load_wdsr
 from stdo.models.cafm import CaFMWDSR
-from stdo.rundir import model_file
+from stdo.rundir import MODEL_MAP, REPORT, model_file
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
@@ -152,3 +153,21 @@ def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.
         except Exception as e:  # noqa: BLE001
             raise StdoError(f"{path} is not a WDSR checkpoint ({e.__class__.__name__}): rerun stdo-train --restart") from None
     return models
+
+
+def load_trained(folder: Path) -> tuple[list[nn.Module], np.ndarray, dict]:
+    """A finished training in RUN/models/<method>/: its models (weight norm folded, eval mode), model map and
+    report, for the stages that run it (export, upscale)."""
+    from stdo.models import fold_weight_norm
+
+    if not (folder / REPORT).is_file() or not (folder / MODEL_MAP).is_file():
+        raise StdoError(f"{folder} holds no finished training: run stdo-train {folder.parent.parent} "
+                        f"--method {folder.name} first")
+    try:
+        report = json.loads((folder / REPORT).read_text())
+        with np.load(folder / MODEL_MAP) as z:
+            model_map = np.ascontiguousarray(z["model_map"], np.uint8)
+    except (OSError, ValueError, KeyError) as e:
+        raise StdoError(f"{folder} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
+    num_models = int(report.get("num_models", int(model_map.max()) + 1))
+    return [fold_weight_norm(m).eval() for m in load_models(folder, num_models)], model_map, report

@@ -11,7 +11,6 @@ HR frames beside bicubic; optionally writes the SR video (H.264, the player's ou
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ import torch
 from stdo.errors import StdoError
 from stdo.infer import Runner, iter_upscaled, temporal_stack
 from stdo.metrics import psnr, psnr_y, ssim
-from stdo.models import fold_weight_norm
 from stdo.play.pipeline import output_stream
-from stdo.rundir import MODEL_MAP, REPORT, grid_of, load_frames, method_dir, read_run_info
+from stdo.rundir import grid_of, load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
-from stdo.train.methods import METHODS, load_models
+from stdo.train.methods import METHODS, load_trained
 from stdo.video import as_nchw, upscale_bicubic
 
 BACKENDS = ("torch", "onnxruntime")
@@ -76,13 +74,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     _check(o)
     run = Path(o.run)
     info = read_run_info(run)
-    folder = method_dir(run, o.method)
-    if not (folder / REPORT).is_file() or not (folder / MODEL_MAP).is_file():
-        raise StdoError(f"{folder} holds no finished training: run stdo-train {run} --method {o.method} first")
-    trained = json.loads((folder / REPORT).read_text())
-    with np.load(folder / MODEL_MAP) as z:
-        model_map = np.ascontiguousarray(z["model_map"], np.uint8)
-    models = [fold_weight_norm(m).eval() for m in load_models(folder, int(trained.get("num_models", 1)))]
+    models, model_map, trained = load_trained(method_dir(run, o.method))
     radius = models[0].config.frames // 2
     hr, lr = load_frames(run)
     grid, scale = grid_of(info), int(info["scale"])
