@@ -6,6 +6,8 @@ from typing import Callable
 
 from torch import nn
 
+from stdo.models.brvsr import BRVSR, BRVSRConfig
+from stdo.models.vinr import VINR, VINRConfig
 from stdo.models.wdsr import WDSR, WDSRConfig, fold_weight_norm, load_wdsr
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -37,6 +39,49 @@ def wdsr_large(scale: int = 4, **overrides) -> WDSR:
     return WDSR(WDSRConfig(**{"scale": scale, "num_blocks": 16, "num_residual_units": 64, **overrides}))
 
 
+def _video_config(cls, scale: int, overrides: dict):
+    """A video model's config from the WDSR-named overrides of the CLI (--blocks, --units, --width)."""
+    names = {"num_blocks": "blocks", "num_residual_units": "channels", "width_multiplier": "width_multiplier"}
+    return cls(scale=scale, **{names[k]: v for k, v in overrides.items() if k in names})
+
+
+@register("brvsr")
+def brvsr(scale: int = 4, **overrides) -> BRVSR:
+    """Bidirectional recurrent VSR (BasicVSR family, DIS flow): 32 channels, 4 blocks per propagation step."""
+    return BRVSR(_video_config(BRVSRConfig, scale, overrides))
+
+
+@register("vinr")
+def vinr(scale: int = 4, **overrides) -> VINR:
+    """Continuous space-time SR (VideoINR style): two-frame encoder + implicit decoder at any (x, y, t)."""
+    return VINR(_video_config(VINRConfig, scale, overrides))
+
+
+VIDEO_MODELS = {"brvsr": (BRVSR, BRVSRConfig), "vinr": (VINR, VINRConfig)}
+
+
+def model_checkpoint(model: nn.Module) -> dict:
+    """What model{i}.pt holds: a WDSR's bare state dict (the STDO/WDSR release's format), or for a video model
+    {"arch", "config", "state"} (its layout cannot be read off the tensor shapes)."""
+    arch = getattr(model, "arch", None)
+    if arch in VIDEO_MODELS:
+        return {"arch": arch, "config": model.config.to_dict(), "state": model.state_dict()}
+    return model.state_dict()
+
+
+def load_model(checkpoint: dict) -> nn.Module:
+    """Inverse of model_checkpoint (any WDSR checkpoint load_wdsr reads, too)."""
+    arch = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
+    if isinstance(arch, str):
+        if arch not in VIDEO_MODELS:
+            raise ValueError(f"unknown model architecture {arch!r}")
+        cls, config_cls = VIDEO_MODELS[arch]
+        model = cls(config_cls(**checkpoint["config"]))
+        model.load_state_dict(checkpoint["state"], strict=True)
+        return model
+    return load_wdsr(checkpoint)
+
+
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -47,4 +92,5 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return _REGISTRY[name](**kwargs)
 
 
-__all__ = ["WDSR", "WDSRConfig", "create_model", "fold_weight_norm", "list_models", "load_wdsr", "register"]
+__all__ = ["BRVSR", "VINR", "WDSR", "WDSRConfig", "create_model", "fold_weight_norm", "list_models", "load_model",
+           "load_wdsr", "model_checkpoint", "register"]

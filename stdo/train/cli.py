@@ -82,13 +82,15 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--method", type=click.Choice(METHODS), default="stdo", show_default=True,
               help="stdo: a model per chunk; jstdo: one joint model, data-aware sampling; awdnn: one model; "
                    "nas: a model per time segment; cafm: shared backbone + per-chunk modulation. Server-side: "
-                   "mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: one WDSR of ~4.8M parameters.")
+                   "mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: one WDSR of ~4.8M parameters; "
+                   "brvsr: bidirectional recurrent VSR with DIS flow; vinr: continuous space-time SR (any scale, "
+                   "frames between).")
 @click.option("--steps", type=int, default=2000, show_default=True,
               help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
-@click.option("--model", type=click.Choice(list_models()), default="wdsr_a_mobile", show_default=True,
-              help="wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.")
-@click.option("--blocks", type=int, help="Override the number of residual blocks.")
-@click.option("--units", type=int, help="Override the residual units (channels).")
+@click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a_mobile",
+              show_default=True, help="wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.")
+@click.option("--blocks", type=int, help="Override the number of residual blocks (brvsr: per step; vinr: encoder).")
+@click.option("--units", type=int, help="Override the residual units (channels; brvsr/vinr: feature channels).")
 @click.option("--width", type=float, help="Override the width multiplier inside blocks.")
 @click.option("--batch", type=int, default=16, show_default=True, help="Crops per optimizer step.")
 @click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate (10% warmup, then cosine to 1%).")
@@ -109,14 +111,16 @@ Rerunning the same command resumes from the last checkpoint.
               help="jstdo: draw chunks by count x current error, or by count alone.")
 @click.option("--radius", type=int, default=1, show_default=True,
               help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
+@click.option("--sequence", type=int, default=5, show_default=True,
+              help="brvsr: consecutive frames per training sample (the recurrence runs over them).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cuda = this rank's GPU under torchrun).")
 @click.option("--restart", is_flag=True, help="Discard saved training state and start over.")
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
-                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, device,
-                  restart, no_eval, quiet, verbose):
+                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, sequence,
+                  device, restart, no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -132,7 +136,8 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
     options = TrainOptions(
         run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
-                                     sampling=sampling, crop=crop, augment=not no_augment, radius=radius),
+                                     sampling=sampling, crop=crop, augment=not no_augment, radius=radius,
+                                     sequence=sequence),
     )
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)

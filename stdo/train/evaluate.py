@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,8 +52,15 @@ def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.
              model_map: np.ndarray, runners: Sequence[Runner], device: str = "cpu",
              progress: Callable[[int], None] | None = None, radius: int = 0) -> dict:
     """Metrics of the models (serving patches by `model_map`) and of bicubic on the same frames."""
+    frames = iter_upscaled(lr, grid, scale, model_map, runners, device=device, radius=radius)
+    return evaluate_frames(hr, lr, grid, scale, chunks, num_chunks, frames, progress)
+
+
+def evaluate_frames(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
+                    frames: Iterator[tuple[int, torch.Tensor]], progress: Callable[[int], None] | None = None) -> dict:
+    """Metrics of SR frames (first index, float [B,3,H,W] on 0..255) from any source, and of bicubic."""
     model_acc, bicubic_acc = _Accumulator(), _Accumulator()
-    for i, sr in iter_upscaled(lr, grid, scale, model_map, runners, device=device, radius=radius):
+    for i, sr in frames:
         ref = as_nchw(hr[i : i + len(sr)]).float()
         model_acc.add(sr, ref, grid, scale)
         bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)

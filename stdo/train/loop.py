@@ -120,6 +120,14 @@ def _psnr_of(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> float:
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
+def _to_device(x, device: torch.device):
+    """A model argument onto the device: image batches channels-last (~1.2x faster convs), non-tensors as they are."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -164,10 +172,11 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     loss_value = history[-1][1] if history else float("nan")
     last_saved = step
     while step < job.steps:
-        lr_batch, hr_batch, mask, ids = (x.to(device, non_blocking=True) for x in job.sampler.draw(cfg.batch, rng))
-        lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
+        inputs, hr_batch, mask, ids = job.sampler.draw(cfg.batch, rng)
+        inputs = tuple(_to_device(x, device) for x in (inputs if isinstance(inputs, tuple) else (inputs,)))
+        hr_batch, mask, ids = (x.to(device, non_blocking=True) for x in (hr_batch, mask, ids))
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-            sr = trained(lr_batch, ids) if job.conditional else trained(lr_batch)
+            sr = trained(*inputs, ids) if job.conditional else trained(*inputs)
         # L1 over the crop only (mask), not the context around it
         per_sample = ((sr.float() - hr_batch).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1))
         loss = per_sample.mean()

@@ -15,6 +15,11 @@ Server-side methods (upscaling on a server, beside the on-device ones):
               equal width).
 - wdsr-large: one single-frame WDSR of a few million parameters (the model registry's wdsr_large):
               the "just use a bigger model" option.
+- brvsr:      bidirectional recurrent VSR (BasicVSR family) over sequences of --sequence frames, aligned
+              by OpenCV's DIS flow on the LR frames (stdo.models.brvsr).
+- vinr:       continuous space-time SR (VideoINR style): two frames in, an implicit decoder queried at any
+              (x, y, t); trained on pairs one and two frames apart at the RUN's scale and at scales in
+              [1, scale] (stdo.models.vinr).
 
 The step budget is the method's total: per-model methods split it evenly over their
 models, so methods compare at equal cost.
@@ -33,15 +38,17 @@ from torch import nn
 from stdo.errors import StdoError
 from stdo.fileio import save_torch
 from stdo.grid import Grid
-from stdo.models import create_model, load_wdsr
+from stdo.models import create_model, load_model, model_checkpoint
 from stdo.models.cafm import CaFMWDSR
 from stdo.rundir import MODEL_MAP, REPORT, model_file
+from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
 
-METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm", "mfwdsr", "wdsr-large")
-SERVER_METHODS = ("mfwdsr", "wdsr-large")
+METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm", "mfwdsr", "wdsr-large", "brvsr", "vinr")
+SERVER_METHODS = ("mfwdsr", "wdsr-large", "brvsr", "vinr")
+VIDEO_METHODS = ("brvsr", "vinr")  # whole-clip models (stdo.videosr), not patch-wise WDSRs
 CAFM_CHUNKS = ("time", "stdo")
 
 
@@ -55,6 +62,7 @@ class MethodOptions:
     crop: int = 32
     augment: bool = True
     radius: int = 1  # mfwdsr: frames t-r .. t+r
+    sequence: int = 5  # brvsr: frames per training sequence
 
 
 @dataclass
@@ -64,6 +72,7 @@ class TrainingPlan:
     model_map: np.ndarray  # uint8 [T, rows, cols]: index of the model serving each patch
     num_models: int
     radius: int = 0  # temporal radius of the models' input (multi-frame models)
+    model: str | None = None  # the registry name of the models, where the method fixes it (not --model)
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs for p in job.model.parameters())
@@ -102,6 +111,19 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         if any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
         return TrainingPlan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
+    if method in VIDEO_METHODS:
+        model = create_model(method, scale=scale, **options.overrides)
+        if method == "brvsr":
+            if options.sequence < 2:
+                raise StdoError(f"--sequence {options.sequence} must be at least 2: brvsr learns from neighbours")
+            from stdo.flow import neighbour_flows
+
+            sampler = SequenceSampler(hr, lr, neighbour_flows(lr), grid, scale, patches_of(chunks),
+                                      options.sequence, options.crop, options.augment)
+        else:
+            sampler = PairSampler(hr, lr, grid, scale, patches_of(chunks), options.crop, options.augment)
+        return TrainingPlan(method, [Job("joint", model, steps, ChunkSampler([sampler]), shared=True)],
+                            np.zeros(chunks.shape, np.uint8), 1, model=method)
     if method in SERVER_METHODS:
         radius = options.radius if method == "mfwdsr" else 0
         if not 0 <= radius <= (t - 1) // 2:
@@ -110,7 +132,7 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         model = create_model(name, scale=scale, **{**options.overrides, "frames": 2 * radius + 1})
         sampler = ChunkSampler([group(patches_of(chunks), radius)])
         return TrainingPlan(method, [Job("joint", model, steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8),
-                            1, radius)
+                            1, radius, model=name)
     if method in ("awdnn", "jstdo"):
         if method == "awdnn":
             sampler = ChunkSampler([group(patches_of(chunks))])
@@ -135,23 +157,24 @@ def save_job(training: TrainingPlan, job: Job, out_dir: Path) -> None:
         for i in range(training.num_models):
             save_torch(out_dir / model_file(i), job.model.fold(i).state_dict())
     elif job.name == "joint":
-        save_torch(out_dir / model_file(0), job.model.state_dict())
+        save_torch(out_dir / model_file(0), model_checkpoint(job.model))
     else:
         save_torch(out_dir / f"{job.name}.pt", job.model.state_dict())  # model{i}: model_file(i)
 
 
 def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.Module]:
-    """The plain WDSR models model0.pt .. model{n-1}.pt of a trained method, in eval mode."""
+    """The models model0.pt .. model{n-1}.pt of a trained method (WDSRs, or a video model), in eval mode."""
     models = []
     for i in range(num_models):
         path = out_dir / model_file(i)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            models.append(load_wdsr(state).to(device).eval())
+            models.append(load_model(state).to(device).eval())
         except FileNotFoundError:
             raise StdoError(f"{path} is missing: rerun stdo-train to finish training") from None
         except Exception as e:  # noqa: BLE001
-            raise StdoError(f"{path} is not a WDSR checkpoint ({e.__class__.__name__}): rerun stdo-train --restart") from None
+            raise StdoError(f"{path} is not a checkpoint of this toolkit ({e.__class__.__name__}): "
+                            "rerun stdo-train --restart") from None
     return models
 
 

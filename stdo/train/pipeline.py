@@ -28,9 +28,10 @@ from stdo.fileio import save_npz, write_json
 from stdo.grid import Grid
 from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, read_run_info
 from stdo.train import distributed as dist_utils
-from stdo.train.evaluate import evaluate
+from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
-from stdo.train.methods import MethodOptions, TrainingPlan, build_training_plan, load_models, save_job
+from stdo.train.methods import VIDEO_METHODS, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job
+from stdo.videosr import video_frames, vinr_any_scale, vinr_between
 
 log = logging.getLogger(__name__)
 REPORT_FORMAT = 1
@@ -120,7 +121,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": o.method, "scale": scale, "frames": int(len(lr)), "grid": [grid.cols, grid.rows],
         "margin": grid.margin, "num_models": training.num_models, "radius": training.radius,
-        "model": {"name": o.method_options.model, **training.jobs[0].model.config.to_dict()},
+        "model": {"name": training.model or o.method_options.model, **training.jobs[0].model.config.to_dict()},
         "params": training.params(), "bytes_fp32": 4 * training.params(),
         "steps": sum(r["steps"] for r in jobs.values()),
         "jobs": [jobs[name] for name in sorted(jobs)],
@@ -132,8 +133,15 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
     save_npz(out / MODEL_MAP, model_map=training.model_map)
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)
-        report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
-                               device=config.device, progress=eval_progress, radius=training.radius))
+        if o.method in VIDEO_METHODS:
+            frames = video_frames(models[0], lr, config.device)
+            report.update(evaluate_frames(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, frames, eval_progress))
+            if o.method == "vinr":  # any scale, and 2x frame rate
+                report["any_scale"] = vinr_any_scale(models[0], hr, lr, scale - 0.5, config.device)
+                report["frame_rate_2x"] = vinr_between(models[0], hr, lr, config.device)
+        else:
+            report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
+                                   device=config.device, progress=eval_progress, radius=training.radius))
     report["wall_seconds"] = time.perf_counter() - t0
     write_json(out / REPORT, report)
     return report
