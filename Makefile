@@ -11,7 +11,7 @@ JOBS ?= 2
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,export,plot]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,plot,server]'
 	touch $@
 
 install: $(VENV)/.installed

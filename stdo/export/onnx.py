@@ -1,4 +1,5 @@
-"""ONNX export of a folded WDSR (one file, dynamic batch/height/width) and static int8 QDQ.
+"""ONNX export of a folded WDSR (one file, dynamic batch/height/width) and static int8 QDQ; and of brvsr's
+two recurrence steps (one graph each) for a server.
 
 Weight norm must be folded first (stdo.models.fold_weight_norm): unfolded, the exporter
 keeps a ReduceL2/Div/Mul per conv. Static int8 is calibrated on the clip's own LR
@@ -40,6 +41,37 @@ def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (3
     return Path(path)
 
 
+# brvsr: one step of each recurrence as a graph (stdo.models.brvsr); a server runs the recurrence around them
+BRVSR_STEPS = {
+    "backward": (("lr", "state", "flow"), ("state_out",)),
+    "forward": (("lr", "state", "flow", "backward_state"), ("state_out", "sr")),
+}
+
+
+def export_brvsr_onnx(model: nn.Module, folder: Path, example_size: tuple[int, int] = (32, 32)) -> dict[str, Path]:
+    """Write brvsr's backward and forward steps as brvsr_backward.onnx / brvsr_forward.onnx (dynamic N, h, w;
+    checked); returns their paths by step name."""
+    onnx = require("onnx")
+    model = model.eval().cpu()
+    c, (h, w) = model.config.channels, example_size
+    examples = {"backward": (torch.rand(1, 3, h, w), torch.rand(1, c, h, w), torch.randn(1, 2, h, w)),
+                "forward": (torch.rand(1, 3, h, w), torch.rand(1, c, h, w), torch.randn(1, 2, h, w),
+                            torch.rand(1, c, h, w))}
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    height, width = torch.export.Dim("height", min=8, max=8192), torch.export.Dim("width", min=8, max=8192)
+    paths = {}
+    for name, (inputs, outputs) in BRVSR_STEPS.items():
+        step = getattr(model, f"{name}_step")
+        dims = tuple({0: batch, 2: height, 3: width} for _ in inputs)
+        path = Path(folder) / f"brvsr_{name}.onnx"
+        with atomic_path(path, suffix=".onnx") as tmp, quiet():
+            torch.onnx.export(step, examples[name], str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
+                              input_names=list(inputs), output_names=list(outputs), dynamic_shapes=dims, verbose=False)
+            onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+        paths[name] = path
+    return paths
+
+
 def quantize_onnx_int8(src: Path, dst: Path, calibration: Iterable[np.ndarray]) -> Path:
     """Static int8 QDQ (activations uint8, weights int8 per channel), calibrated on `calibration` batches
     of LR windows [N, 3, h, w] in [0, 1] (the clip's own, not random data)."""
@@ -78,18 +110,35 @@ def skip_convs(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and shapes.get(n.input[1], ())[-2:] == (5, 5)]
 
 
+def _session(path: Path, threads: int | None):
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # Idle pool threads otherwise spin after each run, taking the cores from the plan's stitching between
+    # runs (measured: 21 of 145 ms per 1080p frame of windows, ~1 ms without; whole-frame runs unchanged).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxStep:
+    """An exported brvsr step as a callable of the torch step's signature (tensors in, tensor(s) out)."""
+
+    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
+        self.session = _session(path, threads)
+        self.inputs, self.outputs = BRVSR_STEPS[name]
+
+    def __call__(self, *args: torch.Tensor):
+        feeds = {k: np.ascontiguousarray(a.detach().cpu().numpy(), np.float32) for k, a in zip(self.inputs, args)}
+        out = [torch.from_numpy(y) for y in self.session.run(list(self.outputs), feeds)]
+        return out[0] if len(out) == 1 else tuple(out)
+
+
 class OnnxRunner:
     """An ONNX model as a stdo.infer runner: float tensor [N,3,h,w] in [0,1] -> [N,3,s·h,s·w]."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # Idle pool threads otherwise spin after each run, taking the cores from the plan's stitching between
-        # runs (measured: 21 of 145 ms per 1080p frame of windows, ~1 ms without; whole-frame runs unchanged).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(path, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         y = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0]

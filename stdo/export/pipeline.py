@@ -149,6 +149,9 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
 
 def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     models, model_map, report = load_trained(method_dir(run, method))
+    if any(getattr(m, "arch", None) for m in models):
+        raise StdoError(f"{method} is a server-side video model, not a phone bundle's per-patch WDSR: run it with "
+                        f"stdo-upscale {run} --method {method}")
     if any(m.config.frames > 1 for m in models):
         raise StdoError(f"{method} reads {models[0].config.frames} frames at once: a phone bundle holds single-frame "
                         "models; export wdsr-large or an on-device method")

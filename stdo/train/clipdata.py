@@ -126,7 +126,7 @@ class PairSampler(_Windows):
     def sample(self, batch: int, rng: np.random.Generator):
         t, wy, wx, oy, ox, flags = self.place(batch, rng)
         w, s, last = self.window, self.scale, len(self.lr) - 1
-        gap = np.where(rng.random(batch) < 0.5, 2, 1) if last >= 2 else np.ones(batch, np.int64)
+        gap = np.where(rng.random(batch) < 0.25, 2, 1) if last >= 2 else np.ones(batch, np.int64)
         gap = np.minimum(gap, max(last, 0))
         step = rng.integers(0, gap + 1)  # the target is frame first + step, at time step / gap
         first = np.clip(t - step, 0, last - gap)
@@ -146,7 +146,7 @@ class PairSampler(_Windows):
         times = torch.from_numpy(np.where(flags[:, 3], 1 - times, times)).float()
         target, target_mask = _to_float(hr), torch.from_numpy(mask)[:, None]
         size = w * s
-        if rng.random() < 0.5 and s > 1:  # another scale in [1, s]: HR resized to it (one scale per batch)
+        if rng.random() < 0.25 and s > 1:  # another scale in [1, s]: HR resized to it (one scale per batch)
             size = max(w, int(round(w * rng.uniform(1.0, s))))
             target = F.interpolate(target, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
             target = target.clamp_(0, 1)

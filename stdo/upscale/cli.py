@@ -26,7 +26,8 @@ Examples:
 @click.option("--method", type=click.Choice(METHODS), default="mfwdsr", show_default=True,
               help="The trained method of the RUN to run (RUN/models/METHOD).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="torch runs the trained weights; onnxruntime runs them exported to ONNX here.")
+              help="torch runs the trained weights; onnxruntime runs them exported to ONNX here (brvsr: its two "
+                   "step graphs; vinr: torch only).")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the SR video (.mp4, H.264 yuv420p).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of --out.")
@@ -36,10 +37,11 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, threads, quiet, verbose):
-    """Upscale a RUN's whole clip on a server with a trained method (server-side: mfwdsr, wdsr-large).
+    """Upscale a RUN's whole clip on a server with a trained method (server-side: mfwdsr, wdsr-large, brvsr, vinr).
 
-    One-model methods run on whole frames (a multi-frame model reads frames t-r..t+r); methods
-    with several models run patch-wise by their model map. Reports inference frames per second
+    One-model methods run on whole frames (a multi-frame model reads frames t-r..t+r; brvsr runs
+    its recurrences over the clip with DIS flow; vinr reads frame pairs); methods with several
+    models run patch-wise by their model map. Reports inference frames per second
     and RGB PSNR, Y-PSNR and SSIM against the RUN's HR frames beside bicubic.
     """
     setup_logging(verbose)
@@ -58,8 +60,10 @@ def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, th
         for bar in bars:
             bar.close()
     p = report["psnr"]
+    reads = {"brvsr": "the whole clip, recurrent", "vinr": "frames t and t+1"}.get(
+        report["video_model"], f"frames t-{report['radius']}..t+{report['radius']}")
     click.echo(f"{report['frames']} frames  {report['fps']:.2f} fps  {report['method']} ({report['backend']}, "
-               f"{report['models']} model(s), frames t-{report['radius']}..t+{report['radius']})")
+               f"{report['models']} model(s), {reads})")
     click.echo(f"RGB PSNR model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  gain {p['model'] - p['bicubic']:+.3f} dB")
     click.echo(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
                f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")

@@ -1,10 +1,11 @@
 """stdo-upscale as a library call: a trained method of a RUN run over the whole clip on a server.
 
 For server-side methods (one model: mfwdsr, wdsr-large; also awdnn and jstdo) every frame runs
-whole through the model, a multi-frame model reading frames t-r .. t+r; methods with several
-models (stdo, nas, cafm) run patch-wise by their model map, as training evaluated them. Backends:
-torch (the trained weights) or onnxruntime (the model exported to ONNX here; tests check it
-against torch). Reports frames per second of inference, and RGB PSNR, Y-PSNR and SSIM against the RUN's
+whole through the model, a multi-frame model reading frames t-r .. t+r; the video models run over
+the clip (brvsr: its two recurrences with DIS flow, the flow's time counted; vinr: frame pairs);
+methods with several models (stdo, nas, cafm) run patch-wise by their model map, as training
+evaluated them. Backends: torch (the trained weights) or onnxruntime (the model exported to ONNX
+here, brvsr as its two step graphs; tests check it against torch; vinr: torch only). Reports frames per second of inference, and RGB PSNR, Y-PSNR and SSIM against the RUN's
 HR frames beside bicubic; optionally writes the SR video (H.264, the player's output settings).
 """
 
@@ -28,6 +29,7 @@ from stdo.rundir import grid_of, load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
 from stdo.train.methods import METHODS, load_trained
 from stdo.video import as_nchw, upscale_bicubic
+from stdo.videosr import brvsr_frames, vinr_frames
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -68,6 +70,19 @@ def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, w
     return [OnnxRunner(export_onnx(m, work / f"model{i}.onnx"), threads) for i, m in enumerate(models)]
 
 
+def _video_frames(model: torch.nn.Module, lr: np.ndarray, o: UpscaleOptions, work: Path):
+    """SR frames of a video model: brvsr's recurrence with torch or its exported steps; vinr on torch."""
+    if model.arch == "vinr":
+        return vinr_frames(model, lr, batch=o.batch)
+    steps = None
+    if o.backend == "onnxruntime":
+        from stdo.export.onnx import OnnxStep, export_brvsr_onnx
+
+        paths = export_brvsr_onnx(model, work)
+        steps = (OnnxStep(paths["backward"], "backward", o.threads), OnnxStep(paths["forward"], "forward", o.threads))
+    return brvsr_frames(model, lr, steps=steps)
+
+
 @torch.no_grad()
 def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) -> dict:
     """Run a trained method over the RUN's clip; returns the report (and writes o.out if given)."""
@@ -75,7 +90,11 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     run = Path(o.run)
     info = read_run_info(run)
     models, model_map, trained = load_trained(method_dir(run, o.method))
-    radius = models[0].config.frames // 2
+    video = getattr(models[0], "arch", None)  # brvsr / vinr: whole-clip models
+    if video == "vinr" and o.backend != "torch":
+        raise StdoError("vinr runs on torch only (its decoder's output size is an argument of each call): "
+                        "use --backend torch")
+    radius = 0 if video else models[0].config.frames // 2
     hr, lr = load_frames(run)
     grid, scale = grid_of(info), int(info["scale"])
     fps_clip = float(info["frames"].get("fps") or 25.0)
@@ -84,12 +103,15 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
-        runners = _runners(models, o.backend, o.threads, Path(tmp))
-        if len(models) == 1:  # whole frames, a multi-frame model reading t-r .. t+r
-            results = ((i, runners[0](as_nchw(temporal_stack(lr, i, o.batch, radius) if radius else lr[i : i + o.batch])
+        if video:
+            results = _video_frames(models[0], lr, o, Path(tmp))
+        elif len(models) == 1:  # whole frames, a multi-frame model reading t-r .. t+r
+            runner = _runners(models, o.backend, o.threads, Path(tmp))[0]
+            results = ((i, runner(as_nchw(temporal_stack(lr, i, o.batch, radius) if radius else lr[i : i + o.batch])
                                       .float().div_(255)).clamp_(0, 1).mul_(255).round_())
                        for i in range(0, len(lr), o.batch))
         else:  # patch-wise by the model map, as training evaluated it
+            runners = _runners(models, o.backend, o.threads, Path(tmp))
             results = iter_upscaled(lr, grid, scale, model_map, runners, frames_per_batch=o.batch)
         t0 = time.perf_counter()
         for i, sr in results:
@@ -108,6 +130,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
             t0 = time.perf_counter()
     mean = {k: float(np.concatenate(v).mean()) for k, v in scores.items()}
     return {"method": o.method, "backend": o.backend, "frames": int(len(lr)), "scale": scale, "radius": radius,
+            "video_model": video,
             "models": len(models), "fps": len(lr) / max(seconds, 1e-9), "seconds": seconds,
             "psnr": {"model": mean["psnr"], "model_y": mean["psnr_y"], "model_ssim": mean["ssim"],
                      "bicubic": mean["bicubic"], "bicubic_y": mean["bicubic_y"], "bicubic_ssim": mean["bicubic_ssim"]},
