@@ -9,6 +9,7 @@ from stdo.cluster.cli import cluster_command
 from stdo.export.cli import export_command
 from stdo.play.cli import play_command
 from stdo.train.cli import train_command
+from stdo.train.general_cli import general_command
 from stdo.upscale.cli import upscale_command
 
 
@@ -26,3 +27,4 @@ main.add_command(train_command)
 main.add_command(export_command)
 main.add_command(play_command)
 main.add_command(upscale_command)
+main.add_command(general_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
@@ -31,9 +32,41 @@ class StdoCommand(click.Command):
             return super().invoke(ctx)
         except StdoError as e:
             _fail(ctx, e)
+        except OSError as e:  # disk full, permission denied, a read-only RUN: the atomic writes left nothing half-done
+            _fail(ctx, StdoError(describe_os_error(e)))
+        except Exception as e:  # noqa: BLE001 - a runtime's own errors (bad model file, shapes) become one line
+            runtime = _runtime_of(e)
+            if runtime is None:
+                raise
+            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:300]
+            _fail(ctx, StdoError(f"{runtime} failed: {first}: check the model files (rerun stdo-export)"))
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was half-written; rerun the same command to go on.", err=True)
             ctx.exit(130)
+
+
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "LiteRT", "coremltools": "coremltools"}
+
+
+def _runtime_of(e: BaseException) -> str | None:
+    """The inference runtime an exception comes from, if any."""
+    module = type(e).__module__ or ""
+    return next((name for prefix, name in RUNTIME_MODULES.items() if module.startswith(prefix)), None)
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an OS error: what happened, to which file, and what to do."""
+    where = f" ({e.filename})" if e.filename else ""
+    advice = {
+        errno.ENOSPC: "no space left on the device" + where + ": free some space (or write elsewhere) and rerun; "
+                      "nothing was half-written",
+        errno.EDQUOT: "disk quota exceeded" + where + ": free some space and rerun; nothing was half-written",
+        errno.EFBIG: "file too large for this filesystem or limit" + where + ": write elsewhere",
+        errno.EROFS: "read-only filesystem" + where + ": give a writable folder (copy the RUN elsewhere)",
+        errno.EACCES: "permission denied" + where + ": give a folder you can write to, or fix its permissions",
+        errno.EPERM: "operation not permitted" + where + ": give a folder you can write to",
+    }
+    return advice.get(e.errno, f"{e.strerror or e.__class__.__name__}{where}: check the path and rerun")
 
 
 def _fail(ctx: click.Context, error: StdoError) -> None:

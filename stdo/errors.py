@@ -7,3 +7,17 @@ class StdoError(Exception):
     The message is one line that names the problem and the fix; the CLIs print it
     without a traceback and exit with code 2.
     """
+
+
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine cannot give (one line), before any work starts."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise StdoError(f"--device {device!r} is not a torch device: use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise StdoError(f"--device {device} asked for, but torch sees no CUDA device: use --device cpu")
+    if kind not in ("cpu", "cuda"):
+        raise StdoError(f"--device {device}: stdo runs on cpu or cuda")

@@ -62,10 +62,17 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def save_torch(target: str | os.PathLike, obj: Any) -> None:
+    """torch.save through a buffer: torch's own writer turns a full disk into a RuntimeError with no errno, this
+    way the write fails with the OSError (ENOSPC, EFBIG, ...) that names it."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(target, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
 
 
 def save_npz(target: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -12,20 +12,32 @@ RUN/models/<method>/  written by stdo-train: model{i}.pt, model_map.npz (the mod
 RUN/bundle/           written by stdo-export
 
 Every file is written atomically (temp file + os.replace).
+
+Provenance: each clustering gets a run id (run.json "run_id"); a training records the run id it
+was made from and the sha256 of every model file it wrote (report.json "run_id", "model_sha256"),
+and export refuses models that do not match (another clustering, or files of different trainings,
+e.g. a retraining killed half-way). Re-clustering a RUN removes its models and bundle first, and
+run.json before anything else, so a re-clustering killed half-way leaves a RUN marked incomplete,
+never old metadata over new frames.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path, save_npy, write_json
+from stdo.fileio import atomic_path, save_npy, temp_beside, write_json
 from stdo.grid import Grid
+from stdo.locks import LOCK_NAME, is_leftover
+
+log = logging.getLogger(__name__)
 
 RUN_FORMAT = 2  # 2: the LR stream is kept (frames/lr.mp4) and lr.npy is its decode
 RUN_JSON = "run.json"
@@ -36,18 +48,16 @@ CLUSTERS = "clusters.npz"
 MODELS = "models"
 MODEL_MAP = "model_map.npz"
 REPORT = "report.json"
+REQUIRED_KEYS = ("source", "scale", "frames", "hr_size", "lr_size", "grid", "margin")  # what later stages read
 
 
 def fingerprint(source: Path) -> str:
     """sha256 of a video file's bytes, or of a frame folder's file names and sizes."""
-    h = hashlib.sha256()
     if source.is_file():
-        with open(source, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-    else:
-        for p in sorted(q for q in source.rglob("*") if q.is_file()):
-            h.update(f"{p.relative_to(source).as_posix()}\0{p.stat().st_size}\n".encode())
+        return file_sha256(source)
+    h = hashlib.sha256()
+    for p in sorted(q for q in source.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(source).as_posix()}\0{p.stat().st_size}\n".encode())
     return h.hexdigest()
 
 
@@ -63,6 +73,12 @@ def read_run_info(run: Path) -> dict:
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
         raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --force")
+    missing = [k for k in REQUIRED_KEYS if k not in info]
+    grid = info.get("grid")
+    if not missing and not (isinstance(grid, dict) and {"rows", "cols"} <= grid.keys()):
+        missing = ["grid.rows/cols"]
+    if missing:
+        raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with --force")
     return info
 
 
@@ -85,7 +101,7 @@ def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
     run = Path(run)
     if run.exists() and not run.is_dir():
         raise StdoError(f"{run} is a file: give a folder for the RUN directory")
-    if force or not run.exists() or not any(run.iterdir()):
+    if force or not run.exists() or not any(p.name != LOCK_NAME and not is_leftover(p) for p in run.iterdir()):
         return
     if not (run / RUN_JSON).is_file():
         raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --force to write there")
@@ -97,11 +113,66 @@ def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
         )
 
 
+def clear_earlier_clustering(run: Path) -> list[str]:
+    """Before a RUN is clustered again: remove run.json (the RUN reads as incomplete until the new one is written),
+    then the models and bundle made from the earlier clustering; returns what was removed."""
+    run = Path(run)
+    (run / RUN_JSON).unlink(missing_ok=True)
+    removed = []
+    for name in (MODELS, "bundle"):
+        if (run / name).exists():
+            shutil.rmtree(run / name)
+            removed.append(name)
+    if removed:
+        log.warning("removed %s of %s: made from its earlier clustering", " and ".join(f"{r}/" for r in removed), run)
+    return removed
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+class FrameFiles:
+    """An Allocator (stdo.video) of memory-mapped .npy temp files in RUN/frames: a clustering decodes its frames
+    straight to disk, so no clip has to fit in RAM. write_cluster_stage moves the finished hr and lr arrays
+    into place; `close` removes the rest (and, after a failure, all of them)."""
+
+    def __init__(self, run: Path) -> None:
+        self.folder = Path(run) / "frames"
+        self.created = not self.folder.exists()
+        self.paths: list[Path] = []
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        path = temp_beside(self.folder / f"{name}.npy", ".npy")
+        self.paths.append(path)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+
+    def close(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        if self.created and self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()  # a clustering that failed leaves no trace
+
+
+def _place_frames(frames: np.ndarray, target: Path) -> None:
+    """hr.npy / lr.npy: a memory-mapped temp file beside the target is moved into place, anything else saved."""
+    name = getattr(frames, "filename", None)
+    if isinstance(frames, np.memmap) and name and Path(name).parent == target.parent:
+        frames.flush()
+        os.replace(name, target)
+    else:
+        save_npy(target, frames)
+
+
 def write_cluster_stage(run: Path, hr: np.ndarray, lr: np.ndarray, lr_stream: Path, save_chunks, info: dict) -> None:
     """Write frames, the LR stream (copied from `lr_stream`), the chunk map (via `save_chunks(path)`), then run.json last."""
     run = Path(run)
-    save_npy(run / HR_FRAMES, hr)
-    save_npy(run / LR_FRAMES, lr)
+    _place_frames(hr, run / HR_FRAMES)
+    _place_frames(lr, run / LR_FRAMES)
     with atomic_path(run / LR_STREAM, suffix=".mp4") as tmp:
         shutil.copyfile(lr_stream, tmp)
     save_chunks(run / CLUSTERS)

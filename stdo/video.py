@@ -26,6 +26,9 @@ from stdo.stream import StreamOptions, decode_stream, encode_stream, frame_to_rg
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None] | None
+# (name, shape) -> a uint8 array to fill: in memory, or memory-mapped files so that a clip's frames never need
+# to fit in RAM (stdo-cluster)
+Allocator = Callable[[str, tuple[int, ...]], np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VSD4K_HR = "DIV2K_train_HR"
 VSD4K_LR = "DIV2K_train_LR_bicubic"
@@ -141,19 +144,45 @@ def probe_video(path: Path) -> tuple[int, int, int, float]:
         return stream.codec_context.width, stream.codec_context.height, int(stream.frames or 0), fps
 
 
+def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The default Allocator: a plain uint8 array."""
+    return np.empty(shape, np.uint8)
+
+
+def _declared_frames(path: Path) -> int:
+    with open_video(path) as container:
+        return int(container.streams.video[0].frames or 0)
+
+
+def count_frames(path: Path) -> int:
+    """Frames of a video that does not declare its length, by decoding it (no conversion)."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            return sum(1 for _ in container.decode(stream))
+        except av.error.FFmpegError as e:
+            raise StdoError(f"{path} is corrupt or truncated ({e.strerror or e}): re-encode or re-download it") from None
+
+
 def read_video(
     path: Path,
     start: int = 0,
     count: int | None = None,
     box: tuple[int, int, int, int] | None = None,
     progress: Progress = None,
+    allocate: Allocator | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Decode frames [start, start+count) of a video, cropped to box=(x, y, w, h); returns (frames, fps)."""
+    """Decode frames [start, start+count) of a video, cropped to box=(x, y, w, h); returns (frames, fps).
+
+    With `allocate` (e.g. memory-mapped files) the frames go straight into the array it gives, whose
+    length must be known first: a container that does not declare it is counted by a decoding pass."""
+    known = int(count_frames(path)) if allocate is not None and not _declared_frames(path) else 0
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 25)
-        declared = int(stream.frames or 0)
+        declared = int(stream.frames or 0) or known
         if declared:
             wanted = _frame_range(declared, start, count, str(path))
         else:  # the container does not say: decode until the stream ends
@@ -173,7 +202,7 @@ def read_video(
                 image = _crop_array(frame_to_rgb(frame), box)
                 if declared:
                     if out is None:
-                        out = np.empty((len(wanted),) + image.shape, np.uint8)
+                        out = (allocate or in_memory)("frames", (len(wanted),) + image.shape)
                     out[n] = image
                 else:
                     frames.append(image.copy())
@@ -200,11 +229,12 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def read_images(
-    files: Sequence[Path], box: tuple[int, int, int, int] | None = None, progress: Progress = None
+    files: Sequence[Path], box: tuple[int, int, int, int] | None = None, progress: Progress = None,
+    allocate: Allocator | None = None,
 ) -> np.ndarray:
     """Read image files into T×H×W×3 uint8; all must have one size."""
     first = _read_image(files[0])
-    out = np.empty((len(files),) + _crop_array(first, box).shape, np.uint8)
+    out = (allocate or in_memory)("frames", (len(files),) + _crop_array(first, box).shape)
     for i, path in enumerate(files):
         image = first if i == 0 else _read_image(path)
         if image.shape != first.shape:
@@ -261,7 +291,7 @@ def frames_per_batch(height: int, width: int, pixel_budget: int = 2_000_000) -> 
     return max(1, pixel_budget // (height * width))
 
 
-def downscale_bicubic(frames: np.ndarray, scale: int, stripe_rows: int = 64) -> np.ndarray:
+def downscale_bicubic(frames: np.ndarray, scale: int, stripe_rows: int = 64, out: np.ndarray | None = None) -> np.ndarray:
     """Bicubic downscaling with antialias (the kernel stretched by `scale`, as MATLAB's imresize).
 
     Frames must be a multiple of `scale` in size. Works on stripes of `stripe_rows` LR rows
@@ -273,7 +303,7 @@ def downscale_bicubic(frames: np.ndarray, scale: int, stripe_rows: int = 64) -> 
         raise StdoError(f"frames of {w}x{h} are not a multiple of x{scale}: crop them first")
     lh, lw = h // scale, w // scale
     context = 3  # LR rows of context: covers the kernel's 2·scale HR rows
-    out = np.empty((t, lh, lw, c), np.uint8)
+    out = np.empty((t, lh, lw, c), np.uint8) if out is None else out
     batch = frames_per_batch((stripe_rows + 2 * context) * scale, w, pixel_budget=500_000)
     for i in range(0, t, batch):
         for j0 in range(0, lh, stripe_rows):
@@ -341,8 +371,12 @@ def load_clip(
     crop: Crop | None = None,
     stream: StreamOptions | None = None,
     progress: Progress = None,
+    allocate: Allocator | None = None,
 ) -> Clip:
     """Read HR frames and their LR counterpart from a video, a frame folder or a VSD4K folder.
+
+    `allocate` gives the arrays the frames go into, by name ("hr", "lr"): memory-mapped files keep a
+    long clip out of RAM.
 
     LR comes from `lr_source`, the VSD4K LR folder, or is synthesized (bicubic with antialias).
     These are the frames before the LR stream (`ship_lr_stream`); `stream` (None: the default
@@ -368,24 +402,31 @@ def load_clip(
     x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
 
     fps = 25.0
+    allocate = allocate or in_memory
+    hr_alloc: Allocator = lambda name, shape: allocate("hr", shape)  # noqa: E731
+    lr_alloc: Allocator = lambda name, shape: allocate("lr", shape)  # noqa: E731
     if hr_files is None:
-        hr, fps = read_video(source, start, count, (x, y, w, h), progress)
+        hr, fps = read_video(source, start, count, (x, y, w, h), progress, hr_alloc)
     else:
         files = [hr_files[i] for i in _frame_range(len(hr_files), start, count, str(source))]
-        hr = read_images(files, (x, y, w, h), progress)
+        hr = read_images(files, (x, y, w, h), progress, hr_alloc)
 
     lr_box = (x // scale, y // scale, w // scale, h // scale)
     if lr_files is not None:
         _check_lr_size(_frame_size(source, lr_files), (width, height), scale, lr_files[0].parent)
-        lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box)
+        lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box, allocate=lr_alloc)
     elif lr_source is not None:
-        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height, whole=keep_lr_video)
+        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height, whole=keep_lr_video,
+                             allocate=lr_alloc)
     else:
-        return Clip(hr=hr, lr=downscale_bicubic(hr, scale), fps=fps, lr_origin="bicubic")
+        t, h_, w_, c = hr.shape
+        return Clip(hr=hr, lr=downscale_bicubic(hr, scale, out=lr_alloc("lr", (t, h_ // scale, w_ // scale, c))),
+                    fps=fps, lr_origin="bicubic")
     return Clip(hr=hr, lr=lr, fps=fps, lr_origin="given", lr_video=Path(lr_source) if keep_lr_video else None)
 
 
-def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None) -> np.ndarray:
+def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None,
+                   allocate: Allocator | None = None) -> np.ndarray:
     """Write the LR stream a client receives to `path` and return its decoded RGB frames.
 
     A given LR video used whole is copied byte for byte, and its frames, already decoded by the
@@ -396,16 +437,23 @@ def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None) 
         shutil.copyfile(clip.lr_video, path)
         return clip.lr
     encode_stream(path, clip.lr, clip.fps, stream or StreamOptions())
-    lr = np.stack(list(decode_stream(path)))
-    if lr.shape != clip.lr.shape:
-        raise StdoError(f"the LR stream decodes to {lr.shape[0]} frames of {lr.shape[2]}x{lr.shape[1]}, "
-                        f"expected {clip.lr.shape[0]} of {clip.lr.shape[2]}x{clip.lr.shape[1]}: check the LR video")
+    lr = (allocate or in_memory)("lr_stream", clip.lr.shape)  # decoded frame by frame into place
+    n = 0
+    for frame in decode_stream(path):
+        if n >= len(lr) or frame.shape != lr.shape[1:]:
+            n += 1
+            break
+        lr[n] = frame
+        n += 1
+    if n != len(lr):
+        raise StdoError(f"the LR stream does not decode to the {clip.lr.shape[0]} frames of "
+                        f"{clip.lr.shape[2]}x{clip.lr.shape[1]} it was made from: check the LR video")
     return lr
 
 
 def _read_lr_source(
     lr_source: Path, scale: int, start: int, count: int, box: tuple[int, int, int, int], hr_w: int, hr_h: int,
-    whole: bool = False,
+    whole: bool = False, allocate: Allocator | None = None,
 ) -> np.ndarray:
     """`count` LR frames from `start`; with `whole`, every frame of the video, which must then number `count`."""
     kind, files, _ = _source_reader(lr_source, scale)
@@ -413,9 +461,9 @@ def _read_lr_source(
         raise StdoError(f"--lr {lr_source} is a VSD4K folder: give it as SOURCE instead")
     _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
     if files is None:
-        lr, _ = read_video(lr_source, start, None if whole else count, box)
+        lr, _ = read_video(lr_source, start, None if whole else count, box, allocate=allocate)
     else:
-        lr = read_images(files[start : start + count], box)
+        lr = read_images(files[start : start + count], box, allocate=allocate)
     if len(lr) != count:
         raise StdoError(f"LR {lr_source} has {len(lr)} frames from --start {start} but HR has {count}: give matching clips")
     return lr

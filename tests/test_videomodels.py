@@ -181,3 +181,32 @@ def test_a_new_vinr_is_the_baselines_it_is_measured_against(bikes_frames):
     assert other["size"] == [120, 72] and abs(other["psnr"] - other["bicubic"]["psnr"]) < 0.02
     between = vinr_between(model, hr, lr)
     assert between["frames"] == 2 and abs(between["psnr"] - between["bicubic"]["psnr"]) < 0.02
+
+
+@pytest.mark.parametrize("method", ["brvsr", "vinr"])
+def test_an_interrupted_video_model_resumes_to_the_same_weights(run, tmp_path, method):
+    import shutil
+
+    from stdo.train.loop import TrainConfig
+    from stdo.train.methods import MethodOptions
+    from stdo.train.pipeline import TrainOptions, train
+
+    def options(path):
+        return TrainOptions(run=path, method=method, evaluate=False,
+                            config=TrainConfig(steps=40, batch=4, crop=16, checkpoint_every=10),
+                            method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8}, crop=16,
+                                                         sequence=3))
+
+    whole, cut = (shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("models")) for name in ("a", "b"))
+    train(options(whole))
+
+    def stop_at_25(job, step, steps, loss, psnr):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(options(cut), progress=stop_at_25)
+    assert torch.load(cut / f"models/{method}/state/joint.pt", weights_only=True)["step"] == 20
+    train(options(cut))  # resumes at step 20
+    a, b = (torch.load(r / f"models/{method}/model0.pt", weights_only=True)["state"] for r in (whole, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,6 +9,7 @@ import logging
 import pickle
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -22,11 +23,13 @@ import stdo
 from stdo.cluster.chunkmap import ChunkMap, save_chunkmap
 from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition, smooth_chunks
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
-from stdo.errors import StdoError
+from stdo.errors import StdoError, check_device
 from stdo.grid import Grid
 from stdo.metrics import stdo_shave
 from stdo.models import load_wdsr
-from stdo.rundir import LR_STREAM, check_can_write, fingerprint, write_cluster_stage
+from stdo.locks import stage_lock, sweep_leftovers
+from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
+                         write_cluster_stage)
 from stdo.stream import StreamOptions, stream_info
 from stdo.video import Crop, load_clip, probe_video, ship_lr_stream, source_kind
 
@@ -80,6 +83,7 @@ def _check_options(o: ClusterOptions) -> None:
         raise StdoError(f"--scale {o.scale} is below 2: super-resolution needs a scale of 2 or more")
     if o.scorer not in SCORERS:
         raise StdoError(f"unknown scorer {o.scorer!r}: use one of {', '.join(SCORERS)}")
+    check_device(o.device)
     if o.partition not in PARTITIONS:
         raise StdoError(f"unknown partition {o.partition!r}: use one of {', '.join(PARTITIONS)}")
     if o.scorer == "general" and o.checkpoint is None:
@@ -139,10 +143,22 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
     model = load_general_model(o.checkpoint, o.scale) if o.scorer == "general" else None
     source_sha = fingerprint(source)
     check_can_write(Path(o.run), source_sha, o.force)
+    with stage_lock(Path(o.run), f"RUN {o.run}"):
+        sweep_leftovers(Path(o.run))
+        frame_files = FrameFiles(Path(o.run))  # frames decoded straight to disk: memory does not grow with the clip
+        try:
+            return _cluster(o, source, source_sha, model, progress, timings, t0, frame_files)
+        finally:
+            frame_files.close()
+
+
+def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: StageProgress, timings: dict,
+             t0: float, frame_files: FrameFiles) -> ClusterSummary:
 
     clip = load_clip(
         source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
         progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,
+        allocate=frame_files,
     )
     timings["decode"] = time.perf_counter() - t0
     t, lh, lw, _ = clip.lr.shape
@@ -154,7 +170,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
     with tempfile.TemporaryDirectory(prefix="stdo-lr-") as tmp:
         t1 = time.perf_counter()
         stream_path = Path(tmp) / "lr.mp4"
-        lr = ship_lr_stream(clip, stream_path, o.stream)  # every later stage sees the decoded stream
+        lr = ship_lr_stream(clip, stream_path, o.stream, frame_files)  # every later stage sees the decoded stream
         shipped = stream_info(stream_path)
         timings["stream"] = time.perf_counter() - t1
 
@@ -173,6 +189,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
 
         stream_options = None if clip.lr_video is not None else (o.stream or StreamOptions()).to_dict()
         info = {
+            "run_id": uuid.uuid4().hex,  # what every model and bundle made from this clustering carries
             "tool": f"stdo {stdo.__version__}",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": {"path": str(source.resolve()), "kind": source_kind(source, o.scale), "sha256": source_sha},
@@ -192,6 +209,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
                           "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
         }
         t2 = time.perf_counter()
+        clear_earlier_clustering(Path(o.run))
         write_cluster_stage(Path(o.run), clip.hr, lr, stream_path, partial(save_chunkmap, cmap=cmap), info)
         timings["write"] = time.perf_counter() - t2
     log.info("clustered %d frames into %d chunks in %s", t, o.chunks, o.run)

@@ -46,7 +46,9 @@ from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
-from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file, read_run_info
+from stdo.locks import stage_lock, sweep_leftovers
+from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, file_sha256, grid_of, load_frames, method_dir, model_file,
+                         read_run_info)
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
@@ -147,8 +149,21 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     return run, info, out
 
 
-def _trained(run: Path, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
+def check_provenance(run: Path, info: dict, method: str, report: dict) -> None:
+    """Refuse models trained on another clustering of the RUN, or model files of different trainings."""
+    folder = method_dir(run, method)
+    if report.get("run_id") != info.get("run_id"):
+        raise StdoError(f"{folder} was trained on an earlier clustering of {run}: retrain it "
+                        f"(stdo-train {run} --method {method} --restart)")
+    for name, digest in (report.get("model_sha256") or {}).items():
+        if not (folder / name).is_file() or file_sha256(folder / name) != digest:
+            raise StdoError(f"{folder / name} is not the model report.json describes (a retraining stopped half-way?): "
+                            f"rerun stdo-train {run} --method {method} to finish it")
+
+
+def _trained(run: Path, info: dict, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     models, model_map, report = load_trained(method_dir(run, method))
+    check_provenance(run, info, method, report)
     if any(getattr(m, "arch", None) for m in models):
         raise StdoError(f"{method} is a server-side video model, not a phone bundle's per-patch WDSR: run it with "
                         f"stdo-upscale {run} --method {method}")
@@ -254,7 +269,14 @@ def _targets(variant: Variant, figures: dict) -> str:
 def export(o: ExportOptions, progress: Progress = None) -> dict:
     """Export a trained method of a RUN into a verified bundle; returns the report."""
     run, info, out = _check(o)
-    models, model_map, train_report = _trained(run, o.method)
+    with stage_lock(run, f"RUN {run}", shared=True), \
+            stage_lock(out.parent, f"bundle {out}", name=f".stdo-{out.name}.lock"):
+        sweep_leftovers(out.parent, recursive=False, prefix=f".{out.name}.")  # of a killed export to this bundle
+        return _export(o, run, info, out, progress)
+
+
+def _export(o: ExportOptions, run: Path, info: dict, out: Path, progress: Progress) -> dict:
+    models, model_map, train_report = _trained(run, info, o.method)
     hr, lr = load_frames(run)
     grid, scale = grid_of(info), int(info["scale"])
     if model_map.shape != (len(lr), grid.rows, grid.cols):
@@ -340,6 +362,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
     manifest = {
         "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": info.get("run_id"),  # the clustering the models were trained on
         "method": o.method, "joint": joint,
         "scale": scale, "lr_size": [grid.width, grid.height], "frames": int(len(lr)), "fps": fps,
         "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},

@@ -59,6 +59,9 @@ def format_report(r: dict, path: Path) -> str:
         ]
         for c, cb in zip(r["chunks"], b["chunks"]):
             lines.append(f"{c['chunk']:>5}{c['patches']:>9}{c['psnr']:9.3f}{cb['psnr']:9.3f}")
+    kept = [f"{j['name']} step {j['kept_step']}" for j in r.get("jobs", []) if j.get("kept_step", j["steps"]) != j["steps"]]
+    if kept:
+        lines.append("kept the best evaluated state: " + ", ".join(kept) + " (the rest: their last step)")
     lines.append(f"steps {r['steps']}  train {r['train_seconds']:.1f} s  wall {r['wall_seconds']:.1f} s  "
                  f"device {r['device']} x{r['world_size']}  amp {r['amp']}")
     lines.append(f"report {path}")
@@ -111,6 +114,12 @@ Rerunning the same command resumes from the last checkpoint.
               help="jstdo: draw chunks by count x current error, or by count alone.")
 @click.option("--radius", type=int, default=1, show_default=True,
               help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
+@click.option("--joint-start", type=float, default=0.0, show_default=True,
+              help="stdo: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
+                   "then starts from; 0 = plain stdo, 1 = jstdo's model copied per chunk.")
+@click.option("--keep-last", is_flag=True,
+              help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
+                   "training crops (which never keeps a model below its start, bicubic).")
 @click.option("--sequence", type=int, default=5, show_default=True,
               help="brvsr: consecutive frames per training sample (the recurrence runs over them).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cuda = this rank's GPU under torchrun).")
@@ -119,8 +128,8 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
-                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, sequence,
-                  device, restart, no_eval, quiet, verbose):
+                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, joint_start,
+                  keep_last, sequence, device, restart, no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -132,12 +141,12 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
                                    ("width_multiplier", width)) if v is not None}
     config = TrainConfig(steps=steps, batch=batch, lr=learning_rate, crop=crop, amp=opt_level or amp,
                          checkpoint_every=checkpoint_every, seed=seed, augment=not no_augment, device=device,
-                         compile=compile_)
+                         compile=compile_, keep_best=not keep_last)
     options = TrainOptions(
         run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
                                      sampling=sampling, crop=crop, augment=not no_augment, radius=radius,
-                                     sequence=sequence),
+                                     sequence=sequence, joint_start=joint_start),
     )
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)

@@ -1,4 +1,4 @@
-"""The training loop: Adam, L1, warmup + cosine schedule, a budget in optimizer steps.
+"""The training loop: Adam, L1, warmup + cosine schedule, a budget in optimizer steps, the best state kept.
 
 Mixed precision with torch.amp; checkpoints every N steps written atomically, holding
 everything needed to continue exactly (model, optimizer, schedule, grad scaler, the
@@ -75,6 +75,8 @@ class TrainConfig:
     augment: bool = True
     device: str = "cpu"
     compile: bool = False  # torch.compile the training step's model (slow start, faster steps)
+    keep_best: bool = True  # keep the best state seen by the periodic evaluation, not the last
+    eval_points: int = 10  # evaluations over the run (plus the start and the end)
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Job:
     sampler: ChunkSampler
     conditional: bool = False  # the model takes chunk ids (CaFM)
     shared: bool = False  # one model for all ranks (DDP all-reduce) rather than one job per rank
+    init_from: str | None = None  # start from the trained weights of this (earlier) job
+    deliverable: bool = True  # its weights are one of the method's models (not a start for others)
 
 
 @dataclass
@@ -96,6 +100,8 @@ class JobResult:
     seconds: float
     final_loss: float
     history: list[tuple[int, float]] = field(default_factory=list)
+    kept_step: int = 0  # the step whose weights were kept (the best evaluation)
+    evaluations: list[tuple[int, float]] = field(default_factory=list)  # (step, PSNR on the job's evaluation crops)
 
 
 ProgressFn = Callable[[str, int, int, float, float], None] | None  # (job, step, steps, loss, psnr)
@@ -128,6 +134,46 @@ def _to_device(x, device: torch.device):
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
+EVAL_SALT = 7919  # the evaluation crops' RNG stream, apart from the training batches'
+
+
+def _slice(x, a: int, b: int):
+    return x[a:b] if isinstance(x, torch.Tensor) and x.dim() else x
+
+
+class Evaluator:
+    """A fixed set of crops of the job's own training patches, drawn once (the same on every rank and after a
+    resume), and the PSNR of the model on them: what decides which state is kept.
+
+    The released STDO code keeps its best epoch; here the start is a candidate too, and a new model starts
+    as bicubic, so a kept model is never below bicubic on these crops whatever happens to the loss."""
+
+    def __init__(self, job: Job, cfg: TrainConfig, job_index: int, device: torch.device) -> None:
+        rng = np.random.default_rng([cfg.seed, job_index, EVAL_SALT])
+        self.count = max(64, 4 * cfg.batch)
+        inputs, self.hr, self.mask, self.ids = job.sampler.draw(self.count, rng)
+        self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        self.job, self.batch, self.device = job, cfg.batch, device
+
+    @torch.no_grad()
+    def psnr(self, model: nn.Module) -> float:
+        was_training = model.training
+        model.eval()
+        se = pixels = 0.0
+        for a in range(0, self.count, self.batch):
+            inputs = tuple(_to_device(_slice(x, a, a + self.batch), self.device) for x in self.inputs)
+            hr, mask = self.hr[a : a + self.batch].to(self.device), self.mask[a : a + self.batch].to(self.device)
+            sr = model(*inputs, self.ids[a : a + self.batch].to(self.device)) if self.job.conditional else model(*inputs)
+            se += float(((sr.float().clamp(0, 1) - hr) ** 2 * mask).sum())
+            pixels += 3 * float(mask.sum())
+        model.train(was_training)
+        return 10 * math.log10(1 / max(se / max(pixels, 1.0), 1e-12))
+
+
+def _copy_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -136,8 +182,9 @@ def load_state(path: Path) -> dict:
 
 
 def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, progress: ProgressFn = None,
-              job_index: int = 0) -> JobResult:
-    """Train one job to cfg-defined steps, resuming from state_path when it holds the same signature."""
+              job_index: int = 0, runtime: dict | None = None) -> JobResult:
+    """Train one job to cfg-defined steps, resuming from state_path when it holds the same signature (what was
+    trained); `runtime` (device, amp) may differ from the saved one's: resumed with a warning."""
     device = torch.device(cfg.device)
     precision = resolve_amp(cfg.amp, cfg.device)
     world = dist_utils.world()
@@ -147,6 +194,10 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
     rng = np.random.default_rng([cfg.seed, job_index, world.rank])
     step, elapsed, history = 0, 0.0, []
+    evaluator = Evaluator(job, cfg, job_index, device) if cfg.keep_best else None  # drawn before any resume
+    eval_every = max(1, job.steps // max(1, cfg.eval_points))
+    best: dict | None = None  # {"step", "psnr", "model"}
+    evaluations: list[tuple[int, float]] = []
 
     if state_path.exists():
         state = load_state(state_path)
@@ -155,14 +206,33 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
                 f"{state_path} was saved by a run with other options: rerun with the same options to resume, "
                 "or pass --restart to start over"
             )
+        if runtime is not None and state.get("runtime") not in (None, runtime):
+            log.warning("%s: resuming a training saved with %s, now on %s: the steps left run there", job.name,
+                        state["runtime"], runtime)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without loss scaling (CPU, bf16)
+            scaler.load_state_dict(state["scaler"])
         rng.bit_generator.state = state["rng"][world.rank if job.shared else 0]
         job.sampler.load_state_dict(state["sampler"])
         step, elapsed, history = state["step"], state["elapsed"], [tuple(h) for h in state["history"]]
+        best = state.get("best")
+        evaluations = [tuple(e) for e in state.get("evaluations", [])]
         log.info("%s: resuming at step %d of %d", job.name, step, job.steps)
+
+    def consider(at_step: int) -> None:
+        """Evaluate the model; keep its state if it is the best so far (ties keep the earlier)."""
+        nonlocal best
+        if evaluator is None or (evaluations and evaluations[-1][0] == at_step):
+            return
+        score = evaluator.psnr(model)
+        evaluations.append((at_step, score))
+        if best is None or score > best["psnr"]:
+            best = {"step": at_step, "psnr": score, "model": _copy_state(model)}
+
+    if step == 0:
+        consider(0)  # the start: bicubic for a new model, or the job it starts from
 
     trained = dist_utils.wrap_shared(model) if job.shared else model
     if cfg.compile:
@@ -198,6 +268,8 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
             history.append((step, loss_value))
         if progress:
             progress(job.name, step, job.steps, loss_value, _psnr_of(sr, hr_batch, mask))
+        if step % eval_every == 0 or step == job.steps:
+            consider(step)
         if step % cfg.checkpoint_every == 0 or step == job.steps:
             rng_states = dist_utils.gather_objects(rng.bit_generator.state) if job.shared else [rng.bit_generator.state]
             if world.rank == 0 or not job.shared:
@@ -206,9 +278,16 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng_states,
                     "sampler": job.sampler.state_dict(), "elapsed": time.perf_counter() - start,
-                    "history": history, "config": asdict(cfg),
+                    "history": history, "config": asdict(cfg), "best": best, "evaluations": evaluations,
+                    "runtime": runtime,
                 })
             last_saved = step
+    kept = step
+    if best is not None and best["step"] != step:
+        model.load_state_dict(best["model"])
+        kept = best["step"]
+        log.info("%s: keeping step %d (%.3f dB on its evaluation crops; the last step %d: %.3f dB)", job.name, kept,
+                 best["psnr"], step, evaluations[-1][1] if evaluations else float("nan"))
     model.eval()
-    return JobResult(job.name, step, time.perf_counter() - start, loss_value, history)
+    return JobResult(job.name, step, time.perf_counter() - start, loss_value, history, kept, evaluations)
 

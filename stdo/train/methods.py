@@ -1,7 +1,9 @@
 """The training methods, all over the same RUN, each as a plan: jobs to train, and which
 model serves which patch (the method's model map).
 
-- stdo:  one model per chunk of the RUN, trained on that chunk's patches.
+- stdo:  one model per chunk of the RUN, trained on that chunk's patches; with --joint-start f, one joint
+         model (jstdo's) is trained for a share f of the steps first and every chunk's model starts from it
+         (f = 0: plain stdo; f = 1: jstdo's model copied per chunk).
 - jstdo: one joint model over all chunks, batches drawn chunk by chunk with the
          data-aware rule of stdo.train.sampling (or uniformly, to compare).
 - awdnn: one model for the whole clip.
@@ -63,6 +65,7 @@ class MethodOptions:
     augment: bool = True
     radius: int = 1  # mfwdsr: frames t-r .. t+r
     sequence: int = 5  # brvsr: frames per training sequence
+    joint_start: float = 0.0  # stdo: share of the steps spent on one joint model (jstdo's) that starts every chunk's
 
 
 @dataclass
@@ -75,7 +78,7 @@ class TrainingPlan:
     model: str | None = None  # the registry name of the models, where the method fixes it (not --model)
 
     def params(self) -> int:
-        return sum(p.numel() for job in self.jobs for p in job.model.parameters())
+        return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
 
 
 def time_segments(num_frames: int, segments: int) -> np.ndarray:
@@ -106,11 +109,20 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
     if method in ("stdo", "nas"):
         labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
-        jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]))
-                for i, s in zip(range(n), split_steps(steps, n))]
-        if any(job.steps == 0 for job in jobs):
+        share = options.joint_start if method == "stdo" else 0.0
+        if not 0.0 <= share <= 1.0:
+            raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
+        joint_steps = int(round(share * steps))
+        start = []
+        if joint_steps:  # jstdo's model and sampler, first in the plan so it trains exactly as jstdo would
+            sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
+            start = [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False)]
+        jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
+                    init_from="joint-start" if start else None)
+                for i, s in zip(range(n), split_steps(steps - joint_steps, n))]
+        if not start and any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
-        return TrainingPlan(method, jobs, np.ascontiguousarray(labels, np.uint8), n)
+        return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n)
     if method in VIDEO_METHODS:
         model = create_model(method, scale=scale, **options.overrides)
         if method == "brvsr":
@@ -152,6 +164,8 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
 
 def save_job(training: TrainingPlan, job: Job, out_dir: Path) -> None:
     """Write a trained job's deliverable weights: model{i}.pt state dicts (cafm: folded, plus cafm.pt)."""
+    if not job.deliverable:
+        return
     if isinstance(job.model, CaFMWDSR):
         save_torch(out_dir / "cafm.pt", job.model.state_dict())
         for i in range(training.num_models):

@@ -10,6 +10,7 @@ Layout of RUN/models/<method>/:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -23,10 +24,12 @@ import torch
 
 import stdo
 from stdo.cluster.chunkmap import load_chunkmap
-from stdo.errors import StdoError
+from stdo.errors import StdoError, check_device
 from stdo.fileio import save_npz, write_json
 from stdo.grid import Grid
-from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, read_run_info
+from stdo.locks import stage_lock, sweep_leftovers
+from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, file_sha256, grid_of, load_frames, method_dir, model_file,
+                         read_run_info)
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
@@ -35,6 +38,7 @@ from stdo.videosr import video_frames, vinr_any_scale, vinr_between
 
 log = logging.getLogger(__name__)
 REPORT_FORMAT = 1
+RUNTIME_FIELDS = ("device", "amp", "compile")  # may differ on resume (warned); every other option must match
 
 
 @dataclass
@@ -55,8 +59,7 @@ def _check(o: TrainOptions) -> None:
     if not o.config.lr > 0:
         raise StdoError(f"--lr {o.config.lr} must be above 0")
     resolve_amp(o.config.amp, o.config.device)  # raises on an unknown mode
-    if o.config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise StdoError(f"--device {o.config.device} asked for, but torch sees no CUDA device: use --device cpu")
+    check_device(o.config.device)
 
 
 def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[[int], None] | None = None) -> dict | None:
@@ -65,6 +68,12 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     run = Path(o.run)
     if not run.is_dir():
         raise StdoError(f"{run} does not exist: run stdo-cluster SOURCE {run} first")
+    read_run_info(run)  # a RUN at all, before any lock file is made in it
+    with stage_lock(run, f"RUN {run}", shared=True):
+        return _train(o, run, progress, eval_progress)
+
+
+def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> dict | None:
     info = read_run_info(run)
     if not (run / CLUSTERS).is_file():
         raise StdoError(f"{run} has no chunk map ({CLUSTERS}): rerun stdo-cluster, methods need its chunks")
@@ -73,7 +82,9 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     grid, scale = grid_of(info), int(info["scale"])
     if hr_map.shape[0] != cmap.chunks.shape[0] or lr_map.shape[1:3] != (grid.height, grid.width):
         raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --force")
-    hr, lr = np.array(hr_map), np.array(lr_map)  # into memory: random crops from RAM, not disk
+    # memory-mapped, not copied: crops are read from the page cache, which every rank of a torchrun shares, so a
+    # process's memory does not grow with the clip (a copy per rank was ~3 GB for 15 s of 1080p at x4)
+    hr, lr = hr_map, lr_map
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
@@ -81,6 +92,17 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     torch.manual_seed(config.seed)  # model initialization
     training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
     out = method_dir(run, o.method)
+    with contextlib.ExitStack() as held:
+        if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused
+            held.enter_context(stage_lock(out, f"{out}"))
+            sweep_leftovers(out)
+        return _train_jobs(o, run, info, training, out, world, config, precision, hr, lr, grid, scale, cmap,
+                           progress, eval_progress)
+
+
+def _train_jobs(o: TrainOptions, run: Path, info: dict, training: TrainingPlan, out: Path, world, config: TrainConfig,
+                precision: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap, progress: ProgressFn,
+                eval_progress) -> dict | None:
     state_dir = out / "state"
     if o.restart and world.rank == 0 and state_dir.exists():
         shutil.rmtree(state_dir)
@@ -88,18 +110,26 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     out.mkdir(parents=True, exist_ok=True)
 
     signature_base = {
-        "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256")},
-        "model": o.method_options.model, "overrides": o.method_options.overrides, "train": asdict(o.config),
-        "amp": precision, "method_options": asdict(o.method_options),
+        "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256"),
+                                    "run_id": info.get("run_id")},
+        "model": o.method_options.model, "overrides": o.method_options.overrides,
+        "train": {k: v for k, v in asdict(o.config).items() if k not in RUNTIME_FIELDS},
+        "method_options": asdict(o.method_options),
     }
+    # where it runs may change between a stop and a resume (a RUN moved to another machine): warned, not refused
+    runtime = {"device": o.config.device, "amp": precision, "compile": o.config.compile}
     t0 = time.perf_counter()
     results = []
     my_jobs = set(dist_utils.mine(list(range(len(training.jobs)))))
+    trained_jobs = {}
     for index, job in enumerate(training.jobs):
         if not job.shared and index not in my_jobs:
             continue
+        if job.init_from is not None:  # a chunk expert starts from the joint model (its state, if any, overrides)
+            job.model.load_state_dict(trained_jobs[job.init_from].model.state_dict())
         signature = {**signature_base, "job": job.name, "world": world.size if job.shared else 1}
-        result = train_job(job, config, state_dir / f"{job.name}.pt", signature, progress, index)
+        result = train_job(job, config, state_dir / f"{job.name}.pt", signature, progress, index, runtime)
+        trained_jobs[job.name] = job
         if world.rank == 0 or not job.shared:
             save_job(training, job, out)
         results.append(asdict(result))
@@ -108,13 +138,14 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     report = None
     if world.rank == 0:
         report = _report(o, training, jobs, hr, lr, grid, scale, cmap, config, precision, world.size, out,
-                         eval_progress, t0)
+                         eval_progress, t0, info.get("run_id"))
     dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
     return report
 
 
 def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap,
-            config: TrainConfig, precision: str, world_size: int, out: Path, eval_progress, t0: float) -> dict:
+            config: TrainConfig, precision: str, world_size: int, out: Path, eval_progress, t0: float,
+            run_id: str | None) -> dict:
     """Write model_map.npz and report.json (cost, and the evaluation unless disabled); return the report."""
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
@@ -131,6 +162,8 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "method_options": asdict(o.method_options),
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)
+    report["run_id"] = run_id  # the clustering these models were trained on
+    report["model_sha256"] = {model_file(i): file_sha256(out / model_file(i)) for i in range(training.num_models)}
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)
         if o.method in VIDEO_METHODS:

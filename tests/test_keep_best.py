@@ -1,0 +1,125 @@
+"""Never worse than the start (the best evaluated state is kept) and chunk experts from a joint start."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from stdo.cluster.pipeline import ClusterOptions, cluster
+from stdo.grid import Grid
+from stdo.models import create_model
+from stdo.stream import StreamOptions
+from stdo.train.data import PatchSampler, patches_of
+from stdo.train.loop import Evaluator, Job, TrainConfig, train_job
+from stdo.train.methods import MethodOptions
+from stdo.train.pipeline import TrainOptions, train
+from stdo.train.sampling import ChunkSampler
+from stdo.video import Crop
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, bikes):
+    run = tmp_path_factory.mktemp("runs") / "bikes"
+    cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
+                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))
+    return run
+
+
+def options(run, method, steps, keep_best=True, **method_options):
+    return TrainOptions(run=run, method=method,
+                        config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=50, keep_best=keep_best),
+                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16,
+                                                     **method_options))
+
+
+class _GoesWrong:
+    """A sampler whose targets turn to noise after `good` draws: a loss that goes bad late."""
+
+    def __init__(self, sampler: ChunkSampler, good: int) -> None:
+        self.sampler, self.good, self.draws = sampler, good, 0
+
+    def draw(self, batch, rng):
+        lr, hr, mask, ids = self.sampler.draw(batch, rng)
+        self.draws += 1
+        if self.draws > self.good + 1:  # the first draw is the evaluation crops
+            hr = torch.rand_like(hr)
+        return lr, hr, mask, ids
+
+    def __getattr__(self, name):
+        return getattr(self.sampler, name)
+
+
+def test_a_run_that_goes_wrong_late_keeps_its_best_state(tmp_path):
+    rng = np.random.default_rng(0)
+    lr = rng.integers(0, 256, (2, 12, 16, 3), dtype=np.uint8)
+    hr = np.repeat(np.repeat(lr, 2, 1), 2, 2)  # blocky: far from bicubic, easy to learn
+    grid = Grid(12, 16, 2, 2, 2)
+    sampler = ChunkSampler([PatchSampler(hr, lr, grid, 2, patches_of(np.zeros((2, 2, 2), np.uint8)), crop=8)])
+    job = Job("joint", create_model("wdsr_a_mobile", scale=2, num_blocks=1, num_residual_units=8), 60,
+              _GoesWrong(sampler, good=30))
+    cfg = TrainConfig(steps=60, batch=8, crop=8, lr=3e-3, amp="off", checkpoint_every=20)
+    result = train_job(job, cfg, tmp_path / "state.pt", {"test": 1})
+    scores = dict(result.evaluations)
+    assert scores[0] < max(scores.values())  # training helped before it went wrong ...
+    assert scores[60] < max(scores.values())  # ... and the noise made it worse
+    assert result.kept_step <= 36 and scores[result.kept_step] == max(scores.values())
+    evaluator = Evaluator(Job("joint", job.model, 60, sampler), cfg, 0, torch.device("cpu"))
+    assert evaluator.psnr(job.model) == pytest.approx(scores[result.kept_step], abs=1e-6)  # the kept weights
+
+
+def test_a_short_run_is_never_below_bicubic(small_run, tmp_path):
+    run = shutil.copytree(small_run, tmp_path / "run")
+    report = train(options(run, "awdnn", 10))
+    assert report["psnr_video"] >= report["bicubic"]["psnr_video"] - 0.005, report["jobs"]
+    last = train(options(shutil.copytree(small_run, tmp_path / "last"), "awdnn", 10, keep_best=False))
+    assert last["psnr_video"] < report["psnr_video"]  # what keeping the last state would have shipped
+
+
+def _weights(run, method, i):
+    return torch.load(run / f"models/{method}/model{i}.pt", weights_only=True)
+
+
+def test_a_joint_start_of_0_is_plain_stdo_and_of_1_is_jstdo_copied_per_chunk(small_run, tmp_path):
+    runs = {name: shutil.copytree(small_run, tmp_path / name) for name in ("plain", "zero", "one", "jstdo")}
+    train(options(runs["plain"], "stdo", 40))
+    train(options(runs["zero"], "stdo", 40, joint_start=0.0))
+    one = train(options(runs["one"], "stdo", 40, joint_start=1.0))
+    train(options(runs["jstdo"], "jstdo", 40))
+    for i in range(2):
+        a, b = _weights(runs["plain"], "stdo", i), _weights(runs["zero"], "stdo", i)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        c, j = _weights(runs["one"], "stdo", i), _weights(runs["jstdo"], "jstdo", 0)
+        assert all(torch.equal(c[k], j[k]) for k in j)
+    assert one["steps"] == 40 and one["num_models"] == 2
+    assert one["params"] == 2 * sum(p.numel() for p in create_model(
+        "wdsr_a_mobile", scale=2, num_blocks=2, num_residual_units=8).parameters())  # k models, not the start
+    assert not (runs["one"] / "models/stdo/joint-start.pt").exists()
+
+
+def test_a_joint_start_share_out_of_range_is_refused(small_run, tmp_path):
+    from stdo.errors import StdoError
+
+    with pytest.raises(StdoError, match="--joint-start 1.5 must be between 0 and 1"):
+        train(options(shutil.copytree(small_run, tmp_path / "run"), "stdo", 40, joint_start=1.5))
+
+
+def test_a_general_scorer_made_here_is_what_cluster_loads(cli, bikes, bunny, tmp_path):
+    from stdo.cluster.pipeline import load_general_model
+    from stdo.train.general_cli import general_command
+
+    out = tmp_path / "general.pt"
+    args = [bikes, bunny, "--out", out, "--scale", "4", "--model", "wdsr_a_mobile", "--frames", "3", "--steps", "30",
+            "--batch", "4", "--crop", "16", "-q"]
+    code, stdout, err, _ = cli(general_command, args)
+    assert code == 0, err
+    assert "over 2 clip(s), 6 frames" in stdout and "--scorer general --checkpoint" in stdout
+    model = load_general_model(out, 4)
+    assert model.config.scale == 4 and model.config.num_blocks == 4
+    assert not list(tmp_path.glob(".general.pt.state*"))  # its resume state is gone once the model is written
+    code, _, err, _ = cli(general_command, args)  # written once: not overwritten without --overwrite
+    assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
+    run = tmp_path / "run"
+    cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(4, 2), chunks=2, frames=3, scorer="general",
+                           checkpoint=out, crop=Crop(160, 96, 240, 96)))
+    assert (run / "clusters.npz").is_file()
