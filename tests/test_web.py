@@ -6,6 +6,7 @@ without them, except under CI=true, where a missing tool is a failure.
 """
 
 import base64
+import json
 import os
 import shutil
 
@@ -41,17 +42,26 @@ def page(trained_run, tmp_path_factory):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
+    claims = work / "claims"  # a manifest that claims a huge clip, with the plan and model map to match
+    shutil.copytree(run / "bundle", claims)
+    manifest = json.loads((claims / "manifest.json").read_text())
+    manifest.update(lr_size=[4096, 4096], frames=1024, grid={**manifest["grid"], "cols": 1024, "rows": 1024})
+    manifest["video"].update(width=4096, height=4096, frames=1024)
+    manifest["model_map"]["shape"] = [1024, 1024, 1024]
+    manifest["plan"]["runs"] = 1 << 26
+    (claims / "manifest.json").write_text(json.dumps(manifest))
     jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "keep": True, "rgb": "/rgb/lr.rgb"}
             for b, p in VARIANTS]
     jobs += [{"bundle": "/bundle/", "kind": "play", "backend": "onnxruntime", "precision": "fp32", "keep": True},
              {"bundle": "/tampered/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
              {"kind": "page", "url": "index.html?bundle=/tampered/"},
              {"kind": "page", "url": "index.html?bundle=/bundle/"},
-             {"kind": "page", "url": "index.html?bundle=/bundle/", "play": True, "backend": "litert", "precision": "int8"}]
-    with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered}) as base:
+             {"kind": "page", "url": "index.html?bundle=/bundle/", "play": True, "backend": "litert", "precision": "int8"},
+             {"bundle": "/claims/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"}]
+    with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
-                                                                       "page", "played"], out["results"]))
+                                                                       "page", "played", "claims"], out["results"]))
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -93,6 +103,15 @@ def test_a_tampered_bundle_is_refused_in_the_page(page):
     assert "sha256" in shown["error"] and not shown["canPlay"]
     ready = results["page"]
     assert ready["ok"] and ready["canPlay"] and "6 frames, 80x48 -> x2" in ready["stats"]
+
+
+def test_sizes_claimed_by_the_manifest_are_checked_against_the_video_before_any_allocation(page):
+    """1024 frames of 4096x4096 on a 1024x1024 grid claimed for a 6-frame 80x48 video: refused by the video's own
+    size and frame count, before the 1 GB model map or the plan is allocated."""
+    _, _, results = page
+    refused = results["claims"]
+    assert not refused["ok"] and "the file is 80x48 with 6 frames, the manifest says 4096x4096 with 1024" in \
+        refused["error"], refused
 
 
 def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):

@@ -227,7 +227,7 @@ def read_bundle(root: Path) -> Bundle:
     plan_path = _checked_file(root, plan_entry, "plan")
     _need(plan_entry.get("version") == PLAN_VERSION, f"plan version {plan_entry.get('version')!r} is not {PLAN_VERSION}")
     plans = _int(plan_entry, "plans", 1, frames)
-    runs = _int(plan_entry, "runs", 1, MAX_RUNS)
+    runs = _int(plan_entry, "runs", 1, min(MAX_RUNS, plans * rows * cols))  # a kept rectangle holds a patch or more
     margin = _int(plan_entry, "margin", 0, 1024)
     grid_geometry = Grid(lr_size[1], lr_size[0], rows, cols)
     try:

@@ -4,6 +4,7 @@
 // must tile every frame exactly once). Anything else throws BundleError, and nothing is played.
 
 import { BundleError } from './errors.js';
+import { probeVideo } from './decode.js';
 import { decodePlan } from './plan.js';
 
 export { BundleError };
@@ -166,6 +167,16 @@ export async function readBundle(base) {
   need(Array.isArray(models) && models.length >= 1 && models.length <= MAX_MODELS, `models must list 1..${MAX_MODELS} models`);
   checkModels(models);
 
+  // Sizes are trusted only once the video itself confirms them: the model map and the plan below are
+  // allocated from the stream's real size and frame count, never from what the manifest claims.
+  const videoEntry = object(manifest, 'video');
+  checkVideo(videoEntry, lrSize, frames);
+  const video = await fetchChecked(base, videoEntry, 'video');
+  const actual = await probeVideo(video);
+  need(actual.width === width && actual.height === height && actual.frames === frames,
+    `video: the file is ${actual.width}x${actual.height} with ${actual.frames} frames, the manifest says ` +
+    `${width}x${height} with ${frames}`);
+
   let modelMap;
   if ((manifest.model_map === null || manifest.model_map === undefined) && models.length === 1) {
     modelMap = new Uint8Array(frames * rows * cols);
@@ -180,15 +191,11 @@ export async function readBundle(base) {
   const planEntry = object(manifest, 'plan');
   need(planEntry.version === PLAN_VERSION, `plan version ${JSON.stringify(planEntry.version)} is not ${PLAN_VERSION}`);
   const plans = int(planEntry, 'plans', 1, frames);
-  const runs = int(planEntry, 'runs', 1, MAX_RUNS);
+  const runs = int(planEntry, 'runs', 1, Math.min(MAX_RUNS, plans * rows * cols)); // a kept rectangle holds a patch or more
   const margin = int(planEntry, 'margin', 0, 1024);
   const planBytes = await fetchChecked(base, planEntry, 'plan');
   const raw = await inflate(planBytes, (frames + runs * 9) * 4, 'plan');
   const plan = decodePlan(raw, { plans, runs, shapes: planEntry.shapes, margin, frames, models: models.length, width, height });
-
-  const videoEntry = object(manifest, 'video');
-  checkVideo(videoEntry, lrSize, frames);
-  const video = await fetchChecked(base, videoEntry, 'video');
 
   return {
     base, manifest, modelMap, plan, video, scale, width, height, frames,

@@ -41,6 +41,12 @@ function demux(bytes) {
   });
 }
 
+// The stream's own size and frame count, from its mp4 header and sample table (nothing decoded).
+export async function probeVideo(bytes) {
+  const { track, samples } = await demux(bytes);
+  return { width: track.video.width, height: track.video.height, frames: samples.length };
+}
+
 // Decode every frame: resolves to an array of Uint8Array RGB [h, w, 3].
 export async function decodeVideo(bytes, { matrix, range, width, height }) {
   if (!('VideoDecoder' in globalThis)) throw new Error('this browser has no WebCodecs VideoDecoder');
