@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path, save_npy, temp_beside, write_json
+from stdo.fileio import atomic_path, save_npy, sha256_of, temp_beside, write_json
 from stdo.grid import Grid
 from stdo.locks import LOCK_NAME, is_leftover
 
@@ -54,7 +54,7 @@ REQUIRED_KEYS = ("source", "scale", "frames", "hr_size", "lr_size", "grid", "mar
 def fingerprint(source: Path) -> str:
     """sha256 of a video file's bytes, or of a frame folder's file names and sizes."""
     if source.is_file():
-        return file_sha256(source)
+        return sha256_of(source)
     h = hashlib.sha256()
     for p in sorted(q for q in source.rglob("*") if q.is_file()):
         h.update(f"{p.relative_to(source).as_posix()}\0{p.stat().st_size}\n".encode())
@@ -126,14 +126,6 @@ def clear_earlier_clustering(run: Path) -> list[str]:
     if removed:
         log.warning("removed %s of %s: made from its earlier clustering", " and ".join(f"{r}/" for r in removed), run)
     return removed
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FrameFiles:

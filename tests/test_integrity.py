@@ -261,3 +261,19 @@ def test_sigkill_at_random_points_then_rerun_ends_as_an_uninterrupted_run(bikes,
         for stage, command in commands(run, out).items():
             _killed_then_rerun(command, run, rng.uniform(0.3, max(0.4, timings[stage])))
         assert signature(run, out) == expected, seed
+
+
+@pytest.mark.parametrize("error, message", [(30, "read-only filesystem"), (13, "permission denied")])
+def test_a_run_that_cannot_be_written_is_one_line(cli, run, monkeypatch, error, message):
+    """A read-only RUN (EROFS) or one without write permission (EACCES): simulated at the write itself, since the
+    tests run as root, which permissions do not stop."""
+    import stdo.fileio
+
+    def refuse(target, suffix=""):
+        raise OSError(error, os.strerror(error), str(target))
+
+    before = tree(run)
+    monkeypatch.setattr(stdo.fileio, "temp_beside", refuse)
+    code, _, err, _ = cli(train_command, [run, "--method", "awdnn", "--steps", "5", *TINY])
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert tree(run) == before

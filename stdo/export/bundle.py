@@ -1,6 +1,7 @@
 """The delivery bundle's manifest, model map and plan: writing them, and reading them as untrusted input.
 
 bundle/manifest.json (format "stdo-bundle", version 3):
+  run_id (the clustering the models were trained on), tool, created, method,
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin},
   model_map {path, sha256, bytes, shape [T, rows, cols]}  (the model index serving each patch: uint8,
                                                           zlib-compressed; null when one joint model
@@ -23,7 +24,6 @@ Anything else raises BundleError with a message saying what is wrong.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zlib
@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import write_bytes, write_json
+from stdo.fileio import sha256_of, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -70,14 +70,6 @@ class Bundle:
 
     def file(self, entry: dict) -> Path:
         return self.root / entry["path"]
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(root: Path, path: Path, **extra) -> dict:

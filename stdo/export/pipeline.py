@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from torch import nn
 
 import stdo
@@ -41,13 +40,13 @@ from stdo.errors import StdoError
 from stdo.export import bundle as bundle_format
 from stdo.export.margin import choose_margin
 from stdo.export.toolchain import require
-from stdo.fileio import replace_dir, save_torch, temp_dir_beside, write_bytes, write_json
+from stdo.fileio import replace_dir, save_torch, sha256_of, temp_dir_beside, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, file_sha256, grid_of, load_frames, method_dir, model_file,
+from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file,
                          read_run_info)
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -156,7 +155,7 @@ def check_provenance(run: Path, info: dict, method: str, report: dict) -> None:
         raise StdoError(f"{folder} was trained on an earlier clustering of {run}: retrain it "
                         f"(stdo-train {run} --method {method} --restart)")
     for name, digest in (report.get("model_sha256") or {}).items():
-        if not (folder / name).is_file() or file_sha256(folder / name) != digest:
+        if not (folder / name).is_file() or sha256_of(folder / name) != digest:
             raise StdoError(f"{folder / name} is not the model report.json describes (a retraining stopped half-way?): "
                             f"rerun stdo-train {run} --method {method} to finish it")
 

@@ -25,10 +25,10 @@ import torch
 import stdo
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError, check_device
-from stdo.fileio import save_npz, write_json
+from stdo.fileio import save_npz, sha256_of, write_json
 from stdo.grid import Grid
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, file_sha256, grid_of, load_frames, method_dir, model_file,
+from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file,
                          read_run_info)
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
@@ -163,7 +163,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)
     report["run_id"] = run_id  # the clustering these models were trained on
-    report["model_sha256"] = {model_file(i): file_sha256(out / model_file(i)) for i in range(training.num_models)}
+    report["model_sha256"] = {model_file(i): sha256_of(out / model_file(i)) for i in range(training.num_models)}
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)
         if o.method in VIDEO_METHODS:
