@@ -115,7 +115,8 @@ def test_coreml_spec_and_tflite_runtime(exported):
     assert list(spec["inputs"]) == ["lr"] and spec["outputs"] == ["sr"]
     assert spec["inputs"]["lr"][:2] == [[1, 1], [3, 3]] and spec["inputs"]["lr"][2][1] >= 1080
     assert spec["ops"]["conv"] == 1 + 2 * 2 + 1 + 1  # head, 2 blocks x 2, tail, skip: every conv of the model
-    assert spec["ops"].get("constexpr_affine_dequantize", 0) == spec["ops"]["conv"]  # int8 weights, all convs
+    # int8 weights in every conv but the 5x5 skip, which stays fp16 (its rounding lands on the output pixels)
+    assert spec["ops"].get("constexpr_affine_dequantize", 0) == spec["ops"]["conv"] - 1
     path, shape = files[("tflite", "fp32")]
     runner = TfliteRunner(path)
     window = tuple(shape[2:])
