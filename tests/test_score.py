@@ -103,3 +103,12 @@ def test_dct_scores_busy_and_moving_patches_as_harder():
     flat_static, flicker, texture = s[:, 1, 0], s[:, 0, 0], s[:, :, 1]
     assert (flat_static > flicker).all() and (flat_static[:, None] > texture).all()
     assert flat_static.min() == pytest.approx(10 * math.log10(255**2))
+
+
+@pytest.mark.parametrize("window", [1, 4, 7, 20])
+def test_dct_scores_a_block_at_a_time_as_the_whole_clip(window):
+    """Memory bounded by the block, not the clip: blocks of 3 frames (with the frames their time windows reach)
+    score exactly as one block of all 11."""
+    lr = np.random.default_rng(0).integers(0, 255, (11, 32, 64, 3), dtype=np.uint8)
+    blocks, whole = (score_dct(lr, Grid(32, 64, 2, 2), batch=b, window=window) for b in (3, 1000))
+    assert np.array_equal(blocks.scores, whole.scores) and np.array_equal(blocks.features, whole.features)

@@ -101,27 +101,43 @@ def spatial_dct_energy(y: np.ndarray, block: int = 8) -> np.ndarray:
     return per_pixel[:, :h, :w].astype(np.float32)
 
 
-def temporal_dct_energy(y: np.ndarray, window: int = 4) -> np.ndarray:
-    """Per-pixel AC energy of a DCT along time over `window` frames around each frame, [T, H, W]."""
-    t = len(y)
-    window = min(window, t)
-    out = np.empty_like(y, dtype=np.float32)
-    for i in range(t):
-        lo = min(max(i - window // 2, 0), t - window)
+def _time_window(i: int, t: int, window: int) -> int:
+    """First frame of the `window` frames around frame i, inside a clip of t frames."""
+    return min(max(i - window // 2, 0), t - window)
+
+
+def temporal_dct_energy(y: np.ndarray, window: int = 4, frames: range | None = None, first: int = 0,
+                        total: int | None = None) -> np.ndarray:
+    """Per-pixel AC energy of a DCT along time over `window` frames around each frame, [T, H, W].
+
+    `y` may hold only frames first .. first+len(y)-1 of a clip of `total` frames: the energy of `frames`
+    (default: all of y) is computed from them, so a long clip is scored a block at a time."""
+    total = len(y) if total is None else total
+    frames = range(first, first + len(y)) if frames is None else frames
+    window = min(window, total)
+    out = np.empty((len(frames),) + y.shape[1:], np.float32)
+    for n, i in enumerate(frames):
+        lo = _time_window(i, total, window) - first
         coef = scipy.fft.dct(y[lo : lo + window], axis=0, norm="ortho")
-        out[i] = (coef[1:] ** 2).sum(0) / window
+        out[n] = (coef[1:] ** 2).sum(0) / window
     return out
 
 
 def score_dct(lr: np.ndarray, grid: Grid, batch: int = 16, window: int = 4, progress: Progress = None) -> Scores:
-    """Difficulty from the LR frames alone: spatial and temporal DCT energy per patch."""
-    y = luma(lr)
-    spatial = np.empty((len(lr), grid.rows, grid.cols))
-    for i in range(0, len(lr), batch):
-        spatial[i : i + batch] = patch_means(spatial_dct_energy(y[i : i + batch]), grid)
-    temporal = patch_means(temporal_dct_energy(y, window), grid)
-    if progress:
-        progress(len(lr))
+    """Difficulty from the LR frames alone: spatial and temporal DCT energy per patch, `batch` frames at a time
+    (with the frames their time windows reach), so memory does not grow with the clip."""
+    t = len(lr)
+    spatial = np.empty((t, grid.rows, grid.cols))
+    temporal = np.empty((t, grid.rows, grid.cols))
+    reach = min(window, t)
+    for i in range(0, t, batch):
+        j = min(i + batch, t)
+        a, b = _time_window(i, t, reach), _time_window(j - 1, t, reach) + reach
+        y = luma(lr[a:b])
+        spatial[i:j] = patch_means(spatial_dct_energy(y[i - a : j - a]), grid)
+        temporal[i:j] = patch_means(temporal_dct_energy(y, window, range(i, j), a, t), grid)
+        if progress:
+            progress(j - i)
     scores = 10 * np.log10(PEAK**2 / (1.0 + spatial + temporal))
     features = np.stack([np.log1p(spatial), np.log1p(temporal)], axis=-1)
     return Scores(scores.astype(np.float32), features.astype(np.float32), ("log_spatial_energy", "log_temporal_energy"))
