@@ -11,6 +11,8 @@ consistency figure of the server-side benchmark.
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,17 +38,26 @@ def _luma(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(y + 0.5, 0, 255).astype(np.uint8))
 
 
-def neighbour_flows(frames: np.ndarray, preset: str = "medium") -> tuple[np.ndarray, np.ndarray]:
+def neighbour_flows(frames: np.ndarray, preset: str = "medium", on_disk: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [T, h, w, 3] -> (forward, backward), each float32 [T-1, h, w, 2]:
-    forward[t] is the flow from frame t to t+1, backward[t] from frame t+1 to t."""
+    forward[t] is the flow from frame t to t+1, backward[t] from frame t+1 to t.
+
+    on_disk: the fields go to memory-mapped temporary files (removed when the arrays are), so a long clip's
+    flows (16 bytes per LR pixel per frame) do not have to fit in RAM."""
     dis = _dis(preset)
-    luma = [_luma(f) for f in frames]
     t, h, w = len(frames), frames.shape[1], frames.shape[2]
-    forward = np.empty((max(t - 1, 0), h, w, 2), np.float32)
-    backward = np.empty_like(forward)
+    shape = (max(t - 1, 0), h, w, 2)
+    if on_disk and t > 1:
+        forward, backward = (np.memmap(tempfile.TemporaryFile(prefix="stdo-flow-"), np.float32, "w+", shape=shape)
+                             for _ in range(2))
+    else:
+        forward, backward = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    previous = _luma(frames[0]) if t else None
     for i in range(t - 1):
-        forward[i] = dis.calc(luma[i], luma[i + 1], None)
-        backward[i] = dis.calc(luma[i + 1], luma[i], None)
+        current = _luma(frames[i + 1])
+        forward[i] = dis.calc(previous, current, None)
+        backward[i] = dis.calc(current, previous, None)
+        previous = current
     return forward, backward
 
 

@@ -130,7 +130,7 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
                 raise StdoError(f"--sequence {options.sequence} must be at least 2: brvsr learns from neighbours")
             from stdo.flow import neighbour_flows
 
-            sampler = SequenceSampler(hr, lr, neighbour_flows(lr), grid, scale, patches_of(chunks),
+            sampler = SequenceSampler(hr, lr, neighbour_flows(lr, on_disk=True), grid, scale, patches_of(chunks),
                                       options.sequence, options.crop, options.augment)
         else:
             sampler = PairSampler(hr, lr, grid, scale, patches_of(chunks), options.crop, options.augment)
