@@ -98,6 +98,8 @@ def main() -> None:
                 row = {"frames": n, "stage": stage, **measured(command)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")  # a stopped run keeps its rows
             for path in (run, source, Path(tmp) / f"sr{n}.mp4"):
                 subprocess.run(["rm", "-rf", str(path)], check=True)
     args.out.mkdir(parents=True, exist_ok=True)
