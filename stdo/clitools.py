@@ -10,7 +10,6 @@ import click
 from tqdm import tqdm
 
 from stdo.errors import StdoError
-from stdo.memory import bounded_heap
 
 EXIT_BAD_INPUT = 2
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -29,7 +28,6 @@ class StdoCommand(click.Command):
             _fail(ctx, e)
 
     def invoke(self, ctx: click.Context):
-        bounded_heap()  # memory that does not grow with the clip (stdo.memory)
         try:
             return super().invoke(ctx)
         except StdoError as e:

@@ -27,6 +27,7 @@ from stdo.errors import StdoError
 from stdo.export.bundle import Bundle, read_bundle
 from stdo.grid import Grid
 from stdo.infer import ByShape, TimedRunner, upscale_planned
+from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.video import as_nchw, iter_frames, probe_video
@@ -153,6 +154,7 @@ class Player:
                 yield index + k, lr[k], sr_u8[k]
             index += len(group)
             self.timings.frames += len(group)
+            release_free_memory()  # memory flat however long the clip (stdo.memory)
         if index != self.num_frames:
             raise StdoError(f"the video ends after {index} frames, the bundle's plan covers {self.num_frames}: "
                             "give the LR video this bundle was exported with")

@@ -16,6 +16,7 @@ import torch
 
 from stdo.grid import Grid
 from stdo.infer import Runner, iter_upscaled
+from stdo.memory import release_free_memory
 from stdo.metrics import chunk_mse, count_weighted_psnr, patch_mse, psnr, psnr_from_mse, psnr_y, ssim, stdo_shave
 from stdo.video import as_nchw, upscale_bicubic
 
@@ -64,6 +65,7 @@ def evaluate_frames(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chun
         ref = as_nchw(hr[i : i + len(sr)]).float()
         model_acc.add(sr, ref, grid, scale)
         bicubic_acc.add(upscale_bicubic(lr[i : i + len(sr)], scale), ref, grid, scale)
+        release_free_memory()  # frame-sized buffers freed: memory flat however long the clip (stdo.memory)
         if progress:
             progress(len(sr))
     return {**model_acc.summary(chunks, num_chunks), "bicubic": bicubic_acc.summary(chunks, num_chunks)}
