@@ -11,13 +11,13 @@ JOBS ?= 2
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,export,plot,server]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,plot,server,fleet,views]'
 	touch $@
 
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
 
 # What the web player's tests need beside Python (skipped without it, required under CI=true): Debian's
 # chromium (never a browser downloaded by npm) and the npm packages pinned by package-lock.json.

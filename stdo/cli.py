@@ -7,10 +7,12 @@ import click
 import stdo
 from stdo.cluster.cli import cluster_command
 from stdo.export.cli import export_command
+from stdo.fleet.cli import fleet_command
 from stdo.play.cli import play_command
 from stdo.train.cli import train_command
 from stdo.train.general_cli import general_command
 from stdo.upscale.cli import upscale_command
+from stdo.views.cli import views_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,3 +30,5 @@ main.add_command(export_command)
 main.add_command(play_command)
 main.add_command(upscale_command)
 main.add_command(general_command)
+main.add_command(fleet_command)
+main.add_command(views_group)

@@ -70,17 +70,29 @@ def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, w
     return [OnnxRunner(export_onnx(m, work / f"model{i}.onnx"), threads) for i, m in enumerate(models)]
 
 
-def _video_frames(model: torch.nn.Module, lr: np.ndarray, o: UpscaleOptions, work: Path):
-    """SR frames of a video model: brvsr's recurrence with torch or its exported steps; vinr on torch."""
-    if model.arch == "vinr":
-        return vinr_frames(model, lr, batch=o.batch)
-    steps = None
-    if o.backend == "onnxruntime":
-        from stdo.export.onnx import OnnxStep, export_brvsr_onnx
+def sr_frames(models: list[torch.nn.Module], model_map: np.ndarray, lr: np.ndarray, grid, scale: int, backend: str,
+              batch: int, threads: int | None, work: Path):
+    """(first index, SR frames float [B, 3, H, W] on 0..255) of a trained method over uint8 LR frames: a video
+    model over the whole clip, one model over whole frames (reading t-r .. t+r), several patch-wise by the model map.
+    `work`: a folder for exported models (onnxruntime)."""
+    video = getattr(models[0], "arch", None)
+    if video:
+        if video == "vinr":
+            return vinr_frames(models[0], lr, batch=batch)
+        steps = None
+        if backend == "onnxruntime":
+            from stdo.export.onnx import OnnxStep, export_brvsr_onnx
 
-        paths = export_brvsr_onnx(model, work)
-        steps = (OnnxStep(paths["backward"], "backward", o.threads), OnnxStep(paths["forward"], "forward", o.threads))
-    return brvsr_frames(model, lr, steps=steps)
+            paths = export_brvsr_onnx(models[0], work)
+            steps = (OnnxStep(paths["backward"], "backward", threads), OnnxStep(paths["forward"], "forward", threads))
+        return brvsr_frames(models[0], lr, steps=steps)
+    radius = models[0].config.frames // 2
+    if len(models) == 1:
+        runner = _runners(models, backend, threads, work)[0]
+        return ((i, runner(as_nchw(temporal_stack(lr, i, batch, radius) if radius else lr[i : i + batch])
+                           .float().div_(255)).clamp_(0, 1).mul_(255).round_())
+                for i in range(0, len(lr), batch))
+    return iter_upscaled(lr, grid, scale, model_map, _runners(models, backend, threads, work), frames_per_batch=batch)
 
 
 @torch.no_grad()
@@ -103,16 +115,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
-        if video:
-            results = _video_frames(models[0], lr, o, Path(tmp))
-        elif len(models) == 1:  # whole frames, a multi-frame model reading t-r .. t+r
-            runner = _runners(models, o.backend, o.threads, Path(tmp))[0]
-            results = ((i, runner(as_nchw(temporal_stack(lr, i, o.batch, radius) if radius else lr[i : i + o.batch])
-                                      .float().div_(255)).clamp_(0, 1).mul_(255).round_())
-                       for i in range(0, len(lr), o.batch))
-        else:  # patch-wise by the model map, as training evaluated it
-            runners = _runners(models, o.backend, o.threads, Path(tmp))
-            results = iter_upscaled(lr, grid, scale, model_map, runners, frames_per_batch=o.batch)
+        results = sr_frames(models, model_map, lr, grid, scale, o.backend, o.batch, o.threads, Path(tmp))
         t0 = time.perf_counter()
         for i, sr in results:
             seconds += time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""stdo-fleet: a catalogue of videos through cluster -> train -> export on Ray (jobs, stages, catalogue, engine)."""

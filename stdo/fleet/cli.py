@@ -1,0 +1,94 @@
+"""stdo-fleet: parse options, call stdo.fleet.engine.run_fleet, print the catalogue's summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.fleet.engine import FleetOptions, run_fleet
+from stdo.fleet.jobs import COLUMNS, read_jobs
+
+
+@click.command(
+    "fleet",
+    cls=StdoCommand,
+    context_settings=CONTEXT_SETTINGS,
+    epilog=f"""\b
+JOBS columns (only video is required; the others default as in the stage commands):
+  {', '.join(COLUMNS[:10])},
+  {', '.join(COLUMNS[10:])}
+formats and quantize take comma-separated lists (quote them in a CSV); workers > 1
+trains under torchrun inside the task (one node's CPUs or GPUs).
+
+\b
+Examples:
+  stdo-fleet videos.csv --out fleet/                 (a local Ray on this machine)
+  stdo-fleet videos.jsonl --out /shared/fleet --address auto --train-gpus 1
+  stdo-fleet videos.csv --out fleet/ --max-in-flight 4 --num-cpus 8
+
+\b
+videos.csv:
+  video,steps,formats,quantize
+  clips/a.mp4,2000,"onnx,tflite",int8
+  clips/b.mp4,1000,onnx,
+""",
+)
+@click.argument("jobs", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder of the catalogue (catalogue.jsonl/.csv, summary.md/.png) and of each video's RUN "
+                   "(runs/<name>/, its bundle in runs/<name>/bundle).")
+@click.option("--address", help="Join this Ray cluster (auto, host:6379, ray://host:10001) [default: start a "
+                                "local Ray here].")
+@click.option("--num-cpus", type=int, help="CPUs of the local Ray [default: this machine's].")
+@click.option("--cpus-per-task", type=int, default=1, show_default=True,
+              help="CPUs (torch threads) of each cluster and export task and each CPU training process.")
+@click.option("--train-gpus", type=float,
+              help="GPUs per training process [default: 1 when the cluster has GPUs, else 0: train on CPUs].")
+@click.option("--max-in-flight", type=int, help="Videos worked on at once [default: the cluster's CPUs].")
+@click.option("--retries", type=int, default=3, show_default=True,
+              help="Retries of a task whose worker dies; the stage resumes from the RUN's checkpoints.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def fleet_command(jobs, out, address, num_cpus, cpus_per_task, train_gpus, max_in_flight, retries, quiet, verbose):
+    """Run every video of JOBS through cluster -> train -> export as Ray tasks.
+
+    JOBS is a CSV (with a header) or JSONL file, one video per row with its own options; every row
+    is checked before anything starts. Rows are written to OUT/catalogue.jsonl as videos finish:
+    status, error, run id, PSNR against bicubic, bundle bytes, seconds and node of each stage.
+    Rerunning the same command skips the videos already done with the same options and retries
+    the others from their first unfinished stage.
+    """
+    setup_logging(verbose)
+    total = len(read_jobs(jobs))  # checked again by run_fleet; here for the bar's length
+    bar = tqdm(total=total, desc="videos", unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def on_video(row: dict) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{row['name']}: {row['status']}", refresh=False)
+
+    try:
+        result = run_fleet(FleetOptions(jobs=jobs, out=out, address=address, num_cpus=num_cpus,
+                                        cpus_per_task=cpus_per_task, train_gpus=train_gpus,
+                                        max_in_flight=max_in_flight, retries=retries), progress=on_video)
+    finally:
+        bar.close()
+    done, failed = result.count("done"), len(result.names) - result.count("done")
+    click.echo(f"{done} done ({len(result.skipped)} of them earlier), {failed} failed, in {result.seconds:.1f} s; "
+               f"catalogue: {Path(out) / 'catalogue.csv'}, summary: {Path(out) / 'summary.md'}")
+    for row in (result.rows[name] for name in result.names):
+        if row["status"] != "done":
+            click.echo(f"  {row['name']}: {row['stage']}: {row['error']}")
+    if failed:
+        sys.exit(1)
+
+
+def main() -> None:
+    fleet_command(prog_name="stdo-fleet")
+
+
+if __name__ == "__main__":
+    main()

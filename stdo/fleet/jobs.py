@@ -1,0 +1,176 @@
+"""The JOBS file of stdo-fleet: one video per row (CSV with a header, or JSONL), with its own options.
+
+Every row is checked before anything starts, with the same checks the stage commands make, so a
+typo in row 9,000 does not surface hours into a run. Relative video paths are read from the JOBS
+file's folder.
+
+Columns (only `video` is required; the rest default to the stage commands' defaults):
+  video, name, scale, grid, chunks, start, frames, crop, codec, crf,
+  method, model, steps, batch, seed, checkpoint_every, workers, formats, quantize
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from stdo.errors import StdoError
+from stdo.export.pipeline import QUANTIZE, parse_list
+from stdo.grid import parse_grid
+from stdo.models import VIDEO_MODELS, list_models
+from stdo.runtimes import FORMATS
+from stdo.stream import StreamOptions
+from stdo.train.methods import METHODS, VIDEO_METHODS
+from stdo.video import Crop
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One row: a video and what to make of it. `name` names its RUN folder and its catalogue row."""
+
+    video: Path
+    name: str
+    scale: int = 4
+    grid: str = "10x5"
+    chunks: int = 2
+    start: int = 0
+    frames: int | None = None
+    crop: str | None = None
+    codec: str = "h264"
+    crf: int | None = None
+    method: str = "stdo"
+    model: str = "wdsr_a_mobile"
+    steps: int = 1000
+    batch: int = 16
+    seed: int = 0
+    checkpoint_every: int = 100
+    workers: int = 1  # training processes (torchrun inside the training task)
+    formats: str = "onnx"  # comma-separated, as stdo-export --format
+    quantize: str = ""  # comma-separated, as stdo-export --quantize
+
+    def options_key(self) -> str:
+        """What the results depend on: a finished row is reused only while this is unchanged."""
+        text = json.dumps({k: str(v) for k, v in asdict(self).items()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def stream(self) -> StreamOptions:
+        return StreamOptions(codec=self.codec, crf=self.crf)
+
+
+COLUMNS = tuple(f.name for f in fields(VideoJob))
+_INTS = {"scale", "chunks", "start", "frames", "crf", "steps", "batch", "seed", "checkpoint_every", "workers"}
+
+
+def read_jobs(path: Path) -> list[VideoJob]:
+    """Parse and check every row of a JOBS file (.csv or .jsonl); StdoError names the row and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise StdoError(f"JOBS file {path} does not exist: give a .csv or .jsonl with a `video` column")
+    rows = _read_rows(path)
+    if not rows:
+        raise StdoError(f"{path} has no videos: give one row per video")
+    jobs = [_job(path, line, row) for line, row in rows]
+    seen: dict[str, int] = {}
+    for (line, _), job in zip(rows, jobs):
+        if job.name in seen:
+            raise StdoError(f"{path}:{line}: name {job.name!r} is also on line {seen[job.name]}: "
+                            "give each row its own `name`")
+        seen[job.name] = line
+    return jobs
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, {column: value}) for each row; empty values are dropped (they mean the default)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise StdoError(f"cannot read {path} ({e.__class__.__name__}): give a UTF-8 .csv or .jsonl file") from None
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for line, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise StdoError(f"{path}:{line}: not JSON ({e.msg}): write one JSON object per line") from None
+            if not isinstance(row, dict):
+                raise StdoError(f"{path}:{line}: not a JSON object: write one object per line, e.g. {{\"video\": \"a.mp4\"}}")
+            rows.append((line, {k: v for k, v in row.items() if v is not None and v != ""}))
+        return rows
+    if path.suffix.lower() != ".csv":
+        raise StdoError(f"{path} is neither .csv nor .jsonl: name the JOBS file by its format")
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    _check_columns(path, 1, header)
+    rows = []
+    for row in reader:
+        if None in row:
+            raise StdoError(f"{path}:{reader.line_num}: more values than columns: quote values that hold commas")
+        values = {k: v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
+        if values:
+            rows.append((reader.line_num, values))
+    return rows
+
+
+def _check_columns(path: Path, line: int, columns) -> None:
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise StdoError(f"{path}:{line}: unknown column {unknown[0]!r}: use {', '.join(COLUMNS)}")
+
+
+def _job(path: Path, line: int, row: dict) -> VideoJob:
+    where = f"{path}:{line}"
+    _check_columns(path, line, row)
+    if "video" not in row:
+        raise StdoError(f"{where}: no video: give the video's path in the `video` column")
+    values: dict = {}
+    for key, value in row.items():
+        if key in _INTS:
+            try:
+                values[key] = int(str(value))
+            except ValueError:
+                raise StdoError(f"{where}: {key} {value!r} is not a whole number: write it like 4") from None
+        else:
+            values[key] = str(value)
+    video = Path(values.pop("video")).expanduser()
+    video = video if video.is_absolute() else path.parent / video
+    name = values.pop("name", None) or video.stem
+    if not NAME_PATTERN.fullmatch(name):
+        raise StdoError(f"{where}: name {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'")
+    job = VideoJob(video=video, name=name, **values)
+    try:
+        _check_values(job)
+    except StdoError as e:
+        raise StdoError(f"{where}: {e}") from None
+    return job
+
+
+def _check_values(job: VideoJob) -> None:
+    """The stage commands' own checks, made before anything runs (their messages name the option)."""
+    if job.scale < 2:
+        raise StdoError(f"scale {job.scale} is below 2: super-resolution needs a scale of 2 or more")
+    parse_grid(job.grid)
+    if job.crop:
+        Crop.parse(job.crop)
+    for key in ("chunks", "steps", "batch", "checkpoint_every", "workers"):
+        if getattr(job, key) < 1:
+            raise StdoError(f"{key} {getattr(job, key)} is below 1: give 1 or more")
+    if job.start < 0 or (job.frames is not None and job.frames < 1):
+        raise StdoError("start must be 0 or more and frames 1 or more: fix the frame range")
+    job.stream().check()
+    if job.method not in METHODS or job.method in VIDEO_METHODS:
+        shippable = [m for m in METHODS if m not in VIDEO_METHODS]
+        raise StdoError(f"method {job.method!r} cannot make a bundle: use one of {', '.join(shippable)}")
+    patch_models = [m for m in list_models() if m not in VIDEO_MODELS]
+    if job.model not in patch_models:
+        raise StdoError(f"model {job.model!r} is unknown: use one of {', '.join(patch_models)}")
+    parse_list(job.formats, tuple(FORMATS), "formats")
+    if job.quantize:
+        parse_list(job.quantize, QUANTIZE, "quantize")

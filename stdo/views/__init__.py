@@ -1,0 +1,1 @@
+"""Multi-view (3D) super-resolution through video models: SequenceMatters' orderings, stdo's upscalers, consistency."""

@@ -1,0 +1,151 @@
+"""stdo-views: parse options, call stdo.views.pipeline, print the results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.errors import StdoError
+from stdo.grid import parse_grid
+from stdo.views.order import SIMILARITIES, STRATEGIES
+from stdo.views.pipeline import (EvalOptions, OrderOptions, SynthOptions, UpscaleViewsOptions, evaluate_views,
+                                 make_synthetic, order_scene, upscale_views)
+
+
+def _thresholds(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise StdoError(f"--thresholds {value!r} is not a list of numbers: write it like 30,50,100") from None
+
+
+@click.group("views", context_settings=CONTEXT_SETTINGS)
+def views_group() -> None:
+    """Multi-view images through video SR: SequenceMatters' orderings with stdo's models as upscalers.
+
+    \b
+    stdo-views synth SCENE                      a room of real photos on a camera path (NeRF layout, exact depth)
+    stdo-views order SCENE --out ORDER          views -> sequences (ORDER/sequences.json, ORDER/frames/)
+    stdo-cluster ORDER/frames RUN --lossless    then stdo-train RUN --method M (brvsr: a VSR model)
+    stdo-views upscale ORDER --run RUN --method M --out SR_SCENE
+    stdo-views eval SR_SCENE --reference SCENE  per-view PSNR/SSIM, multi-view consistency
+    """
+
+
+@views_group.command("synth", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--path", "camera_path", type=click.Choice(["orbit", "walk"]), default="orbit", show_default=True,
+              help="orbit: a circle around the room's centre, looking at it; walk: a smooth random walk.")
+@click.option("--views", type=int, default=48, show_default=True, help="Training views.")
+@click.option("--test-views", type=int, default=0, show_default=True, help="Test views on the same path.")
+@click.option("--size", default="256x192", show_default=True, help="HR view size, WxH.")
+@click.option("--fov", type=float, default=70.0, show_default=True, help="Horizontal field of view, degrees.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random walk.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def synth_command(out, camera_path, views, test_views, size, fov, seed, overwrite, quiet):
+    """Render a synthetic scene with exact geometry: a room whose faces are real photos (NeRF layout, depth maps)."""
+    width, height = parse_grid(size)
+    bars = StageBars(unit="view", disable=quiet)
+    try:
+        result = make_synthetic(SynthOptions(out=out, path=camera_path, views=views, size=(width, height),
+                                             fov_degrees=fov, seed=seed, test_views=test_views, overwrite=overwrite),
+                                progress=bars)
+    finally:
+        bars.close()
+    click.echo(f"{result['views']} views ({result['test_views']} test) on the {result['path']} path at "
+               f"{width}x{height}: {out}")
+
+
+@views_group.command("order", cls=StdoCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Defaults as SequenceMatters' release: S / feature / 100 views per sequence (Blender-synthetic);
+ALS / pose / 8 views per sequence / thresholds 30,50 and a final uncut pass (Mip-NeRF 360).
+Thresholds are degrees of camera angle for feature ordering, feature ranks for pose ordering.
+""")
+@click.argument("scene", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for sequences.json and frames/.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="s", show_default=True,
+              help="s: one greedy chain cut into sequences; als: adaptive-length chains from every view.")
+@click.option("--similarity", type=click.Choice(SIMILARITIES), default="feature", show_default=True,
+              help="What orders the chain: camera-centre angle (pose) or ORB match distance (feature).")
+@click.option("--length", type=int, help="Views per sequence [default: 100 for s, 8 for als].")
+@click.option("--thresholds", callback=_thresholds, help="ALS thresholds, strictest first, comma-separated.")
+@click.option("--random", "random_seed", type=int, metavar="SEED", help="A random order instead (the control).")
+@click.option("--split", default="train", show_default=True, help="NeRF scenes: the transforms_<split>.json to read.")
+@click.option("--video", is_flag=True, help="Also write each sequence as an .mp4, for viewing.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", count=True, help="More logging.")
+def order_command(scene, out, strategy, similarity, length, thresholds, random_seed, split, video, overwrite, quiet,
+                  verbose):
+    """Arrange the views of SCENE (NeRF, COLMAP or an image folder) into video-like sequences."""
+    setup_logging(verbose)
+    bars = StageBars(unit="seq", disable=quiet)
+    try:
+        record = order_scene(OrderOptions(scene=scene, out=out, strategy=strategy, similarity=similarity,
+                                          length=length, thresholds=thresholds, split=split,
+                                          random_seed=random_seed, video=video, overwrite=overwrite), progress=bars)
+    finally:
+        bars.close()
+    lengths = [len(s["views"]) for s in record["sequences"]]
+    click.echo(f"{record['views']} views -> {len(lengths)} sequences of {min(lengths)}..{max(lengths)} views "
+               f"({record['frames']} frames) in {record['order_seconds']:.2f} s: {Path(out) / 'sequences.json'}")
+
+
+@views_group.command("upscale", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@click.argument("order", type=click.Path(path_type=Path))
+@click.option("--run", type=click.Path(path_type=Path), required=True,
+              help="A RUN made by stdo-cluster from ORDER/frames (its LR views, and the trained models).")
+@click.option("--method", default="bicubic", show_default=True,
+              help="bicubic, or a method trained on the RUN (stdo, awdnn, jstdo, brvsr, ...).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder of the SR scene.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def upscale_command(order, run, method, out, backend, overwrite, quiet):
+    """Super-resolve the ordered views and write them in the scene's own layout, intrinsics scaled."""
+    bars = StageBars(unit="seq", disable=quiet)
+    try:
+        report = upscale_views(UpscaleViewsOptions(order=order, run=run, out=out, method=method, backend=backend,
+                                                   overwrite=overwrite), progress=bars)
+    finally:
+        bars.close()
+    click.echo(f"{report['views']} views x{report['scale']} by {method} ({report['strategy']} order) in "
+               f"{report['seconds']:.1f} s: {out}")
+
+
+@views_group.command("eval", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@click.argument("views", type=click.Path(path_type=Path))
+@click.option("--reference", type=click.Path(path_type=Path), required=True, help="The HR scene.")
+@click.option("--order", type=click.Path(path_type=Path),
+              help="Neighbours from these sequences [default: each view's nearest by pose].")
+@click.option("--neighbours", type=int, default=2, show_default=True, help="Nearest views per view.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def eval_command(views, reference, order, neighbours, split, as_json):
+    """Per-view PSNR/SSIM against the reference, and multi-view consistency beside the reference's own."""
+    report = evaluate_views(EvalOptions(views=views, reference=reference, order=order, neighbours=neighbours,
+                                        split=split))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['views']} views: PSNR {report['psnr']:.3f} dB, SSIM {report['ssim']:.4f}")
+    c = report["consistency"]
+    if c is None:
+        click.echo(f"consistency: - ({report['consistency_note']})")
+    else:
+        click.echo(f"consistency over {c['pairs']} neighbour pairs: views {c['views']['mae']:.3f} grey levels "
+                   f"({c['views']['psnr']:.2f} dB), reference {c['reference']['mae']:.3f} ({c['reference']['psnr']:.2f} dB)")
+
+
+def main() -> None:
+    views_group(prog_name="stdo-views")
+
+
+if __name__ == "__main__":
+    main()

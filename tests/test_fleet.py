@@ -1,0 +1,175 @@
+"""stdo-fleet: a catalogue of videos through cluster -> train -> export on a local Ray with 2 CPUs.
+
+The Ray tests share one xdist group (the Makefile runs pytest with --dist loadgroup): each starts and
+stops its own local Ray, and checks that no Ray process or session folder is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tree
+from stdo.errors import StdoError
+from stdo.fleet.engine import FleetOptions, run_fleet
+from stdo.fleet.jobs import read_jobs
+from stdo.fleet.stages import run_stage
+from stdo.rundir import REPORT, method_dir
+
+ray = pytest.importorskip("ray", reason="the fleet extra (pip install 'stdo[fleet]')")
+TINY = {"frames": 4, "steps": 30, "batch": 4, "chunks": 2, "grid": "2x2", "formats": "onnx"}  # 64x64 HR crops at x4
+
+
+def write_jobs(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def stray_ray() -> list[str]:
+    """Processes and session folders of a local Ray started by stdo (its temp folder is named stdo-ray-*)."""
+    procs = subprocess.run(["pgrep", "-af", "stdo-ray-"], capture_output=True, text=True).stdout.splitlines()
+    folders = [str(p) for p in Path(tempfile.gettempdir()).glob("stdo-ray-*")]
+    return [p for p in procs if "pgrep" not in p] + folders
+
+
+@pytest.fixture()
+def clean_ray():
+    assert not stray_ray(), "a local Ray was left over before the test"
+    yield
+    deadline = time.time() + 20
+    while stray_ray() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not stray_ray(), f"left over after the fleet: {stray_ray()}"
+
+
+# ------------------------------------------------------------------------------------------------ JOBS files
+
+@pytest.mark.parametrize("line, message", [
+    ({"video": "a.mp4", "stps": 10}, "unknown column 'stps'"),
+    ({"video": "a.mp4", "steps": "ten"}, "steps 'ten' is not a whole number"),
+    ({"steps": 10}, "no video"),
+    ({"video": "a.mp4", "grid": "10by5"}, "grid '10by5' is not COLSxROWS"),
+    ({"video": "a.mp4", "formats": "onnx,gif"}, "formats 'gif' is unknown"),
+    ({"video": "a.mp4", "method": "brvsr"}, "method 'brvsr' cannot make a bundle"),
+    ({"video": "a.mp4", "crf": 80}, "--crf 80 is outside"),
+    ({"video": "a.mp4", "name": "../up"}, "cannot name a folder"),
+])
+def test_bad_jobs_rows_name_the_line_and_the_fix(tmp_path, line, message):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{"video": "ok.mp4"}, line])
+    with pytest.raises(StdoError, match=message) as e:
+        read_jobs(jobs)
+    assert str(e.value).startswith(f"{jobs}:2: ")
+
+
+def test_csv_jobs_and_their_defaults(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text('video,name,steps,formats,quantize\nclips/a.mp4,,2000,"onnx,tflite",int8\n/abs/b.mp4,bee,,,\n')
+    a, b = read_jobs(jobs)
+    assert (a.video, a.name, a.steps, a.formats, a.quantize) == (tmp_path / "clips/a.mp4", "a", 2000, "onnx,tflite", "int8")
+    assert (b.video, b.name, b.steps, b.scale, b.method) == (Path("/abs/b.mp4"), "bee", 1000, 4, "stdo")
+    assert a.options_key() != b.options_key()
+    jobs.write_text("video,name\na.mp4,x\nb.mp4,x\n")
+    with pytest.raises(StdoError, match="name 'x' is also on line 2"):
+        read_jobs(jobs)
+
+
+def test_cli_refuses_a_bad_jobs_file_before_anything_starts(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("video,stepz\na.mp4,10\n")
+    done = subprocess.run([sys.executable, "-m", "stdo.fleet.cli", str(jobs), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"Error: {jobs}:1: unknown column 'stepz': use "
+                                                 + done.stderr.split("use ", 1)[1].strip()]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_reports_bad_input_as_its_error(tmp_path):
+    job = read_jobs(write_jobs(tmp_path / "jobs.jsonl", [{"video": "missing.mp4"}]))[0]
+    record = run_stage("cluster", job, tmp_path / "run")
+    assert record["error"] == f"{tmp_path / 'missing.mp4'} does not exist: fix the row's video path"
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------ on Ray
+
+@pytest.mark.xdist_group("ray")
+def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bunny, clean_ray):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bikes.read_bytes()[:3000])
+    rows = [{"video": str(bikes), "name": "bikes", "crop": "64x64+200+100", **TINY},
+            {"video": str(bunny), "name": "bunny", "crop": "64x64+300+150", **TINY},
+            {"video": str(bikes), "name": "bikes2", "crop": "64x64+0+0", **TINY, "workers": 2},
+            {"video": str(corrupt), "name": "corrupt", **TINY},
+            {"video": "missing.mp4", "name": "missing", **TINY}]
+    jobs, out = write_jobs(tmp_path / "jobs.jsonl", rows), tmp_path / "fleet"
+    seen = []
+    result = run_fleet(FleetOptions(jobs=jobs, out=out, num_cpus=2), progress=lambda row: seen.append(row["name"]))
+    assert sorted(seen) == sorted(r["name"] for r in rows)
+    catalogue = {r["name"]: r for r in map(json.loads, (out / "catalogue.jsonl").read_text().splitlines())}
+    assert {n: r["status"] for n, r in catalogue.items()} == {"bikes": "done", "bunny": "done", "bikes2": "done",
+                                                             "corrupt": "failed", "missing": "failed"}
+    for name in ("bikes", "bunny", "bikes2"):  # each row says what the video's own report and bundle say
+        run, row = out / "runs" / name, catalogue[name]
+        report = json.loads((method_dir(run, "stdo") / REPORT).read_text())
+        manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+        assert row["psnr"] == report["psnr_video"] and row["psnr_bicubic"] == report["bicubic"]["psnr_video"]
+        assert row["run_id"] == report["run_id"] == manifest["run_id"]
+        assert row["bundle_bytes"] == sum(p.stat().st_size for p in (run / "bundle").rglob("*") if p.is_file())
+        assert row["gain_db"] > 0 and all(row[f"{s}_s"] > 0 for s in ("cluster", "train", "export"))
+    assert json.loads((method_dir(out / "runs" / "bikes2", "stdo") / REPORT).read_text())["world_size"] == 2
+    assert catalogue["missing"]["stage"] == "cluster" and "missing.mp4 does not exist" in catalogue["missing"]["error"]
+    assert catalogue["corrupt"]["stage"] == "cluster" and "\n" not in catalogue["corrupt"]["error"]
+    assert (out / "catalogue.csv").read_text().count("\n") == 6
+    assert (out / "summary.md").read_text().count("| done |") == 3 and (out / "summary.png").stat().st_size > 0
+
+    finished = {n: tree(out / "runs" / n) for n in ("bikes", "bunny", "bikes2")}
+    again = run_fleet(FleetOptions(jobs=jobs, out=out, num_cpus=2))
+    assert sorted(again.skipped) == ["bikes", "bikes2", "bunny"]
+    assert again.submitted == 2  # the two failed rows, retried (and failing again the same way)
+    assert {n: tree(out / "runs" / n) for n in finished} == finished
+    assert again.rows["missing"]["error"] == catalogue["missing"]["error"]
+
+
+@pytest.mark.xdist_group("ray")
+def test_a_worker_killed_mid_training_is_retried_to_the_same_result(tmp_path, bikes, clean_ray):
+    """Two rows of the same video: one has its training worker SIGKILLed after its first checkpoint. Ray retries
+    the task, training resumes from the checkpoint, and both end with the same models."""
+    row = {"video": str(bikes), "crop": "64x64+200+100", **TINY, "steps": 120, "checkpoint_every": 10}
+    jobs, out = write_jobs(tmp_path / "jobs.jsonl", [{**row, "name": "killed"}, {**row, "name": "calm"}]), tmp_path / "f"
+    killed = []
+
+    def kill_after_first_checkpoint() -> None:
+        method = method_dir(out / "runs" / "killed", "stdo")
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if any((method / "state").glob("*.pt")) and (method / ".stdo.lock").exists():
+                holder = (method / ".stdo.lock").read_text()
+                if holder.startswith("pid "):
+                    pid = int(holder.split()[1].rstrip(":"))
+                    assert pid != os.getpid()
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    except ProcessLookupError:  # that holder is gone already: wait for the next
+                        pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    watcher.start()
+    result = run_fleet(FleetOptions(jobs=jobs, out=out, num_cpus=2))
+    watcher.join()
+    assert killed, "the training worker was never seen holding its lock"
+    assert result.rows["killed"]["status"] == result.rows["calm"]["status"] == "done"
+    reports = [json.loads((method_dir(out / "runs" / n, "stdo") / REPORT).read_text()) for n in ("killed", "calm")]
+    assert reports[0]["model_sha256"] == reports[1]["model_sha256"]
+    assert result.rows["killed"]["psnr"] == result.rows["calm"]["psnr"]
