@@ -219,3 +219,52 @@ def test_bad_scenes_get_one_line_exit_2_and_nothing_written(orbit_scene, tmp_pat
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (label, lines)
         assert not out.exists() and tree(scene) == before, label
+
+
+# ------------------------------------------------------------------------------------------------ COLMAP
+
+def _rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) of a rotation matrix (COLMAP's order)."""
+    w = np.sqrt(max(0.0, 1 + np.trace(r))) / 2
+    x = np.copysign(np.sqrt(max(0.0, 1 + r[0, 0] - r[1, 1] - r[2, 2])) / 2, r[2, 1] - r[1, 2])
+    y = np.copysign(np.sqrt(max(0.0, 1 - r[0, 0] + r[1, 1] - r[2, 2])) / 2, r[0, 2] - r[2, 0])
+    z = np.copysign(np.sqrt(max(0.0, 1 - r[0, 0] - r[1, 1] + r[2, 2])) / 2, r[1, 0] - r[0, 1])
+    return np.array([w, x, y, z])
+
+
+def test_a_colmap_project_reads_like_its_nerf_twin_and_is_written_rescaled(orbit_scene, tmp_path):
+    """The orbit scene written as a COLMAP text model by hand: the same camera centres and intrinsics as the NeRF
+    reading, and written back at 2x its cameras are rescaled (pycolmap reads the result)."""
+    pycolmap = pytest.importorskip("pycolmap")
+    nerf = read_views(orbit_scene)
+    project = tmp_path / "colmap"
+    (project / "sparse" / "0").mkdir(parents=True)
+    (project / "images").mkdir()
+    k = nerf.intrinsics[0]
+    w, h = nerf.size
+    (project / "sparse" / "0" / "cameras.txt").write_text(f"1 PINHOLE {w} {h} {k[0, 0]} {k[1, 1]} {k[0, 2] + 0.5} "
+                                                          f"{k[1, 2] + 0.5}\n")
+    lines = []
+    for i, pose in enumerate(nerf.poses):
+        r = pose[:3, :3].T  # world -> camera
+        t = -r @ pose[:3, 3]
+        q = _rotation_to_quaternion(r)
+        name = f"v{i:02d}.png"
+        (project / "images" / name).write_bytes(nerf.image_path(i).read_bytes())
+        lines += [f"{i + 1} {' '.join(map(str, q))} {' '.join(map(str, t))} 1 {name}", ""]
+    (project / "sparse" / "0" / "images.txt").write_text("\n".join(lines) + "\n")
+    (project / "sparse" / "0" / "points3D.txt").write_text("")
+    colmap = read_views(project)
+    assert colmap.layout == "colmap" and len(colmap) == len(nerf)
+    np.testing.assert_allclose(colmap.centres(), nerf.centres(), atol=1e-6)
+    np.testing.assert_allclose(colmap.poses, nerf.poses, atol=1e-6)
+    np.testing.assert_allclose(colmap.intrinsics[0], k)
+
+    from stdo.views.scene import write_views
+    bigger = [np.repeat(np.repeat(colmap.image(i), 2, 0), 2, 1) for i in range(len(colmap))]
+    write_views(colmap, bigger, tmp_path / "x2")
+    model = pycolmap.Reconstruction(str(tmp_path / "x2" / "sparse" / "0"))
+    camera = model.cameras[1]
+    assert (camera.width, camera.height) == (2 * w, 2 * h)
+    assert camera.focal_length_x == pytest.approx(2 * k[0, 0])
+    assert read_views(tmp_path / "x2").size == (2 * w, 2 * h)

@@ -11,6 +11,7 @@ from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_loggin
 from stdo.errors import StdoError
 from stdo.grid import parse_grid
 from stdo.views.order import SIMILARITIES, STRATEGIES
+from stdo.views.sfm import recover_poses
 from stdo.views.pipeline import (EvalOptions, OrderOptions, SynthOptions, UpscaleViewsOptions, evaluate_views,
                                  make_synthetic, order_scene, upscale_views)
 
@@ -34,6 +35,7 @@ def views_group() -> None:
     stdo-cluster ORDER/frames RUN --lossless    then stdo-train RUN --method M (brvsr: a VSR model)
     stdo-views upscale ORDER --run RUN --method M --out SR_SCENE
     stdo-views eval SR_SCENE --reference SCENE  per-view PSNR/SSIM, multi-view consistency
+    stdo-views sfm IMAGES --out PROJECT         camera poses for a folder of photos (COLMAP via pycolmap)
     """
 
 
@@ -141,6 +143,16 @@ def eval_command(views, reference, order, neighbours, split, as_json):
     else:
         click.echo(f"consistency over {c['pairs']} neighbour pairs: views {c['views']['mae']:.3f} grey levels "
                    f"({c['views']['psnr']:.2f} dB), reference {c['reference']['mae']:.3f} ({c['reference']['psnr']:.2f} dB)")
+
+
+@views_group.command("sfm", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@click.argument("images", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The COLMAP project to write.")
+def sfm_command(images, out):
+    """Recover camera poses of a folder of images (COLMAP SfM via pycolmap, CPU) into a COLMAP project."""
+    result = recover_poses(images, out)
+    click.echo(f"{result['registered']} of {result['views']} views posed, {result['points']} points, reprojection "
+               f"error {result['reprojection_error']:.2f} px: {out}")
 
 
 def main() -> None:

@@ -133,7 +133,9 @@ def _read_colmap(root: Path) -> ViewSet:
         pose = np.eye(4)
         pose[:3, :] = world_from_cam
         poses.append(pose)
-        ks.append(np.asarray(model.cameras[image.camera_id].calibration_matrix(), dtype=np.float64))
+        k = np.array(model.cameras[image.camera_id].calibration_matrix(), dtype=np.float64)
+        k[:2, 2] -= 0.5  # COLMAP's pixel centres are at +0.5; here at whole indices
+        ks.append(k)
     return ViewSet(root, "colmap", names, (0, 0), poses=np.stack(poses) if poses else None,
                    intrinsics=np.stack(ks) if ks else None, extra={"model_dir": model_dir})
 
