@@ -123,3 +123,23 @@ def test_a_general_scorer_made_here_is_what_cluster_loads(cli, bikes, bunny, tmp
     cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(4, 2), chunks=2, frames=3, scorer="general",
                            checkpoint=out, crop=Crop(160, 96, 240, 96)))
     assert (run / "clusters.npz").is_file()
+
+
+def test_cafm_from_a_joint_start(small_run, tmp_path):
+    """cafm's backbone starts from jstdo's model: at 0% it is plain cafm; at 100% every folded chunk model is
+    jstdo's model (the modulation starts as the identity)."""
+    from stdo.train.methods import load_models
+
+    runs = {name: shutil.copytree(small_run, tmp_path / name) for name in ("plain", "zero", "one", "jstdo")}
+    train(options(runs["plain"], "cafm", 40))
+    train(options(runs["zero"], "cafm", 40, joint_start=0.0))
+    half = train(options(shutil.copytree(small_run, tmp_path / "half"), "cafm", 40, joint_start=0.5))
+    train(options(runs["one"], "cafm", 40, joint_start=1.0))
+    train(options(runs["jstdo"], "jstdo", 40))
+    a, b = (torch.load(runs[n] / "models/cafm/cafm.pt", weights_only=True) for n in ("plain", "zero"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.rand(1, 3, 12, 16)
+    (joint,) = load_models(runs["jstdo"] / "models/jstdo", 1)
+    for model in load_models(runs["one"] / "models/cafm", 2):
+        torch.testing.assert_close(model(x), joint(x), rtol=0, atol=1e-6)
+    assert [j["steps"] for j in half["jobs"]] == [20, 20] and half["steps"] == 40

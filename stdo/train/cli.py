@@ -115,8 +115,8 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--radius", type=int, default=1, show_default=True,
               help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
 @click.option("--joint-start", type=float, default=0.0, show_default=True,
-              help="stdo: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
-                   "then starts from; 0 = plain stdo, 1 = jstdo's model copied per chunk.")
+              help="stdo, cafm: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
+                   "(cafm: the shared backbone) then starts from; 0 = plain, 1 = jstdo's model copied per chunk.")
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")

@@ -65,7 +65,7 @@ class MethodOptions:
     augment: bool = True
     radius: int = 1  # mfwdsr: frames t-r .. t+r
     sequence: int = 5  # brvsr: frames per training sequence
-    joint_start: float = 0.0  # stdo: share of the steps spent on one joint model (jstdo's) that starts every chunk's
+    joint_start: float = 0.0  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts every chunk's
 
 
 @dataclass
@@ -107,16 +107,20 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment, radius=radius)
 
     seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
-    if method in ("stdo", "nas"):
-        labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
-        share = options.joint_start if method == "stdo" else 0.0
+
+    def joint_start(share: float) -> tuple[list[Job], int]:
+        """jstdo's model and sampler for `share` of the steps, first in the plan so it trains exactly as jstdo would."""
         if not 0.0 <= share <= 1.0:
             raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
         joint_steps = int(round(share * steps))
-        start = []
-        if joint_steps:  # jstdo's model and sampler, first in the plan so it trains exactly as jstdo would
-            sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-            start = [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False)]
+        if not joint_steps:
+            return [], 0
+        sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
+        return [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False)], joint_steps
+
+    if method in ("stdo", "nas"):
+        labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
+        start, joint_steps = joint_start(options.joint_start if method == "stdo" else 0.0)
         jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
                     init_from="joint-start" if start else None)
                 for i, s in zip(range(n), split_steps(steps - joint_steps, n))]
@@ -155,11 +159,19 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
     labels, n = (seg_map, segments) if options.cafm_chunks == "time" else (chunks, k)
+    start, joint_steps = joint_start(options.joint_start)  # then the modulation (and backbone) from jstdo's model
     backbone = new_model()
     model = CaFMWDSR(backbone.config, n)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
-    return TrainingPlan(method, [Job("joint", model, steps, sampler, conditional=True, shared=True)],
-                np.ascontiguousarray(labels, np.uint8), n)
+    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True,
+              init_from="joint-start" if start else None)
+    return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n)
+
+
+def start_from(model: nn.Module, start: nn.Module) -> None:
+    """Load a joint start's weights into a job's model: all of a WDSR, or a CaFM model's shared backbone (its
+    modulation starts as the identity, so it begins exactly as the joint model)."""
+    (model.backbone if isinstance(model, CaFMWDSR) else model).load_state_dict(start.state_dict())
 
 
 def save_job(training: TrainingPlan, job: Job, out_dir: Path) -> None:

@@ -33,7 +33,8 @@ from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, meth
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
-from stdo.train.methods import VIDEO_METHODS, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job
+from stdo.train.methods import (VIDEO_METHODS, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
+                                start_from)
 from stdo.videosr import video_frames, vinr_any_scale, vinr_between
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def _train_jobs(o: TrainOptions, run: Path, info: dict, training: TrainingPlan, 
         if not job.shared and index not in my_jobs:
             continue
         if job.init_from is not None:  # a chunk expert starts from the joint model (its state, if any, overrides)
-            job.model.load_state_dict(trained_jobs[job.init_from].model.state_dict())
+            start_from(job.model, trained_jobs[job.init_from].model)
         signature = {**signature_base, "job": job.name, "world": world.size if job.shared else 1}
         result = train_job(job, config, state_dir / f"{job.name}.pt", signature, progress, index, runtime)
         trained_jobs[job.name] = job
