@@ -38,8 +38,10 @@ from stdo.video import Crop
 
 GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows) at x2 and x4
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180), "carphone": Crop(176, 144)}
-VARIANTS = [("stdo", {}), ("jstdo", {"sampling": "error"}), ("jstdo-uniform", {"sampling": "uniform"}),
-            ("awdnn", {}), ("nas", {}), ("cafm", {"cafm_chunks": "time"}), ("cafm-stdo", {"cafm_chunks": "stdo"})]
+VARIANTS = [("stdo", {}), ("stdo-joint", {"joint_start": 0.5}), ("jstdo", {"sampling": "error"}),
+            ("jstdo-uniform", {"sampling": "uniform"}), ("awdnn", {}), ("nas", {}), ("cafm", {"cafm_chunks": "time"}),
+            ("cafm-stdo", {"cafm_chunks": "stdo"})]
+SWEEP_METHODS = "stdo,stdo-joint,jstdo,awdnn,cafm"
 PER_CHUNK = {"stdo", "nas"}
 
 
@@ -54,19 +56,58 @@ def units_for_equal_bytes(model: str, scale: int, k: int) -> int:
     return min(range(2, full_units + 1), key=lambda u: abs(k * params_of(model, scale, u) - target))
 
 
+def train_setting(run: Path, clip: str, scale: int, methods: list, protocols: list[str], steps_per_model: int,
+                  model: str, chunks: int, seed: int = 0, **extra_row) -> list[dict]:
+    """Every method under every protocol on one RUN; a joint method is the same run under paper and bytes."""
+    rows, done = [], {}
+    for protocol in protocols:
+        for name, extra in methods:
+            method = name.split("-")[0]
+            overrides, steps = {}, steps_per_model
+            if protocol == "bytes" and method in PER_CHUNK:
+                overrides["num_residual_units"] = units_for_equal_bytes(model, scale, chunks)
+            if (protocol == "paper" and method in PER_CHUNK) or protocol == "cost":
+                steps = steps_per_model * chunks  # a method's total: per-chunk models split it, k budgets in all
+            key = (name, tuple(overrides.items()), steps)
+            if key not in done:
+                t0 = time.perf_counter()
+                done[key] = (train(TrainOptions(
+                    run=run, method=method, restart=True,
+                    config=TrainConfig(steps=steps, checkpoint_every=steps, seed=seed),
+                    method_options=MethodOptions(model=model, overrides=overrides, **extra))),
+                    time.perf_counter() - t0)
+            report, seconds = done[key]
+            rows.append({"clip": clip, "scale": scale, "protocol": protocol, "method": name, "steps": steps,
+                         "model": model, "seed": seed, **extra_row,
+                         "psnr_video": report["psnr_video"], "psnr_stdo": report["psnr_stdo"],
+                         "ssim": report["ssim"], "bicubic_video": report["bicubic"]["psnr_video"],
+                         "bicubic_stdo": report["bicubic"]["psnr_stdo"], "params": report["params"],
+                         "kib": report["bytes_fp32"] / 1024, "seconds": seconds})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", default="bikes,bigbuckbunny")
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--protocols", default="paper,bytes", help="of paper, cost, bytes")
-    parser.add_argument("--methods", default=",".join(name for name, _ in VARIANTS))
+    parser.add_argument("--methods", help=f"[default: all; with --sweep: {SWEEP_METHODS}]")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--chunks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--model", default="wdsr_a_mobile")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the capacity sweep instead: gain vs clip length (--lengths) and model size (--models) "
+                             "under the paper (fixed per-model) and cost (fixed total) budgets; writes sweep.*")
+    parser.add_argument("--lengths", default="16,60,250")
+    parser.add_argument("--models", default="wdsr_a_mobile,wdsr_a")
+    parser.add_argument("--seeds", default="0")
     args = parser.parse_args()
-    methods = [v for v in VARIANTS if v[0] in args.methods.split(",")]
+    if args.sweep:
+        return sweep(args)
+    methods = [v for v in VARIANTS if v[0] in (args.methods or ",".join(n for n, _ in VARIANTS)).split(",")]
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="stdo-quality-") as tmp:
@@ -76,30 +117,8 @@ def main() -> None:
                 cluster(ClusterOptions(source=clip_path(clip), run=run, scale=scale, grid=GRIDS[scale],
                                        chunks=args.chunks, frames=args.frames, crop=CROPS[clip], margin=8,
                                        stream=StreamOptions(lossless=True)))  # the paper's protocol
-                done: dict[tuple, tuple[dict, float]] = {}  # a joint method is the same run under both protocols
-                for protocol in args.protocols.split(","):
-                    for name, extra in methods:
-                        method = name.split("-")[0]
-                        overrides, steps = {}, args.steps
-                        if protocol == "bytes" and method in PER_CHUNK:
-                            overrides["num_residual_units"] = units_for_equal_bytes(args.model, scale, args.chunks)
-                        if (protocol == "paper" and method in PER_CHUNK) or protocol == "cost":
-                            steps = args.steps * args.chunks  # a method's total: per-chunk models split it, k budgets in all
-                        key = (name, tuple(overrides.items()), steps)
-                        if key not in done:
-                            t0 = time.perf_counter()
-                            done[key] = (train(TrainOptions(
-                                run=run, method=method, restart=True,
-                                config=TrainConfig(steps=steps, checkpoint_every=steps),
-                                method_options=MethodOptions(model=args.model, overrides=overrides, **extra))),
-                                time.perf_counter() - t0)
-                        report, seconds = done[key]
-                        rows.append({"clip": clip, "scale": scale, "protocol": protocol, "method": name, "steps": steps,
-                                     "psnr_video": report["psnr_video"], "psnr_stdo": report["psnr_stdo"],
-                                     "ssim": report["ssim"], "bicubic_video": report["bicubic"]["psnr_video"],
-                                     "bicubic_stdo": report["bicubic"]["psnr_stdo"], "params": report["params"],
-                                     "kib": report["bytes_fp32"] / 1024, "seconds": seconds})
-                        print(json.dumps(rows[-1]), flush=True)
+                rows += train_setting(run, clip, scale, methods, args.protocols.split(","), args.steps, args.model,
+                                      args.chunks)
 
     header = (f"# Quality: {args.frames} frames per clip, {args.chunks} chunks, {args.steps} steps per model "
               f"(paper), {args.steps} x {args.chunks} per method (cost) or {args.steps} per method (bytes), {args.model}")
@@ -118,6 +137,82 @@ def main() -> None:
     (args.out / "quality.md").write_text(report + "\n")
     (args.out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot(rows, args.out / "quality.png")
+
+
+def sweep(args) -> None:
+    """Where per-chunk models win: gain over bicubic against clip length and model size, at both budgets."""
+    methods = [v for v in VARIANTS if v[0] in (args.methods or SWEEP_METHODS).split(",")]
+    rows = []
+    scale = int(args.scales.split(",")[-1])
+    with tempfile.TemporaryDirectory(prefix="stdo-sweep-") as tmp:
+        for clip in args.clips.split(","):
+            for length in map(int, args.lengths.split(",")):
+                run = Path(tmp) / f"{clip}_{length}"
+                cluster(ClusterOptions(source=clip_path(clip), run=run, scale=scale, grid=GRIDS[scale],
+                                       chunks=args.chunks, frames=length, crop=CROPS[clip], margin=8,
+                                       stream=StreamOptions(lossless=True)))
+                for model in args.models.split(","):
+                    for seed in map(int, args.seeds.split(",")):
+                        rows += train_setting(run, clip, scale, methods, ["paper", "cost"], args.steps, model,
+                                              args.chunks, seed=seed, frames=length)
+                        args.out.mkdir(parents=True, exist_ok=True)
+                        (args.out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")  # rows as they come
+    (args.out / "sweep.md").write_text(sweep_markdown(rows, args) + "\n")
+    sweep_plot(rows, args.out / "sweep.png")
+    print(sweep_markdown(rows, args))
+
+
+def _gain(r: dict) -> float:
+    return r["psnr_video"] - r["bicubic_video"]
+
+
+def sweep_markdown(rows: list[dict], args) -> str:
+    import numpy as np
+
+    settings = list(dict.fromkeys((r["clip"], r["model"], r["protocol"]) for r in rows))
+    lengths = sorted({r["frames"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"# Capacity sweep: gain over bicubic (dB, whole frames) vs clip length, x{rows[0]['scale']}, "
+             f"{args.steps} steps per model (paper) or {args.steps} x {args.chunks} per method (cost), seeds {seeds}",
+             "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. Cells: mean over "
+             "seeds (spread max - min when 2 or more)."]
+    for clip, model, protocol in settings:
+        lines += ["", f"## {clip}, {model}, {protocol}", "",
+                  "| method | " + " | ".join(f"{n} frames" for n in lengths) + " |", "|---|" + "---:|" * len(lengths)]
+        for m in methods:
+            cells = []
+            for n in lengths:
+                g = [_gain(r) for r in rows if (r["clip"], r["model"], r["protocol"], r["method"], r["frames"]) ==
+                     (clip, model, protocol, m, n)]
+                cells.append("-" if not g else f"{np.mean(g):+.3f}" + (f" ({max(g) - min(g):.3f})" if len(g) > 1 else ""))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sweep_plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(dict.fromkeys((r["clip"], r["model"], r["protocol"]) for r in rows))
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.6), squeeze=False)
+    for ax, (clip, model, protocol) in zip(axes[0], settings):
+        for m in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted({r["frames"] for r in rows if r["method"] == m})
+            gains = [np.mean([_gain(r) for r in rows if (r["clip"], r["model"], r["protocol"], r["method"],
+                                                          r["frames"]) == (clip, model, protocol, m, n)]) for n in pts]
+            ax.plot(pts, gains, marker="o", label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel("clip length (frames)")
+        ax.set_title(f"{clip}, {model}, {protocol}", fontsize=9)
+        ax.axhline(0, color="black", linewidth=0.8)
+    axes[0][0].set_ylabel("gain over bicubic (dB)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def plot(rows: list[dict], path: Path) -> None:
