@@ -67,6 +67,7 @@ def sequential(rows: list[dict], folder: Path) -> tuple[float, dict]:
 
 
 def fleet(rows: list[dict], folder: Path) -> tuple[float, dict]:
+    folder.mkdir(parents=True)
     jobs = folder / "jobs.jsonl"
     jobs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     t0 = time.perf_counter()
