@@ -162,6 +162,23 @@ def test_order_upscale_eval_on_a_synthetic_scene(orbit_scene, tmp_path):
     c = reports["awdnn"]["consistency"]
     assert c["pairs"] >= 16 and c["reference"]["mae"] < c["views"]["mae"] + 5
 
+    # a one-model method trained elsewhere (--models-from) on another ordering: a single-image model gives the
+    # same views whatever the order; a per-chunk method's model map belongs to its own RUN
+    other, other_run = tmp_path / "order-s", tmp_path / "run-s"
+    order_scene(OrderOptions(scene=orbit_scene, out=other, strategy="s", similarity="pose"))
+    cluster(ClusterOptions(source=other / "frames", run=other_run, scale=4, grid=(2, 2), chunks=2,
+                           stream=StreamOptions(lossless=True)))
+    upscale_views(UpscaleViewsOptions(order=other, run=other_run, out=tmp_path / "sr-other", method="awdnn",
+                                      models_from=run))
+    views = read_views(tmp_path / "sr-awdnn")
+    again = read_views(tmp_path / "sr-other")
+    assert all(np.array_equal(views.image(i), again.image(i)) for i in range(len(views)))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=12),
+                       method_options=MethodOptions(overrides={"num_blocks": 2}, crop=12)))
+    with pytest.raises(StdoError, match="stdo has 2 models"):
+        upscale_views(UpscaleViewsOptions(order=other, run=other_run, out=tmp_path / "sr-x", method="stdo",
+                                          models_from=run))
+
 
 def test_written_views_refuse_to_replace_a_folder_they_did_not_write(orbit_scene, tmp_path):
     precious = tmp_path / "precious"

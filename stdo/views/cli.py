@@ -105,16 +105,19 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
               help="A RUN made by stdo-cluster from ORDER/frames (its LR views, and the trained models).")
 @click.option("--method", default="bicubic", show_default=True,
               help="bicubic, or a method trained on the RUN (stdo, awdnn, jstdo, brvsr, ...).")
+@click.option("--models-from", type=click.Path(path_type=Path),
+              help="Use METHOD as trained on this other RUN (one-model methods: a VSR trained on videos, as "
+                   "SequenceMatters uses a pretrained one) [default: the --run's own].")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder of the SR scene.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def upscale_command(order, run, method, out, backend, overwrite, quiet):
+def upscale_command(order, run, method, models_from, out, backend, overwrite, quiet):
     """Super-resolve the ordered views and write them in the scene's own layout, intrinsics scaled."""
     bars = StageBars(unit="seq", disable=quiet)
     try:
         report = upscale_views(UpscaleViewsOptions(order=order, run=run, out=out, method=method, backend=backend,
-                                                   overwrite=overwrite), progress=bars)
+                                                   models_from=models_from, overwrite=overwrite), progress=bars)
     finally:
         bars.close()
     click.echo(f"{report['views']} views x{report['scale']} by {method} ({report['strategy']} order) in "

@@ -198,7 +198,8 @@ class UpscaleViewsOptions:
     order: Path
     run: Path
     out: Path
-    method: str = "bicubic"  # bicubic, or a method trained on the RUN
+    method: str = "bicubic"  # bicubic, or a method trained on the RUN (or on models_from)
+    models_from: Path | None = None  # a one-model method trained on another RUN (e.g. a VSR trained on videos)
     backend: str = "torch"
     batch: int = 4
     overwrite: bool = False
@@ -228,7 +229,15 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
     if o.method == "bicubic":
         models, model_map = None, None
     else:
-        models, model_map, _ = load_trained(method_dir(run, o.method))
+        source = Path(o.models_from) if o.models_from is not None else run
+        models, model_map, trained = load_trained(method_dir(source, o.method))
+        if o.models_from is not None:
+            if len(models) > 1:
+                raise StdoError(f"{o.method} has {len(models)} models and a model map of {source}'s patches: train "
+                                f"it on {run} instead of using --models-from")
+            if int(trained.get("scale", scale)) != scale:
+                raise StdoError(f"{source} is x{trained.get('scale')}, {run} is x{scale}: give models of the same scale")
+            model_map = np.zeros((len(lr), grid.rows, grid.cols), np.uint8)
     index = {name: i for i, name in enumerate(views.names)}
     outputs: list[np.ndarray | None] = [None] * len(views)
     t0 = time.perf_counter()
@@ -257,7 +266,8 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
         if views.depth is not None and (outputs[0].shape[1], outputs[0].shape[0]) == views.size:
             depth = [np.load(p) for p in views.depth]  # the scene's own depth still fits views of its size
         scenes.write_views(views, outputs, tmp, depth=depth)
-        report = {"method": o.method, "run": str(run), "order": str(Path(o.order).resolve()), "scale": scale,
+        report = {"method": o.method, "run": str(run), "models_from": str(o.models_from) if o.models_from else None,
+                  "order": str(Path(o.order).resolve()), "scale": scale,
                   "views": len(views), "strategy": record["strategy"], "similarity": record["similarity"],
                   "seconds": seconds, "size": [int(outputs[0].shape[1]), int(outputs[0].shape[0])]}
         write_json(tmp / "upscale.json", report)
