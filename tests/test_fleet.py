@@ -115,6 +115,7 @@ def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bu
     seen = []
     result = run_fleet(FleetOptions(jobs=jobs, out=out, num_cpus=2), progress=lambda row: seen.append(row["name"]))
     assert sorted(seen) == sorted(r["name"] for r in rows)
+    assert (result.count("done"), result.count("failed")) == (3, 2) and not result.skipped
     catalogue = {r["name"]: r for r in map(json.loads, (out / "catalogue.jsonl").read_text().splitlines())}
     assert {n: r["status"] for n, r in catalogue.items()} == {"bikes": "done", "bunny": "done", "bikes2": "done",
                                                              "corrupt": "failed", "missing": "failed"}

@@ -90,9 +90,10 @@ def run_dir(out: Path, job: VideoJob) -> Path:
 
 
 def _check_options(o: FleetOptions) -> None:
-    for name in ("cpus_per_task", "retries"):
-        if getattr(o, name) < (1 if name == "cpus_per_task" else 0):
-            raise StdoError(f"--{name.replace('_', '-')} {getattr(o, name)} is too small: give 1 or more")
+    if o.cpus_per_task < 1:
+        raise StdoError(f"--cpus-per-task {o.cpus_per_task} is below 1: give 1 or more")
+    if o.retries < 0:
+        raise StdoError(f"--retries {o.retries} is negative: give 0 (no retry) or more")
     if o.max_in_flight is not None and o.max_in_flight < 1:
         raise StdoError(f"--max-in-flight {o.max_in_flight} is below 1: give 1 or more videos")
     if o.train_gpus is not None and o.train_gpus < 0:
