@@ -143,3 +143,14 @@ def test_cafm_from_a_joint_start(small_run, tmp_path):
     for model in load_models(runs["one"] / "models/cafm", 2):
         torch.testing.assert_close(model(x), joint(x), rtol=0, atol=1e-6)
     assert [j["steps"] for j in half["jobs"]] == [20, 20] and half["steps"] == 40
+
+
+def test_a_general_model_trains_over_clips_smaller_than_the_crop(cli, bikes, tmp_path):
+    """carphone's LR frame at x4 is 44x36, under the 48-pixel crop: every batch takes the smallest clip's size."""
+    from stdo.clips import clip_path
+    from stdo.train.general_cli import general_command
+
+    args = [bikes, clip_path("carphone"), "--out", tmp_path / "g.pt", "--scale", "4", "--model", "wdsr_a_mobile",
+            "--frames", "2", "--steps", "5", "--batch", "4", "--crop", "48", "-q"]
+    code, _, err, exception = cli(general_command, args)
+    assert code == 0, (err, exception)

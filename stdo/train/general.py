@@ -62,14 +62,17 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
     out = Path(o.out)
     state = out.parent / f".{out.name}.state.pt"  # beside the output until it is written
     with stage_lock(out.parent, f"{out}", name=f".stdo-{out.name}.lock"):
+        clips = [load_clip(Path(source), o.scale, count=o.frames) for source in o.sources]
+        # one window size for every batch, whatever the clips' sizes: crop and context fit the smallest LR frame
+        smallest = min(min(c.lr.shape[1:3]) for c in clips)
+        crop = min(o.config.crop, smallest)
+        context = min(8, (smallest - crop) // 2)
         groups, frames = [], 0
-        for source in o.sources:
-            clip = load_clip(Path(source), o.scale, count=o.frames)
+        for clip in clips:
             t, h, w, _ = clip.lr.shape
-            grid = Grid(h, w, 1, 1, margin=8)
-            crop = min(o.config.crop, h, w)
-            groups.append(PatchSampler(clip.hr, clip.lr, grid, o.scale, np.array([[i, 0, 0] for i in range(t)]),
-                                       crop=crop, augment=o.config.augment))
+            groups.append(PatchSampler(clip.hr, clip.lr, Grid(h, w, 1, 1, margin=8), o.scale,
+                                       np.array([[i, 0, 0] for i in range(t)]), crop=crop, context=context,
+                                       augment=o.config.augment))
             frames += t
         model = create_model(o.model, scale=o.scale)
         job = Job("general", model, o.config.steps, ChunkSampler(groups))
