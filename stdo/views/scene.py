@@ -10,10 +10,12 @@ float32 .npy at the views' resolution).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -140,28 +142,28 @@ def _read_colmap(root: Path) -> ViewSet:
                    intrinsics=np.stack(ks) if ks else None, extra={"model_dir": model_dir})
 
 
-def _load_rgb(path: Path) -> np.ndarray:
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """A view's image, open; a missing or unreadable file is one StdoError naming it."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            yield im
     except FileNotFoundError:
         raise StdoError(f"view {path} does not exist: fix the scene's file list or add the image") from None
     except (UnidentifiedImageError, OSError) as e:
         raise StdoError(f"view {path} is not a readable image ({e.__class__.__name__}): replace it") from None
 
 
+def _load_rgb(path: Path) -> np.ndarray:
+    with _opened(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def _common_size(views: ViewSet) -> tuple[int, int]:
     sizes = {}
     for i in range(len(views)):
-        try:
-            with Image.open(views.image_path(i)) as im:
-                sizes.setdefault(im.size, views.names[i])
-        except FileNotFoundError:
-            raise StdoError(f"view {views.image_path(i)} does not exist: fix the scene's file list or add the "
-                            "image") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise StdoError(f"view {views.image_path(i)} is not a readable image ({e.__class__.__name__}): "
-                            "replace it") from None
+        with _opened(views.image_path(i)) as im:
+            sizes.setdefault(im.size, views.names[i])
     if len(sizes) > 1:
         (a, first), (b, second) = list(sizes.items())[:2]
         raise StdoError(f"views of different sizes ({first} is {a[0]}x{a[1]}, {second} is {b[0]}x{b[1]}): "
