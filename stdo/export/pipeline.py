@@ -302,12 +302,16 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
     bytes_by_variant: dict[str, int] = {}
-    if o.plan_margin is None:  # the least context that leaves the output as it is, measured on a few frames
-        margin_check = choose_margin(hr, lr, model_map, grid, scale, models, verification_frames(len(lr), 8))
+    def shapes_for(margin: int) -> tuple[tuple[int, int], ...]:
+        return choose_shapes(model_map, grid, margin, o.plan_shapes)
+
+    if o.plan_margin is None:  # the least context that leaves the shipped plan's output as it is, on a few frames
+        margin_check = choose_margin(hr, lr, model_map, grid, scale, models, verification_frames(len(lr), 8),
+                                     shapes_for=shapes_for)
         margin = margin_check["margin"]
     else:
         margin, margin_check = o.plan_margin, None
-    plan = make_plan(model_map, grid, margin, choose_shapes(model_map, grid, margin, o.plan_shapes))
+    plan = make_plan(model_map, grid, margin, shapes_for(margin))
     if progress:
         progress("plan", 1, 1)
 
