@@ -11,8 +11,10 @@ from stdo.grid import Grid
 from stdo.models import create_model
 from stdo.stream import StreamOptions
 from stdo.train.data import PatchSampler, patches_of
-from stdo.train.loop import Evaluator, Job, TrainConfig, train_job
-from stdo.train.methods import MethodOptions
+from stdo.cluster.chunkmap import load_chunkmap
+from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
+from stdo.train.loop import Evaluator, Job, TrainConfig, lr_factor, scheduled_lr_factor, train_job
+from stdo.train.methods import MethodOptions, build_training_plan
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
 from stdo.video import Crop
@@ -80,21 +82,41 @@ def _weights(run, method, i):
     return torch.load(run / f"models/{method}/model{i}.pt", weights_only=True)
 
 
+def _plan(run, method, steps, **method_options):
+    hr, lr = load_frames(run)
+    return build_training_plan(method, hr, lr, grid_of(read_run_info(run)), 2, load_chunkmap(run / CLUSTERS).chunks,
+                               steps, options(run, method, steps, **method_options).method_options)
+
+
 def test_a_joint_start_of_0_is_plain_stdo_and_of_1_is_jstdo_copied_per_chunk(small_run, tmp_path):
-    runs = {name: shutil.copytree(small_run, tmp_path / name) for name in ("plain", "zero", "one", "jstdo")}
-    train(options(runs["plain"], "stdo", 40))
-    train(options(runs["zero"], "stdo", 40, joint_start=0.0))
+    zero = _plan(small_run, "stdo", 40, joint_start=0.0)  # plain: k models from scratch, each its own schedule
+    assert [(j.name, j.steps, j.init_from, j.schedule) for j in zero.jobs] == [("model0", 20, None, None),
+                                                                               ("model1", 20, None, None)]
+    runs = {name: shutil.copytree(small_run, tmp_path / name) for name in ("one", "jstdo")}
     one = train(options(runs["one"], "stdo", 40, joint_start=1.0))
     train(options(runs["jstdo"], "jstdo", 40))
     for i in range(2):
-        a, b = _weights(runs["plain"], "stdo", i), _weights(runs["zero"], "stdo", i)
-        assert all(torch.equal(a[k], b[k]) for k in a)
         c, j = _weights(runs["one"], "stdo", i), _weights(runs["jstdo"], "jstdo", 0)
         assert all(torch.equal(c[k], j[k]) for k in j)
     assert one["steps"] == 40 and one["num_models"] == 2
     assert one["params"] == 2 * sum(p.numel() for p in create_model(
         "wdsr_a_mobile", scale=2, num_blocks=2, num_residual_units=8).parameters())  # k models, not the start
     assert not (runs["one"] / "models/stdo/joint-start.pt").exists()
+
+
+def test_stdo_starts_from_a_joint_model_by_default_and_its_experts_run_the_rest_of_its_schedule(small_run, tmp_path):
+    plan = _plan(small_run, "stdo", 40)
+    assert [(j.name, j.steps, j.init_from, j.schedule) for j in plan.jobs] == [
+        ("joint-start", 30, None, (0, 30, 40)), ("model0", 5, "joint-start", (30, 40, 40)),
+        ("model1", 5, "joint-start", (30, 40, 40))]
+    whole = [lr_factor(step, 40) for step in range(40)]  # jstdo's schedule over the 40 steps
+    assert [scheduled_lr_factor(step, 30, (0, 30, 40)) for step in range(30)] == whole[:30]
+    tail = [scheduled_lr_factor(step, 5, (30, 40, 40)) for step in range(5)]
+    assert tail == whole[30::2]  # each expert runs the whole tail in its 5 steps
+    assert _plan(small_run, "cafm", 40).joint_start == 0.0  # cafm trains as CaFM does unless asked
+    report = train(options(shutil.copytree(small_run, tmp_path / "run"), "stdo", 40))
+    assert report["method_options"]["joint_start"] == 0.75 and report["steps"] == 40
+    assert [j["name"] for j in report["jobs"]] == ["joint-start", "model0", "model1"]
 
 
 def test_a_joint_start_share_out_of_range_is_refused(small_run, tmp_path):

@@ -152,7 +152,7 @@ def _state_step(path: Path) -> int:
         return -1
 
 
-@pytest.mark.parametrize("method, job", [("stdo", "model0"), ("mfwdsr", "joint")])
+@pytest.mark.parametrize("method, job", [("stdo", "joint-start"), ("mfwdsr", "joint")])
 def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp_path, method, job):
     args = ["--method", method, "--steps", "400", "--checkpoint-every", "20", *TINY]
     whole, killed = copy_run(small_run, tmp_path / "whole"), copy_run(small_run, tmp_path / "killed")
@@ -213,7 +213,7 @@ def test_bad_input_is_one_line_exit_2(cli, small_run, tmp_path):
     (no_chunks / "clusters.npz").unlink()
     check([no_chunks, *TINY], "no chunk map")
     check([small_run, "--steps", "0"], "must be above 0")
-    check([small_run, "--steps", "1", *TINY], "fewer than the 2 models")
+    check([small_run, "--steps", "1", "--joint-start", "0", *TINY], "fewer than the 2 models")
 
     run = copy_run(small_run, tmp_path / "run")
     assert cli(train_command, [run, "--method", "awdnn", "--steps", "20", *TINY])[0] == 0
@@ -239,7 +239,7 @@ def test_torchrun_two_cpu_processes(small_run, tmp_path, method):
     report = json.loads((run / "models" / method / "report.json").read_text())
     assert report["world_size"] == 2 and report["steps"] == 40
     states = sorted(p.name for p in (run / "models" / method / "state").iterdir())
-    assert states == (["model0.pt", "model1.pt"] if method == "stdo" else ["joint.pt"])
+    assert states == (["joint-start.pt", "model0.pt", "model1.pt"] if method == "stdo" else ["joint.pt"])
     if method != "stdo":  # both ranks' sampler RNG states are kept, for an exact resume
         assert len(torch.load(run / f"models/{method}/state/joint.pt", weights_only=True)["rng"]) == 2
 

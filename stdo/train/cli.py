@@ -114,9 +114,10 @@ Rerunning the same command resumes from the last checkpoint.
               help="jstdo: draw chunks by count x current error, or by count alone.")
 @click.option("--radius", type=int, default=1, show_default=True,
               help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
-@click.option("--joint-start", type=float, default=0.0, show_default=True,
+@click.option("--joint-start", type=float,
               help="stdo, cafm: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
-                   "(cafm: the shared backbone) then starts from; 0 = plain, 1 = jstdo's model copied per chunk.")
+                   "(cafm: the shared backbone) then starts from, running the rest of its learning-rate schedule; "
+                   "0 = plain, 1 = jstdo's model copied per chunk.  [default: stdo 0.75, cafm 0]")
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")

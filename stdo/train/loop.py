@@ -91,6 +91,9 @@ class Job:
     shared: bool = False  # one model for all ranks (DDP all-reduce) rather than one job per rank
     init_from: str | None = None  # start from the trained weights of this (earlier) job
     deliverable: bool = True  # its weights are one of the method's models (not a start for others)
+    # (first, last, total): the job's steps run the learning-rate schedule of a `total`-step run from step `first`
+    # to `last` (a joint start runs the head of one schedule, each chunk model from it runs the tail); None: its own
+    schedule: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -119,6 +122,12 @@ def lr_factor(step: int, steps: int, warmup_share: float = 0.1, final: float = 0
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def scheduled_lr_factor(step: int, steps: int, schedule: tuple[int, int, int] | None) -> float:
+    """lr_factor at a job's step, its `steps` spread over its share of a longer schedule (Job.schedule)."""
+    first, last, total = schedule or (0, steps, steps)
+    return lr_factor(first + (last - first) * step // max(1, steps), total)
 
 
 def _psnr_of(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> float:
@@ -190,7 +199,8 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     world = dist_utils.world()
     model = job.model.to(device, memory_format=torch.channels_last)  # ~1.2x faster convs on CPU and GPU
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, steps=job.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(scheduled_lr_factor, steps=job.steps, schedule=job.schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
     rng = np.random.default_rng([cfg.seed, job_index, world.rank])
     step, elapsed, history = 0, 0.0, []

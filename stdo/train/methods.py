@@ -1,9 +1,10 @@
 """The training methods, all over the same RUN, each as a plan: jobs to train, and which
 model serves which patch (the method's model map).
 
-- stdo:  one model per chunk of the RUN, trained on that chunk's patches; with --joint-start f, one joint
-         model (jstdo's) is trained for a share f of the steps first and every chunk's model starts from it
-         (f = 0: plain stdo; f = 1: jstdo's model copied per chunk).
+- stdo:  one model per chunk of the RUN, trained on that chunk's patches. By default from a joint start:
+         jstdo's run for a share f of the steps (--joint-start, 0.75), then one copy per chunk runs the rest
+         of that run's learning-rate schedule on its chunk (f = 0: plain stdo; f = 1: jstdo's model
+         copied per chunk). benchmarks/joint_start.py measures the share.
 - jstdo: one joint model over all chunks, batches drawn chunk by chunk with the
          data-aware rule of stdo.train.sampling (or uniformly, to compare).
 - awdnn: one model for the whole clip.
@@ -65,7 +66,8 @@ class MethodOptions:
     augment: bool = True
     radius: int = 1  # mfwdsr: frames t-r .. t+r
     sequence: int = 5  # brvsr: frames per training sequence
-    joint_start: float = 0.0  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts every chunk's
+    joint_start: float | None = None  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts
+    # every chunk's; None: the method's default (JOINT_START)
 
 
 @dataclass
@@ -76,9 +78,13 @@ class TrainingPlan:
     num_models: int
     radius: int = 0  # temporal radius of the models' input (multi-frame models)
     model: str | None = None  # the registry name of the models, where the method fixes it (not --model)
+    joint_start: float = 0.0  # the share of the steps its joint start took (stdo, cafm)
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
+
+
+JOINT_START = {"stdo": 0.75, "cafm": 0.0}  # the default share; cafm's is 0 so that it trains as CaFM does
 
 
 def time_segments(num_frames: int, segments: int) -> np.ndarray:
@@ -108,25 +114,33 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
 
     seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
 
-    def joint_start(share: float) -> tuple[list[Job], int]:
-        """jstdo's model and sampler for `share` of the steps, first in the plan so it trains exactly as jstdo would."""
-        if not 0.0 <= share <= 1.0:
-            raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
-        joint_steps = int(round(share * steps))
+    share = JOINT_START.get(method, 0.0) if options.joint_start is None else options.joint_start
+    if method in JOINT_START and not 0.0 <= share <= 1.0:
+        raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
+    joint_steps = int(round(share * steps)) if method in JOINT_START else 0
+
+    def joint_start() -> list[Job]:
+        """jstdo's model, sampler and schedule for its first `joint_steps` steps: it trains exactly as jstdo would."""
         if not joint_steps:
-            return [], 0
+            return []
         sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        return [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False)], joint_steps
+        return [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False,
+                    schedule=(0, joint_steps, steps))]
+
+    def from_start(start: list[Job]) -> dict:
+        """What a job that continues the joint start needs: its weights and the rest of its schedule."""
+        return {"init_from": "joint-start", "schedule": (joint_steps, steps, steps)} if start else {}
 
     if method in ("stdo", "nas"):
         labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
-        start, joint_steps = joint_start(options.joint_start if method == "stdo" else 0.0)
+        start = joint_start()
         jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
-                    init_from="joint-start" if start else None)
+                    **from_start(start))
                 for i, s in zip(range(n), split_steps(steps - joint_steps, n))]
         if not start and any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
-        return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n)
+        return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
+                            joint_start=joint_steps / steps)
     if method in VIDEO_METHODS:
         model = create_model(method, scale=scale, **options.overrides)
         if method == "brvsr":
@@ -159,13 +173,13 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
     labels, n = (seg_map, segments) if options.cafm_chunks == "time" else (chunks, k)
-    start, joint_steps = joint_start(options.joint_start)  # then the modulation (and backbone) from jstdo's model
+    start = joint_start()  # then the modulation (and backbone) from jstdo's model
     backbone = new_model()
     model = CaFMWDSR(backbone.config, n)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
-    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True,
-              init_from="joint-start" if start else None)
-    return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n)
+    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start))
+    return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
+                        joint_start=joint_steps / steps)
 
 
 def start_from(model: nn.Module, start: nn.Module) -> None:

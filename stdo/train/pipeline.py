@@ -160,7 +160,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
         "wall_seconds": None, "device": config.device, "world_size": world_size,
         "amp": precision, "config": asdict(o.config),
-        "method_options": asdict(o.method_options),
+        "method_options": {**asdict(o.method_options), "joint_start": training.joint_start},
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)
     report["run_id"] = run_id  # the clustering these models were trained on
