@@ -1,10 +1,11 @@
 """stdo from a joint start: how much of the budget should one joint model get before the chunk experts?
 
 At equal total optimizer steps per method (the cost protocol): stdo with --joint-start 0 (plain),
-0.25, 0.5, 0.75 (one jstdo model trained for that share, then one copy per chunk fine-tuned on its
-chunk for the rest, split evenly), beside jstdo and awdnn (one model, all steps). Every run keeps its
-best evaluated state (the default). Two seeds each; a difference smaller than the larger seed spread
-of the two is called a tie. Writes joint_start.md / joint_start.json to --out.
+0.5, 0.75 (the default), 0.9 (jstdo's run for that share, then one copy per chunk runs the rest of
+its learning-rate schedule on its chunk, the steps split evenly), beside jstdo and awdnn (one model,
+all steps). Every run keeps its best evaluated state (the default). Two seeds each; a difference
+smaller than the larger seed spread of the two is called a tie. Writes joint_start.md /
+joint_start.json to --out.
 
     python benchmarks/joint_start.py --clips bikes,bigbuckbunny --steps 800 --seeds 0,1
 """
@@ -32,7 +33,7 @@ from stdo.video import Crop
 
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
 GRIDS = {2: (20, 10), 4: (10, 5)}
-VARIANTS = [("stdo", 0.0), ("stdo", 0.25), ("stdo", 0.5), ("stdo", 0.75), ("jstdo", 0.0), ("awdnn", 0.0)]
+VARIANTS = [("stdo", 0.0), ("stdo", 0.5), ("stdo", 0.75), ("stdo", 0.9), ("jstdo", 0.0), ("awdnn", 0.0)]
 
 
 def label(method: str, share: float) -> str:

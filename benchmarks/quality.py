@@ -38,10 +38,10 @@ from stdo.video import Crop
 
 GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows) at x2 and x4
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180), "carphone": Crop(176, 144)}
-VARIANTS = [("stdo", {}), ("stdo-joint", {"joint_start": 0.75}), ("jstdo", {"sampling": "error"}),
+VARIANTS = [("stdo", {}), ("stdo-plain", {"joint_start": 0.0}), ("jstdo", {"sampling": "error"}),
             ("jstdo-uniform", {"sampling": "uniform"}), ("awdnn", {}), ("nas", {}), ("cafm", {"cafm_chunks": "time"}),
             ("cafm-stdo", {"cafm_chunks": "stdo"})]
-SWEEP_METHODS = "stdo,stdo-joint,jstdo,awdnn,cafm"
+SWEEP_METHODS = "stdo,stdo-plain,jstdo,awdnn,cafm"
 PER_CHUNK = {"stdo", "nas"}
 
 
