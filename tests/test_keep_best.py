@@ -74,6 +74,8 @@ def test_a_short_run_is_never_below_bicubic(small_run, tmp_path):
     run = shutil.copytree(small_run, tmp_path / "run")
     report = train(options(run, "awdnn", 10))
     assert report["psnr_video"] >= report["bicubic"]["psnr_video"] - 0.005, report["jobs"]
+    chunked = train(options(run, "stdo", 10))  # the default: a joint start of 8 steps, then 1 step per chunk model
+    assert chunked["psnr_video"] >= chunked["bicubic"]["psnr_video"] - 0.005, chunked["jobs"]
     last = train(options(shutil.copytree(small_run, tmp_path / "last"), "awdnn", 10, keep_best=False))
     assert last["psnr_video"] < report["psnr_video"]  # what keeping the last state would have shipped
 
