@@ -302,6 +302,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
     bytes_by_variant: dict[str, int] = {}
+
     def shapes_for(margin: int) -> tuple[tuple[int, int], ...]:
         return choose_shapes(model_map, grid, margin, o.plan_shapes)
 
