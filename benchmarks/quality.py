@@ -104,7 +104,14 @@ def main() -> None:
     parser.add_argument("--lengths", default="16,60,250")
     parser.add_argument("--models", default="wdsr_a_mobile,wdsr_a")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--replot", action="store_true",
+                        help="with --sweep: rewrite sweep.md and sweep.png from --out's sweep.json (rows of several "
+                             "sweeps put together, e.g. another model's), training nothing")
     args = parser.parse_args()
+    if args.sweep and args.replot:
+        rows = json.loads((args.out / "sweep.json").read_text())
+        (args.out / "sweep.md").write_text(sweep_markdown(rows, args) + "\n")
+        return sweep_plot(rows, args.out / "sweep.png")
     if args.sweep:
         return sweep(args)
     methods = [v for v in VARIANTS if v[0] in (args.methods or ",".join(n for n, _ in VARIANTS)).split(",")]
@@ -200,12 +207,17 @@ def sweep_plot(rows: list[dict], path: Path) -> None:
     settings = list(dict.fromkeys((r["clip"], r["model"], r["protocol"]) for r in rows))
     fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.6), squeeze=False)
     for ax, (clip, model, protocol) in zip(axes[0], settings):
-        for m in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted({r["frames"] for r in rows if r["method"] == m})
-            gains = [np.mean([_gain(r) for r in rows if (r["clip"], r["model"], r["protocol"], r["method"],
-                                                          r["frames"]) == (clip, model, protocol, m, n)]) for n in pts]
-            ax.plot(pts, gains, marker="o", label=m)
+        mine = [r for r in rows if (r["clip"], r["model"], r["protocol"]) == (clip, model, protocol)]
+        for m in dict.fromkeys(r["method"] for r in mine):
+            pts = sorted({r["frames"] for r in mine if r["method"] == m})
+            gains = [[_gain(r) for r in mine if (r["method"], r["frames"]) == (m, n)] for n in pts]
+            mean = np.array([np.mean(g) for g in gains])
+            spread = np.array([[mean[i] - min(g), max(g) - mean[i]] for i, g in enumerate(gains)]).T
+            ax.errorbar(pts, mean, yerr=spread, marker="o", capsize=3, label=m)
+        lengths = sorted({r["frames"] for r in mine})
         ax.set_xscale("log")
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.minorticks_off()
         ax.set_xlabel("clip length (frames)")
         ax.set_title(f"{clip}, {model}, {protocol}", fontsize=9)
         ax.axhline(0, color="black", linewidth=0.8)
