@@ -10,7 +10,7 @@ Results are written after each method (results.json, results.md in --out), so a 
 time limit keeps what it finished. The code runs anywhere; at the defaults it wants a GPU (about
 40,000 optimizer steps per method). A CPU check of the script itself:
 
-    python benchmarks/converge.py --frames 4 --epochs 0.2 --device cpu --out /tmp/converge
+    python benchmarks/converge.py --frames 4 --epochs 2 --device cpu --out /tmp/converge
 
 On a lent GPU (the `device` tool):
 
@@ -39,10 +39,9 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
 
-CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
-GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows)
+from quality import CROPS, GRIDS  # the clips' crops and STDO's grids, as every quality benchmark uses
+
 VARIANTS = {  # label: (method, method options beside the model)
     "stdo": ("stdo", {}),  # the default: a joint start
     "stdo-plain": ("stdo", {"joint_start": 0.0}),

@@ -29,10 +29,9 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
 
-CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
-GRIDS = {2: (20, 10), 4: (10, 5)}
+from quality import CROPS, GRIDS  # the clips' crops and STDO's grids, as every quality benchmark uses
+
 VARIANTS = [("stdo", 0.0), ("stdo", 0.5), ("stdo", 0.75), ("stdo", 0.9), ("jstdo", 0.0), ("awdnn", 0.0)]
 
 
