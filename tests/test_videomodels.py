@@ -77,6 +77,24 @@ def test_pairs_ask_for_the_frame_at_their_time():
     assert 64 in sizes and any(16 <= s < 64 for s in sizes)
 
 
+
+def test_pairs_keep_the_clips_axes_and_evaluate_on_its_own_frames():
+    """LR pixel (y, x) of frame t carries (y, x, 20·t): no crop is ever transposed (a crop's first channel grows
+    down its rows, as the clip's y does), and the evaluation samples that decide the kept state are frames at their
+    own time (0 or 1, neighbours one frame apart) at the RUN's scale."""
+    yy, xx = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
+    lr = np.stack([np.stack([yy * 8, xx * 8, np.full_like(yy, 20 * t)], -1) for t in range(8)]).astype(np.uint8)
+    hr = np.repeat(np.repeat(lr, 4, 1), 4, 2)
+    sampler = PairSampler(hr, lr, Grid(24, 24, 2, 2, 2), 4, np.argwhere(np.ones((8, 2, 2))), crop=12)
+    for seed in range(8):
+        for draw in (sampler.sample, sampler.evaluation_sample):
+            (pairs, times, out_h, out_w), _, _ = draw(16, np.random.default_rng(seed))
+            rows_y = (pairs[:, 0, 1:, 0] - pairs[:, 0, :-1, 0]).abs()  # y steps down a crop's rows (flips: sign only)
+            cols_y = (pairs[:, 0, 0, 1:] - pairs[:, 0, 0, :-1]).abs()
+            assert torch.allclose(rows_y, torch.full_like(rows_y, 8 / 255)) and cols_y.max() == 0
+        gaps = ((pairs[:, 5, 0, 0] - pairs[:, 2, 0, 0]).abs() * 255 / 20).round()
+        assert (out_h, out_w) == (64, 64) and set(times.tolist()) <= {0.0, 1.0} and set(gaps.tolist()) == {1.0}
+
 def test_new_video_models_start_as_bicubic_and_round_trip():
     torch.manual_seed(0)
     frames = torch.rand(1, 4, 3, 12, 16)

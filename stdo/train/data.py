@@ -55,6 +55,8 @@ class PatchSampler:
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.gather(self.patches[rng.integers(0, len(self.patches), batch)], rng)
 
+    evaluation_sample = sample  # the kept state is judged on the task it trains for (ChunkSampler.draw)
+
     def gather(self, picked: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows and loss masks for the given (frame, row, col) patches, [B, 3].
 

@@ -160,7 +160,7 @@ class Evaluator:
     def __init__(self, job: Job, cfg: TrainConfig, job_index: int, device: torch.device) -> None:
         rng = np.random.default_rng([cfg.seed, job_index, EVAL_SALT])
         self.count = max(64, 4 * cfg.batch)
-        inputs, self.hr, self.mask, self.ids = job.sampler.draw(self.count, rng)
+        inputs, self.hr, self.mask, self.ids = job.sampler.draw(self.count, rng, evaluation=True)
         self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         self.job, self.batch, self.device = job, cfg.batch, device
 

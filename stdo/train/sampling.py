@@ -44,14 +44,14 @@ class ChunkSampler:
         weighted = self.sizes * known
         return (1 - self.floor) * weighted / weighted.sum() + self.floor * uniform
 
-    def draw(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    def draw(self, batch: int, rng: np.random.Generator, evaluation: bool = False) -> tuple[torch.Tensor, ...]:
         """(inputs, hr, loss mask, group id of each sample); inputs is the LR batch, or a tuple of a video model's
-        arguments."""
+        arguments. `evaluation`: the samples that decide the kept state (each group's evaluation_sample)."""
         counts = rng.multinomial(batch, self.probabilities()) if len(self.groups) > 1 else np.array([batch])
         parts, ids = [], []
         for group, n, gid in zip(self.groups, counts, self.ids):
             if n:
-                parts.append(group.sample(int(n), rng))
+                parts.append((group.evaluation_sample if evaluation else group.sample)(int(n), rng))
                 ids.append(torch.full((int(n),), int(gid), dtype=torch.long))
         if len(parts) == 1:  # one group: its samples as they come (a video model's inputs may be a tuple)
             return (*parts[0], ids[0])
