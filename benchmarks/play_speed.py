@@ -189,7 +189,7 @@ def main() -> None:
         make_1080p_video(video, args.frames)
         for scale in [int(s) for s in args.scales.split(",")]:
             bundle, exact = make_bundle(video, work, scale, args.frames, (args.plan_margin, 10))
-            from stdo.export.bundle import read_bundle
+            from stdo.bundle import read_bundle
             from stdo.grid import Grid
             from stdo.models import load_wdsr
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.export.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_model_map, write_manifest,
+from stdo.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_model_map, write_manifest,
                                 write_plan)
 from stdo.grid import Grid
 from stdo.plan import base_shape, make_plan

@@ -13,10 +13,10 @@ from conftest import tree
 from stdo.cli import main as stdo_main
 from stdo.errors import StdoError
 from stdo.export import pipeline as export_pipeline
-from stdo.export.bundle import read_bundle
+from stdo.bundle import read_bundle
 from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
-from stdo.export.bundle import sha256_of
+from stdo.bundle import sha256_of
 from stdo.infer import upscale_batch
 from stdo.metrics import mse
 from stdo.play.player import Player

@@ -180,7 +180,7 @@ def _complete_files(folder: Path) -> None:
     """Every file under `folder` with a final name (not a hidden temp) reads whole: no reader sees a partial file."""
     import numpy as np
 
-    from stdo.export.bundle import read_bundle
+    from stdo.bundle import read_bundle
 
     for path in folder.rglob("*"):
         if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):

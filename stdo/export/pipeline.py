@@ -5,7 +5,7 @@ when every file is written and verified, so a failed export leaves no partial bu
 and an earlier bundle stays as it was.
 
 bundle/
-  manifest.json                  stdo.export.bundle (versioned; what the player reads)
+  manifest.json                  stdo.bundle (versioned; what the player reads)
   modelmap.bin                   the model map: model index of every patch (absent for a single-model method)
   plan.bin                       the inference plan: the model runs a client makes per frame (stdo.plan)
   lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
@@ -37,7 +37,7 @@ from torch import nn
 
 import stdo
 from stdo.errors import StdoError
-from stdo.export import bundle as bundle_format
+from stdo import bundle as bundle_format
 from stdo.export.margin import choose_margin
 from stdo.export.toolchain import require
 from stdo.fileio import replace_dir, save_torch, sha256_of, temp_dir_beside, write_bytes, write_json

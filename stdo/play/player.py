@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stdo.errors import StdoError
-from stdo.export.bundle import Bundle, read_bundle
+from stdo.bundle import Bundle, read_bundle
 from stdo.grid import Grid
 from stdo.infer import ByShape, TimedRunner, upscale_planned
 from stdo.memory import release_free_memory

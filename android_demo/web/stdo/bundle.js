@@ -1,4 +1,4 @@
-// An stdo bundle read as untrusted input, the way stdo.export.bundle.read_bundle reads it:
+// An stdo bundle read as untrusted input, the way stdo.bundle.read_bundle reads it:
 // manifest schema and version, plain relative paths, declared sizes, the sha256 of every file
 // fetched, the model map and the inference plan inflated with a bound and checked (the plan
 // must tile every frame exactly once). Anything else throws BundleError, and nothing is played.
