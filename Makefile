@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DEMO_DIR ?= demo-out
 JOBS ?= 2
 
-.PHONY: install test demo bench clean android-deps android
+.PHONY: install test demo bench clean android-deps android prior
 
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,16 @@ bench: $(VENV)/.bench-installed android-deps
 	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --frames 30 --steps 400
 	$(PY) benchmarks/plan_margin.py
 	$(PY) benchmarks/web_speed.py
+
+# The shipped priors (stdo/priors/): wdsr_a_mobile at x4 and x2, trained codec-aware on scikit-image's photographs
+# (content no benchmark or the demo evaluates); ~20 min each on 2 CPU cores
+PRIOR_STEPS ?= 4000
+prior: install
+	$(PIP) install -q -c constraints.txt -e '.[prior]'
+	for scale in 4 2; do $(VENV)/bin/stdo-general $$($(PY) -m stdo.train.priordata) --crf 18,23,28,33 \
+		--model wdsr_a_mobile --scale $$scale --frames 8 --steps $(PRIOR_STEPS) \
+		--out stdo/priors/wdsr_a_mobile_x$$scale.pt --overwrite -q || exit 1; done
+	$(PY) -m stdo.priors $(PRIOR_STEPS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

@@ -13,7 +13,7 @@ from stdo.models import list_models
 from stdo.rundir import REPORT, method_dir
 from stdo.train import distributed as dist_utils
 from stdo.train.loop import AMP_MODES, OPT_LEVELS, TrainConfig
-from stdo.train.methods import CAFM_CHUNKS, METHODS, MethodOptions
+from stdo.train.methods import CAFM_CHUNKS, METHODS, TUNES, MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import WEIGHTINGS
 
@@ -118,6 +118,13 @@ Rerunning the same command resumes from the last checkpoint.
               help="stdo, cafm: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
                    "(cafm: the shared backbone) then starts from, running the rest of its learning-rate schedule; "
                    "0 = plain, 1 = jstdo's model copied per chunk.  [default: stdo 0.75, cafm 0]")
+@click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
+              help="Where on-device models start: prior (the shipped prior of --model at the RUN's scale, which "
+                   "clients carry, when there is one and the model is not resized; else scratch), scratch (bicubic), "
+                   "or a stdo-general checkpoint.")
+@click.option("--tune", type=click.Choice(TUNES), default="all", show_default=True,
+              help="What training may change of its start: all weights, channels (each conv's per-channel gain "
+                   "and bias: a small update of a prior), or biases.")
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")
@@ -130,7 +137,7 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
                   opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, joint_start,
-                  keep_last, sequence, device, restart, no_eval, quiet, verbose):
+                  init, tune, keep_last, sequence, device, restart, no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -147,7 +154,8 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
         run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
                                      sampling=sampling, crop=crop, augment=not no_augment, radius=radius,
-                                     sequence=sequence, joint_start=joint_start),
+                                     sequence=sequence, joint_start=joint_start,
+                                     init=init, tune=tune),
     )
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)

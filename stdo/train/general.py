@@ -1,11 +1,14 @@
 """A general WDSR trained over a set of clips: the checkpoint `stdo-cluster --scorer general` scores with.
 
-STDO scores patches by how well a general (not overfitted) SR model upscales them; no pretrained SR
-weights are reachable here, so this trains one on clips the user gives (by default the built-in
-ones): frames from each clip, LR made by bicubic downscaling (as the released models were trained),
-random crops from all clips in proportion to their frame counts, the same loop as stdo-train (Adam,
-L1, warmup + cosine, the best evaluated state kept, checkpoints to resume). The output is a bare
-WDSR state dict, the format `load_wdsr` (and so `--scorer general --checkpoint`) reads.
+STDO scores patches by how well a general (not overfitted) SR model upscales them, and the prior a
+client carries (stdo.priors) is such a model; no pretrained SR weights are reachable here, so this
+trains one on the clips and photographs the user gives: frames from each clip (a photograph panned into
+a short clip, stdo.train.priordata), LR made by bicubic downscaling (as the released models were
+trained) and, with `crfs`, coded by the shipped codec at each of those CRFs (what a client decodes:
+the prior is codec-aware), random crops from all clips in proportion to their frame counts, the same
+loop as stdo-train (Adam, L1, warmup + cosine, the best evaluated state kept, checkpoints to resume).
+The output is a bare WDSR state dict, the format `load_wdsr` (and so `--scorer general --checkpoint`
+and `stdo-train --init`) reads.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from stdo.rundir import fingerprint
 from stdo.train.data import PatchSampler
 from stdo.train.loop import Job, ProgressFn, TrainConfig, train_job
 from stdo.train.sampling import ChunkSampler
+from stdo.stream import StreamOptions
+from stdo.train.priordata import codec_round_trip, image_clip, is_image
 from stdo.video import load_clip
 
 log = logging.getLogger(__name__)
@@ -36,7 +41,9 @@ class GeneralOptions:
     out: Path
     scale: int = 4
     model: str = "wdsr_a"
-    frames: int = 60  # from the start of each clip
+    frames: int = 60  # from the start of each clip (a photograph: panned over this many frames, at most 16)
+    crfs: tuple[int, ...] = ()  # LR coded at each of these CRFs (codec-aware); empty: clean bicubic LR
+    codec: str = "h264"
     config: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000))
     overwrite: bool = False
 
@@ -53,7 +60,20 @@ def _check(o: GeneralOptions) -> None:
         raise StdoError(f"--out {o.out} exists: give another path, or --overwrite to replace it")
     if o.frames <= 0 or o.config.steps <= 0:
         raise StdoError("--frames and --steps must be above 0")
+    for crf in o.crfs:
+        StreamOptions(codec=o.codec, crf=crf).check()
     check_device(o.config.device)
+
+
+def _pair(source: Path, o: GeneralOptions) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(HR frames, the LR versions to learn from) of one source: bicubic LR, or that LR through the codec at
+    each of o.crfs."""
+    if is_image(source):
+        hr, lr = image_clip(source, min(o.frames, 16), o.scale)
+    else:
+        clip = load_clip(source, o.scale, count=o.frames)
+        hr, lr = clip.hr, clip.lr
+    return hr, [codec_round_trip(lr, crf, o.codec) for crf in o.crfs] if o.crfs else [lr]
 
 
 def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
@@ -62,22 +82,23 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
     out = Path(o.out)
     state = out.parent / f".{out.name}.state.pt"  # beside the output until it is written
     with stage_lock(out.parent, f"{out}", name=f".stdo-{out.name}.lock"):
-        clips = [load_clip(Path(source), o.scale, count=o.frames) for source in o.sources]
+        pairs = [_pair(Path(source), o) for source in o.sources]
         # one window size for every batch, whatever the clips' sizes: crop and context fit the smallest LR frame
-        smallest = min(min(c.lr.shape[1:3]) for c in clips)
+        smallest = min(min(lr.shape[1:3]) for _, lrs in pairs for lr in lrs)
         crop = min(o.config.crop, smallest)
         context = min(8, (smallest - crop) // 2)
         groups, frames = [], 0
-        for clip in clips:
-            t, h, w, _ = clip.lr.shape
-            groups.append(PatchSampler(clip.hr, clip.lr, Grid(h, w, 1, 1, margin=8), o.scale,
-                                       np.array([[i, 0, 0] for i in range(t)]), crop=crop, context=context,
-                                       augment=o.config.augment))
-            frames += t
+        for hr, lrs in pairs:
+            for lr in lrs:
+                t, h, w, _ = lr.shape
+                groups.append(PatchSampler(hr, lr, Grid(h, w, 1, 1, margin=8), o.scale,
+                                           np.array([[i, 0, 0] for i in range(t)]), crop=crop, context=context,
+                                           augment=o.config.augment))
+                frames += t
         model = create_model(o.model, scale=o.scale)
         job = Job("general", model, o.config.steps, ChunkSampler(groups))
         signature = {"general": 1, "sources": [fingerprint(Path(s)) for s in o.sources], "scale": o.scale,
-                     "model": o.model, "frames": o.frames,
+                     "model": o.model, "frames": o.frames, "crfs": list(o.crfs), "codec": o.codec,
                      "train": {k: v for k, v in asdict(o.config).items() if k not in ("device", "amp", "compile")}}
         result = train_job(job, o.config, state, signature, progress,
                            runtime={"device": o.config.device, "amp": o.config.amp, "compile": o.config.compile})

@@ -8,7 +8,9 @@ import click
 
 from stdo.clips import CLIPS, clip_path
 from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.errors import StdoError
 from stdo.models import list_models
+from stdo.stream import CODECS
 from stdo.train.cli import StepBar
 from stdo.train.general import GeneralOptions, train_general
 from stdo.train.loop import AMP_MODES, TrainConfig
@@ -23,6 +25,7 @@ Examples:
   stdo-general --out general-x4.pt                      (the built-in clips)
   stdo-general a.mp4 b.mp4 frames/ --out general-x4.pt --steps 4000
   stdo-cluster clip.mp4 runs/clip --scorer general --checkpoint general-x4.pt
+  stdo-general $(python -m stdo.train.priordata) --crf 18,23,28,33 --model wdsr_a_mobile --out prior-x4.pt
 Rerunning the same command resumes from the last checkpoint.
 """,
 )
@@ -32,7 +35,13 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor the model learns.")
 @click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a",
               show_default=True, help="WDSR size (wdsr_a: the released STDO scorer's).")
-@click.option("--frames", type=int, default=60, show_default=True, help="Frames from the start of each clip.")
+@click.option("--frames", type=int, default=60, show_default=True,
+              help="Frames from the start of each clip (a photograph is panned over at most 16).")
+@click.option("--crf", "crfs", default="", metavar="CRF[,CRF...]",
+              help="Code the LR frames with --codec at each of these CRFs (codec-aware, as a prior is trained); "
+                   "default: clean bicubic LR.")
+@click.option("--codec", type=click.Choice(sorted(CODECS)), default="h264", show_default=True,
+              help="Codec of --crf.")
 @click.option("--steps", type=int, default=2000, show_default=True, help="Optimizer steps.")
 @click.option("--batch", type=int, default=16, show_default=True, help="Crops per step.")
 @click.option("--crop", type=int, default=32, show_default=True, help="LR crop size.")
@@ -42,12 +51,13 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def general_command(sources, out, overwrite, scale, model, frames, steps, batch, crop, learning_rate, amp, seed, device,
+def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, steps, batch, crop, learning_rate, amp, seed, device,
                     quiet, verbose):
-    """Train a general WDSR over SOURCES (default: the built-in clips) for `--scorer general`.
+    """Train a general WDSR over SOURCES (videos, frame folders or photographs; default: the built-in clips),
+    for `--scorer general` or as the prior `stdo-train --init` starts from.
 
-    LR is made by bicubic downscaling; crops come from every clip in proportion to its frames; the
-    best state seen by the periodic evaluation is kept. Writes a bare WDSR state dict.
+    LR is made by bicubic downscaling, then coded at each --crf; crops come from every clip in proportion
+    to its frames; the best state seen by the periodic evaluation is kept. Writes a bare WDSR state dict.
     """
     setup_logging(verbose)
     sources = list(sources) or [clip_path(name) for name in CLIPS]
@@ -55,13 +65,21 @@ def general_command(sources, out, overwrite, scale, model, frames, steps, batch,
     bar = StepBar(disable=quiet)
     try:
         report = train_general(GeneralOptions(sources=sources, out=out, scale=scale, model=model, frames=frames,
-                                              config=config, overwrite=overwrite), progress=bar)
+                                              crfs=parse_crfs(crfs), codec=codec, config=config,
+                                              overwrite=overwrite), progress=bar)
     finally:
         bar.close()
     click.echo(f"general x{scale} {model} over {report['clips']} clip(s), {report['frames']} frames, "
                f"{report['steps']} steps (kept step {report['kept_step']})")
     click.echo(f"PSNR on its evaluation crops {report['eval_psnr']:.3f} dB (bicubic {report['eval_psnr_start']:.3f} dB)")
     click.echo(f"wrote {report['out']}: stdo-cluster SOURCE RUN --scorer general --checkpoint {report['out']}")
+
+
+def parse_crfs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise StdoError(f"--crf {text!r}: give whole CRFs separated by commas, e.g. 18,23,28,33") from None
 
 
 def main() -> None:

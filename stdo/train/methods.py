@@ -68,6 +68,10 @@ class MethodOptions:
     sequence: int = 5  # brvsr: frames per training sequence
     joint_start: float | None = None  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts
     # every chunk's; None: the method's default (JOINT_START)
+    init: str = "prior"  # prior: the shipped prior of the model and scale when there is one (stdo.priors), else
+    # scratch; scratch: a new model (bicubic); or the path of a stdo-general checkpoint
+    tune: str = "all"  # what training from the start may change: all weights, channels (per-channel gains and
+    # biases: CaFM / Lam et al.'s restricted update), or biases
 
 
 @dataclass
@@ -79,11 +83,13 @@ class TrainingPlan:
     radius: int = 0  # temporal radius of the models' input (multi-frame models)
     model: str | None = None  # the registry name of the models, where the method fixes it (not --model)
     joint_start: float = 0.0  # the share of the steps its joint start took (stdo, cafm)
+    prior: str | None = None  # the sha256 of the prior its models started from; None: from scratch
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
 
 
+TUNES = ("all", "channels", "biases")
 JOINT_START = {"stdo": 0.75, "cafm": 0.0}  # the default share; cafm's is 0 so that it trains as CaFM does
 
 
@@ -106,8 +112,19 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     if method in ("nas", "cafm") and not 1 <= segments <= t:
         raise StdoError(f"--segments {segments} must be between 1 and the {t} frames of the RUN")
 
+    if options.tune not in TUNES:
+        raise StdoError(f"--tune {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
+    if options.tune != "all" and method in SERVER_METHODS:
+        raise StdoError(f"--tune {options.tune} restricts a per-video update of a prior; {method} trains whole: "
+                        "drop --tune")
+    prior = None if method in SERVER_METHODS else initial_weights(options, scale)
+
     def new_model() -> nn.Module:
-        return create_model(options.model, scale=scale, **options.overrides)
+        model = create_model(options.model, scale=scale, **options.overrides)
+        if prior is not None:
+            start_from_prior(model, prior[0], options)
+        restrict(model, options.tune)
+        return model
 
     def group(patches: np.ndarray, radius: int = 0) -> PatchSampler:
         return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment, radius=radius)
@@ -140,7 +157,7 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         if not start and any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
         return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
-                            joint_start=joint_steps / steps)
+                            joint_start=joint_steps / steps, prior=prior and prior[1])
     if method in VIDEO_METHODS:
         model = create_model(method, scale=scale, **options.overrides)
         if method == "brvsr":
@@ -168,7 +185,8 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
             sampler = ChunkSampler([group(patches_of(chunks))])
         else:
             sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        return TrainingPlan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1)
+        return TrainingPlan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1,
+                            prior=prior and prior[1])
     # cafm
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
@@ -176,10 +194,44 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     start = joint_start()  # then the modulation (and backbone) from jstdo's model
     backbone = new_model()
     model = CaFMWDSR(backbone.config, n)
+    if prior is not None:
+        model.backbone.load_state_dict(backbone.state_dict())
+    restrict(model, options.tune)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
     job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start))
     return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
-                        joint_start=joint_steps / steps)
+                        joint_start=joint_steps / steps, prior=prior and prior[1])
+
+
+def initial_weights(options: MethodOptions, scale: int) -> tuple[dict, str] | None:
+    """(state dict, id) of the prior a new model starts from, or None (from scratch). `init prior` finds the
+    shipped prior of the model at this scale; a model resized by overrides has none, and starts from scratch."""
+    from stdo.priors import find_prior, load_prior
+
+    if options.init == "scratch":
+        return None
+    if options.init == "prior":
+        path = None if options.overrides else find_prior(options.model, scale)
+        return load_prior(path) if path else None
+    return load_prior(Path(options.init))
+
+
+def start_from_prior(model: nn.Module, state: dict, options: MethodOptions) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise StdoError(f"the prior {options.init!r} is not a {options.model} at this scale: give a stdo-general "
+                        f"checkpoint of --model {options.model} and the RUN's scale, or --init scratch") from None
+
+
+def restrict(model: nn.Module, tune: str) -> None:
+    """Freeze what `tune` keeps at its start: channels trains each conv's bias and weight-norm gain only (the
+    per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases."""
+    if tune == "all":
+        return
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith("bias") or (tune == "channels" and name.endswith("weight.original0"))
+                         or name.startswith("mods."))  # CaFM's modulation is its per-chunk update
 
 
 def start_from(model: nn.Module, start: nn.Module) -> None:

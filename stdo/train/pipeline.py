@@ -115,7 +115,7 @@ def _train_jobs(o: TrainOptions, run: Path, info: dict, training: TrainingPlan, 
                                     "run_id": info.get("run_id")},
         "model": o.method_options.model, "overrides": o.method_options.overrides,
         "train": {k: v for k, v in asdict(o.config).items() if k not in RUNTIME_FIELDS},
-        "method_options": asdict(o.method_options),
+        "method_options": asdict(o.method_options), "prior": training.prior,
     }
     # where it runs may change between a stop and a resume (a RUN moved to another machine): warned, not refused
     runtime = {"device": o.config.device, "amp": precision, "compile": o.config.compile}
@@ -161,6 +161,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "wall_seconds": None, "device": config.device, "world_size": world_size,
         "amp": precision, "config": asdict(o.config),
         "method_options": {**asdict(o.method_options), "joint_start": training.joint_start},
+        "prior": training.prior,  # the sha256 of the prior the models started from (None: from scratch)
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)
     report["run_id"] = run_id  # the clustering these models were trained on

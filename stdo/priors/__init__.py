@@ -1,0 +1,45 @@
+"""The priors a client carries: general WDSRs shipped as package data, one per (model, scale).
+
+A prior is the start every on-device method trains from (`stdo-train --init prior`, the default when
+one exists for the method's model and scale): what a per-video training adds to it is what a bundle
+has to ship. Each is a bare WDSR state dict (stdo.models.load_wdsr reads it) named
+`<model>_x<scale>.pt`; its id is the sha256 of that file.
+
+The shipped priors are trained codec-aware (H.264 at CRF 18, 23, 28, 33) on scikit-image's
+photographs, content disjoint from every clip the demo and the benchmarks evaluate, by one command
+(`make prior`, which runs stdo-general; see the Makefile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stdo.errors import StdoError
+from stdo.fileio import sha256_of
+
+PRIORS_DIR = Path(__file__).parent
+
+
+def prior_name(model: str, scale: int) -> str:
+    return f"{model}_x{scale}.pt"
+
+
+def find_prior(model: str, scale: int) -> Path | None:
+    """The shipped prior for `model` at x`scale`, or None."""
+    path = PRIORS_DIR / prior_name(model, scale)
+    return path if path.is_file() else None
+
+
+def load_prior(path: Path) -> tuple[dict, str]:
+    """(state dict, id) of a prior file: the shipped one or a user's stdo-general checkpoint."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise StdoError(f"the prior {path} does not exist: give a stdo-general checkpoint, or --init scratch") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise StdoError(f"the prior {path} is not a checkpoint ({e.__class__.__name__}): "
+                        "give a stdo-general checkpoint, or --init scratch") from None
+    return state, sha256_of(path)

@@ -1,0 +1,92 @@
+"""The prior: trained codec-aware by stdo-general on photographs, and the start of per-video training."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stdo.cluster.pipeline import ClusterOptions, cluster
+from stdo.errors import StdoError
+from stdo.metrics import psnr
+from stdo.priors import find_prior
+from stdo.train.general_cli import general_command
+from stdo.train.loop import TrainConfig
+from stdo.train.methods import MethodOptions
+from stdo.train.pipeline import TrainOptions, train
+from stdo.train.priordata import codec_round_trip, image_clip, skimage_photos
+from stdo.video import Crop, as_nchw
+
+
+def test_the_codec_round_trip_is_what_a_client_decodes(bikes_frames):
+    lr = np.ascontiguousarray(bikes_frames[:, :48, :80])
+    fine, coarse = codec_round_trip(lr, 18), codec_round_trip(lr, 40)
+    assert fine.shape == coarse.shape == lr.shape and fine.dtype == np.uint8
+    ref = as_nchw(lr).float()
+    fine_db, coarse_db = float(psnr(as_nchw(fine).float(), ref).mean()), float(psnr(as_nchw(coarse).float(), ref).mean())
+    assert 30 < fine_db < 99 and coarse_db < fine_db - 3  # coded, and the harder the CRF the worse
+
+
+def test_a_photograph_pans_into_a_clip_of_even_lr_sizes():
+    hr, lr = image_clip(skimage_photos()[0], 8, 4)
+    assert hr.shape[0] == 8 and hr.shape[1] % 8 == 0 and hr.shape[2] % 8 == 0
+    assert lr.shape == (8, hr.shape[1] // 4, hr.shape[2] // 4, 3)
+    np.testing.assert_array_equal(hr[1, :-1, : -3], hr[0, 1:, 3:])  # the window moved 3 px right, 1 down
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """A small codec-aware prior made by the shipped prior's command on two photographs (60 steps)."""
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("prior") / "prior-x4.pt"
+    photos = [str(p) for p in skimage_photos()[:2]]
+    result = CliRunner().invoke(general_command, [*photos, "--crf", "23,33", "--model", "wdsr_a_mobile", "--scale", "4",
+                                                  "--frames", "4", "--steps", "60", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "2 clip(s)" in result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_x4(tmp_path_factory, bikes):
+    run = tmp_path_factory.mktemp("runs") / "x4"
+    cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(2, 2), chunks=2, margin=8, frames=4,
+                           crop=Crop(160, 96, 240, 96)))
+    return run
+
+
+def _train(run: Path, steps: int, **method) -> dict:
+    return train(TrainOptions(run=run, method="jstdo", restart=True,
+                              config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=steps),
+                              method_options=MethodOptions(crop=16, **method)))
+
+
+def test_training_from_a_prior_with_channels_changes_only_gains_and_biases(prior, run_x4):
+    from stdo.fileio import sha256_of
+
+    report = _train(run_x4, 30, init=str(prior), tune="channels")
+    assert report["prior"] == sha256_of(prior) and report["method_options"]["tune"] == "channels"
+    start = torch.load(prior, weights_only=True)
+    trained = torch.load(run_x4 / "models" / "jstdo" / "model0.pt", weights_only=True)
+    trained = trained.get("state", trained)
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed and all(k.endswith(("bias", "original0")) for k in changed), changed
+    assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="channels")["psnr_video"] - 0.01
+
+
+def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
+    assert _train(run_x4, 2, init="scratch")["prior"] is None
+    with pytest.raises(StdoError, match="is not a wdsr_a at this scale"):
+        _train(run_x4, 2, init=str(prior), model="wdsr_a")
+    with pytest.raises(StdoError, match="--tune 'every'"):
+        _train(run_x4, 2, tune="every")
+
+
+def test_the_shipped_prior_is_found_for_its_model_and_scale():
+    path = find_prior("wdsr_a_mobile", 4)
+    assert path is not None and path.stat().st_size > 10_000
+    assert find_prior("wdsr_a_mobile", 3) is None
+    facts = json.loads((path.parent / "priors.json").read_text())
+    assert facts[path.name]["sha256"] and "stdo-general" in facts[path.name]["command"]
