@@ -10,8 +10,11 @@ bundle/manifest.json (format "stdo-bundle", version 3):
                                                         (the inference plan: stdo.plan; plan.bin)
   video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
          duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
-  models [{model, files: [{format, precision, path, sha256, bytes, input_shape}]}]   (model i at index i)
+  models [{model, files: [{format, precision, path, sha256, bytes, input_shape, update?}]}]   (model i at index i)
       format torch (folded state dict, the reference), onnx, tflite or coreml
+      update {path, sha256, bytes, coding, base}: the file is not in the bundle but coded against the carried
+             prior file of sha256 `base` (stdo.updates); path, sha256 and bytes are the rebuilt file's
+  prior                                                 (the sha256 of the prior the updates code against, or null)
 
 A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
 version are checked, paths must be plain relative paths inside the bundle (no '..', no
@@ -24,10 +27,11 @@ Anything else raises BundleError with a message saying what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -67,9 +71,15 @@ class Bundle:
     manifest: dict
     model_map: np.ndarray  # uint8 [T, rows, cols]: the model index serving each patch
     plan: Plan
+    rebuilt: dict[str, Path] = field(default_factory=dict)  # a coded model file's path -> the file rebuilt from it
 
     def file(self, entry: dict) -> Path:
-        return self.root / entry["path"]
+        return self.rebuilt.get(entry["path"], self.root / entry["path"])
+
+
+def cache_dir() -> Path:
+    """Where rebuilt model files are kept, content-addressed by sha256: $STDO_CACHE or ~/.cache/stdo."""
+    return Path(os.environ.get("STDO_CACHE") or Path.home() / ".cache" / "stdo") / "models"
 
 
 def file_entry(root: Path, path: Path, **extra) -> dict:
@@ -120,13 +130,19 @@ def _dict(obj, key: str) -> dict:
     return value
 
 
-def _safe_path(root: Path, entry: dict, what: str) -> Path:
-    """The file an entry names, if it is a plain relative path to a regular file inside the bundle."""
+def _plain_relative(entry: dict, what: str) -> PurePosixPath:
     rel = entry.get("path")
     _need(isinstance(rel, str) and rel != "", f"{what}: path must be a non-empty string")
     pure = PurePosixPath(rel)
     _need(not pure.is_absolute() and "\\" not in rel and ":" not in rel, f"{what}: path {rel!r} must be relative")
     _need(all(part not in ("", ".", "..") for part in rel.split("/")), f"{what}: path {rel!r} must not use . or ..")
+    return pure
+
+
+def _safe_path(root: Path, entry: dict, what: str) -> Path:
+    """The file an entry names, if it is a plain relative path to a regular file inside the bundle."""
+    pure = _plain_relative(entry, what)
+    rel = entry["path"]
     path = root.joinpath(*pure.parts)
     for parent in [path, *path.parents]:
         if parent == root:
@@ -148,6 +164,41 @@ def _checked_file(root: Path, entry, what: str) -> Path:
     return path
 
 
+def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
+    """The model file a coded entry names, rebuilt from its update and the carried prior file, verified by its
+    sha256, in the content-addressed cache; raises BundleError for anything that does not rebuild it exactly."""
+    from stdo.priors import PRIORS_DIR, base_file
+    from stdo.updates import CODING, UpdateError, decode_update
+
+    name = _plain_relative(entry, what).name
+    size = _int(entry, "bytes", 1, MAX_FILE_BYTES)
+    digest = entry.get("sha256")
+    _need(isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
+          f"{what}: sha256 must be 64 hex digits")
+    update = entry["update"]
+    update_path = _checked_file(root, update, f"{what}.update")
+    _need(update.get("coding") == CODING, f"{what}.update: coding must be {CODING}")
+    base_id = update.get("base")
+    base = base_file(base_id, priors or PRIORS_DIR) if isinstance(base_id, str) else None
+    if base is None or not base.is_file():
+        raise BundleError(f"the bundle's models update a prior this client does not carry (base file "
+                          f"{str(base_id)[:12]}...): install the stdo that made the bundle, or export it with "
+                          "--update off")
+    _need(sha256_of(base) == base_id, f"the carried prior file {base} is damaged: reinstall stdo")
+    cached = cache_dir() / digest / name
+    if cached.is_file() and sha256_of(cached) == digest:
+        return cached
+    try:
+        data = decode_update(update_path.read_bytes(), base.read_bytes(), size)
+    except UpdateError as e:
+        raise BundleError(f"bad bundle: {what}.update: {e}") from None
+    _need(hashlib.sha256(data).hexdigest() == digest,
+          f"{what}.update does not rebuild {entry['path']} (tampered, or made for another prior)")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(cached, data)
+    return cached
+
+
 def _read_model_map(root: Path, entry: dict, frames: int, rows: int, cols: int, models: int) -> np.ndarray:
     path = _checked_file(root, entry, "model_map")
     shape = entry.get("shape")
@@ -165,8 +216,9 @@ def _read_model_map(root: Path, entry: dict, frames: int, rows: int, cols: int, 
     return model_map
 
 
-def read_bundle(root: Path) -> Bundle:
-    """Read and verify a bundle; raises BundleError on anything unexpected."""
+def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
+    """Read and verify a bundle, rebuilding its coded model files from the priors the client carries (`priors`,
+    default the package's); raises BundleError on anything unexpected."""
     root = Path(root)
     manifest_path = root / MANIFEST
     _need(manifest_path.is_file() and not manifest_path.is_symlink(), f"{root} has no {MANIFEST}")
@@ -227,17 +279,23 @@ def read_bundle(root: Path) -> Bundle:
                            len(models), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
+    rebuilt = {}
     for i, model in enumerate(models):
         _need(isinstance(model, dict) and model.get("model") == i, f"models[{i}] must be model {i}")
         files = model.get("files")
         _need(isinstance(files, list) and files, f"models[{i}].files must be a non-empty list")
         for j, entry in enumerate(files):
             what = f"models[{i}].files[{j}]"
-            _checked_file(root, entry, what)
+            _need(isinstance(entry, dict), f"{what} must be an object")
+            if entry.get("update") is not None:
+                _need(isinstance(entry["update"], dict), f"{what}.update must be an object")
+                rebuilt[entry["path"]] = _rebuild(root, entry, what, priors)
+            else:
+                _checked_file(root, entry, what)
             _need(entry.get("format") in FORMATS, f"{what}: format must be one of {', '.join(FORMATS)}")
             _need(entry.get("precision") in PRECISIONS, f"{what}: precision must be one of {', '.join(PRECISIONS)}")
             shape = entry.get("input_shape")
             _need(isinstance(shape, list) and len(shape) == 4
                   and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
                           for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
-    return Bundle(root, manifest, model_map, plan)
+    return Bundle(root, manifest, model_map, plan, rebuilt)

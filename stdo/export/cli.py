@@ -8,7 +8,7 @@ import click
 
 from stdo.errors import StdoError
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
-from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, export, format_table, parse_list
+from stdo.export.pipeline import FORMATS, QUANTIZE, UPDATES, ExportOptions, export, format_table, parse_list
 from stdo.train.methods import METHODS
 
 
@@ -72,11 +72,17 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
                    "output unchanged on a few frames (under 0.005 dB); the receptive radius is exact always.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 2, the earlier bundle kept) when a variant misses its quality target.")
+@click.option("--update", type=click.Choice(UPDATES), default="auto", show_default=True,
+              help="Ship each model file as a coded update of the prior's file that clients carry (a few KB where "
+                   "training changed little): auto when the models started from a carried prior (stdo-train --init "
+                   "prior), on to require it, off for whole files.")
+@click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
+              help="The priors clients carry (priors.json and their files) [default: stdo's own].")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
 def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, plan_shapes, plan_margin,
-                   strict, threads, quiet, verbose):
+                   strict, update, priors, threads, quiet, verbose):
     """Export the trained models of a RUN as ONNX, TFLite and CoreML, verify them, and write the bundle.
 
     The bundle (RUN/bundle by default) holds manifest.json, the model map, the inference plan
@@ -89,7 +95,8 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
     setup_logging(verbose)
     options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
                             calibration_windows=calibration, verify_frames=verify_frames, plan_shapes=plan_shapes,
-                            plan_margin=plan_margin, strict=strict, threads=threads)
+                            plan_margin=plan_margin, strict=strict, update=update, priors=priors,
+                            threads=threads)
     bars = StageBars(unit="step", disable=quiet)
     try:
         report = export(options, progress=bars)

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = EXPORT_FORMATS
 QUANTIZE = ("int8", "fp16")
+UPDATES = ("auto", "on", "off")
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 INT8_MAX_LOSS_DB = 0.3  # int8 against HR, compared with fp32
 
@@ -77,6 +78,9 @@ class ExportOptions:
     plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
     plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
     strict: bool = False  # a variant that misses its quality target fails the export (the earlier bundle is kept)
+    update: str = "auto"  # model files as updates of the prior's files clients carry (stdo.updates): auto (when the
+    # models started from a carried prior), on (required), off (whole files)
+    priors: Path | None = None  # the priors clients carry (default: the package's, stdo.priors)
 
 
 @dataclass
@@ -128,6 +132,8 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
         raise StdoError(f"--plan-shapes {o.plan_shapes} is outside 1..{MAX_SHAPES}")
     if o.plan_margin is not None and not 0 <= o.plan_margin <= MAX_MARGIN:
         raise StdoError(f"--plan-margin {o.plan_margin} is outside 0..{MAX_MARGIN}: give a margin in LR pixels, or auto")
+    if o.update not in UPDATES:
+        raise StdoError(f"--update {o.update!r} is unknown: use one of {', '.join(UPDATES)}")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
         raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
     run = Path(o.run)
@@ -210,6 +216,37 @@ def _write_model(variant: Variant, model: nn.Module, path: Path, shape: tuple[in
     return [1, 3, None, None]
 
 
+def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], Path]:
+    """(format, precision) -> the carried prior file an update of that variant is coded against; {} for whole files."""
+    from stdo.priors import PRIORS_DIR, prior_bases
+
+    if o.update == "off":
+        return {}
+    root = Path(o.priors) if o.priors else PRIORS_DIR
+    prior = train_report.get("prior")
+    bases = {(b["format"], b["precision"]): root / b["path"] for b in prior_bases(prior, root)} if prior else {}
+    if o.update == "on" and not bases:
+        raise StdoError("--update on needs models trained from a prior that clients carry: train with --init prior "
+                        "(the default where stdo ships a prior for the model and scale), or export with --update auto")
+    return bases
+
+
+def _code_update(root: Path, path: Path, base: Path | None) -> dict:
+    """{'update': entry} of `path` coded against `base` (the file stays until verified), or {} when there is no
+    base or the update would not be smaller than the file."""
+    from stdo.updates import CODING, encode_update
+
+    if base is None:
+        return {}
+    data = path.read_bytes()
+    update = encode_update(data, base.read_bytes())
+    if len(update) >= len(data):
+        return {}
+    update_path = path.with_name(path.name + ".update")
+    write_bytes(update_path, update)
+    return {"update": bundle_format.file_entry(root, update_path, coding=CODING, base=sha256_of(base))}
+
+
 def verification_frames(total: int, wanted: int) -> np.ndarray:
     if wanted == 0 or wanted >= total:
         return np.arange(total)
@@ -285,7 +322,7 @@ def _export(o: ExportOptions, run: Path, info: dict, out: Path, progress: Progre
     tmp = temp_dir_beside(out)
     try:
         report = _build(o, tmp, info, models, model_map, train_report, hr, lr, grid, scale, wanted, progress, t0)
-        bundle_format.read_bundle(tmp)  # what a client will check, before anyone can see it
+        bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
         replace_dir(tmp, out)
     finally:
         if tmp.exists():
@@ -298,6 +335,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
            wanted: list[Variant], progress: Progress, t0: float) -> dict:
     num_models = len(models)
     joint = num_models == 1
+    bases = _carried_bases(o, train_report)
     (root / "models").mkdir()
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
@@ -330,6 +368,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
         save_torch(path, model.state_dict())
         files[i].append(bundle_format.file_entry(root, path, format="torch", precision="fp32",
                                                  input_shape=[None, 3, None, None]))
+        files[i][-1].update(_code_update(root, path, bases.get(("torch", "fp32"))))
     for variant in wanted:
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
@@ -348,8 +387,9 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
                                     ) from None
                 entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
                                                  input_shape=input_shape)
+                entry.update(_code_update(root, path, bases.get((variant.format, variant.precision))))
                 files[i].append(entry)
-                bytes_by_variant[variant.label] += entry["bytes"]
+                bytes_by_variant[variant.label] += entry["update"]["bytes"] if "update" in entry else entry["bytes"]
                 by_shape[shape] = open_runner(variant.format, path, o.threads, reference=model)
                 if progress:
                     progress("convert", 1, sum(len(plan.shapes) if v.fixed_shape else 1 for v in wanted) * num_models)
@@ -357,6 +397,8 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
 
     frames = verification_frames(len(lr), o.verify_frames)
     checks = verify(hr, lr, plan, scale, models, runners, frames, progress)
+    for entry in (e for model_files in files for e in model_files if "update" in e):
+        (root / entry["path"]).unlink()  # verified; clients rebuild it from the prior's file and the update
     video_path = root / "lr.mp4"
     shutil.copyfile(Path(o.run) / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
     fps = float(info["frames"].get("fps") or 25.0)
@@ -377,6 +419,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
         "model": train_report.get("model"),
         "receptive_radius": max(m.receptive_radius for m in models),
         "models": [{"model": i, "files": f} for i, f in enumerate(files)],
+        "prior": train_report.get("prior") if bases else None,  # the prior whose carried files the updates code against
     }
     bundle_format.write_manifest(root, manifest)
 

@@ -49,10 +49,13 @@ Examples:
                    "the cores from inference while playing.")
 @click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
+@click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
+              help="The priors this client carries, which a bundle's coded model updates are rebuilt from "
+                   "[default: stdo's own].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, overwrite, crf, preset,
-                 batch, threads, quiet, verbose):
+                 batch, threads, priors, quiet, verbose):
     """Play a bundle: decode its LR video, upscale every frame with its models by the bundle's
     inference plan, and write the result.
 
@@ -64,7 +67,7 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     """
     setup_logging(verbose)
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
-                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, report=report,
+                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, priors=priors, report=report,
                           plot=plot, rate=rate)
     bars = StageBars(disable=quiet)
     try:

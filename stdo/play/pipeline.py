@@ -45,6 +45,7 @@ class PlayOptions:
     preset: str = "veryfast"  # x264's: a player encodes as it plays (medium takes the cores from inference)
     batch: int = 4
     threads: int | None = None
+    priors: Path | None = None  # the priors this client carries (default: the package's)
     report: Path | None = None  # .json or .md
     plot: Path | None = None  # PNG: PSNR per frame, bicubic vs the models (needs hr)
     rate: bool = False  # also find the HR H.264 stream reaching the models' PSNR, and compare bytes (needs hr)
@@ -190,7 +191,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     encode time counts only where inference waited for it.
     """
     _check(o)
-    player = Player(o.bundle, o.backend, o.precision, o.threads)
+    player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
     frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size
     scores = _Scores()

@@ -66,12 +66,12 @@ class Player:
     """SR frames of a bundle with one backend; `timings` adds up where the time went."""
 
     def __init__(self, bundle: Bundle | Path, backend: str = "onnxruntime", precision: str = "fp32",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, priors: Path | None = None) -> None:
         if backend not in BACKENDS:
             raise StdoError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
         if precision not in PRECISIONS:
             raise StdoError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(Path(bundle))
+        self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(Path(bundle), priors)
         m = self.bundle.manifest
         self.scale, self.fps, self.num_frames = int(m["scale"]), float(m["fps"]), int(m["frames"])
         width, height = m["lr_size"]
@@ -94,7 +94,7 @@ class Player:
                 raise StdoError(f"the bundle's {fmt} {precision} files of model {index} do not cover the "
                                 f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
             chosen = [by_shape[s] for s in sorted(plan_shapes)] if fixed else entries[:1]
-            self.model_bytes += sum(int(e["bytes"]) for e in chosen)
+            self.model_bytes += sum(int((e.get("update") or e)["bytes"]) for e in chosen)  # coded: the update's
             runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
             self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
         radius = m.get("receptive_radius")

@@ -19,16 +19,17 @@ import torch
 from stdo.errors import StdoError
 from stdo.fileio import sha256_of
 
-PRIORS_DIR = Path(__file__).parent
+PRIORS_DIR = Path(__file__).parent  # the priors the package carries; clients may be given another folder
+FACTS = "priors.json"
 
 
 def prior_name(model: str, scale: int) -> str:
     return f"{model}_x{scale}.pt"
 
 
-def find_prior(model: str, scale: int) -> Path | None:
-    """The shipped prior for `model` at x`scale`, or None."""
-    path = PRIORS_DIR / prior_name(model, scale)
+def find_prior(model: str, scale: int, root: Path = PRIORS_DIR) -> Path | None:
+    """The shipped prior for `model` at x`scale` (in `root`, the priors a client carries), or None."""
+    path = Path(root) / prior_name(model, scale)
     return path if path.is_file() else None
 
 
@@ -43,3 +44,31 @@ def load_prior(path: Path) -> tuple[dict, str]:
         raise StdoError(f"the prior {path} is not a checkpoint ({e.__class__.__name__}): "
                         "give a stdo-general checkpoint, or --init scratch") from None
     return state, sha256_of(path)
+
+
+def _facts(root: Path) -> dict:
+    import json
+
+    path = Path(root) / FACTS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        raise StdoError(f"{path} is unreadable: reinstall stdo") from None
+
+
+def prior_bases(prior_id: str, root: Path = PRIORS_DIR) -> list[dict]:
+    """The base files clients carry for the prior of this sha256 (format, precision, path, sha256, bytes), [] if
+    none; path is relative to root."""
+    for facts in _facts(root).values():
+        if facts.get("sha256") == prior_id:
+            return list(facts.get("bases", []))
+    return []
+
+
+def base_file(sha256: str, root: Path = PRIORS_DIR) -> Path | None:
+    """The carried base file of this sha256, or None: what a bundle's update names as its base."""
+    for facts in _facts(root).values():
+        for base in facts.get("bases", []):
+            if base["sha256"] == sha256:
+                return Path(root) / base["path"]
+    return None
