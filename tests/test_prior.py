@@ -90,3 +90,91 @@ def test_the_shipped_prior_is_found_for_its_model_and_scale():
     assert find_prior("wdsr_a_mobile", 3) is None
     facts = json.loads((path.parent / "priors.json").read_text())
     assert facts[path.name]["sha256"] and "stdo-general" in facts[path.name]["command"]
+
+
+# ---------------------------------------------------------------------------- coded updates
+
+
+@pytest.fixture(scope="module")
+def coded_bundle(run_x4, tmp_path_factory, monkeypatch_module):
+    """stdo from the shipped x4 prior (the default --init) with --tune channels, exported with updates against the
+    prior's files that the package carries."""
+    from stdo.export.pipeline import ExportOptions, export
+
+    monkeypatch_module.setenv("STDO_CACHE", str(tmp_path_factory.mktemp("cache")))
+    report = train(TrainOptions(run=run_x4, method="stdo", restart=True, config=TrainConfig(steps=40, batch=8, crop=16),
+                                method_options=MethodOptions(crop=16, tune="channels")))
+    assert report["prior"] is not None
+    out = tmp_path_factory.mktemp("bundles") / "coded"
+    export(ExportOptions(run=run_x4, method="stdo", formats=("onnx", "tflite"), quantize=("int8",), out=out,
+                         update="on", verify_frames=2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_x4, tmp_path):
+    import hashlib
+
+    from stdo.bundle import read_bundle
+    from stdo.export.pipeline import ExportOptions, export
+
+    bundle = read_bundle(coded_bundle)
+    manifest = json.loads((coded_bundle / "manifest.json").read_text())
+    int8 = [e for m in manifest["models"] for e in m["files"] if e["precision"] == "int8"]
+    assert {e["format"] for e in int8} == {"onnx", "tflite"} and all("update" in e for e in int8)
+    whole = tmp_path / "whole"  # the same models exported whole: the files the updates must rebuild
+    export(ExportOptions(run=run_x4, method="stdo", formats=("onnx", "tflite"), quantize=("int8",), out=whole,
+                         update="off", verify_frames=2))
+    for entry in int8:
+        assert not (coded_bundle / entry["path"]).exists()  # shipped as its update only
+        rebuilt = bundle.file(entry).read_bytes()
+        assert hashlib.sha256(rebuilt).hexdigest() == entry["sha256"]
+        assert entry["update"]["bytes"] < entry["bytes"] // 2
+        if entry["format"] == "onnx":  # ONNX export is deterministic: the whole file of the same models
+            assert rebuilt == (whole / entry["path"]).read_bytes()
+
+
+def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle):
+    from stdo.play.player import Player, lr_stream
+
+    player = Player(coded_bundle, "onnxruntime", "int8")
+    frames = list(player.play(lr_stream(player)))
+    assert len(frames) == 4
+    manifest = json.loads((coded_bundle / "manifest.json").read_text())
+    updates = sum(e["update"]["bytes"] for m in manifest["models"] for e in m["files"]
+                  if e["format"] == "onnx" and e["precision"] == "int8")
+    assert player.delivered_bytes["models"] == updates
+
+
+def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, tmp_path, cli):
+    import shutil
+
+    from stdo.bundle import BundleError, read_bundle
+    from stdo.play.cli import play_command
+
+    manifest = json.loads((coded_bundle / "manifest.json").read_text())
+    entry = next(e for m in manifest["models"] for e in m["files"] if e["format"] == "onnx" and e["precision"] == "int8")
+    with pytest.raises(BundleError, match="does not carry"):
+        read_bundle(coded_bundle, tmp_path)  # a client without the prior
+    code, _, err, _ = cli(play_command, [coded_bundle, "--priors", tmp_path, "-q"])
+    assert code == 2 and "does not carry" in err and "Traceback" not in err
+
+    flipped = tmp_path / "flipped"  # one byte of an update flipped, its manifest entry made to match
+    shutil.copytree(coded_bundle, flipped)
+    update = flipped / entry["update"]["path"]
+    data = bytearray(update.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    update.write_bytes(bytes(data))
+    from stdo.fileio import sha256_of
+
+    for e in (e for m in manifest["models"] for e in m["files"] if e.get("update", {}).get("path") == entry["update"]["path"]):
+        e["update"]["sha256"] = sha256_of(update)
+    (flipped / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not rebuild|not deflate|inflates to"):
+        read_bundle(flipped)

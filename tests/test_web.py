@@ -118,3 +118,59 @@ def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):
     _, _, results = page
     played = results["played"]  # Play pressed with LiteRT.js int8 chosen in the page's switch
     assert played["ok"] and played["stats"].startswith("frame 6/6 ") and "litert int8" in played["stats"], played
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory, bikes):
+    """A bundle of coded model updates (stdo from the shipped x4 prior, --tune channels; ONNX + TFLite int8) played
+    in the page on the Python player's frames, and a copy with one update byte flipped."""
+    from stdo.cluster.pipeline import ClusterOptions, cluster
+    from stdo.fileio import sha256_of
+    from stdo.train.loop import TrainConfig
+    from stdo.train.methods import MethodOptions
+    from stdo.train.pipeline import TrainOptions, train
+    from stdo.video import Crop
+
+    assert not MISSING, f"web player tools missing under CI: {', '.join(MISSING)}"
+    work = tmp_path_factory.mktemp("coded")
+    run = work / "run"
+    cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(2, 2), chunks=2, margin=8, frames=3,
+                           crop=Crop(160, 96, 240, 96)))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=16),
+                       method_options=MethodOptions(crop=16, tune="channels")))
+    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), update="on", verify_frames=1))
+    lr = np.load(run / "frames/lr.npy")
+    (work / "rgb").mkdir()
+    (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())
+    flipped = work / "flipped"
+    shutil.copytree(run / "bundle", flipped)
+    manifest = json.loads((flipped / "manifest.json").read_text())
+    entry = next(e for m in manifest["models"] for e in m["files"] if e["format"] == "onnx" and e["precision"] == "int8")
+    update = flipped / entry["update"]["path"]
+    data = bytearray(update.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    update.write_bytes(bytes(data))
+    entry["update"]["sha256"] = sha256_of(update)  # the update's own check passes: the rebuild must catch it
+    (flipped / "manifest.json").write_text(json.dumps(manifest))
+    jobs = [{"bundle": "/coded/", "kind": "play", "backend": b, "precision": "int8", "keep": True, "rgb": "/rgb/lr.rgb"}
+            for b in ("onnxruntime", "litert")]
+    jobs += [{"bundle": "/flipped/", "kind": "play", "backend": "onnxruntime", "precision": "int8"},
+             {"kind": "page", "url": "index.html?bundle=/flipped/"}]
+    with serve({"coded": run / "bundle", "rgb": work / "rgb", "flipped": flipped}) as base:
+        out = drive(base + "web/index.html?test=1", jobs)
+    return run, lr, dict(zip(["onnxruntime", "litert", "flipped", "flipped page"], out["results"]))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+def test_the_page_rebuilds_coded_updates_and_plays_the_python_players_frames(coded, backend):
+    run, lr, results = coded
+    assert results[backend]["ok"], results[backend]
+    expected = Player(run / "bundle", backend, "int8").upscale(lr, 0).numpy()
+    web = _frames(results[backend]["sr"], np.float32, expected.shape[1:])
+    assert web.shape == expected.shape and np.abs(web - expected).max() <= 2 / 255
+
+
+def test_a_flipped_update_byte_is_refused_in_the_page(coded):
+    _, _, results = coded
+    assert not results["flipped"]["ok"] and "does not rebuild" in results["flipped"]["error"], results["flipped"]
+    assert not results["flipped page"]["ok"] and "update" in results["flipped page"]["error"]

@@ -36,7 +36,18 @@ done
 for f in "$WEB"/node_modules/@litertjs/core/wasm/*; do copy "node_modules/@litertjs/core/wasm/$(basename "$f")"; done
 if [ -n "$BUNDLE" ]; then  # what the web player reads: not the torch reference nor CoreML
     cp -r "$BUNDLE" "$STAGE/assets/bundle"
-    find "$STAGE/assets/bundle" \( -name '*.pt' -o -name '*.mlpackage.zip' \) -delete
+    find "$STAGE/assets/bundle" \( -name '*.pt' -o -name '*.pt.update' -o -name '*.mlpackage.zip' \) -delete
+fi
+# the priors the player carries (what coded bundles update), beside web/ as the page expects (../priors/)
+PRIORS="$HERE/../../stdo/priors"
+if [ -f "$PRIORS/priors.json" ]; then
+    mkdir -p "$STAGE/assets/priors"
+    cp "$PRIORS/priors.json" "$STAGE/assets/priors/"
+    for dir in "$PRIORS"/*/; do
+        [ "$(basename "$dir")" = __pycache__ ] && continue
+        mkdir -p "$STAGE/assets/priors/$(basename "$dir")"
+        find "$dir" -maxdepth 1 \( -name '*.onnx' -o -name '*.tflite' \) -exec cp {} "$STAGE/assets/priors/$(basename "$dir")/" \;
+    done
 fi
 
 javac -source 8 -target 8 -bootclasspath "$SDK/android.jar" -Xlint:-options -d "$STAGE/classes" \

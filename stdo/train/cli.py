@@ -122,9 +122,10 @@ Rerunning the same command resumes from the last checkpoint.
               help="Where on-device models start: prior (the shipped prior of --model at the RUN's scale, which "
                    "clients carry, when there is one and the model is not resized; else scratch), scratch (bicubic), "
                    "or a stdo-general checkpoint.")
-@click.option("--tune", type=click.Choice(TUNES), default="all", show_default=True,
+@click.option("--tune", type=click.Choice(TUNES),
               help="What training may change of its start: all weights, channels (each conv's per-channel gain "
-                   "and bias: a small update of a prior), or biases.")
+                   "and bias: a small update of a prior, a few KB per model in int8), or biases.  "
+                   "[default: channels from a prior, all from scratch]")
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")

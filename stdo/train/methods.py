@@ -70,8 +70,8 @@ class MethodOptions:
     # every chunk's; None: the method's default (JOINT_START)
     init: str = "prior"  # prior: the shipped prior of the model and scale when there is one (stdo.priors), else
     # scratch; scratch: a new model (bicubic); or the path of a stdo-general checkpoint
-    tune: str = "all"  # what training from the start may change: all weights, channels (per-channel gains and
-    # biases: CaFM / Lam et al.'s restricted update), or biases
+    tune: str | None = None  # what training may change of its start: all weights, channels (per-channel gains and
+    # biases: CaFM / Lam et al.'s restricted update), or biases; None: channels from a prior, all from scratch
 
 
 @dataclass
@@ -84,6 +84,7 @@ class TrainingPlan:
     model: str | None = None  # the registry name of the models, where the method fixes it (not --model)
     joint_start: float = 0.0  # the share of the steps its joint start took (stdo, cafm)
     prior: str | None = None  # the sha256 of the prior its models started from; None: from scratch
+    tune: str = "all"  # what training changed of the start (MethodOptions.tune, resolved)
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
@@ -112,18 +113,19 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     if method in ("nas", "cafm") and not 1 <= segments <= t:
         raise StdoError(f"--segments {segments} must be between 1 and the {t} frames of the RUN")
 
-    if options.tune not in TUNES:
+    if options.tune is not None and options.tune not in TUNES:
         raise StdoError(f"--tune {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
-    if options.tune != "all" and method in SERVER_METHODS:
+    if options.tune not in (None, "all") and method in SERVER_METHODS:
         raise StdoError(f"--tune {options.tune} restricts a per-video update of a prior; {method} trains whole: "
                         "drop --tune")
     prior = None if method in SERVER_METHODS else initial_weights(options, scale)
+    tune = options.tune or ("channels" if prior is not None else "all")
 
     def new_model() -> nn.Module:
         model = create_model(options.model, scale=scale, **options.overrides)
         if prior is not None:
             start_from_prior(model, prior[0], options)
-        restrict(model, options.tune)
+        restrict(model, tune)
         return model
 
     def group(patches: np.ndarray, radius: int = 0) -> PatchSampler:
@@ -157,7 +159,7 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         if not start and any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
         return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
-                            joint_start=joint_steps / steps, prior=prior and prior[1])
+                            joint_start=joint_steps / steps, prior=prior and prior[1], tune=tune)
     if method in VIDEO_METHODS:
         model = create_model(method, scale=scale, **options.overrides)
         if method == "brvsr":
@@ -186,7 +188,7 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         else:
             sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
         return TrainingPlan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1,
-                            prior=prior and prior[1])
+                            prior=prior and prior[1], tune=tune)
     # cafm
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
@@ -196,11 +198,11 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     model = CaFMWDSR(backbone.config, n)
     if prior is not None:
         model.backbone.load_state_dict(backbone.state_dict())
-    restrict(model, options.tune)
+    restrict(model, tune)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
     job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start))
     return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
-                        joint_start=joint_steps / steps, prior=prior and prior[1])
+                        joint_start=joint_steps / steps, prior=prior and prior[1], tune=tune)
 
 
 def initial_weights(options: MethodOptions, scale: int) -> tuple[dict, str] | None:

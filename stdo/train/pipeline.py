@@ -160,7 +160,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
         "wall_seconds": None, "device": config.device, "world_size": world_size,
         "amp": precision, "config": asdict(o.config),
-        "method_options": {**asdict(o.method_options), "joint_start": training.joint_start},
+        "method_options": {**asdict(o.method_options), "joint_start": training.joint_start, "tune": training.tune},
         "prior": training.prior,  # the sha256 of the prior the models started from (None: from scratch)
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)

@@ -101,6 +101,47 @@ export async function inflate(buffer, expected, what) {
   return out;
 }
 
+// The priors this player carries (assets beside the page: ../priors/priors.json and their files), which a
+// bundle's coded model files are rebuilt from (stdo.updates: inflate(update) XOR the prior's file).
+const PRIORS = new URL('../priors/', location.href);
+const CODING = 'xor-deflate';
+let carried = null;
+
+async function carriedBases() {
+  if (carried === null) {
+    carried = new Map();
+    try {
+      const response = await fetch(new URL('priors.json', PRIORS));
+      if (response.ok) {
+        for (const prior of Object.values(await response.json())) {
+          for (const b of prior.bases || []) carried.set(b.sha256, b);
+        }
+      }
+    } catch (e) { /* no priors carried: a coded bundle is refused below */ }
+  }
+  return carried;
+}
+
+// A coded model file: its update fetched and checked, inflated to the declared size (bounded), XORed with
+// the carried prior file it names, and checked against the rebuilt file's sha256.
+async function rebuild(base, entry, what) {
+  const size = int(entry, 'bytes', 1, MAX_FILE_BYTES);
+  need(typeof entry.sha256 === 'string' && /^[0-9a-f]{64}$/.test(entry.sha256), `${what}: sha256 must be 64 hex digits`);
+  need(entry.update.coding === CODING, `${what}.update: coding must be ${CODING}`);
+  const prior = (await carriedBases()).get(entry.update.base);
+  if (!prior) {
+    throw new BundleError(`the bundle's models update a prior this player does not carry (base file ${String(entry.update.base).slice(0, 12)}...): `
+      + 'use the player of the stdo that made the bundle, or export it with --update off');
+  }
+  const update = await fetchChecked(base, entry.update, `${what}.update`);
+  const priorBytes = new Uint8Array(await fetchChecked(PRIORS, prior, 'prior'));
+  const data = await inflate(update, size, `${what}.update`);
+  const n = Math.min(priorBytes.length, size);
+  for (let i = 0; i < n; i++) data[i] ^= priorBytes[i];
+  need((await sha256Hex(data)) === entry.sha256, `${what}.update does not rebuild ${entry.path} (tampered, or made for another prior)`);
+  return data.buffer;
+}
+
 function checkVideo(video, lrSize, frames) {
   need(CODECS.includes(video.codec), `video: codec must be one of ${CODECS.join(', ')}`);
   need(MATRICES.includes(video.matrix) && ['limited', 'full'].includes(video.range),
@@ -123,6 +164,10 @@ function checkModels(models) {
       int(entry, 'bytes', 0, MAX_FILE_BYTES);
       need(FORMATS.includes(entry.format), `${what}: format must be one of ${FORMATS.join(', ')}`);
       need(PRECISIONS.includes(entry.precision), `${what}: precision must be one of ${PRECISIONS.join(', ')}`);
+      if (entry.update !== undefined && entry.update !== null) {
+        need(typeof entry.update === 'object', `${what}.update must be an object`);
+        safePath(entry.update, `${what}.update`);
+      }
       const shape = entry.input_shape;
       need(Array.isArray(shape) && shape.length === 4 && shape.every((v) => v === null || (isInt(v) && v >= 1 && v <= MAX_SIDE)),
         `${what}: input_shape must be 4 sizes (null where dynamic)`);
@@ -199,6 +244,6 @@ export async function readBundle(base) {
 
   return {
     base, manifest, modelMap, plan, video, scale, width, height, frames,
-    file: (entry) => fetchChecked(base, entry, entry.path),
+    file: (entry) => (entry.update ? rebuild(base, entry, entry.path) : fetchChecked(base, entry, entry.path)),
   };
 }
