@@ -186,16 +186,15 @@ def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
                           "--update off")
     _need(sha256_of(base) == base_id, f"the carried prior file {base} is damaged: reinstall stdo")
     cached = cache_dir() / digest / name
-    if cached.is_file() and sha256_of(cached) == digest:
-        return cached
     try:
         data = decode_update(update_path.read_bytes(), base.read_bytes(), size)
     except UpdateError as e:
         raise BundleError(f"bad bundle: {what}.update: {e}") from None
     _need(hashlib.sha256(data).hexdigest() == digest,
           f"{what}.update does not rebuild {entry['path']} (tampered, or made for another prior)")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(cached, data)
+    if not (cached.is_file() and sha256_of(cached) == digest):  # content-addressed: a file there is kept as it is
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(cached, data)
     return cached
 
 

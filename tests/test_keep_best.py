@@ -41,7 +41,7 @@ class _GoesWrong:
     def __init__(self, sampler: ChunkSampler, good: int) -> None:
         self.sampler, self.good, self.draws = sampler, good, 0
 
-    def draw(self, batch, rng):
+    def draw(self, batch, rng, evaluation=False):
         lr, hr, mask, ids = self.sampler.draw(batch, rng)
         self.draws += 1
         if self.draws > self.good + 1:  # the first draw is the evaluation crops

@@ -135,9 +135,9 @@ def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_
         assert not (coded_bundle / entry["path"]).exists()  # shipped as its update only
         rebuilt = bundle.file(entry).read_bytes()
         assert hashlib.sha256(rebuilt).hexdigest() == entry["sha256"]
-        assert entry["update"]["bytes"] < entry["bytes"] // 2
         if entry["format"] == "onnx":  # ONNX export is deterministic: the whole file of the same models
             assert rebuilt == (whole / entry["path"]).read_bytes()
+            assert entry["update"]["bytes"] < entry["bytes"] // 4  # the restricted update costs a few KB
 
 
 def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle):

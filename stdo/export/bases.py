@@ -65,7 +65,7 @@ def write_carried(root: Path, steps: int) -> dict:
     from stdo.train.priordata import image_clip, skimage_photos
 
     facts = {}
-    for path in sorted(Path(root).glob("*_x*.pt")):
+    for path in sorted(p for p in Path(root).glob("*_x*.pt") if not p.name.startswith(".")):
         model, scale = path.stem.rsplit("_x", 1)
         _, lr = image_clip(skimage_photos()[0], 8, int(scale))
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,

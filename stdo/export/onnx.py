@@ -92,7 +92,22 @@ def quantize_onnx_int8(src: Path, dst: Path, calibration: Iterable[np.ndarray]) 
         quant_pre_process(str(src), str(pre))
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=skip_convs(pre))
+        fixed_width_initializers(Path(out))
     return Path(dst)
+
+
+def fixed_width_initializers(path: Path) -> None:
+    """Store every initializer as raw little-endian bytes (the quantizer writes zero points as protobuf varints,
+    1 or 2 bytes by value): the same model with other values then has the same byte layout, so a coded update
+    (stdo.updates: XOR with the prior's file) stays aligned. The values, and so the model, are unchanged."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    for i, tensor in enumerate(model.graph.initializer):
+        if not tensor.raw_data:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+    onnx.save(model, str(path))
 
 
 def skip_convs(path: Path) -> list[str]:

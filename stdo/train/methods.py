@@ -229,14 +229,15 @@ def start_from_prior(model: nn.Module, state: dict, options: MethodOptions) -> N
 def restrict(model: nn.Module, tune: str) -> None:
     """Freeze what `tune` keeps at its start: channels trains the body's biases and weight-norm gains only (the
     per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases.
-    The skip branch (5x5, kept fp32 by the int8 exports) stays as it starts: a gain there rewrites all of its
-    fp32 weights, 14 KB of update for wdsr_a_mobile at x4."""
+    The skip branch's weights (5x5, kept fp32 by the int8 exports) stay as they start: a gain there rewrites all
+    of its fp32 weights, 14 KB of update for wdsr_a_mobile at x4. Its bias trains: it adds to the same output as
+    the tail's, so the two get the same gradients and stay equal, and ONNX export stores them once (a frozen
+    one would differ and add a tensor, shifting every byte after it)."""
     if tune == "all":
         return
     for name, p in model.named_parameters():
-        body = "skip." not in name
-        p.requires_grad_(name.startswith("mods.")  # CaFM's modulation is its per-chunk update
-                         or (body and (name.endswith("bias") or (tune == "channels" and name.endswith("weight.original0")))))
+        gain = tune == "channels" and name.endswith("weight.original0") and "skip." not in name
+        p.requires_grad_(name.startswith("mods.") or name.endswith("bias") or gain)  # mods: CaFM's modulation
 
 
 def start_from(model: nn.Module, start: nn.Module) -> None:
