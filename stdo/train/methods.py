@@ -230,14 +230,16 @@ def restrict(model: nn.Module, tune: str) -> None:
     """Freeze what `tune` keeps at its start: channels trains the body's biases and weight-norm gains only (the
     per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases.
     The skip branch's weights (5x5, kept fp32 by the int8 exports) stay as they start: a gain there rewrites all
-    of its fp32 weights, 14 KB of update for wdsr_a_mobile at x4. Its bias trains: it adds to the same output as
-    the tail's, so the two get the same gradients and stay equal, and ONNX export stores them once (a frozen
-    one would differ and add a tensor, shifting every byte after it)."""
+    of its fp32 weights, 14 KB of update for wdsr_a_mobile at x4; its bias and the tail conv's stay too."""
     if tune == "all":
         return
+    body = model.backbone.body if isinstance(model, CaFMWDSR) else model.body
+    tail_bias = f"body.{len(body) - 1}.bias"  # equal to the skip's in a prior trained whole: ONNX stores them once,
+    # and both frozen they stay one tensor (trained apart they drift by float rounding and shift the layout)
     for name, p in model.named_parameters():
         gain = tune == "channels" and name.endswith("weight.original0") and "skip." not in name
-        p.requires_grad_(name.startswith("mods.") or name.endswith("bias") or gain)  # mods: CaFM's modulation
+        bias = name.endswith("bias") and "skip." not in name and not name.endswith(tail_bias)
+        p.requires_grad_(name.startswith("mods.") or bias or gain)  # mods: CaFM's modulation
 
 
 def start_from(model: nn.Module, start: nn.Module) -> None:
