@@ -187,7 +187,7 @@ def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
     _need(sha256_of(base) == base_id, f"the carried prior file {base} is damaged: reinstall stdo")
     cached = cache_dir() / digest / name
     try:
-        data = decode_update(update_path.read_bytes(), base.read_bytes(), size)
+        data = decode_update(update_path.read_bytes(), base.read_bytes(), size, update.get("ops"))
     except UpdateError as e:
         raise BundleError(f"bad bundle: {what}.update: {e}") from None
     _need(hashlib.sha256(data).hexdigest() == digest,

@@ -1,52 +1,135 @@
 """A model file coded as an update of a file the client already carries (the prior's, same format and precision).
 
-coding "xor-deflate": update = zlib(deflate)(file XOR base), where base is cut or zero-padded to the file's
-length. A client rebuilds the file as inflate(update) XOR base and checks its sha256 against the manifest's,
-so the rebuilt file is bit for bit the one export verified. zlib's format is what browsers' DecompressionStream
-("deflate") reads, so the web player needs no codec of its own.
+coding "segment-xor-deflate": the file is cut into segments; each segment is XORed with a range of the base file
+of the same length (or left as it is, a literal, where the base has nothing like it). The update is
+zlib(ops table + segment bytes), and the manifest records the number of ops, so a client knows the inflated size
+before it inflates and allocates. A client rebuilds the file segment by segment and checks its sha256 against
+the manifest's, so the rebuilt file is bit for bit the one export verified. zlib's format is what browsers'
+DecompressionStream ("deflate") reads, so the web player needs no codec of its own (android_demo/web/stdo/bundle.js
+decodes the same layout).
+
+Why segments, not one XOR at offset 0: a quantized file's layout can shift by a few bytes between trainings
+(a tensor stored a byte shorter, a graph node renamed), and an XOR at a fixed offset then compares unrelated
+bytes from the shift on. The encoder follows the base's bytes along "diagonals" (target offset - base offset)
+and moves to another diagonal where a run of bytes unique in the base says the content continues there.
 
 Where the per-video model changed little from the prior (a restricted update, `stdo-train --tune channels`,
-leaves every int8 weight value as the prior's: only per-channel scales, biases and activation ranges move),
-the XOR is mostly zeros and deflates to a few KB. The coding is exact whatever changed: a model trained
+leaves every int8 weight value as the prior's: only per-channel scales, biases and activation ranges move), the
+XORed bytes are mostly zeros and deflate to a few KB. The coding is exact whatever changed: a model trained
 further from its prior costs more bytes, never a wrong file.
+
+Layout of the inflated update (little-endian): `ops` records of (uint32 length, int32 base offset, -1 for a
+literal), then the file's bytes with every segment XORed with base[offset : offset + length].
 """
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
 
 from stdo.errors import StdoError
 
-CODING = "xor-deflate"
+CODING = "segment-xor-deflate"
+OP = struct.Struct("<Ii")
+MAX_OPS = 1 << 16
+ANCHOR = 16  # bytes: a run this long found once in the base moves the encoder to its diagonal
+LITERAL = -1
 
 
 class UpdateError(StdoError):
-    """An update that does not inflate to its declared size, or rebuilds another file than declared."""
+    """An update that does not inflate to its declared size, or names ranges outside the file or the base."""
 
 
-def _xor(data: bytes, base: bytes) -> bytes:
-    a = np.frombuffer(data, np.uint8)
-    b = np.zeros(len(a), np.uint8)
-    head = np.frombuffer(base[: len(a)], np.uint8)
-    b[: len(head)] = head
-    return (a ^ b).tobytes()
+def _unique_anchors(base: bytes) -> dict[bytes, int]:
+    """Offset of every ANCHOR-byte run that occurs exactly once in `base`."""
+    seen: dict[bytes, int] = {}
+    for j in range(len(base) - ANCHOR + 1):
+        key = base[j:j + ANCHOR]
+        seen[key] = -1 if key in seen else j
+    return {k: j for k, j in seen.items() if j >= 0}
 
 
-def encode_update(data: bytes, base: bytes) -> bytes:
-    """The update that rebuilds `data` from `base`."""
-    return zlib.compress(_xor(data, base), 9)
+def segments(data: bytes, base: bytes) -> list[tuple[int, int]]:
+    """(length, base offset or LITERAL) of consecutive segments covering `data`, following `base`'s diagonals."""
+    anchors = _unique_anchors(base)
+    ops: list[list[int]] = []
+    shift = 0  # base offset - data offset of the current diagonal; None: literal
+    i = 0
+    n = len(data)
+    while i < n:
+        j = i + shift if shift is not None else -1
+        on_diagonal = shift is not None and 0 <= j and j + ANCHOR <= len(base) and data[i:i + ANCHOR] == base[j:j + ANCHOR]
+        if not on_diagonal:
+            found = anchors.get(data[i:i + ANCHOR])
+            if found is not None:
+                shift, on_diagonal = found - i, True
+            elif shift is not None and not (0 <= i + shift < len(base)):
+                shift = None
+        offset = LITERAL if shift is None else i + shift
+        if ops and ops[-1][1] != LITERAL and offset != LITERAL and ops[-1][1] + ops[-1][0] == offset:
+            ops[-1][0] += 1
+        elif ops and ops[-1][1] == LITERAL and offset == LITERAL:
+            ops[-1][0] += 1
+        else:
+            ops.append([1, offset])
+        if on_diagonal:  # a matching run: take it whole
+            run = _common_run(data, i, base, i + shift)
+            ops[-1][0] += run - 1
+            i += run
+        else:
+            i += 1
+    return [(length, offset) for length, offset in ops]
 
 
-def decode_update(update: bytes, base: bytes, size: int) -> bytes:
-    """The file of `size` bytes that `update` rebuilds from `base`; inflation is bounded by `size` (no zip bomb)."""
+def _common_run(data: bytes, i: int, base: bytes, j: int) -> int:
+    """How many bytes data[i:] and base[j:] have in common from the start (at least 1: the caller checked it)."""
+    length = min(len(data) - i, len(base) - j)
+    a = np.frombuffer(data, np.uint8, length, i)
+    b = np.frombuffer(base, np.uint8, length, j)
+    differ = np.flatnonzero(a != b)
+    return int(differ[0]) if len(differ) else length
+
+
+def _apply(body: np.ndarray, ops: list[tuple[int, int]], base: np.ndarray) -> None:
+    at = 0
+    for length, offset in ops:
+        if offset != LITERAL:
+            body[at:at + length] ^= base[offset:offset + length]
+        at += length
+
+
+def encode_update(data: bytes, base: bytes) -> tuple[bytes, int]:
+    """(the update that rebuilds `data` from `base`, its number of ops: the manifest's `ops`)."""
+    ops = segments(data, base)
+    if len(ops) > MAX_OPS:  # a file with nothing in common: one literal
+        ops = [(len(data), LITERAL)]
+    body = np.frombuffer(data, np.uint8).copy()
+    _apply(body, ops, np.frombuffer(base, np.uint8))
+    table = b"".join(OP.pack(length, offset) for length, offset in ops)
+    return zlib.compress(table + body.tobytes(), 9), len(ops)
+
+
+def decode_update(update: bytes, base: bytes, size: int, ops: int) -> bytes:
+    """The file of `size` bytes that `update` (of `ops` segments) rebuilds from `base`. Inflation is bounded by the
+    declared sizes (no zip bomb); every segment is checked to lie inside the file and the base."""
+    if not (isinstance(ops, int) and 1 <= ops <= min(MAX_OPS, size)):
+        raise UpdateError(f"ops must be a whole number from 1 to {min(MAX_OPS, size)}")
+    expected = ops * OP.size + size
     inflate = zlib.decompressobj()
     try:
-        raw = inflate.decompress(update, size + 1)
+        raw = inflate.decompress(update, expected + 1)
     except zlib.error:
         raise UpdateError("the update is not deflate (zlib) data") from None
-    if len(raw) != size or not inflate.eof or inflate.unconsumed_tail:
+    if len(raw) != expected or not inflate.eof or inflate.unconsumed_tail:
         raise UpdateError(f"the update inflates to {len(raw)}{'+' if not inflate.eof else ''} bytes, "
-                          f"the manifest says {size}")
-    return _xor(raw, base)
+                          f"the manifest's size and ops say {expected}")
+    table = [OP.unpack_from(raw, k * OP.size) for k in range(ops)]
+    if sum(length for length, _ in table) != size:
+        raise UpdateError(f"the update's segments do not add up to the file's {size} bytes")
+    if any(offset != LITERAL and not (0 <= offset and offset + length <= len(base)) for length, offset in table):
+        raise UpdateError("the update names bytes outside the prior's file (made for another prior)")
+    body = np.frombuffer(raw, np.uint8, size, ops * OP.size).copy()
+    _apply(body, table, np.frombuffer(base, np.uint8))
+    return body.tobytes()

@@ -137,8 +137,9 @@ def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_
         assert hashlib.sha256(rebuilt).hexdigest() == entry["sha256"]
         if entry["format"] == "onnx":  # ONNX export is deterministic: the whole file of the same models
             assert rebuilt == (whole / entry["path"]).read_bytes()
-            # the update's size is not asserted: 4.4 KB of 141 KB with two torch threads, ~127 KB under one (the
-            # quantized file came out 201 bytes shorter than the prior's, so the XOR lost its alignment)
+            # a channels-only update leaves the int8 weights as the prior's: a small fraction of the file, however
+            # the quantized file's layout shifted against the prior's
+            assert entry["update"]["bytes"] < entry["bytes"] / 10, (entry["update"]["bytes"], entry["bytes"])
 
 
 def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle):

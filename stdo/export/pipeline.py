@@ -239,12 +239,12 @@ def _code_update(root: Path, path: Path, base: Path | None) -> dict:
     if base is None:
         return {}
     data = path.read_bytes()
-    update = encode_update(data, base.read_bytes())
+    update, ops = encode_update(data, base.read_bytes())
     if len(update) >= len(data):
         return {}
     update_path = path.with_name(path.name + ".update")
     write_bytes(update_path, update)
-    return {"update": bundle_format.file_entry(root, update_path, coding=CODING, base=sha256_of(base))}
+    return {"update": bundle_format.file_entry(root, update_path, coding=CODING, base=sha256_of(base), ops=ops)}
 
 
 def verification_frames(total: int, wanted: int) -> np.ndarray:

@@ -102,9 +102,12 @@ export async function inflate(buffer, expected, what) {
 }
 
 // The priors this player carries (assets beside the page: ../priors/priors.json and their files), which a
-// bundle's coded model files are rebuilt from (stdo.updates: inflate(update) XOR the prior's file).
+// bundle's coded model files are rebuilt from (stdo.updates: segments of the file XORed with ranges of the
+// prior's file, deflated).
 const PRIORS = new URL('../priors/', location.href);
-const CODING = 'xor-deflate';
+const CODING = 'segment-xor-deflate';
+const MAX_OPS = 1 << 16;
+const OP_BYTES = 8; // uint32 length, int32 base offset (-1: a literal)
 let carried = null;
 
 async function carriedBases() {
@@ -122,12 +125,14 @@ async function carriedBases() {
   return carried;
 }
 
-// A coded model file: its update fetched and checked, inflated to the declared size (bounded), XORed with
-// the carried prior file it names, and checked against the rebuilt file's sha256.
+// A coded model file: its update fetched and checked, inflated to the size its ops table and the file declare
+// (bounded), every segment checked to lie inside the file and the prior's file and XORed with it, and the
+// rebuilt file checked against its sha256.
 async function rebuild(base, entry, what) {
   const size = int(entry, 'bytes', 1, MAX_FILE_BYTES);
   need(typeof entry.sha256 === 'string' && /^[0-9a-f]{64}$/.test(entry.sha256), `${what}: sha256 must be 64 hex digits`);
   need(entry.update.coding === CODING, `${what}.update: coding must be ${CODING}`);
+  const ops = int(entry.update, 'ops', 1, Math.min(MAX_OPS, size));
   const prior = (await carriedBases()).get(entry.update.base);
   if (!prior) {
     throw new BundleError(`the bundle's models update a prior this player does not carry (base file ${String(entry.update.base).slice(0, 12)}...): `
@@ -135,11 +140,23 @@ async function rebuild(base, entry, what) {
   }
   const update = await fetchChecked(base, entry.update, `${what}.update`);
   const priorBytes = new Uint8Array(await fetchChecked(PRIORS, prior, 'prior'));
-  const data = await inflate(update, size, `${what}.update`);
-  const n = Math.min(priorBytes.length, size);
-  for (let i = 0; i < n; i++) data[i] ^= priorBytes[i];
+  const raw = await inflate(update, ops * OP_BYTES + size, `${what}.update`);
+  const table = new DataView(raw.buffer, 0, ops * OP_BYTES);
+  const data = raw.subarray(ops * OP_BYTES);
+  let at = 0;
+  for (let k = 0; k < ops; k++) {
+    const length = table.getUint32(k * OP_BYTES, true);
+    const offset = table.getInt32(k * OP_BYTES + 4, true);
+    need(at + length <= size, `${what}.update: its segments run past the file's ${size} bytes`);
+    if (offset !== -1) {
+      need(offset >= 0 && offset + length <= priorBytes.length, `${what}.update names bytes outside the prior's file (made for another prior)`);
+      for (let i = 0; i < length; i++) data[at + i] ^= priorBytes[offset + i];
+    }
+    at += length;
+  }
+  need(at === size, `${what}.update: its segments do not add up to the file's ${size} bytes`);
   need((await sha256Hex(data)) === entry.sha256, `${what}.update does not rebuild ${entry.path} (tampered, or made for another prior)`);
-  return data.buffer;
+  return data.slice().buffer;
 }
 
 function checkVideo(video, lrSize, frames) {
