@@ -6,6 +6,7 @@ import click
 
 import stdo
 from stdo.cluster.cli import cluster_command
+from stdo.deliver.cli import deliver_command
 from stdo.export.cli import export_command
 from stdo.fleet.cli import fleet_command
 from stdo.play.cli import play_command
@@ -20,7 +21,8 @@ from stdo.views.cli import views_group
 def main() -> None:
     """Spatial-temporal data overfitting for neural-enhanced video delivery.
 
-    The flow: cluster (video -> RUN with a chunk map) -> train -> export -> play.
+    The flow: cluster (video -> RUN with a chunk map) -> train -> export -> play; deliver runs the first
+    three at a few LR CRFs and keeps the best played quality within a byte budget.
     """
 
 
@@ -28,6 +30,7 @@ main.add_command(cluster_command)
 main.add_command(train_command)
 main.add_command(export_command)
 main.add_command(play_command)
+main.add_command(deliver_command)
 main.add_command(upscale_command)
 main.add_command(general_command)
 main.add_command(fleet_command)

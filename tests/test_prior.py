@@ -84,12 +84,17 @@ def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
         _train(run_x4, 2, tune="every")
 
 
-def test_the_shipped_prior_is_found_for_its_model_and_scale():
-    path = find_prior("wdsr_a_mobile", 4)
+@pytest.mark.parametrize("scale", [4, 2])
+def test_the_shipped_prior_is_found_for_its_model_and_scale(scale):
+    from stdo.fileio import sha256_of
+
+    path = find_prior("wdsr_a_mobile", scale)
     assert path is not None and path.stat().st_size > 10_000
     assert find_prior("wdsr_a_mobile", 3) is None
-    facts = json.loads((path.parent / "priors.json").read_text())
-    assert facts[path.name]["sha256"] and "stdo-general" in facts[path.name]["command"]
+    facts = json.loads((path.parent / "priors.json").read_text())[path.name]
+    assert facts["sha256"] == sha256_of(path) and facts["scale"] == scale and "stdo-general" in facts["command"]
+    for base in facts["bases"]:  # every carried base file is there, as recorded
+        assert sha256_of(path.parent / base["path"]) == base["sha256"]
 
 
 # ---------------------------------------------------------------------------- coded updates

@@ -216,6 +216,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
         "grid": [player.grid.cols, player.grid.rows], "margin": player.grid.margin,
         "plan": player.bundle.plan.stats(player.grid), "models": len(player.runners),
         **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
+        "delivered": player.delivered_bytes,
     }
     if scores.model_db:
         report["psnr"] = {"model": float(np.mean(scores.model_db)), "bicubic": float(np.mean(scores.bicubic_db)),

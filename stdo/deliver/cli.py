@@ -1,0 +1,128 @@
+"""stdo-deliver: parse options, call stdo.deliver.pipeline.deliver, print the operating points."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.cluster.pipeline import ClusterOptions
+from stdo.deliver.pipeline import DeliverOptions, deliver, format_points
+from stdo.errors import StdoError
+from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, parse_list
+from stdo.grid import parse_grid
+from stdo.stream import CODECS, StreamOptions
+from stdo.train.loop import TrainConfig
+from stdo.train.methods import METHODS, SERVER_METHODS, TUNES, MethodOptions
+from stdo.train.pipeline import TrainOptions
+from stdo.video import Crop
+
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
+_RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
+
+
+def parse_budget(text: str) -> tuple[int | None, float | None]:
+    """'120000', '120KB', '1.5MB', '118KiB' -> (bytes, None); '400kbit/s', '0.4Mbps' -> (None, kbit/s)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or (unit not in _UNITS and unit not in _RATES):
+        raise StdoError(f"--budget {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
+    value = float(match.group(1))
+    return (None, value * _RATES[unit]) if unit in _RATES else (int(value * _UNITS[unit]), None)
+
+
+def _crfs(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise StdoError(f"--crf {value!r}: give CRFs separated by commas, e.g. 23,27,31") from None
+
+
+def _parse(fn):
+    def callback(ctx, param, value):
+        return None if value is None else fn(value)
+
+    return callback
+
+
+@click.command(
+    "deliver",
+    cls=StdoCommand,
+    context_settings=CONTEXT_SETTINGS,
+    epilog="""\b
+Examples:
+  stdo-deliver clip.mp4 runs/clip --budget 120KB
+  stdo-deliver clip.mp4 runs/clip --budget 400kbit/s --crf 23,27,31,35 --steps 800
+  stdo-deliver clip.mp4 runs/clip --budget 1MB --scale 2 --grid 20x10 --method jstdo
+\b
+OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in OUT/points.md.
+""",
+)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--budget", required=True, metavar="BYTES|RATE",
+              help="What a client may download for the clip (LR stream + model updates + model map + plan): bytes "
+                   "(120000, 120KB, 1.5MB) or a bitrate over the clip's duration (400kbit/s).")
+@click.option("--crf", "crfs", default="23,27,31", show_default=True, callback=_crfs, metavar="CRF,...",
+              help="LR stream CRFs to try; each is clustered, trained, exported and played.")
+@click.option("--codec", type=click.Choice(tuple(CODECS)), default="h264", show_default=True,
+              help="Codec of the LR stream.")
+@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor (2 or more).")
+@click.option("--grid", "grid", default="10x5", show_default=True, callback=_parse(parse_grid), metavar="COLSxROWS",
+              help="Patches per LR frame, COLSxROWS.")
+@click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
+@click.option("--frames", type=int, help="Number of frames to use [default: all].")
+@click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y", help="Crop of the HR frames, in HR pixels.")
+@click.option("--method", type=click.Choice([m for m in METHODS if m not in SERVER_METHODS]), default="stdo",
+              show_default=True, help="The on-device method trained at each point (stdo-train --method).")
+@click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")
+@click.option("--tune", type=click.Choice(TUNES),
+              help="What training may change of the prior (stdo-train --tune).  [default: channels from a prior]")
+@click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
+              help="Where models start (stdo-train --init).")
+@click.option("--format", "formats", default="onnx", show_default=True,
+              callback=lambda c, p, v: parse_list(v, FORMATS, "--format"),
+              help="Formats exported (stdo-export --format).")
+@click.option("--quantize", default="int8", show_default=True,
+              callback=lambda c, p, v: parse_list(v, QUANTIZE, "--quantize") if v else (),
+              help="Quantized variants exported (stdo-export --quantize).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "litert", "torch"]), default="onnxruntime",
+              show_default=True, help="The client runtime whose played frames are scored (stdo-play --backend).")
+@click.option("--precision", default="int8", show_default=True, help="The variant played (stdo-play --precision).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, method, steps, tune, init,
+                    formats, quantize, backend, precision, overwrite, quiet, verbose):
+    """Deliver a clip within a byte budget at the operating point of best played PSNR.
+
+    For each LR CRF (cheapest first): cluster, train from the prior, export with coded updates, and play with
+    the client's runtime against the HR frames. Keeps the point of best PSNR whose delivered bytes fit
+    --budget, and reports every point measured. A budget the cheapest LR stream alone exceeds is refused before
+    any training; nothing is written unless a point fits.
+    """
+    setup_logging(verbose)
+    budget_bytes, budget_kbps = parse_budget(budget)
+    options = DeliverOptions(
+        cluster=ClusterOptions(source=source, run=out, scale=scale, grid=grid or (10, 5), chunks=chunks, frames=frames,
+                               crop=crop, stream=StreamOptions(codec=codec)),
+        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs,
+        train=TrainOptions(run=out, method=method, config=TrainConfig(steps=steps),
+                           method_options=MethodOptions(init=init, tune=tune)),
+        export=ExportOptions(run=out, formats=formats, quantize=quantize),
+        backend=backend, precision=precision, overwrite=overwrite,
+    )
+    bars = StageBars(unit="point", disable=quiet)
+    try:
+        report = deliver(options, progress=bars)
+    finally:
+        bars.close()
+    click.echo("\n".join(format_points(report)))
+    click.echo(f"kept CRF {report['chosen']['crf']}: {report['chosen']['total']:,} bytes, "
+               f"{report['chosen']['psnr']:.3f} dB; bundle in {Path(out) / 'bundle'}")
+
+
+def main() -> None:
+    deliver_command(prog_name="stdo-deliver")

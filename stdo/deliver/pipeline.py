@@ -1,0 +1,169 @@
+"""stdo-deliver: a clip delivered within a byte budget, at the operating point of best played quality.
+
+What a client downloads is the LR stream, the model updates (or whole models), the model map and the plan.
+The LR stream's CRF trades video bytes against what the models can restore, and which side of that trade pays
+depends on the clip. So the operating point is measured, not guessed: for each candidate CRF (cheapest first)
+the clip is clustered, the method trained on that stream's decoded frames (from the prior, by default), exported,
+and played by the client's runtime against the HR frames; the point of best played PSNR whose delivered bytes fit
+the budget is kept, and every point measured is reported beside it.
+
+The chosen RUN (its bundle in OUT/bundle) replaces OUT only at the end; a budget that not even the cheapest LR
+stream fits is refused before any training, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from stdo.cluster.pipeline import ClusterOptions, cluster
+from stdo.errors import StdoError
+from stdo.export.pipeline import ExportOptions, export
+from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
+from stdo.play.pipeline import PlayOptions, play
+from stdo.rundir import HR_FRAMES, read_run_info
+from stdo.stream import CODECS, StreamOptions
+from stdo.train.pipeline import TrainOptions, train
+
+log = logging.getLogger(__name__)
+
+POINTS = "points.json"  # in OUT: every operating point measured, and the one kept
+Progress = Callable[[str, int, int | None], None] | None
+
+
+@dataclass
+class DeliverOptions:
+    """What to deliver (cluster: its source and RUN settings), how (train, export), within what, played how.
+
+    The run and out fields of the stage options are set per candidate; their other fields are the stages' own
+    defaults, so `stdo-deliver` trains and exports as stdo-train and stdo-export do."""
+
+    cluster: ClusterOptions
+    out: Path
+    budget_bytes: int | None = None  # everything a client downloads
+    budget_kbps: float | None = None  # or as a bitrate over the clip's duration
+    crfs: tuple[int, ...] = (23, 27, 31)
+    train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
+    export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
+    backend: str = "onnxruntime"  # the client runtime whose played frames are scored
+    precision: str = "int8"
+    overwrite: bool = False
+
+
+def _check(o: DeliverOptions) -> StreamOptions:
+    if (o.budget_bytes is None) == (o.budget_kbps is None):
+        raise StdoError("give the budget once: --budget as bytes (120KB) or as a bitrate (400kbit/s)")
+    if (o.budget_bytes is not None and o.budget_bytes <= 0) or (o.budget_kbps is not None and not o.budget_kbps > 0):
+        raise StdoError("--budget must be above 0")
+    stream = o.cluster.stream or StreamOptions()
+    if stream.lossless or stream.bitrate is not None:
+        raise StdoError("stdo-deliver chooses the LR stream's CRF: drop --lossless and --bitrate")
+    lo, hi = CODECS[stream.codec].crf_range
+    if not o.crfs or any(not lo <= c <= hi for c in o.crfs) or len(set(o.crfs)) != len(o.crfs):
+        raise StdoError(f"--crf must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
+    if o.cluster.lr is not None:
+        raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr")
+    out = Path(o.out)
+    if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
+        raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")
+    if o.precision not in ("fp32", *o.export.quantize):
+        raise StdoError(f"--precision {o.precision} is not exported: add it to --quantize")
+    return stream
+
+
+def _budget(o: DeliverOptions, info: dict) -> int:
+    if o.budget_bytes is not None:
+        return int(o.budget_bytes)
+    frames, fps = int(info["frames"]["count"]), float(info["frames"].get("fps") or 25.0)
+    return int(o.budget_kbps * 1000 / 8 * frames / fps)
+
+
+def deliver(o: DeliverOptions, progress: Progress = None) -> dict:
+    """Measure the candidate CRFs, keep the best played PSNR within the budget in OUT; returns the points report."""
+    stream = _check(o)
+    out = Path(o.out)
+    work = temp_dir_beside(out)
+    try:
+        report = _deliver(o, stream, work, progress)
+        chosen = work / f"crf{report['chosen']['crf']}"
+        write_json(chosen / POINTS, report)
+        write_bytes(chosen / "points.md", format_points_md(report).encode())
+        replace_dir(chosen, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["out"] = str(out)
+    return report
+
+
+def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Progress) -> dict:
+    points: list[dict] = []
+    budget = None
+    for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
+        run = work / f"crf{crf}"
+        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), force=True))
+        info = read_run_info(run)
+        budget = _budget(o, info) if budget is None else budget
+        video = int(summary.stream["bytes"])
+        if not points and video >= budget:
+            raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes: its LR stream "
+                            f"alone is {video:,} bytes at CRF {crf}; raise --budget or add a higher --crf "
+                            "(nothing written)")
+        point = {"crf": crf, "video": video}
+        if video >= budget:
+            point.update(within_budget=False, note="LR stream alone over budget: not trained")
+            points.append(point)
+            continue
+        train(replace(o.train, run=run, restart=True))
+        export(replace(o.export, run=run, out=run / "bundle"))
+        played = play(PlayOptions(bundle=run / "bundle", backend=o.backend, precision=o.precision, hr=run / HR_FRAMES,
+                                  threads=o.export.threads, priors=o.export.priors))
+        delivered = played["delivered"]
+        point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
+                     psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
+                     bicubic_psnr=played["psnr"]["bicubic"], within_budget=delivered["total"] <= budget)
+        points.append(point)
+        log.info("CRF %d: %d bytes, %.3f dB", crf, delivered["total"], point["psnr"])
+        if progress:
+            progress("points", 1, len(o.crfs))
+    fitting = [p for p in points if p.get("within_budget")]
+    if not fitting:
+        smallest = min(p["total"] for p in points if "total" in p)
+        raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
+                        "with its models): raise --budget or add a higher --crf (nothing written)")
+    chosen = max(fitting, key=lambda p: (p["psnr"], -p["total"]))
+    return {"budget": budget, "method": o.train.method, "backend": o.backend, "precision": o.precision,
+            "codec": stream.codec, "points": sorted(points, key=lambda p: p["crf"]), "chosen": chosen}
+
+
+def format_points(report: dict) -> list[str]:
+    """The operating points measured as aligned text lines; the kept one marked."""
+    lines = [f"budget {report['budget']:,} bytes  {report['method']} played by {report['backend']} "
+             f"{report['precision']}  LR {report['codec']}",
+             f"{'crf':>4} {'video':>9} {'models':>8} {'map+plan':>8} {'total':>9} {'PSNR dB':>8} {'bicubic':>8}  fits"]
+    for p in report["points"]:
+        mark = "  <- kept" if p["crf"] == report["chosen"]["crf"] else ""
+        if "total" not in p:
+            lines.append(f"{p['crf']:>4} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} {'-':>8}  no ({p['note']})")
+            continue
+        b = p["bytes"]
+        lines.append(f"{p['crf']:>4} {b['video']:>9,} {b['models']:>8,} {b['model_map'] + b['plan']:>8,} {p['total']:>9,} "
+                     f"{p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f}  {'yes' if p['within_budget'] else 'no'}{mark}")
+    return lines
+
+
+def format_points_md(report: dict) -> str:
+    rows = ["| CRF | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | within budget |",
+            "|---|---|---|---|---|---|---|---|"]
+    for p in report["points"]:
+        if "total" not in p:
+            rows.append(f"| {p['crf']} | {p['video']:,} | - | - | - | - | - | no: {p['note']} |")
+            continue
+        b = p["bytes"]
+        kept = " (kept)" if p["crf"] == report["chosen"]["crf"] else ""
+        rows.append(f"| {p['crf']}{kept} | {b['video']:,} | {b['models']:,} | {b['model_map'] + b['plan']:,} | "
+                    f"{p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | {'yes' if p['within_budget'] else 'no'} |")
+    return (f"# Operating points within {report['budget']:,} bytes\n\n{report['method']}, played by "
+            f"{report['backend']} {report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")
