@@ -1,0 +1,72 @@
+"""stdo-deliver: the operating point of best played PSNR within a byte budget, every point measured."""
+
+import json
+
+import pytest
+
+from stdo.deliver.cli import deliver_command, parse_budget
+from stdo.errors import StdoError
+
+TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--crop", "160x96+240+96",
+        "--steps", "20", "--crf", "23,35", "-q"]
+
+
+@pytest.fixture(scope="module")
+def delivered(bikes, tmp_path_factory):
+    """A delivery with a budget every point fits: the best PSNR of the two CRFs is kept."""
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("deliver") / "clip"
+    result = CliRunner().invoke(deliver_command, [str(bikes), str(out), "--budget", "10MB", *TINY])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "points.json").read_text()), result.output
+
+
+def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
+    from stdo.play.pipeline import PlayOptions, play
+
+    out, report, output = delivered
+    assert [p["crf"] for p in report["points"]] == [23, 35]
+    low, high = report["points"]
+    assert high["bytes"]["video"] < low["bytes"]["video"]  # a higher CRF ships fewer video bytes
+    assert all(p["total"] == sum(v for k, v in p["bytes"].items() if k != "total") for p in report["points"])
+    assert report["chosen"]["psnr"] == max(p["psnr"] for p in report["points"])
+    assert report["chosen"]["total"] <= report["budget"] == 10_000_000
+    played = play(PlayOptions(bundle=out / "bundle", backend="onnxruntime", precision="int8", hr=out / "frames/hr.npy"))
+    assert played["delivered"]["total"] == report["chosen"]["total"]  # OUT holds the point reported
+    assert played["psnr"]["model"] == pytest.approx(report["chosen"]["psnr"], abs=1e-6)
+    assert "<- kept" in output and (out / "points.md").is_file()
+
+
+def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, cli):
+    _, report, _ = delivered
+    low, high = report["points"]
+    budget = (low["total"] + high["total"]) // 2  # the costlier point is over it
+    assert high["total"] < budget < low["total"]
+    code, out, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", str(budget), *TINY])
+    assert code == 0, err
+    kept = json.loads((tmp_path / "clip/points.json").read_text())
+    assert kept["chosen"]["crf"] == 35 and kept["chosen"]["total"] <= budget
+    assert [p["within_budget"] for p in kept["points"]] == [False, True]
+
+
+def test_a_budget_below_the_cheapest_stream_is_refused_and_nothing_written(bikes, tmp_path, cli):
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
+    assert code == 2 and "below the smallest bundle" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []  # no OUT, no temp folder left beside it
+
+
+def test_an_earlier_delivery_is_kept_unless_overwrite(delivered, bikes, cli):
+    out, report, _ = delivered
+    before = (out / "points.json").read_bytes()
+    code, _, err, _ = cli(deliver_command, [bikes, out, "--budget", "10MB", *TINY])
+    assert code == 2 and "--overwrite" in err and (out / "points.json").read_bytes() == before
+
+
+def test_budgets_read_as_bytes_or_bitrates():
+    assert parse_budget("120000") == (120000, None)
+    assert parse_budget("120KB") == (120000, None) and parse_budget("1.5MB") == (1500000, None)
+    assert parse_budget("2KiB") == (2048, None)
+    assert parse_budget("400kbit/s") == (None, 400.0) and parse_budget("0.5Mbps") == (None, 500.0)
+    with pytest.raises(StdoError, match="give bytes"):
+        parse_budget("lots")
