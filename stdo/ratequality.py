@@ -91,3 +91,14 @@ def hr_stream_at_psnr(hr: Frames, fps: float, target_psnr: float, shave: int = 0
         else:
             hi = mid - 1
     return at(lo), sorted(tried.values(), key=lambda p: p.crf)
+
+
+def bytes_at_psnr(points: list[RatePoint], target: float) -> float | None:
+    """Stream bytes at exactly `target` RGB PSNR, interpolated in log-bytes between the two measured points
+    around it (integer CRFs step over the target); None outside the points' PSNR range."""
+    ordered = sorted(points, key=lambda p: p.psnr)
+    for lo, hi in zip(ordered, ordered[1:]):
+        if lo.psnr <= target <= hi.psnr:
+            share = 0.0 if hi.psnr == lo.psnr else (target - lo.psnr) / (hi.psnr - lo.psnr)
+            return float(np.exp(np.log(lo.bytes) + share * (np.log(hi.bytes) - np.log(lo.bytes))))
+    return None

@@ -17,7 +17,8 @@ def delivered(bikes, tmp_path_factory):
     from click.testing import CliRunner
 
     out = tmp_path_factory.mktemp("deliver") / "clip"
-    result = CliRunner().invoke(deliver_command, [str(bikes), str(out), "--budget", "10MB", *TINY])
+    result = CliRunner().invoke(deliver_command, [str(bikes), str(out), "--budget", "10MB", "--method", "stdo,jstdo",
+                                                  "--format", "onnx,tflite", *TINY])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "points.json").read_text()), result.output
 
@@ -26,21 +27,28 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     from stdo.play.pipeline import PlayOptions, play
 
     out, report, output = delivered
-    assert [p["crf"] for p in report["points"]] == [23, 35]
-    low, high = report["points"]
-    assert high["bytes"]["video"] < low["bytes"]["video"]  # a higher CRF ships fewer video bytes
+    assert [(p["crf"], p["method"]) for p in report["points"]] == [(23, "jstdo"), (23, "stdo"), (35, "jstdo"),
+                                                                   (35, "stdo")]
+    by = {(p["crf"], p["method"]): p for p in report["points"]}
+    assert by[35, "stdo"]["bytes"]["video"] < by[23, "stdo"]["bytes"]["video"]  # a higher CRF ships fewer video bytes
+    assert by[23, "jstdo"]["bytes"]["model_map"] == 0 < by[23, "stdo"]["bytes"]["model_map"]  # one joint model
     assert all(p["total"] == sum(v for k, v in p["bytes"].items() if k != "total") for p in report["points"])
-    assert report["chosen"]["psnr"] == max(p["psnr"] for p in report["points"])
-    assert report["chosen"]["total"] <= report["budget"] == 10_000_000
+    kept = report["chosen"]
+    assert kept["psnr"] == max(p["psnr"] for p in report["points"]) and kept["total"] <= report["budget"] == 10_000_000
     played = play(PlayOptions(bundle=out / "bundle", backend="onnxruntime", precision="int8", hr=out / "frames/hr.npy"))
-    assert played["delivered"]["total"] == report["chosen"]["total"]  # OUT holds the point reported
-    assert played["psnr"]["model"] == pytest.approx(report["chosen"]["psnr"], abs=1e-6)
+    assert played["delivered"]["total"] == kept["total"]  # OUT holds the point reported, exported whole
+    assert played["psnr"]["model"] == pytest.approx(kept["psnr"], abs=1e-6)
+    manifest = json.loads((out / "bundle/manifest.json").read_text())
+    assert manifest["method"] == kept["method"] and {f["format"] for f in manifest["models"][0]["files"]} >= {"onnx",
+                                                                                                          "tflite"}
+    assert not list(out.glob("bundle-*"))  # the candidates' measurement bundles are gone
     assert "<- kept" in output and (out / "points.md").is_file()
 
 
 def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, cli):
     _, report, _ = delivered
-    low, high = report["points"]
+    by = {(p["crf"], p["method"]): p for p in report["points"]}
+    low, high = by[23, "stdo"], by[35, "stdo"]
     budget = (low["total"] + high["total"]) // 2  # the costlier point is over it
     assert high["total"] < budget < low["total"]
     code, out, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", str(budget), *TINY])
@@ -61,6 +69,8 @@ def test_an_earlier_delivery_is_kept_unless_overwrite(delivered, bikes, cli):
     before = (out / "points.json").read_bytes()
     code, _, err, _ = cli(deliver_command, [bikes, out, "--budget", "10MB", *TINY])
     assert code == 2 and "--overwrite" in err and (out / "points.json").read_bytes() == before
+    code, _, err, _ = cli(deliver_command, [bikes, out, "--budget", "10MB", "--method", "vinr", *TINY])
+    assert code == 2 and "--method" in err and (out / "points.json").read_bytes() == before
 
 
 def test_budgets_read_as_bytes_or_bitrates():

@@ -129,6 +129,9 @@ def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_pat
     assert d["bundle"] == {**sizes, "total": sum(sizes.values())}
     assert d["hr_h264"]["psnr"] >= report["psnr"]["model"] or d["hr_h264"]["crf"] == 1
     assert d["bytes_ratio"] == pytest.approx(d["bundle"]["total"] / d["hr_h264"]["bytes"])
+    if d["hr_h264_same_psnr"] is not None:  # at the model's PSNR exactly: no more than the stream that reaches it
+        assert d["hr_h264_same_psnr"] <= d["hr_h264"]["bytes"]
+        assert d["bytes_ratio_same_psnr"] == pytest.approx(d["bundle"]["total"] / d["hr_h264_same_psnr"])
     assert "bytes    bundle" in out and "HR H.264 crf" in out
 
 

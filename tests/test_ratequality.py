@@ -22,3 +22,12 @@ def test_cheapest_crf_reaching_a_target(bikes_frames):
 def test_an_unreachable_target_returns_the_best_crf(bikes_frames):
     point, tried = hr_stream_at_psnr(lambda: iter(bikes_frames), 25.0, 99.0, shave=2)
     assert point.crf == 1 and point.psnr < 99 and len(tried) == 1
+
+
+def test_bytes_at_a_psnr_between_two_crfs_are_interpolated_in_log_bytes():
+    from stdo.ratequality import RatePoint, bytes_at_psnr
+
+    points = [RatePoint(42, 90_000, 29.4, 31.0, 0.9), RatePoint(43, 40_000, 28.4, 30.0, 0.9)]
+    assert bytes_at_psnr(points, 28.9) == pytest.approx(60_000)  # the geometric mean halfway
+    assert bytes_at_psnr(points, 29.4) == pytest.approx(90_000)
+    assert bytes_at_psnr(points, 29.5) is None and bytes_at_psnr(points, 28.0) is None

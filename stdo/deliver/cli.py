@@ -19,6 +19,8 @@ from stdo.train.methods import METHODS, SERVER_METHODS, TUNES, MethodOptions
 from stdo.train.pipeline import TrainOptions
 from stdo.video import Crop
 
+ON_DEVICE = tuple(m for m in METHODS if m not in SERVER_METHODS)
+
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
 _RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
 
@@ -54,8 +56,8 @@ def _parse(fn):
     epilog="""\b
 Examples:
   stdo-deliver clip.mp4 runs/clip --budget 120KB
-  stdo-deliver clip.mp4 runs/clip --budget 400kbit/s --crf 23,27,31,35 --steps 800
-  stdo-deliver clip.mp4 runs/clip --budget 1MB --scale 2 --grid 20x10 --method jstdo
+  stdo-deliver clip.mp4 runs/clip --budget 400kbit/s --crf 23,27,31,35 --method stdo,jstdo
+  stdo-deliver clip.mp4 runs/clip --budget 1MB --scale 2 --grid 20x10 --format onnx,tflite --quantize int8
 \b
 OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in OUT/points.md.
 """,
@@ -75,8 +77,10 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y", help="Crop of the HR frames, in HR pixels.")
-@click.option("--method", type=click.Choice([m for m in METHODS if m not in SERVER_METHODS]), default="stdo",
-              show_default=True, help="The on-device method trained at each point (stdo-train --method).")
+@click.option("--method", "methods", default="stdo", show_default=True, metavar="METHOD,...",
+              callback=lambda c, p, v: parse_list(v, ON_DEVICE, "--method"),
+              help="On-device methods tried at each CRF (stdo-train --method): stdo ships an update per chunk and "
+                   "the chunk map, jstdo one joint update.")
 @click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")
 @click.option("--tune", type=click.Choice(TUNES),
               help="What training may change of the prior (stdo-train --tune).  [default: channels from a prior]")
@@ -84,17 +88,18 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
               help="Where models start (stdo-train --init).")
 @click.option("--format", "formats", default="onnx", show_default=True,
               callback=lambda c, p, v: parse_list(v, FORMATS, "--format"),
-              help="Formats exported (stdo-export --format).")
+              help="Formats of the kept point's bundle (stdo-export --format); each candidate is measured on the "
+                   "variant played.")
 @click.option("--quantize", default="int8", show_default=True,
               callback=lambda c, p, v: parse_list(v, QUANTIZE, "--quantize") if v else (),
-              help="Quantized variants exported (stdo-export --quantize).")
+              help="Quantized variants of the kept point's bundle (stdo-export --quantize).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "litert", "torch"]), default="onnxruntime",
               show_default=True, help="The client runtime whose played frames are scored (stdo-play --backend).")
 @click.option("--precision", default="int8", show_default=True, help="The variant played (stdo-play --precision).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, method, steps, tune, init,
+def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, methods, steps, tune, init,
                     formats, quantize, backend, precision, overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
@@ -108,20 +113,21 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
     options = DeliverOptions(
         cluster=ClusterOptions(source=source, run=out, scale=scale, grid=grid or (10, 5), chunks=chunks, frames=frames,
                                crop=crop, stream=StreamOptions(codec=codec)),
-        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs,
-        train=TrainOptions(run=out, method=method, config=TrainConfig(steps=steps),
+        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, methods=methods,
+        train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
         backend=backend, precision=precision, overwrite=overwrite,
     )
-    bars = StageBars(unit="point", disable=quiet)
+    bars = StageBars(disable=quiet)
     try:
         report = deliver(options, progress=bars)
     finally:
         bars.close()
     click.echo("\n".join(format_points(report)))
-    click.echo(f"kept CRF {report['chosen']['crf']}: {report['chosen']['total']:,} bytes, "
-               f"{report['chosen']['psnr']:.3f} dB; bundle in {Path(out) / 'bundle'}")
+    kept = report["chosen"]
+    click.echo(f"kept CRF {kept['crf']} {kept['method']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB; bundle in "
+               f"{Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}")
 
 
 def main() -> None:

@@ -25,7 +25,9 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, read_run_info
+from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions
+from stdo.train.methods import SERVER_METHODS
 from stdo.train.pipeline import TrainOptions, train
 
 log = logging.getLogger(__name__)
@@ -38,14 +40,16 @@ Progress = Callable[[str, int, int | None], None] | None
 class DeliverOptions:
     """What to deliver (cluster: its source and RUN settings), how (train, export), within what, played how.
 
-    The run and out fields of the stage options are set per candidate; their other fields are the stages' own
-    defaults, so `stdo-deliver` trains and exports as stdo-train and stdo-export do."""
+    The run, out and method fields of the stage options are set per candidate; their other fields are the stages'
+    own defaults, so `stdo-deliver` trains and exports as stdo-train and stdo-export do. Candidates are measured on
+    the variant played (backend, precision); the kept one is exported once more with every format asked for."""
 
     cluster: ClusterOptions
     out: Path
     budget_bytes: int | None = None  # everything a client downloads
     budget_kbps: float | None = None  # or as a bitrate over the clip's duration
     crfs: tuple[int, ...] = (23, 27, 31)
+    methods: tuple[str, ...] = ("stdo",)  # per-chunk updates + chunk map, or one joint update (jstdo): both tried
     train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
     export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
     backend: str = "onnxruntime"  # the client runtime whose played frames are scored
@@ -64,14 +68,26 @@ def _check(o: DeliverOptions) -> StreamOptions:
     lo, hi = CODECS[stream.codec].crf_range
     if not o.crfs or any(not lo <= c <= hi for c in o.crfs) or len(set(o.crfs)) != len(o.crfs):
         raise StdoError(f"--crf must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
+    if not o.methods or len(set(o.methods)) != len(o.methods) or any(m in SERVER_METHODS for m in o.methods):
+        raise StdoError("--method must list distinct on-device methods (stdo, jstdo, awdnn, nas, cafm)")
     if o.cluster.lr is not None:
         raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr")
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
         raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")
-    if o.precision not in ("fp32", *o.export.quantize):
-        raise StdoError(f"--precision {o.precision} is not exported: add it to --quantize")
+    if o.backend not in BACKENDS:
+        raise StdoError(f"--backend {o.backend} is unknown: use one of {', '.join(BACKENDS)}")
+    if o.precision != "fp32" and (o.backend == "torch" or o.precision not in o.export.quantize):
+        raise StdoError(f"--precision {o.precision} is not exported for {o.backend}: add it to --quantize "
+                        "(torch plays fp32)")
     return stream
+
+
+def _stage_progress(progress: Progress, prefix: str) -> Progress:
+    """The stages' progress callbacks (stage, advance, total) under the candidate's name."""
+    if progress is None:
+        return None
+    return lambda stage, advance, total=None: progress(f"{prefix} {stage}", advance, total)
 
 
 def _budget(o: DeliverOptions, info: dict) -> int:
@@ -82,20 +98,31 @@ def _budget(o: DeliverOptions, info: dict) -> int:
 
 
 def deliver(o: DeliverOptions, progress: Progress = None) -> dict:
-    """Measure the candidate CRFs, keep the best played PSNR within the budget in OUT; returns the points report."""
+    """Measure the candidate points, keep the best played PSNR within the budget in OUT; returns the points report."""
     stream = _check(o)
     out = Path(o.out)
     work = temp_dir_beside(out)
     try:
         report = _deliver(o, stream, work, progress)
-        chosen = work / f"crf{report['chosen']['crf']}"
-        write_json(chosen / POINTS, report)
-        write_bytes(chosen / "points.md", format_points_md(report).encode())
-        replace_dir(chosen, out)
+        kept = report["chosen"]
+        run = work / f"crf{kept['crf']}"
+        for method in o.methods:
+            shutil.rmtree(run / f"bundle-{method}")  # measured; the kept method's bundle is written whole below
+        export(replace(o.export, run=run, method=kept["method"], out=run / "bundle"),
+               _stage_progress(progress, "kept"))
+        write_json(run / POINTS, report)
+        write_bytes(run / "points.md", format_points_md(report).encode())
+        replace_dir(run, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["out"] = str(out)
     return report
+
+
+def _measured_variant(o: DeliverOptions) -> dict:
+    """The export options of the one variant the client plays: what each candidate is scored and counted with."""
+    return {"formats": (BACKENDS[o.backend],) if o.backend != "torch" else ("onnx",),
+            "quantize": (o.precision,) if o.precision != "fp32" else ()}
 
 
 def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Progress) -> dict:
@@ -103,7 +130,8 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
     budget = None
     for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
         run = work / f"crf{crf}"
-        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), force=True))
+        stage = _stage_progress(progress, f"CRF {crf}")
+        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), force=True), stage)
         info = read_run_info(run)
         budget = _budget(o, info) if budget is None else budget
         video = int(summary.stream["bytes"])
@@ -111,59 +139,66 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
             raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes: its LR stream "
                             f"alone is {video:,} bytes at CRF {crf}; raise --budget or add a higher --crf "
                             "(nothing written)")
-        point = {"crf": crf, "video": video}
-        if video >= budget:
-            point.update(within_budget=False, note="LR stream alone over budget: not trained")
+        for method in o.methods:
+            point = {"crf": crf, "method": method, "video": video}
             points.append(point)
-            continue
-        train(replace(o.train, run=run, restart=True))
-        export(replace(o.export, run=run, out=run / "bundle"))
-        played = play(PlayOptions(bundle=run / "bundle", backend=o.backend, precision=o.precision, hr=run / HR_FRAMES,
-                                  threads=o.export.threads, priors=o.export.priors))
-        delivered = played["delivered"]
-        point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
-                     psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
-                     bicubic_psnr=played["psnr"]["bicubic"], within_budget=delivered["total"] <= budget)
-        points.append(point)
-        log.info("CRF %d: %d bytes, %.3f dB", crf, delivered["total"], point["psnr"])
-        if progress:
-            progress("points", 1, len(o.crfs))
+            if video >= budget:
+                point.update(within_budget=False, note="LR stream alone over budget: not trained")
+                continue
+            bundle = run / f"bundle-{method}"
+            train(replace(o.train, run=run, method=method, restart=True),
+                  progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage else None)
+            export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
+            played = play(PlayOptions(bundle=bundle, backend=o.backend, precision=o.precision, hr=run / HR_FRAMES,
+                                      threads=o.export.threads, priors=o.export.priors), stage)
+            delivered = played["delivered"]
+            point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
+                         psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
+                         bicubic_psnr=played["psnr"]["bicubic"], within_budget=delivered["total"] <= budget)
+            log.info("CRF %d %s: %d bytes, %.3f dB", crf, method, delivered["total"], point["psnr"])
     fitting = [p for p in points if p.get("within_budget")]
     if not fitting:
         smallest = min(p["total"] for p in points if "total" in p)
         raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
                         "with its models): raise --budget or add a higher --crf (nothing written)")
     chosen = max(fitting, key=lambda p: (p["psnr"], -p["total"]))
-    return {"budget": budget, "method": o.train.method, "backend": o.backend, "precision": o.precision,
-            "codec": stream.codec, "points": sorted(points, key=lambda p: p["crf"]), "chosen": chosen}
+    return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec,
+            "points": sorted(points, key=lambda p: (p["crf"], p["method"])), "chosen": chosen}
+
+
+def _is_kept(report: dict, p: dict) -> bool:
+    return (p["crf"], p["method"]) == (report["chosen"]["crf"], report["chosen"]["method"])
 
 
 def format_points(report: dict) -> list[str]:
     """The operating points measured as aligned text lines; the kept one marked."""
-    lines = [f"budget {report['budget']:,} bytes  {report['method']} played by {report['backend']} "
-             f"{report['precision']}  LR {report['codec']}",
-             f"{'crf':>4} {'video':>9} {'models':>8} {'map+plan':>8} {'total':>9} {'PSNR dB':>8} {'bicubic':>8}  fits"]
+    lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
+             f"LR {report['codec']}",
+             f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map+plan':>8} {'total':>9} {'PSNR dB':>8} "
+             f"{'bicubic':>8}  fits"]
     for p in report["points"]:
-        mark = "  <- kept" if p["crf"] == report["chosen"]["crf"] else ""
         if "total" not in p:
-            lines.append(f"{p['crf']:>4} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} {'-':>8}  no ({p['note']})")
+            lines.append(f"{p['crf']:>4} {p['method']:>7} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} "
+                         f"{'-':>8}  no ({p['note']})")
             continue
         b = p["bytes"]
-        lines.append(f"{p['crf']:>4} {b['video']:>9,} {b['models']:>8,} {b['model_map'] + b['plan']:>8,} {p['total']:>9,} "
-                     f"{p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f}  {'yes' if p['within_budget'] else 'no'}{mark}")
+        lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map'] + b['plan']:>8,} "
+                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f}  "
+                     f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
     return lines
 
 
 def format_points_md(report: dict) -> str:
-    rows = ["| CRF | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | within budget |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| CRF | method | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | within budget |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
         if "total" not in p:
-            rows.append(f"| {p['crf']} | {p['video']:,} | - | - | - | - | - | no: {p['note']} |")
+            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | no: {p['note']} |")
             continue
         b = p["bytes"]
-        kept = " (kept)" if p["crf"] == report["chosen"]["crf"] else ""
-        rows.append(f"| {p['crf']}{kept} | {b['video']:,} | {b['models']:,} | {b['model_map'] + b['plan']:,} | "
-                    f"{p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | {'yes' if p['within_budget'] else 'no'} |")
-    return (f"# Operating points within {report['budget']:,} bytes\n\n{report['method']}, played by "
-            f"{report['backend']} {report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")
+        kept = " (kept)" if _is_kept(report, p) else ""
+        rows.append(f"| {p['crf']}{kept} | {p['method']} | {b['video']:,} | {b['models']:,} | "
+                    f"{b['model_map'] + b['plan']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
+                    f"{'yes' if p['within_budget'] else 'no'} |")
+    return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
+            f"{report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")

@@ -24,7 +24,7 @@ from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr, psnr_y, ssim
 from stdo.play.player import Player, lr_stream
-from stdo.ratequality import hr_stream_at_psnr
+from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
 from stdo.video import as_nchw, iter_frames, upscale_bicubic
 
@@ -230,9 +230,12 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
                                          shave=player.scale,
                                          progress=partial(progress, "HR crf", total=None) if progress else None)
         bundle_bytes = player.delivered_bytes
+        same = bytes_at_psnr(tried, report["psnr"]["model"])
         report["delivery"] = {"bundle": bundle_bytes, "hr_h264": point.to_dict(),
                               "hr_h264_tried": [p.to_dict() for p in tried],
-                              "bytes_ratio": bundle_bytes["total"] / point.bytes}
+                              "bytes_ratio": bundle_bytes["total"] / point.bytes,
+                              "hr_h264_same_psnr": same,  # interpolated between the CRFs around the PSNR
+                              "bytes_ratio_same_psnr": None if same is None else bundle_bytes["total"] / same}
     if o.report is not None:
         if Path(o.report).suffix == ".json":
             write_json(o.report, report)
@@ -270,7 +273,13 @@ def delivery_line(report: dict) -> str:
     reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
     return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + model map "
             f"{b['model_map']:,} + plan {b['plan']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
-            f"model's RGB PSNR): {d['bytes_ratio']:.2f}x")
+            f"model's RGB PSNR): {d['bytes_ratio']:.2f}x" + _same_psnr(d))
+
+
+def _same_psnr(d: dict) -> str:
+    same = d.get("hr_h264_same_psnr")
+    return "" if same is None else (f"; {d['bytes_ratio_same_psnr']:.2f}x HR H.264 interpolated to the same PSNR "
+                                    f"({same:,.0f} bytes)")
 
 
 def format_markdown(report: dict) -> str:
@@ -300,6 +309,10 @@ def format_markdown(report: dict) -> str:
                 f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
                 f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",
                 f"| bundle / HR stream | {d['bytes_ratio']:.2f}x | | | |"]
+        if d.get("hr_h264_same_psnr") is not None:
+            out += [f"| HR H.264 interpolated to the same RGB PSNR (log-bytes between the CRFs around it) | "
+                    f"{d['hr_h264_same_psnr']:,.0f} | {p['model']:.3f} | | |",
+                    f"| bundle / HR stream at the same PSNR | {d['bytes_ratio_same_psnr']:.2f}x | | | |"]
     return "\n".join(out) + "\n"
 
 
