@@ -41,7 +41,7 @@ android: android-deps
 # stdo-deliver clusters, trains from the shipped prior and exports coded updates at each LR CRF, for per-chunk
 # models (stdo) and one joint model (jstdo), keeps the point of best played PSNR that fits and exports it to every
 # format; play compares what a client downloads with HR H.264 at equal PSNR
-DEMO_BUDGET ?= 100KB
+DEMO_BUDGET ?= 80KB
 demo: install
 	$(VENV)/bin/stdo-deliver "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --budget $(DEMO_BUDGET) \
 		--crf 23,27,31 --method stdo,jstdo --scale 4 --grid 10x5 --chunks 2 --steps 800 \

@@ -27,8 +27,9 @@ minimise the pixels run over the whole clip.
 Frames with the same model map get the same runs, so a plan stores each distinct frame plan
 once: `frame_plan[t]` names the frame plan of frame t, and `runs` holds the frame plans' rows.
 
-File (`plan.bin`): zlib of little-endian int32: frame_plan [T], then the run rows [N, 9]
-(plan, model, shape, y, x, top, left, height, width), sorted by frame plan; the manifest holds
+File (`plan.bin`, version 3): zlib of little-endian int32: frame_plan [T], then the runs column by column
+[9, N] (plan, model, shape, y, x, top, left, height, width; each column's N values together, which deflates to
+about half of row order), sorted by frame plan; the manifest holds
 the shapes, margin, frame plan count, run count and the file's sha256. `decode_plan` checks a
 plan as untrusted input: bounds, shapes, models, windows inside the frame, kept rectangles
 inside their windows, and every frame plan tiling the frame exactly once.
@@ -219,7 +220,7 @@ def make_plan(model_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tupl
 
 
 def encode_plan(plan: Plan) -> bytes:
-    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs, "<i4").tobytes()
+    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs.T, "<i4").tobytes()
     return zlib.compress(data, 9)
 
 
@@ -244,7 +245,7 @@ def decode_plan(data: bytes, plans: int, runs: int, shapes: list, margin: int, f
                                                               and 1 <= v for v in s) for s in shapes),
           f"shapes must be 1..{MAX_SHAPES} [height, width] pairs")
     values = np.frombuffer(raw, "<i4").astype(np.int64)
-    frame_plan, table = values[:frames], values[frames:].reshape(runs, len(FIELDS))
+    frame_plan, table = values[:frames], values[frames:].reshape(len(FIELDS), runs).T
     plan, model, shape, y, x, top, left, h, w = table.T
     sh = np.array([s[0] for s in shapes])
     sw = np.array([s[1] for s in shapes])

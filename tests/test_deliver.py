@@ -6,6 +6,7 @@ import pytest
 
 from stdo.deliver.cli import deliver_command, parse_budget
 from stdo.errors import StdoError
+from conftest import tree
 
 TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--crop", "160x96+240+96",
         "--steps", "20", "--crf", "23,35", "-q"]
@@ -61,7 +62,15 @@ def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, 
 def test_a_budget_below_the_cheapest_stream_is_refused_and_nothing_written(bikes, tmp_path, cli):
     code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
     assert code == 2 and "below the smallest bundle" in err and len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err and list(tmp_path.iterdir()) == []  # no OUT, no temp folder left beside it
+    assert "Traceback" not in err and tree(tmp_path) == {}  # no OUT, no temp folder left beside it (lock files aside)
+
+
+def test_a_killed_deliverys_temp_folder_is_swept_by_the_next(bikes, tmp_path, cli):
+    left = tmp_path / ".clip.abc123.tmp"  # what a killed stdo-deliver to tmp_path/clip leaves
+    (left / "crf35").mkdir(parents=True)
+    (left / "crf35/run.json").write_text("{}")
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
+    assert code == 2 and not left.exists()
 
 
 def test_an_earlier_delivery_is_kept_unless_overwrite(delivered, bikes, cli):

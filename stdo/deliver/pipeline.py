@@ -23,6 +23,7 @@ from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
+from stdo.locks import stage_lock, sweep_leftovers
 from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, read_run_info
 from stdo.runtimes import BACKENDS
@@ -101,6 +102,13 @@ def deliver(o: DeliverOptions, progress: Progress = None) -> dict:
     """Measure the candidate points, keep the best played PSNR within the budget in OUT; returns the points report."""
     stream = _check(o)
     out = Path(o.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with stage_lock(out.parent, f"delivery {out}", name=f".stdo-{out.name}.lock"):
+        sweep_leftovers(out.parent, recursive=False, prefix=f".{out.name}.")  # of a killed stdo-deliver to OUT
+        return _deliver_to(o, stream, out, progress)
+
+
+def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: Progress) -> dict:
     work = temp_dir_beside(out)
     try:
         report = _deliver(o, stream, work, progress)

@@ -11,7 +11,7 @@ export { BundleError };
 
 export const FORMAT = 'stdo-bundle';
 export const VERSION = 3;
-export const PLAN_VERSION = 2;
+export const PLAN_VERSION = 3;
 const MAX_FILE_BYTES = 4 * 1024 ** 3;
 const MAX_MANIFEST_BYTES = 1 << 20;
 const MAX_FRAMES = 1 << 20;

@@ -1,7 +1,7 @@
 // The inference plan (stdo.plan): decoding and checking plan.bin, and executing it on a frame.
 //
-// plan.bin, inflated: little-endian int32, the frame plan of each frame [T], then the runs
-// [N, 9] = (plan, model, shape, y, x, top, left, height, width), sorted by frame plan. A run
+// plan.bin (version 3), inflated: little-endian int32, the frame plan of each frame [T], then the runs
+// column by column [9, N] = (plan, model, shape, y, x, top, left, height, width), sorted by frame plan. A run
 // cuts the LR window of `shape` at (y, x), runs `model` on it, and keeps the SR pixels of the
 // rectangle (top, left, height, width) (LR coordinates, times the scale). The kept rectangles
 // of a frame plan tile the frame exactly once.
@@ -39,7 +39,7 @@ export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, w
   const windows = Array.from({ length: plans }, () => new Map());
   let previous = 0;
   for (let i = 0; i < runs; i++) {
-    const [plan, model, shape, y, x, top, left, h, w] = table.subarray(i * FIELDS, (i + 1) * FIELDS);
+    const [plan, model, shape, y, x, top, left, h, w] = Array.from({ length: FIELDS }, (_, f) => table[f * runs + i]);
     need(plan >= previous && plan < plans, `runs must be sorted by frame plan, in 0..${plans - 1}`);
     previous = plan;
     need(model >= 0 && model < models, `a run names a model outside 0..${models - 1}`);
