@@ -96,17 +96,20 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--backend", type=click.Choice(["onnxruntime", "litert", "torch"]), default="onnxruntime",
               show_default=True, help="The client runtime whose played frames are scored (stdo-play --backend).")
 @click.option("--precision", default="int8", show_default=True, help="The variant played (stdo-play --precision).")
+@click.option("--tie", "tie_db", type=float, default=0.05, show_default=True, metavar="DB",
+              help="Points within this many dB of the best played PSNR are ties: the cheapest of them is kept.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, methods, steps, tune, init,
-                    formats, quantize, backend, precision, overwrite, quiet, verbose):
+                    formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
-    For each LR CRF (cheapest first): cluster, train from the prior, export with coded updates, and play with
-    the client's runtime against the HR frames. Keeps the point of best PSNR whose delivered bytes fit
-    --budget, and reports every point measured. A budget the cheapest LR stream alone exceeds is refused before
-    any training; nothing is written unless a point fits.
+    For each LR CRF (cheapest first) and method: cluster, train from the prior, export with coded updates,
+    and play with the client's runtime against the HR frames. Keeps the point of best PSNR whose delivered
+    bytes fit --budget (the cheapest of those within --tie of it), and reports every point measured. A budget
+    the cheapest LR stream alone exceeds is refused before any training; nothing is written unless a point
+    fits.
     """
     setup_logging(verbose)
     budget_bytes, budget_kbps = parse_budget(budget)
@@ -117,7 +120,7 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
-        backend=backend, precision=precision, overwrite=overwrite,
+        backend=backend, precision=precision, tie_db=tie_db, overwrite=overwrite,
     )
     bars = StageBars(disable=quiet)
     try:

@@ -5,7 +5,8 @@ The LR stream's CRF trades video bytes against what the models can restore, and 
 depends on the clip. So the operating point is measured, not guessed: for each candidate CRF (cheapest first)
 the clip is clustered, the method trained on that stream's decoded frames (from the prior, by default), exported,
 and played by the client's runtime against the HR frames; the point of best played PSNR whose delivered bytes fit
-the budget is kept, and every point measured is reported beside it.
+the budget is kept (points within `tie_db` of it are ties, and the cheapest of them is kept: a few hundredths of
+a dB are run-to-run noise, bytes are not), and every point measured is reported beside it.
 
 The chosen RUN (its bundle in OUT/bundle) replaces OUT only at the end; a budget that not even the cheapest LR
 stream fits is refused before any training, and nothing is written.
@@ -55,6 +56,7 @@ class DeliverOptions:
     export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
     backend: str = "onnxruntime"  # the client runtime whose played frames are scored
     precision: str = "int8"
+    tie_db: float = 0.05  # points this close to the best played PSNR are ties: the cheapest of them is kept
     overwrite: bool = False
 
 
@@ -76,6 +78,8 @@ def _check(o: DeliverOptions) -> StreamOptions:
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
         raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")
+    if not o.tie_db >= 0:
+        raise StdoError(f"--tie {o.tie_db} must be 0 or more (dB)")
     if o.backend not in BACKENDS:
         raise StdoError(f"--backend {o.backend} is unknown: use one of {', '.join(BACKENDS)}")
     if o.precision != "fp32" and (o.backend == "torch" or o.precision not in o.export.quantize):
@@ -169,8 +173,9 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
         smallest = min(p["total"] for p in points if "total" in p)
         raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
                         "with its models): raise --budget or add a higher --crf (nothing written)")
-    chosen = max(fitting, key=lambda p: (p["psnr"], -p["total"]))
-    return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec,
+    best = max(p["psnr"] for p in fitting)
+    chosen = min((p for p in fitting if p["psnr"] >= best - o.tie_db), key=lambda p: (p["total"], -p["psnr"]))
+    return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec, "tie_db": o.tie_db,
             "points": sorted(points, key=lambda p: (p["crf"], p["method"])), "chosen": chosen}
 
 
