@@ -232,20 +232,25 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rate_quality")
     parser.add_argument("--report-only", action="store_true",
-                        help="write the markdown and plot from OUT/rate_quality.json (the clips finished so far)")
+                        help="write the markdown and plot from OUT/rate_quality.json (the configurations measured so far)")
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     args.out.mkdir(parents=True, exist_ok=True)
-    all_results = []
-    if args.report_only:
-        all_results = json.loads((args.out / "rate_quality.json").read_text())
-    else:
+    results_file = args.out / "rate_quality.json"
+    # Results are kept per (clip, scale, codec): a run replaces what it measures and keeps the rest, so the
+    # configurations can be measured in separate runs.
+    all_results = json.loads(results_file.read_text()) if results_file.exists() else []
+    if not args.report_only:
         with tempfile.TemporaryDirectory(prefix="stdo-rq-") as tmp:
             for clip in args.clips.split(","):
                 for scale in (int(s) for s in args.scales.split(",")):
                     for codec in args.codecs.split(","):
-                        all_results.append(run_clip(clip, scale, codec, args, Path(tmp)))
-                        (args.out / "rate_quality.json").write_text(json.dumps(all_results, indent=1))
+                        result = run_clip(clip, scale, codec, args, Path(tmp))
+                        all_results = [r for r in all_results
+                                       if (r["clip"], r["scale"], r["codec"]) != (clip, scale, codec)] + [result]
+                        tmp_file = results_file.with_suffix(".json.tmp")
+                        tmp_file.write_text(json.dumps(all_results, indent=1))
+                        tmp_file.replace(results_file)
     write_markdown(all_results, args, args.out / "rate_quality.md")
     plot(all_results, args, args.out / "rate_quality.png")
     print((args.out / "rate_quality.md").read_text())

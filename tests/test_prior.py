@@ -76,6 +76,27 @@ def test_training_from_a_prior_with_channels_changes_only_gains_and_biases(prior
     assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="channels")["psnr_video"] - 0.01
 
 
+def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_x4):
+    from stdo.train.sparse import DIRECTION
+
+    report = _train(run_x4, 30, init=str(prior), tune="sparse", sparse_share=0.02)
+    assert report["method_options"]["tune"] == "sparse"
+    start = torch.load(prior, weights_only=True)
+    trained = torch.load(run_x4 / "models" / "jstdo" / "model0.pt", weights_only=True)
+    trained = trained.get("state", trained)
+    directions = [k for k in start if k.endswith(DIRECTION) and "skip." not in k]
+    moved = sum(int((start[k] != trained[k]).sum()) for k in directions)
+    count = sum(start[k].numel() for k in directions)
+    assert 0 < moved <= round(0.02 * count) + 2, (moved, count)  # + ties at the threshold
+    frozen = {k for k in start if not k.endswith(("bias", "original0", DIRECTION)) or "skip." in k}
+    assert all(torch.equal(start[k], trained[k]) for k in frozen)  # the fp32 skip branch stays the prior's
+    assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="sparse")["psnr_video"] - 0.01
+    with pytest.raises(StdoError, match="--sparse-share 1.5"):
+        _train(run_x4, 2, init=str(prior), tune="sparse", sparse_share=1.5)
+    with pytest.raises(StdoError, match="--tune sparse keeps an update of a prior"):
+        _train(run_x4, 2, init="scratch", tune="sparse")
+
+
 def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
     assert _train(run_x4, 2, init="scratch")["prior"] is None
     with pytest.raises(StdoError, match="is not a wdsr_a at this scale"):

@@ -84,6 +84,8 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")
 @click.option("--tune", type=click.Choice(TUNES),
               help="What training may change of the prior (stdo-train --tune).  [default: channels from a prior]")
+@click.option("--sparse-share", type=float, default=MethodOptions.sparse_share, show_default=True,
+              help="--tune sparse: share of the conv weights that may differ from the prior (stdo-train's).")
 @click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
               help="Where models start (stdo-train --init).")
 @click.option("--format", "formats", default="onnx", show_default=True,
@@ -101,8 +103,8 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, methods, steps, tune, init,
-                    formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
+def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, methods, steps, tune,
+                    sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
     For each LR CRF (cheapest first) and method: cluster, train from the prior, export with coded updates,
@@ -118,7 +120,7 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
                                crop=crop, stream=StreamOptions(codec=codec)),
         out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, methods=methods,
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
-                           method_options=MethodOptions(init=init, tune=tune)),
+                           method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
         backend=backend, precision=precision, tie_db=tie_db, overwrite=overwrite,
     )

@@ -124,8 +124,12 @@ Rerunning the same command resumes from the last checkpoint.
                    "or a stdo-general checkpoint.")
 @click.option("--tune", type=click.Choice(TUNES),
               help="What training may change of its start: all weights, channels (each conv's per-channel gain "
-                   "and bias: a small update of a prior, a few KB per model in int8), or biases.  "
+                   "and bias: a small update of a prior, a few KB per model in int8), biases, or sparse (channels "
+                   "plus the --sparse-share of the conv weights that move most from the prior).  "
                    "[default: channels from a prior, all from scratch]")
+@click.option("--sparse-share", type=float, default=MethodOptions.sparse_share, show_default=True,
+              help="--tune sparse: share of the body's conv weights that may differ from the prior (the rest are "
+                   "reset to it after every step).")
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")
@@ -138,7 +142,7 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
                   opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, joint_start,
-                  init, tune, keep_last, sequence, device, restart, no_eval, quiet, verbose):
+                  init, tune, sparse_share, keep_last, sequence, device, restart, no_eval, quiet, verbose):
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -156,7 +160,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
                                      sampling=sampling, crop=crop, augment=not no_augment, radius=radius,
                                      sequence=sequence, joint_start=joint_start,
-                                     init=init, tune=tune),
+                                     init=init, tune=tune, sparse_share=sparse_share),
     )
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)

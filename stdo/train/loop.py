@@ -94,6 +94,8 @@ class Job:
     # (first, last, total): the job's steps run the learning-rate schedule of a `total`-step run from step `first`
     # to `last` (a joint start runs the head of one schedule, each chunk model from it runs the tail); None: its own
     schedule: tuple[int, int, int] | None = None
+    project: Callable[[nn.Module], None] | None = None  # applied to the model after every optimizer step (the
+    # constraint of a sparse update: stdo.train.sparse)
 
 
 @dataclass
@@ -270,6 +272,8 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if job.project is not None:
+            job.project(model)
         totals = job.sampler.totals(per_sample.detach().cpu(), ids.cpu())
         job.sampler.observe(dist_utils.all_reduce_sum(totals) if job.shared else totals)
         step += 1

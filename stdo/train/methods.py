@@ -48,6 +48,7 @@ from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
+from stdo.train.sparse import DIRECTION, SparseProjection
 
 METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm", "mfwdsr", "wdsr-large", "brvsr", "vinr")
 SERVER_METHODS = ("mfwdsr", "wdsr-large", "brvsr", "vinr")
@@ -71,7 +72,9 @@ class MethodOptions:
     init: str = "prior"  # prior: the shipped prior of the model and scale when there is one (stdo.priors), else
     # scratch; scratch: a new model (bicubic); or the path of a stdo-general checkpoint
     tune: str | None = None  # what training may change of its start: all weights, channels (per-channel gains and
-    # biases: CaFM / Lam et al.'s restricted update), or biases; None: channels from a prior, all from scratch
+    # biases: CaFM / Lam et al.'s restricted update), biases, or sparse (channels plus the sparse_share of the conv
+    # weights that moved most: stdo.train.sparse); None: channels from a prior, all from scratch
+    sparse_share: float = 0.01  # tune sparse: the share of the body's conv weights that may differ from the prior
 
 
 @dataclass
@@ -90,7 +93,7 @@ class TrainingPlan:
         return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
 
 
-TUNES = ("all", "channels", "biases")
+TUNES = ("all", "channels", "biases", "sparse")
 JOINT_START = {"stdo": 0.75, "cafm": 0.0}  # the default share; cafm's is 0 so that it trains as CaFM does
 
 
@@ -120,6 +123,12 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
                         "drop --tune")
     prior = None if method in SERVER_METHODS else initial_weights(options, scale)
     tune = options.tune or ("channels" if prior is not None else "all")
+    if tune == "sparse" and prior is None:
+        raise StdoError("--tune sparse keeps an update of a prior sparse, and these models start from scratch: "
+                        "give --init prior (or a stdo-general checkpoint), or another --tune")
+    if tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
+        raise StdoError(f"--sparse-share {options.sparse_share} must be between 0 and 1 (the share of the conv "
+                        "weights that may differ from the prior)")
 
     def new_model() -> nn.Module:
         model = create_model(options.model, scale=scale, **options.overrides)
@@ -127,6 +136,10 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
             start_from_prior(model, prior[0], options)
         restrict(model, tune)
         return model
+
+    def projection(model: nn.Module) -> dict:
+        """A job's `project` under --tune sparse (SparseProjection from the model's prior weights)."""
+        return {"project": SparseProjection(model, options.sparse_share)} if tune == "sparse" else {}
 
     def group(patches: np.ndarray, radius: int = 0) -> PatchSampler:
         return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment, radius=radius)
@@ -143,8 +156,9 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         if not joint_steps:
             return []
         sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        return [Job("joint-start", new_model(), joint_steps, sampler, shared=True, deliverable=False,
-                    schedule=(0, joint_steps, steps))]
+        model = new_model()
+        return [Job("joint-start", model, joint_steps, sampler, shared=True, deliverable=False,
+                    schedule=(0, joint_steps, steps), **projection(model))]
 
     def from_start(start: list[Job]) -> dict:
         """What a job that continues the joint start needs: its weights and the rest of its schedule."""
@@ -153,9 +167,10 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
     if method in ("stdo", "nas"):
         labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
         start = joint_start()
-        jobs = [Job(f"model{i}", new_model(), s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
-                    **from_start(start))
-                for i, s in zip(range(n), split_steps(steps - joint_steps, n))]
+        models = [new_model() for _ in range(n)]
+        jobs = [Job(f"model{i}", model, s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
+                    **from_start(start), **projection(model))
+                for i, (model, s) in enumerate(zip(models, split_steps(steps - joint_steps, n)))]
         if not start and any(job.steps == 0 for job in jobs):
             raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
         return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
@@ -187,8 +202,9 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
             sampler = ChunkSampler([group(patches_of(chunks))])
         else:
             sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        return TrainingPlan(method, [Job("joint", new_model(), steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8), 1,
-                            prior=prior and prior[1], tune=tune)
+        model = new_model()
+        return TrainingPlan(method, [Job("joint", model, steps, sampler, shared=True, **projection(model))],
+                            np.zeros(chunks.shape, np.uint8), 1, prior=prior and prior[1], tune=tune)
     # cafm
     if options.cafm_chunks not in CAFM_CHUNKS:
         raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
@@ -200,7 +216,8 @@ def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid,
         model.backbone.load_state_dict(backbone.state_dict())
     restrict(model, tune)
     sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
-    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start))
+    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start),
+              **projection(model))
     return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
                         joint_start=joint_steps / steps, prior=prior and prior[1], tune=tune)
 
@@ -228,7 +245,8 @@ def start_from_prior(model: nn.Module, state: dict, options: MethodOptions) -> N
 
 def restrict(model: nn.Module, tune: str) -> None:
     """Freeze what `tune` keeps at its start: channels trains the body's biases and weight-norm gains only (the
-    per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases.
+    per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases,
+    sparse what channels trains plus the body's weight directions (kept sparse by stdo.train.sparse).
     The skip branch's weights (5x5, kept fp32 by the int8 exports) stay as they start: a gain there rewrites all
     of its fp32 weights, 14 KB of update for wdsr_a_mobile at x4; its bias and the tail conv's stay too."""
     if tune == "all":
@@ -237,9 +255,10 @@ def restrict(model: nn.Module, tune: str) -> None:
     tail_bias = f"body.{len(body) - 1}.bias"  # equal to the skip's in a prior trained whole: ONNX stores them once,
     # and both frozen they stay one tensor (trained apart they drift by float rounding and shift the layout)
     for name, p in model.named_parameters():
-        gain = tune == "channels" and name.endswith("weight.original0") and "skip." not in name
+        gain = tune in ("channels", "sparse") and name.endswith("weight.original0") and "skip." not in name
+        direction = tune == "sparse" and name.endswith(DIRECTION) and "skip." not in name
         bias = name.endswith("bias") and "skip." not in name and not name.endswith(tail_bias)
-        p.requires_grad_(name.startswith("mods.") or bias or gain)  # mods: CaFM's modulation
+        p.requires_grad_(name.startswith("mods.") or bias or gain or direction)  # mods: CaFM's modulation
 
 
 def start_from(model: nn.Module, start: nn.Module) -> None:
