@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from stdo.deliver.cli import deliver_command, parse_budget
+from stdo.deliver.cli import deliver_command
+from stdo.deliver.pipeline import parse_budget
 from stdo.errors import StdoError
 from conftest import tree
 

@@ -22,7 +22,7 @@ from conftest import tree
 from stdo.errors import StdoError
 from stdo.fleet.engine import FleetOptions, run_fleet
 from stdo.fleet.jobs import read_jobs
-from stdo.fleet.stages import run_stage
+from stdo.fleet.stages import STAGES, run_stage
 from stdo.rundir import REPORT, method_dir
 
 ray = pytest.importorskip("ray", reason="the fleet extra (pip install 'stdo[fleet]')")
@@ -62,6 +62,10 @@ def clean_ray():
     ({"video": "a.mp4", "method": "brvsr"}, "method 'brvsr' cannot make a bundle"),
     ({"video": "a.mp4", "crf": 80}, "--crf 80 is outside"),
     ({"video": "a.mp4", "name": "../up"}, "cannot name a folder"),
+    ({"video": "a.mp4", "crf": "23,27"}, "tried only within a budget"),
+    ({"video": "a.mp4", "budget": "lots"}, "--budget 'lots': give bytes"),
+    ({"video": "a.mp4", "budget": "80KB", "method": "stdo,mfwdsr"}, "a budget row ships on-device models"),
+    ({"video": "a.mp4", "budget": "80KB", "crf": "23,99"}, "--crf 99 is outside"),
 ])
 def test_bad_jobs_rows_name_the_line_and_the_fix(tmp_path, line, message):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [{"video": "ok.mp4"}, line])
@@ -91,6 +95,27 @@ def test_cli_refuses_a_bad_jobs_file_before_anything_starts(tmp_path):
     assert done.stderr.strip().splitlines() == [f"Error: {jobs}:1: unknown column 'stepz': use "
                                                  + done.stderr.split("use ", 1)[1].strip()]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_budget_row_is_delivered_at_its_best_point_and_reported_by_each_stage(tmp_path, bikes):
+    row = {"video": str(bikes), "name": "b", "budget": "10MB", "crf": [23, 35], "method": "stdo,jstdo",
+           "crop": "160x96+240+96", "frames": 4, "steps": 20, "grid": "2x2", "chunks": 2}
+    job = read_jobs(write_jobs(tmp_path / "jobs.jsonl", [row]))[0]
+    assert (job.crfs, job.methods) == ((23, 35), ("stdo", "jstdo"))
+    run = tmp_path / "runs" / "b"
+    records = {stage: run_stage(stage, job, run) for stage in STAGES}
+    assert not [r["error"] for r in records.values() if "error" in r]
+    points = json.loads((run / "points.json").read_text())
+    assert len(points["points"]) == records["cluster"]["points"] == 4  # every CRF x method measured
+    chosen = points["chosen"]
+    assert records["cluster"]["delivery"] == {k: chosen[k] for k in ("crf", "method", "total", "psnr", "bicubic_psnr")}
+    assert records["cluster"]["budget"] == 10_000_000 and chosen["total"] <= 10_000_000
+    report = json.loads((method_dir(run, chosen["method"]) / REPORT).read_text())
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+    assert records["train"]["psnr"] == report["psnr_video"] and manifest["method"] == chosen["method"]
+    assert records["cluster"]["run_id"] == records["export"]["run_id"] == manifest["run_id"]
+    assert records["export"]["bundle_bytes"] == sum(p.stat().st_size for p in (run / "bundle").rglob("*") if p.is_file())
+    assert {(a["format"], a["precision"]) for a in records["export"]["artifacts"]} == {("onnx", "fp32"), ("onnx", "int8")}
 
 
 def test_a_stage_reports_bad_input_as_its_error(tmp_path):

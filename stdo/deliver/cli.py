@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
 from stdo.cluster.pipeline import ClusterOptions
-from stdo.deliver.pipeline import DeliverOptions, deliver, format_points
+from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, parse_list
 from stdo.grid import parse_grid
@@ -20,20 +19,6 @@ from stdo.train.pipeline import TrainOptions
 from stdo.video import Crop
 
 ON_DEVICE = tuple(m for m in METHODS if m not in SERVER_METHODS)
-
-_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
-_RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
-
-
-def parse_budget(text: str) -> tuple[int | None, float | None]:
-    """'120000', '120KB', '1.5MB', '118KiB' -> (bytes, None); '400kbit/s', '0.4Mbps' -> (None, kbit/s)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
-    unit = match.group(2).lower() if match else None
-    if match is None or (unit not in _UNITS and unit not in _RATES):
-        raise StdoError(f"--budget {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
-    value = float(match.group(1))
-    return (None, value * _RATES[unit]) if unit in _RATES else (int(value * _UNITS[unit]), None)
-
 
 def _crfs(ctx, param, value: str) -> tuple[int, ...]:
     try:

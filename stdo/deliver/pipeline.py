@@ -15,6 +15,7 @@ stream fits is refused before any training, and nothing is written.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +59,20 @@ class DeliverOptions:
     precision: str = "int8"
     tie_db: float = 0.05  # points this close to the best played PSNR are ties: the cheapest of them is kept
     overwrite: bool = False
+
+
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
+_RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
+
+
+def parse_budget(text: str) -> tuple[int | None, float | None]:
+    """'120000', '120KB', '1.5MB', '118KiB' -> (bytes, None); '400kbit/s', '0.4Mbps' -> (None, kbit/s)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or (unit not in _UNITS and unit not in _RATES):
+        raise StdoError(f"--budget {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
+    value = float(match.group(1))
+    return (None, value * _RATES[unit]) if unit in _RATES else (int(value * _UNITS[unit]), None)
 
 
 def _check(o: DeliverOptions) -> StreamOptions:

@@ -22,7 +22,10 @@ JOBS columns (only video is required; the others default as in the stage command
   {', '.join(COLUMNS[:10])},
   {', '.join(COLUMNS[10:])}
 formats and quantize take comma-separated lists (quote them in a CSV); workers > 1
-trains under torchrun inside the task (one node's CPUs or GPUs).
+trains under torchrun inside the task (one node's CPUs or GPUs). A row with a budget
+(120KB, 400kbit/s) is delivered as stdo-deliver delivers it: its crf and method may
+list several values, each tried, and the best played PSNR within the budget is kept
+(runs/<name>/points.md).
 
 \b
 Examples:
@@ -35,6 +38,12 @@ videos.csv:
   video,steps,formats,quantize
   clips/a.mp4,2000,"onnx,tflite",int8
   clips/b.mp4,1000,onnx,
+
+
+videos.csv with budgets:
+  video,budget,crf,method
+  clips/a.mp4,80KB,"23,27,31","stdo,jstdo"
+  clips/b.mp4,400kbit/s,,
 """,
 )
 @click.argument("jobs", type=click.Path(path_type=Path))

@@ -6,7 +6,11 @@ file's folder.
 
 Columns (only `video` is required; the rest default to the stage commands' defaults):
   video, name, scale, grid, chunks, start, frames, crop, codec, crf,
-  method, model, steps, batch, seed, checkpoint_every, workers, formats, quantize
+  method, model, steps, batch, seed, checkpoint_every, workers, formats, quantize, budget
+
+A row with a `budget` (bytes or a bitrate, as stdo-deliver --budget) is delivered by stdo-deliver: its `crf` and
+`method` may then list several values ("23,27,31", "stdo,jstdo"; default stdo-deliver's), each tried, and the
+point of best played PSNR within the budget is kept (its points in runs/NAME/points.md).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from stdo.deliver.pipeline import DeliverOptions, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import QUANTIZE, parse_list
 from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
 from stdo.runtimes import FORMATS
 from stdo.stream import StreamOptions
-from stdo.train.methods import METHODS, VIDEO_METHODS
+from stdo.train.methods import METHODS, SERVER_METHODS, VIDEO_METHODS
 from stdo.video import Crop
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -43,8 +48,8 @@ class VideoJob:
     frames: int | None = None
     crop: str | None = None
     codec: str = "h264"
-    crf: int | None = None
-    method: str = "stdo"
+    crf: int | tuple[int, ...] | None = None  # with a budget: the CRFs stdo-deliver tries
+    method: str = "stdo"  # with a budget: comma-separated, the methods stdo-deliver tries
     model: str = "wdsr_a_mobile"
     steps: int = 1000
     batch: int = 16
@@ -52,15 +57,28 @@ class VideoJob:
     checkpoint_every: int = 100
     workers: int = 1  # training processes (torchrun inside the training task)
     formats: str = "onnx"  # comma-separated, as stdo-export --format
-    quantize: str = ""  # comma-separated, as stdo-export --quantize
+    quantize: str = ""  # comma-separated, as stdo-export --quantize (with a budget, int8 is always made: it is played)
+    budget: str = ""  # what a client may download, as stdo-deliver --budget; empty: the stages as given
+
+    @property
+    def crfs(self) -> tuple[int, ...]:
+        """The CRFs a budget row tries."""
+        if self.crf is None:
+            return DeliverOptions.crfs
+        return self.crf if isinstance(self.crf, tuple) else (self.crf,)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(m for m in self.method.split(",") if m)
 
     def options_key(self) -> str:
         """What the results depend on: a finished row is reused only while this is unchanged."""
-        text = json.dumps({k: str(v) for k, v in asdict(self).items()}, sort_keys=True)
+        options = {k: str(v) for k, v in asdict(self).items() if not (k == "budget" and not v)}  # rows from before
+        text = json.dumps(options, sort_keys=True)  # budgets existed keep their key
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def stream(self) -> StreamOptions:
-        return StreamOptions(codec=self.codec, crf=self.crf)
+        return StreamOptions(codec=self.codec, crf=None if isinstance(self.crf, tuple) else self.crf)
 
 
 COLUMNS = tuple(f.name for f in fields(VideoJob))
@@ -132,7 +150,14 @@ def _job(path: Path, line: int, row: dict) -> VideoJob:
         raise StdoError(f"{where}: no video: give the video's path in the `video` column")
     values: dict = {}
     for key, value in row.items():
-        if key in _INTS:
+        if isinstance(value, list):  # JSONL may list values: [23, 27] reads as "23,27"
+            value = ",".join(str(v) for v in value)
+        if key == "crf" and "," in str(value):
+            try:
+                values[key] = tuple(int(v) for v in str(value).split(","))
+            except ValueError:
+                raise StdoError(f"{where}: crf {value!r} is not whole numbers: write it like 23,27,31") from None
+        elif key in _INTS:
             try:
                 values[key] = int(str(value))
             except ValueError:
@@ -164,10 +189,21 @@ def _check_values(job: VideoJob) -> None:
             raise StdoError(f"{key} {getattr(job, key)} is below 1: give 1 or more")
     if job.start < 0 or (job.frames is not None and job.frames < 1):
         raise StdoError("start must be 0 or more and frames 1 or more: fix the frame range")
-    job.stream().check()
-    if job.method not in METHODS or job.method in VIDEO_METHODS:
-        shippable = [m for m in METHODS if m not in VIDEO_METHODS]
-        raise StdoError(f"method {job.method!r} cannot make a bundle: use one of {', '.join(shippable)}")
+    if not job.budget and (isinstance(job.crf, tuple) or len(job.methods) != 1):
+        raise StdoError("several crf or method values are tried only within a budget: give one of each, or a "
+                        "budget column (as stdo-deliver --budget)")
+    if job.budget:
+        parse_budget(job.budget)
+    for crf in job.crfs if job.budget else (job.crf,):
+        StreamOptions(codec=job.codec, crf=crf).check()
+    shippable = [m for m in METHODS if m not in VIDEO_METHODS]
+    for method in job.methods or ("",):
+        if method not in shippable:
+            raise StdoError(f"method {method!r} cannot make a bundle: use one of {', '.join(shippable)}")
+    if job.budget and any(m in SERVER_METHODS for m in job.methods):
+        raise StdoError(f"method {job.method!r}: a budget row ships on-device models (stdo, jstdo, awdnn, nas, cafm)")
+    if len(set(job.crfs)) != len(job.crfs) or len(set(job.methods)) != len(job.methods):
+        raise StdoError("crf and method list each value once: drop the repeats")
     patch_models = [m for m in list_models() if m not in VIDEO_MODELS]
     if job.model not in patch_models:
         raise StdoError(f"model {job.model!r} is unknown: use one of {', '.join(patch_models)}")

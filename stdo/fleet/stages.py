@@ -5,12 +5,17 @@ figures, or `error` (the stage's one-line message) when the input is bad. Anythi
 killed worker) propagates, for the engine to retry or report. Every stage is safe to run again
 after it was killed: cluster writes atomically, train resumes from its last checkpoint, export
 swaps the bundle in whole.
+
+A row with a budget is delivered whole in its first stage (stdo-deliver: every CRF and method tried, the kept
+point's RUN and bundle swapped in at the end); its train and export stages then report the kept point's
+training and bundle.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from pathlib import Path
 import torch
 
 from stdo.cluster.pipeline import ClusterOptions, cluster
+from stdo.deliver.pipeline import POINTS, DeliverOptions, deliver, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, QUANTIZE, export, parse_list
 from stdo.fleet.jobs import VideoJob
@@ -49,15 +55,49 @@ def run_stage(stage: str, job: VideoJob, run: Path, cpus: int = 1, device: str =
     return {"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "node": socket.gethostname(), **figures}
 
 
+def _cluster_options(job: VideoJob, run: Path) -> ClusterOptions:
+    return ClusterOptions(source=job.video, run=run, scale=job.scale, grid=parse_grid(job.grid), chunks=job.chunks,
+                          start=job.start, frames=job.frames, crop=Crop.parse(job.crop) if job.crop else None,
+                          stream=job.stream(),
+                          force=True)  # the fleet owns runs/<name>: a row whose video changed starts that RUN over
+
+
 def _cluster(job: VideoJob, run: Path, device: str) -> dict:
     if not job.video.exists():
         raise StdoError(f"{job.video} does not exist: fix the row's video path")
-    summary = cluster(ClusterOptions(
-        source=job.video, run=run, scale=job.scale, grid=parse_grid(job.grid), chunks=job.chunks, start=job.start,
-        frames=job.frames, crop=Crop.parse(job.crop) if job.crop else None, stream=job.stream(),
-        force=True))  # the fleet owns runs/<name>: a row whose video changed starts that RUN over
+    if job.budget:
+        return _deliver(job, run, device)
+    summary = cluster(_cluster_options(job, run))
     return {"run_id": read_run_info(run)["run_id"], "frames": summary.frames,
             "lr_bytes": int(summary.stream.get("bytes", 0))}
+
+
+def _deliver(job: VideoJob, run: Path, device: str) -> dict:
+    """A budget row: stdo-deliver into runs/<name> (which the fleet owns: an earlier RUN of the row there is
+    replaced, as the cluster stage replaces it)."""
+    budget_bytes, budget_kbps = parse_budget(job.budget)
+    if run.exists() and not (run / POINTS).is_file():
+        shutil.rmtree(run)
+    quantize = tuple(dict.fromkeys(("int8", *parse_list(job.quantize, QUANTIZE, "quantize")))) if job.quantize \
+        else ("int8",)
+    report = deliver(DeliverOptions(
+        cluster=_cluster_options(job, run), out=run, budget_bytes=budget_bytes, budget_kbps=budget_kbps,
+        crfs=job.crfs, methods=job.methods, train=_train_options(job, run, device),
+        export=ExportOptions(run=run, formats=parse_list(job.formats, tuple(FORMATS), "formats"), quantize=quantize,
+                             strict=True),
+        overwrite=True))
+    chosen = report["chosen"]
+    return {"run_id": read_run_info(run)["run_id"], "frames": int(read_run_info(run)["frames"]["count"]),
+            "lr_bytes": chosen["video"], "budget": report["budget"],
+            "delivery": {k: chosen[k] for k in ("crf", "method", "total", "psnr", "bicubic_psnr")},
+            "points": len(report["points"])}
+
+
+def _kept_method(job: VideoJob, run: Path) -> str:
+    """The method a row's RUN holds: its own, or for a budget row the one stdo-deliver kept."""
+    if not job.budget:
+        return job.method
+    return json.loads((run / POINTS).read_text())["chosen"]["method"]
 
 
 def _train_options(job: VideoJob, run: Path, device: str) -> TrainOptions:
@@ -75,7 +115,9 @@ def train_command(job: VideoJob, run: Path, device: str) -> list[str]:
 
 
 def _train(job: VideoJob, run: Path, device: str) -> dict:
-    if job.workers == 1:
+    if job.budget:  # trained by the delivery: its kept point's report
+        report = json.loads((method_dir(run, _kept_method(job, run)) / REPORT).read_text())
+    elif job.workers == 1:
         report = train(_train_options(job, run, device))
     else:  # one node's processes (gloo on CPU, nccl on its GPUs); the RUN's checkpoints make a retry resume
         done = subprocess.run(train_command(job, run, device), capture_output=True, text=True,
@@ -94,10 +136,13 @@ def _train(job: VideoJob, run: Path, device: str) -> dict:
 def _export(job: VideoJob, run: Path, device: str) -> dict:
     formats = parse_list(job.formats, tuple(FORMATS), "formats")
     quantize = parse_list(job.quantize, QUANTIZE, "quantize") if job.quantize else ()
-    report = export(ExportOptions(run=run, method=job.method, formats=formats, quantize=quantize,
-                                  out=bundle_dir(run), strict=True))
+    if job.budget:  # exported by the delivery: the kept point's bundle and its export report
+        artifacts = json.loads((bundle_dir(run) / "report.json").read_text())["artifacts"]
+    else:
+        artifacts = export(ExportOptions(run=run, method=job.method, formats=formats, quantize=quantize,
+                                         out=bundle_dir(run), strict=True))["artifacts"]
     manifest = json.loads((bundle_dir(run) / "manifest.json").read_text())
     size = sum(p.stat().st_size for p in bundle_dir(run).rglob("*") if p.is_file())
     return {"run_id": manifest["run_id"], "bundle": str(bundle_dir(run)), "bundle_bytes": size,
             "artifacts": [{k: a.get(k) for k in ("format", "precision", "bytes", "psnr_vs_hr", "target")}
-                          for a in report["artifacts"]]}
+                          for a in artifacts]}
