@@ -97,6 +97,18 @@ def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_
         _train(run_x4, 2, init="scratch", tune="sparse")
 
 
+def test_a_run_from_the_prior_is_never_below_the_prior_alone(prior, run_x4):
+    def trained(steps: int, lr: float, keep_best: bool = True) -> float:
+        return train(TrainOptions(run=run_x4, method="jstdo", restart=True,
+                                  config=TrainConfig(steps=steps, batch=8, crop=16, lr=lr, checkpoint_every=5,
+                                                     keep_best=keep_best),
+                                  method_options=MethodOptions(crop=16, init=str(prior), tune="all")))["psnr_video"]
+
+    alone = trained(1, 1e-12)  # one step that cannot move a weight: the prior's own PSNR on the clip
+    assert trained(20, 0.05) >= alone - 0.005  # a learning rate that wrecks it: the kept state is the prior
+    assert trained(20, 0.05, keep_best=False) < alone - 0.1  # what the last state would have shipped
+
+
 def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
     assert _train(run_x4, 2, init="scratch")["prior"] is None
     with pytest.raises(StdoError, match="is not a wdsr_a at this scale"):
