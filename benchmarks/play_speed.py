@@ -86,10 +86,11 @@ def make_bundle(video: Path, work: Path, scale: int, frames: int, margins: tuple
 
 def whole_frame_runner(bundle, backend: str, precision: str, work: Path):
     """The chunk-0 model of the bundle, as a runner over the whole LR frame."""
-    from stdo.export.onnx import OnnxRunner
-    from stdo.export.tflite import TfliteRunner, export_tflite
+    from stdo.runtimes.onnx import OnnxRunner
+    from stdo.export.tflite import export_tflite
+    from stdo.runtimes.tflite import TfliteRunner
     from stdo.models import load_wdsr
-    from stdo.runtimes import torch_runner
+    from stdo.runtimes.pt import torch_runner
 
     files = {(f["format"], f["precision"]): bundle.file(f) for f in bundle.manifest["models"][0]["files"]}
     if backend == "torch":
@@ -106,7 +107,8 @@ def whole_frame_runner(bundle, backend: str, precision: str, work: Path):
 
 def windowed_ms(player, backend: str, precision: str, x: torch.Tensor, work: Path) -> float:
     """Inference + stitch per frame with one window per patch and the RUN's margin (the player before the plan)."""
-    from stdo.export.tflite import TfliteRunner, export_tflite
+    from stdo.export.tflite import export_tflite
+    from stdo.runtimes.tflite import TfliteRunner
     from stdo.infer import upscale_batch
     from stdo.models import load_wdsr
 

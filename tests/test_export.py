@@ -105,8 +105,8 @@ def test_verification_meets_the_targets_and_sizes_shrink(exported):
 
 
 def test_coreml_spec_and_tflite_runtime(exported):
-    from stdo.export.coreml import inspect_coreml
-    from stdo.export.tflite import TfliteRunner
+    from stdo.runtimes.coreml import inspect_coreml
+    from stdo.runtimes.tflite import TfliteRunner
 
     bundle = read_bundle(exported[0] / "bundle")
     files = {(f["format"], f["precision"]): (bundle.file(f), f["input_shape"])

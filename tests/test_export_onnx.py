@@ -14,7 +14,8 @@ from stdo.models import WDSR, WDSRConfig, fold_weight_norm
 from stdo.video import downscale_bicubic
 
 pytest.importorskip("onnxruntime")
-from stdo.export.onnx import OnnxRunner, export_onnx, quantize_onnx_int8  # noqa: E402
+from stdo.export.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
+from stdo.runtimes.onnx import OnnxRunner  # noqa: E402
 
 CONFIG = WDSRConfig(scale=2, num_blocks=2, num_residual_units=8)
 

@@ -112,7 +112,8 @@ def test_upscale_runs_the_whole_clip_like_training_evaluated_it(cli, trained, tm
 
 
 def test_multi_frame_onnx_equals_torch(tmp_path):
-    from stdo.export.onnx import OnnxRunner, export_onnx
+    from stdo.export.onnx import export_onnx
+    from stdo.runtimes.onnx import OnnxRunner
     from stdo.metrics import psnr
 
     torch.manual_seed(0)

@@ -117,7 +117,8 @@ def test_new_video_models_start_as_bicubic_and_round_trip():
 
 
 def test_brvsr_steps_on_onnxruntime_equal_torch(tmp_path):
-    from stdo.export.onnx import OnnxStep, export_brvsr_onnx
+    from stdo.export.onnx import export_brvsr_onnx
+    from stdo.runtimes.onnx import OnnxStep
 
     torch.manual_seed(0)
     model = create_model("brvsr", scale=2, num_blocks=1, num_residual_units=8)

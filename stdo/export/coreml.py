@@ -4,33 +4,25 @@ An .mlpackage is a directory; the bundle ships it as one zip file (`*.mlpackage.
 stored entries, fixed timestamps, so the same model gives the same bytes and sha256).
 The app unzips it and compiles it with MLModel.compileModel(at:).
 
-Prediction needs macOS. On Linux `inspect_coreml` reads the spec (input/output names
-and shapes, op counts) and `coreml_weights_model` decompresses the weights as the
-device will see them and loads them into the torch model, so their numerics can be
-measured on the clip (compute in fp32 here; the device computes in fp16).
+Prediction needs macOS; what Linux can check of the file is stdo.runtimes.coreml's.
 """
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import zipfile
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from stdo.errors import StdoError
-from stdo.export.onnx import INPUT, OUTPUT
-from stdo.export.toolchain import quiet, require
+from stdo.runtimes.onnx import INPUT, OUTPUT
+from stdo.toolchain import quiet, require
 from stdo.fileio import atomic_path
 
 PRECISIONS = ("fp16", "int8")
 MAX_SIDE = 4096
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-_NAME_SUFFIXES = ("_quantized", "_palettized", "_to_fp16")
 
 
 def _zip_dir(src: Path, dst: Path) -> None:
@@ -72,55 +64,7 @@ def export_coreml(model: nn.Module, path: Path, precision: str = "fp16", example
     return Path(path)
 
 
-def _load(path: Path, tmp: str):
-    ct = require("coremltools")
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        if not names or any(n.startswith("/") or ".." in n.split("/") for n in names):
-            raise StdoError(f"{path} is not a zipped .mlpackage")
-        zf.extractall(tmp)
-    package = Path(tmp) / names[0].split("/")[0]
-    with quiet():
-        return ct.models.MLModel(str(package), skip_model_load=True)  # loading needs macOS
-
-
-def inspect_coreml(path: Path) -> dict:
-    """Spec facts of a zipped mlprogram: input/output names, input shape ranges, op counts, precision of weights."""
-    with tempfile.TemporaryDirectory(prefix="stdo-coreml-") as tmp:
-        spec = _load(Path(path), tmp).get_spec()
-    ops: Counter = Counter()
-    for function in spec.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            ops.update(op.type for op in block.operations)
-    inputs = {}
-    for i in spec.description.input:
-        ranges = i.type.multiArrayType.shapeRange.sizeRanges
-        inputs[i.name] = [[int(r.lowerBound), int(r.upperBound)] for r in ranges]
-    return {"inputs": inputs, "outputs": [o.name for o in spec.description.output], "ops": dict(ops)}
-
-
-def coreml_weights_model(path: Path, like: nn.Module) -> nn.Module:
-    """A copy of the torch model `like` carrying the CoreML file's weights, decompressed as the device sees them."""
-    require("coremltools")
-    import coremltools.optimize.coreml as cto
-
-    with tempfile.TemporaryDirectory(prefix="stdo-coreml-") as tmp, quiet():
-        mlmodel = _load(Path(path), tmp)
-        weights = {name: meta.val for name, meta in
-                   cto.get_weights_metadata(cto.decompress_weights(mlmodel), weight_threshold=0).items()}
-    by_torch_name = {}
-    for name, value in weights.items():
-        for suffix in _NAME_SUFFIXES:
-            name = name.removesuffix(suffix)
-        by_torch_name[name] = value
-    state = like.state_dict()
-    for key, tensor in state.items():
-        value = by_torch_name.get(key.replace(".", "_"))
-        if value is None or tuple(value.shape) != tuple(tensor.shape):
-            if tensor.numel() == 1 or not key.endswith(("weight", "bias")):
-                continue  # a scalar or buffer the converter folded into an op
-            raise StdoError(f"{path} has no weight matching {key} {tuple(tensor.shape)}: not exported from this model")
-        state[key] = torch.from_numpy(np.asarray(value, np.float32))
-    model = copy.deepcopy(like)
-    model.load_state_dict(state)
-    return model.eval()
+def write_coreml(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int | None]:
+    """The converter of the format table (stdo.runtimes): an mlprogram traced at `shape`, flexible H/W."""
+    export_coreml(model, path, precision, example_size=shape)
+    return [1, 3, None, None]

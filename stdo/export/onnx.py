@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from stdo.export.toolchain import quiet, require
+from stdo.runtimes.onnx import BRVSR_STEPS, INPUT, OUTPUT
+from stdo.toolchain import quiet, require
 from stdo.fileio import atomic_path
 
 log = logging.getLogger(__name__)
-INPUT, OUTPUT = "lr", "sr"
 OPSET = 18
 
 
@@ -39,13 +39,6 @@ def export_onnx(model: nn.Module, path: Path, example_size: tuple[int, int] = (3
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"x": dims}, verbose=False)
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     return Path(path)
-
-
-# brvsr: one step of each recurrence as a graph (stdo.models.brvsr); a server runs the recurrence around them
-BRVSR_STEPS = {
-    "backward": (("lr", "state", "flow"), ("state_out",)),
-    "forward": (("lr", "state", "flow", "backward_state"), ("state_out", "sr")),
-}
 
 
 def export_brvsr_onnx(model: nn.Module, folder: Path, example_size: tuple[int, int] = (32, 32)) -> dict[str, Path]:
@@ -125,36 +118,11 @@ def skip_convs(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and shapes.get(n.input[1], ())[-2:] == (5, 5)]
 
 
-def _session(path: Path, threads: int | None):
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    # Idle pool threads otherwise spin after each run, taking the cores from the plan's stitching between
-    # runs (measured: 21 of 145 ms per 1080p frame of windows, ~1 ms without; whole-frame runs unchanged).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-class OnnxStep:
-    """An exported brvsr step as a callable of the torch step's signature (tensors in, tensor(s) out)."""
-
-    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-        self.inputs, self.outputs = BRVSR_STEPS[name]
-
-    def __call__(self, *args: torch.Tensor):
-        feeds = {k: np.ascontiguousarray(a.detach().cpu().numpy(), np.float32) for k, a in zip(self.inputs, args)}
-        out = [torch.from_numpy(y) for y in self.session.run(list(self.outputs), feeds)]
-        return out[0] if len(out) == 1 else tuple(out)
-
-
-class OnnxRunner:
-    """An ONNX model as a stdo.infer runner: float tensor [N,3,h,w] in [0,1] -> [N,3,s·h,s·w]."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0]
-        return torch.from_numpy(y)
+def write_onnx(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int | None]:
+    """The converter of the format table (stdo.runtimes): fp32, or int8 calibrated on `calibration`; dynamic shape."""
+    if precision == "fp32":
+        export_onnx(model, path)
+    else:
+        with tempfile.TemporaryDirectory(prefix="stdo-onnx-") as tmp:
+            quantize_onnx_int8(export_onnx(model, Path(tmp) / "fp32.onnx"), path, calibration)
+    return [None, 3, None, None]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ import stdo
 from stdo.errors import StdoError
 from stdo import bundle as bundle_format
 from stdo.export.margin import choose_margin
-from stdo.export.toolchain import require
+from stdo.toolchain import require
 from stdo.fileio import replace_dir, save_torch, sha256_of, temp_dir_beside, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
@@ -194,26 +193,9 @@ def _calibration(lr: np.ndarray, grid: Grid, model_map: np.ndarray, model_index:
 
 
 def _write_model(variant: Variant, model: nn.Module, path: Path, shape: tuple[int, int], calibration) -> list[int | None]:
-    """Convert one model to one variant (fixed-shape formats for `shape`); returns the file's input shape
-    (None where dynamic)."""
-    if variant.format == "onnx":
-        from stdo.export.onnx import export_onnx, quantize_onnx_int8
-
-        if variant.precision == "fp32":
-            export_onnx(model, path)
-        else:
-            with tempfile.TemporaryDirectory(prefix="stdo-onnx-") as tmp:
-                quantize_onnx_int8(export_onnx(model, Path(tmp) / "fp32.onnx"), path, calibration)
-        return [None, 3, None, None]
-    if variant.format == "tflite":
-        from stdo.export.tflite import export_tflite
-
-        export_tflite(model, path, shape, variant.precision, calibration)
-        return [1, 3, *shape]
-    from stdo.export.coreml import export_coreml
-
-    export_coreml(model, path, variant.precision, example_size=shape)
-    return [1, 3, None, None]
+    """Convert one model to one variant (fixed-shape formats for `shape`) with its format's converter; returns the
+    file's input shape (None where dynamic)."""
+    return RUNTIME_FORMATS[variant.format].convert(model, path, shape, variant.precision, calibration)
 
 
 def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], Path]:

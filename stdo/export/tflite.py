@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stdo.export.toolchain import quiet, require
+from stdo.toolchain import quiet, require
 from stdo.fileio import write_bytes
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -114,27 +114,7 @@ def export_tflite(model: nn.Module, path: Path, window: tuple[int, int], precisi
     return Path(path)
 
 
-class TfliteRunner:
-    """A .tflite model as a stdo.infer runner: float [N,3,h,w] in [0,1] -> [N,3,s·h,s·w], window by window."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        require("ai_edge_litert")
-        from ai_edge_litert.interpreter import Interpreter
-
-        with quiet():
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(v) for v in self.input["shape"])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.input_shape[1:]:
-            raise ValueError(f"this .tflite takes windows {self.input_shape[1:]}, got {tuple(x.shape[1:])}")
-        batch = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
-        outputs = []
-        for window in batch:
-            self.interpreter.set_tensor(self.input["index"], window[None])
-            self.interpreter.invoke()
-            outputs.append(self.interpreter.get_tensor(self.output["index"])[0].copy())
-        return torch.from_numpy(np.stack(outputs))
+def write_tflite(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int]:
+    """The converter of the format table (stdo.runtimes): one file for the window `shape`."""
+    export_tflite(model, path, shape, precision, calibration)
+    return [1, 3, *shape]

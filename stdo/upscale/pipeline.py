@@ -65,7 +65,8 @@ def _check(o: UpscaleOptions) -> None:
 def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, work: Path) -> list[Runner]:
     if backend == "torch":
         return [lambda x, m=m: m(x) for m in models]
-    from stdo.export.onnx import OnnxRunner, export_onnx
+    from stdo.export.onnx import export_onnx
+    from stdo.runtimes.onnx import OnnxRunner
 
     return [OnnxRunner(export_onnx(m, work / f"model{i}.onnx"), threads) for i, m in enumerate(models)]
 
@@ -81,7 +82,8 @@ def sr_frames(models: list[torch.nn.Module], model_map: np.ndarray, lr: np.ndarr
             return vinr_frames(models[0], lr, batch=batch)
         steps = None
         if backend == "onnxruntime":
-            from stdo.export.onnx import OnnxStep, export_brvsr_onnx
+            from stdo.export.onnx import export_brvsr_onnx
+            from stdo.runtimes.onnx import OnnxStep
 
             paths = export_brvsr_onnx(models[0], work)
             steps = (OnnxStep(paths["backward"], "backward", threads), OnnxStep(paths["forward"], "forward", threads))

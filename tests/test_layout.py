@@ -1,0 +1,41 @@
+"""Who owns what: the formats several stages share import no stage, and the format table drives dispatch."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import stdo
+from stdo.runtimes import EXPORT_FORMATS, FORMATS, resolve
+
+ROOT = Path(stdo.__file__).parent
+STAGES = ("stdo.cluster", "stdo.train", "stdo.export", "stdo.deliver", "stdo.fleet", "stdo.upscale", "stdo.views")
+# what a client runs: the player, the bundle and plan readers, the update rebuild, the runtimes and the tiling
+CLIENT = [*sorted((ROOT / "play").glob("*.py")), *sorted((ROOT / "runtimes").glob("*.py")),
+          *(ROOT / f for f in ("bundle.py", "plan.py", "updates.py", "infer.py", "priors/__init__.py"))]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at its top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", CLIENT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_client_modules_import_no_stage(path):
+    stages = sorted(m for m in imported_modules(path) if m.startswith(STAGES))
+    assert not stages, f"{path.relative_to(ROOT)} imports {stages}"
+
+
+def test_the_format_table_names_a_runner_for_every_format_and_a_converter_for_each_export_format():
+    for name, fmt in FORMATS.items():
+        assert fmt.name == name and fmt.runner.startswith("stdo.runtimes.")
+        assert callable(resolve(fmt.runner))
+    assert EXPORT_FORMATS == ("onnx", "tflite", "coreml")
+    for name in EXPORT_FORMATS:
+        assert FORMATS[name].converter.startswith("stdo.export.") and callable(resolve(FORMATS[name].converter))
