@@ -59,6 +59,7 @@ def clean_ray():
     ({"steps": 10}, "no video"),
     ({"video": "a.mp4", "grid": "10by5"}, "grid '10by5' is not COLSxROWS"),
     ({"video": "a.mp4", "formats": "onnx,gif"}, "formats 'gif' is unknown"),
+    ({"video": "a.mp4", "formats": "torch"}, "formats 'torch' is unknown"),  # always written, never asked for
     ({"video": "a.mp4", "method": "brvsr"}, "method 'brvsr' cannot make a bundle"),
     ({"video": "a.mp4", "crf": 80}, "--crf 80 is outside"),
     ({"video": "a.mp4", "name": "../up"}, "cannot name a folder"),

@@ -27,7 +27,7 @@ from stdo.errors import StdoError
 from stdo.export.pipeline import QUANTIZE, parse_list
 from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
-from stdo.runtimes import FORMATS
+from stdo.runtimes import EXPORT_FORMATS
 from stdo.stream import StreamOptions
 from stdo.train.methods import METHODS, SERVER_METHODS, VIDEO_METHODS
 from stdo.video import Crop
@@ -207,6 +207,6 @@ def _check_values(job: VideoJob) -> None:
     patch_models = [m for m in list_models() if m not in VIDEO_MODELS]
     if job.model not in patch_models:
         raise StdoError(f"model {job.model!r} is unknown: use one of {', '.join(patch_models)}")
-    parse_list(job.formats, tuple(FORMATS), "formats")
+    parse_list(job.formats, EXPORT_FORMATS, "formats")
     if job.quantize:
         parse_list(job.quantize, QUANTIZE, "quantize")

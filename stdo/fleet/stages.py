@@ -31,7 +31,7 @@ from stdo.export.pipeline import ExportOptions, QUANTIZE, export, parse_list
 from stdo.fleet.jobs import VideoJob
 from stdo.grid import parse_grid
 from stdo.rundir import REPORT, method_dir, read_run_info
-from stdo.runtimes import FORMATS
+from stdo.runtimes import EXPORT_FORMATS
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
@@ -83,7 +83,7 @@ def _deliver(job: VideoJob, run: Path, device: str) -> dict:
     report = deliver(DeliverOptions(
         cluster=_cluster_options(job, run), out=run, budget_bytes=budget_bytes, budget_kbps=budget_kbps,
         crfs=job.crfs, methods=job.methods, train=_train_options(job, run, device),
-        export=ExportOptions(run=run, formats=parse_list(job.formats, tuple(FORMATS), "formats"), quantize=quantize,
+        export=ExportOptions(run=run, formats=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
                              strict=True),
         overwrite=True))
     chosen = report["chosen"]
@@ -134,7 +134,7 @@ def _train(job: VideoJob, run: Path, device: str) -> dict:
 
 
 def _export(job: VideoJob, run: Path, device: str) -> dict:
-    formats = parse_list(job.formats, tuple(FORMATS), "formats")
+    formats = parse_list(job.formats, EXPORT_FORMATS, "formats")
     quantize = parse_list(job.quantize, QUANTIZE, "quantize") if job.quantize else ()
     if job.budget:  # exported by the delivery: the kept point's bundle and its export report
         artifacts = json.loads((bundle_dir(run) / "report.json").read_text())["artifacts"]
