@@ -86,7 +86,15 @@ def main() -> None:
             print(f"{label}: {r['psnr']:.3f} dB, update {r['update_bytes']:,} B, bundle {r['bundle_bytes']:,} B",
                   flush=True)
     result = {"clip": args.clip, "scale": args.scale, "frames": args.frames, "crf": args.crf, "rows": rows}
-    (args.out / "update_kinds.json").write_text(json.dumps(result, indent=1))
+    path = args.out / "update_kinds.json"
+    earlier = json.loads(path.read_text()) if path.exists() else None
+    if earlier and all(earlier[k] == result[k] for k in ("clip", "scale", "frames", "crf")):
+        # the kinds not measured now are kept from the earlier run of the same setting, in the table's order
+        measured = {r["kind"] for r in rows}
+        kept = {r["kind"]: r for r in earlier["rows"] if r["kind"] not in measured}
+        by_kind = {**kept, **{r["kind"]: r for r in rows}}
+        rows = result["rows"] = [by_kind[k] for k in ("prior alone", *KINDS) if k in by_kind]
+    path.write_text(json.dumps(result, indent=1))
     lines = ["# Update kinds: what the per-video update of the prior changes, and what it costs", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
              f"{args.clip}, {args.frames} frames, x{args.scale}, LR H.264 CRF {args.crf}, jstdo from the prior, "

@@ -88,6 +88,8 @@ def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_
     moved = sum(int((start[k] != trained[k]).sum()) for k in directions)
     count = sum(start[k].numel() for k in directions)
     assert 0 < moved <= round(0.02 * count) + 2, (moved, count)  # + ties at the threshold
+    for k in directions:  # each channel's largest |v|, which sets its int8 scale, stays the prior's
+        assert torch.equal(start[k].abs().flatten(1).max(1).values, trained[k].abs().flatten(1).max(1).values), k
     frozen = {k for k in start if not k.endswith(("bias", "original0", DIRECTION)) or "skip." in k}
     assert all(torch.equal(start[k], trained[k]) for k in frozen)  # the fp32 skip branch stays the prior's
     assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="sparse")["psnr_video"] - 0.01
