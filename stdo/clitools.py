@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import sys
+import traceback
 
 import click
 from tqdm import tqdm
@@ -18,7 +19,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class StdoCommand(click.Command):
     """A click command that turns StdoError into `Error: ...` on stderr and exit code 2, no traceback.
 
-    Option callbacks run while parsing, the work while invoking: both are covered.
+    Option callbacks run while parsing, the work while invoking: both are covered. An OS error or a runtime's
+    own error is one line too, with its traceback above it under -v (where it came from is then the question).
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -33,12 +35,14 @@ class StdoCommand(click.Command):
         except StdoError as e:
             _fail(ctx, e)
         except OSError as e:  # disk full, permission denied, a read-only RUN: the atomic writes left nothing half-done
+            _traceback_if_verbose(ctx)
             _fail(ctx, StdoError(describe_os_error(e)))
         except Exception as e:  # noqa: BLE001 - a runtime's own errors (bad model file, shapes) become one line
             runtime = _runtime_of(e)
             if runtime is None:
                 raise
             first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:300]
+            _traceback_if_verbose(ctx)
             _fail(ctx, StdoError(f"{runtime} failed: {first}: check the model files (rerun stdo-export)"))
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing was half-written; rerun the same command to go on.", err=True)
@@ -67,6 +71,11 @@ def describe_os_error(e: OSError) -> str:
         errno.EPERM: "operation not permitted" + where + ": give a folder you can write to",
     }
     return advice.get(e.errno, f"{e.strerror or e.__class__.__name__}{where}: check the path and rerun")
+
+
+def _traceback_if_verbose(ctx: click.Context) -> None:
+    if ctx.params.get("verbose"):
+        click.echo(traceback.format_exc().rstrip(), err=True)
 
 
 def _fail(ctx: click.Context, error: StdoError) -> None:

@@ -277,3 +277,8 @@ def test_a_run_that_cannot_be_written_is_one_line(cli, run, monkeypatch, error, 
     code, _, err, _ = cli(train_command, [run, "--method", "awdnn", "--steps", "5", *TINY])
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert tree(run) == before
+    code, _, err, _ = cli(train_command, [run, "--method", "awdnn", "--steps", "5", *TINY, "-v"])
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback (most recent call last)" in err and "in refuse" in err, err  # where it came from
+    assert lines[-1].startswith("Error: ") and message in lines[-1]
+    assert tree(run) == before
