@@ -140,7 +140,9 @@ def test_jstdo_uniform_sampling_option(small_run, tmp_path):
 def test_rerun_resumes_and_finished_training_is_not_repeated(small_run, tmp_path):
     run = copy_run(small_run, tmp_path / "run")
     first = train(options(run, "awdnn", 60, every=20))
-    again = train(options(run, "awdnn", 60, every=20))
+    steps = []
+    again = train(options(run, "awdnn", 60, every=20), progress=lambda job, step, *_: steps.append(step))
+    assert steps == []  # no step trained again (a restart from step 0 would report 60)
     assert again["psnr_video"] == first["psnr_video"]
     assert again["train_seconds"] == pytest.approx(first["train_seconds"], abs=0.5)
 
@@ -166,7 +168,9 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / f"models/{method}/report.json").exists()
-    subprocess.run([BIN / "stdo-train", killed, *args], check=True, capture_output=True)
+    saved = _state_step(state)
+    done = subprocess.run([BIN / "stdo-train", killed, *args, "-v"], check=True, capture_output=True, text=True)
+    assert f"{job}: resuming at step {saved} of" in done.stderr  # not a restart from step 0, which also ends there
     a = json.loads((whole / f"models/{method}/report.json").read_text())
     b = json.loads((killed / f"models/{method}/report.json").read_text())
     assert abs(a["psnr_video"] - b["psnr_video"]) <= 0.05 and abs(a["psnr_stdo"] - b["psnr_stdo"]) <= 0.05
@@ -275,9 +279,11 @@ def test_torchrun_joint_model_killed_and_resumed_ends_exactly_where_an_uninterru
     _kill_all_naming(killed)  # the launcher and both ranks (torchrun starts the ranks in sessions of their own)
     proc.wait()
     time.sleep(1)
-    assert 40 <= _state_step(state) < 160
-    done = subprocess.run(_torchrun(killed, *args), capture_output=True, text=True, env=env, timeout=180)
+    saved = _state_step(state)
+    assert 40 <= saved < 160
+    done = subprocess.run(_torchrun(killed, *args, "-v"), capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"joint: resuming at step {saved} of" in done.stderr  # not a restart from step 0
     a, b = (torch.load(r / "models/jstdo/state/joint.pt", weights_only=True) for r in (whole, killed))
     assert a["sampler"] == b["sampler"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
