@@ -16,8 +16,8 @@ The prior never saw these clips: it was trained on scikit-image's photographs (s
 stricter than leave-one-out over the benchmark clips.
 
 BD-rate against the HR ladder of the same codec uses the `bjontegaard` package (Akima interpolation over the PSNR
-range both curves cover; the overlap is reported beside it). "update vs prior" is stdo's BD-rate against the prior
-alone: whether the per-video update pays for its bytes.
+range both curves cover; the overlap is reported beside it). "stdo / jstdo against LR + prior alone": the BD-rate of
+the prior plus its coded per-video update against the prior alone, whether the update pays for its bytes.
 
     python benchmarks/rate_quality.py --clips bikes --scales 4,2 --codecs h264,hevc --frames 250 --steps 400
 """
@@ -91,7 +91,8 @@ def method_point(run: Path, name: str, steps: int, hr: np.ndarray, scale: int) -
 
 
 def hr_bytes_at(hr_curve: list[dict], target: float) -> float | None:
-    """HR stream bytes at `target` RGB PSNR, interpolated in log-bytes; None outside the ladder."""
+    """A curve's bytes (the HR ladder's, or the prior alone's) at `target` RGB PSNR, interpolated in log-bytes;
+    None outside it."""
     points = sorted(hr_curve, key=lambda p: p["psnr"])
     ps, logb = [p["psnr"] for p in points], [np.log(p["bytes"]) for p in points]
     if not ps[0] <= target <= ps[-1]:
@@ -150,10 +151,16 @@ def run_clip(clip: str, scale: int, codec: str, args, work: Path) -> dict:
         results.setdefault("bd_rate", {})[name] = bd_rates(results["hr"], [p[name] for p in results["lr"]])
         for p in results["lr"]:
             p[name]["hr_bytes_same_psnr"] = hr_bytes_at(results["hr"], p[name]["psnr"])
-    if "stdo" in args.methods:
-        results["bd_rate"]["stdo vs prior alone"] = bd_rates([p["prior"] for p in results["lr"]],
-                                                             [p["stdo"] for p in results["lr"]])
+    add_update_rows(results)
     return results
+
+
+def add_update_rows(results: dict) -> None:
+    """Each from-prior method's BD-rate against the prior alone: whether its per-video update pays for its bytes."""
+    for name in ("stdo", "jstdo"):
+        if all(name in p for p in results["lr"]):
+            results["bd_rate"][f"{name} vs prior alone"] = bd_rates([p["prior"] for p in results["lr"]],
+                                                                    [p[name] for p in results["lr"]])
 
 
 def write_markdown(all_results: list[dict], args, path: Path) -> None:
@@ -167,18 +174,22 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
     for r in all_results:
         lines += [f"## {r['clip']} x{r['scale']}, {r['codec']} ({r['crop']}, {r['frames']} frames, "
                   f"{r['duration_s']:.2f} s)", "",
-                  "| delivery | CRF | bytes | RGB PSNR | Y-PSNR | SSIM | HR bytes at that PSNR |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| delivery | CRF | bytes | RGB PSNR | Y-PSNR | SSIM | HR bytes at that PSNR | prior alone's bytes "
+                  "at that PSNR |",
+                  "|---|---|---|---|---|---|---|---|"]
         for p in r["hr"]:
             lines.append(f"| HR {r['codec']} | {p['crf']} | {p['bytes']:,} | {p['psnr']:.3f} | {p['psnr_y']:.3f} | "
-                         f"{p['ssim']:.4f} | |")
+                         f"{p['ssim']:.4f} | | |")
+        prior_curve = [p["prior"] for p in r["lr"]]  # where an update stops paying: prior alone at its PSNR costs less
         for p in r["lr"]:
             for name in ("bicubic", "prior", *args.methods):
                 m = p[name]
                 hr_b = "outside the HR ladder" if m["hr_bytes_same_psnr"] is None else f"{m['hr_bytes_same_psnr']:,.0f}"
                 models = f" (models {m['model_bytes']:,})" if m["model_bytes"] else ""
+                alone = hr_bytes_at(prior_curve, m["psnr"]) if name in ("stdo", "jstdo") else None
+                alone_b = "" if name not in ("stdo", "jstdo") else "above its range" if alone is None else f"{alone:,.0f}"
                 lines.append(f"| LR + {name} | {p['crf']} | {m['bytes']:,}{models} | {m['psnr']:.3f} | "
-                             f"{m['psnr_y']:.3f} | {m['ssim']:.4f} | {hr_b} |")
+                             f"{m['psnr_y']:.3f} | {m['ssim']:.4f} | {hr_b} | {alone_b} |")
         lines += ["", f"| BD-rate against HR {r['codec']} | RGB PSNR | overlap | Y-PSNR | overlap |",
                   "|---|---|---|---|---|"]
         for name, bd in r["bd_rate"].items():
@@ -186,7 +197,8 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
             for metric in ("psnr", "psnr_y"):
                 v = bd[metric]["bd_rate_percent"]
                 cells += ["no overlap" if v is None else f"{v:+.1f}%", f"{100 * bd[metric]['overlap']:.0f}%"]
-            label = "stdo against LR + prior alone" if name == "stdo vs prior alone" else f"LR + {name}"
+            label = (f"{name.removesuffix(' vs prior alone')} against LR + prior alone" if name.endswith("prior alone")
+                     else f"LR + {name}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("BD-rate: average bytes change at equal quality (negative = fewer bytes), over the PSNR range both "
@@ -251,6 +263,9 @@ def main() -> None:
                         tmp_file = results_file.with_suffix(".json.tmp")
                         tmp_file.write_text(json.dumps(all_results, indent=1))
                         tmp_file.replace(results_file)
+    for result in all_results:
+        result["bd_rate"].pop("stdo vs prior alone", None)
+        add_update_rows(result)
     write_markdown(all_results, args, args.out / "rate_quality.md")
     plot(all_results, args, args.out / "rate_quality.png")
     print((args.out / "rate_quality.md").read_text())
