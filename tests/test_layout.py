@@ -39,3 +39,20 @@ def test_the_format_table_names_a_runner_for_every_format_and_a_converter_for_ea
     assert EXPORT_FORMATS == ("onnx", "tflite", "coreml")
     for name in EXPORT_FORMATS:
         assert FORMATS[name].converter.startswith("stdo.export.") and callable(resolve(FORMATS[name].converter))
+
+
+def test_the_method_registry_is_what_the_commands_offer_and_refuse():
+    from stdo.export.cli import export_command
+    from stdo.train.cli import train_command
+    from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY, Method, register_method
+    from stdo.upscale.cli import upscale_command
+
+    def choices(command) -> tuple:
+        return tuple(next(p for p in command.params if p.name == "method").type.choices)
+
+    assert choices(train_command) == choices(export_command) == choices(upscale_command) == tuple(REGISTRY)
+    assert ON_DEVICE_METHODS == ("stdo", "jstdo", "awdnn", "nas", "cafm")
+    assert {n for n, m in REGISTRY.items() if m.video} == {"brvsr", "vinr"}
+    assert {n for n, m in REGISTRY.items() if m.joint_start is not None} == {"stdo", "cafm"}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_method(Method("stdo", REGISTRY["stdo"].build, on_device=True))

@@ -14,11 +14,10 @@ from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, parse_list
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
 from stdo.train.loop import TrainConfig
-from stdo.train.methods import METHODS, SERVER_METHODS, TUNES, MethodOptions
+from stdo.train.methods import ON_DEVICE_METHODS, TUNES, MethodOptions
 from stdo.train.pipeline import TrainOptions
 from stdo.video import Crop
 
-ON_DEVICE = tuple(m for m in METHODS if m not in SERVER_METHODS)
 
 def _crfs(ctx, param, value: str) -> tuple[int, ...]:
     try:
@@ -63,7 +62,7 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y", help="Crop of the HR frames, in HR pixels.")
 @click.option("--method", "methods", default="stdo", show_default=True, metavar="METHOD,...",
-              callback=lambda c, p, v: parse_list(v, ON_DEVICE, "--method"),
+              callback=lambda c, p, v: parse_list(v, ON_DEVICE_METHODS, "--method"),
               help="On-device methods tried at each CRF (stdo-train --method): stdo ships an update per chunk and "
                    "the chunk map, jstdo one joint update.")
 @click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")

@@ -50,7 +50,7 @@ from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, met
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
-from stdo.train.methods import METHODS, load_trained
+from stdo.train.methods import METHODS, REGISTRY, load_trained
 from stdo.video import as_nchw
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def check_provenance(run: Path, info: dict, method: str, report: dict) -> None:
 def _trained(run: Path, info: dict, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     models, model_map, report = load_trained(method_dir(run, method))
     check_provenance(run, info, method, report)
-    if any(getattr(m, "arch", None) for m in models):
+    if REGISTRY[method].video:
         raise StdoError(f"{method} is a server-side video model, not a phone bundle's per-patch WDSR: run it with "
                         f"stdo-upscale {run} --method {method}")
     if any(m.config.frames > 1 for m in models):

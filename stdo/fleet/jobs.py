@@ -29,7 +29,7 @@ from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
 from stdo.runtimes import EXPORT_FORMATS
 from stdo.stream import StreamOptions
-from stdo.train.methods import METHODS, SERVER_METHODS, VIDEO_METHODS
+from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
 from stdo.video import Crop
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -196,12 +196,13 @@ def _check_values(job: VideoJob) -> None:
         parse_budget(job.budget)
     for crf in job.crfs if job.budget else (job.crf,):
         StreamOptions(codec=job.codec, crf=crf).check()
-    shippable = [m for m in METHODS if m not in VIDEO_METHODS]
+    shippable = [name for name, m in REGISTRY.items() if not m.video]
     for method in job.methods or ("",):
         if method not in shippable:
             raise StdoError(f"method {method!r} cannot make a bundle: use one of {', '.join(shippable)}")
-    if job.budget and any(m in SERVER_METHODS for m in job.methods):
-        raise StdoError(f"method {job.method!r}: a budget row ships on-device models (stdo, jstdo, awdnn, nas, cafm)")
+    if job.budget and any(not REGISTRY[m].on_device for m in job.methods):
+        raise StdoError(f"method {job.method!r}: a budget row ships on-device models "
+                        f"({', '.join(ON_DEVICE_METHODS)})")
     if len(set(job.crfs)) != len(job.crfs) or len(set(job.methods)) != len(job.methods):
         raise StdoError("crf and method list each value once: drop the repeats")
     patch_models = [m for m in list_models() if m not in VIDEO_MODELS]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,9 +51,6 @@ from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
 from stdo.train.sparse import DIRECTION, SparseProjection
 
-METHODS = ("stdo", "jstdo", "awdnn", "nas", "cafm", "mfwdsr", "wdsr-large", "brvsr", "vinr")
-SERVER_METHODS = ("mfwdsr", "wdsr-large", "brvsr", "vinr")
-VIDEO_METHODS = ("brvsr", "vinr")  # whole-clip models (stdo.videosr), not patch-wise WDSRs
 CAFM_CHUNKS = ("time", "stdo")
 
 
@@ -68,7 +66,7 @@ class MethodOptions:
     radius: int = 1  # mfwdsr: frames t-r .. t+r
     sequence: int = 5  # brvsr: frames per training sequence
     joint_start: float | None = None  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts
-    # every chunk's; None: the method's default (JOINT_START)
+    # every chunk's; None: the method's default (its registry entry's)
     init: str = "prior"  # prior: the shipped prior of the model and scale when there is one (stdo.priors), else
     # scratch; scratch: a new model (bicubic); or the path of a stdo-general checkpoint
     tune: str | None = None  # what training may change of its start: all weights, channels (per-channel gains and
@@ -94,7 +92,6 @@ class TrainingPlan:
 
 
 TUNES = ("all", "channels", "biases", "sparse")
-JOINT_START = {"stdo": 0.75, "cafm": 0.0}  # the default share; cafm's is 0 so that it trains as CaFM does
 
 
 def time_segments(num_frames: int, segments: int) -> np.ndarray:
@@ -106,120 +103,202 @@ def split_steps(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-               steps: int, options: MethodOptions) -> TrainingPlan:
-    if method not in METHODS:
-        raise StdoError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    t = len(lr)
-    k = int(chunks.max()) + 1
-    segments = options.segments or k
-    if method in ("nas", "cafm") and not 1 <= segments <= t:
-        raise StdoError(f"--segments {segments} must be between 1 and the {t} frames of the RUN")
+class _Build:
+    """What every method's builder shares: the RUN's frames and chunks, the options, the prior and the tune
+    resolved, and the pieces a plan is made of (a new model from the prior, a patch sampler, a joint start)."""
 
-    if options.tune is not None and options.tune not in TUNES:
-        raise StdoError(f"--tune {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
-    if options.tune not in (None, "all") and method in SERVER_METHODS:
-        raise StdoError(f"--tune {options.tune} restricts a per-video update of a prior; {method} trains whole: "
-                        "drop --tune")
-    prior = None if method in SERVER_METHODS else initial_weights(options, scale)
-    tune = options.tune or ("channels" if prior is not None else "all")
-    if tune == "sparse" and prior is None:
-        raise StdoError("--tune sparse keeps an update of a prior sparse, and these models start from scratch: "
-                        "give --init prior (or a stdo-general checkpoint), or another --tune")
-    if tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
-        raise StdoError(f"--sparse-share {options.sparse_share} must be between 0 and 1 (the share of the conv "
-                        "weights that may differ from the prior)")
+    def __init__(self, method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
+                 steps: int, options: MethodOptions) -> None:
+        self.method, self.hr, self.lr, self.grid, self.scale, self.chunks = method, hr, lr, grid, scale, chunks
+        self.steps, self.options = steps, options
+        self.t, self.k = len(lr), int(chunks.max()) + 1
+        self.segments = options.segments or self.k
+        if options.tune is not None and options.tune not in TUNES:
+            raise StdoError(f"--tune {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
+        on_device = REGISTRY[method].on_device
+        if options.tune not in (None, "all") and not on_device:
+            raise StdoError(f"--tune {options.tune} restricts a per-video update of a prior; {method} trains whole: "
+                            "drop --tune")
+        self.prior = initial_weights(options, scale) if on_device else None
+        self.tune = options.tune or ("channels" if self.prior is not None else "all")
+        if self.tune == "sparse" and self.prior is None:
+            raise StdoError("--tune sparse keeps an update of a prior sparse, and these models start from scratch: "
+                            "give --init prior (or a stdo-general checkpoint), or another --tune")
+        if self.tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
+            raise StdoError(f"--sparse-share {options.sparse_share} must be between 0 and 1 (the share of the conv "
+                            "weights that may differ from the prior)")
+        default = REGISTRY[method].joint_start
+        share = (default or 0.0) if options.joint_start is None else options.joint_start
+        if default is not None and not 0.0 <= share <= 1.0:
+            raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
+        self.joint_steps = int(round(share * steps)) if default is not None else 0
 
-    def new_model() -> nn.Module:
-        model = create_model(options.model, scale=scale, **options.overrides)
-        if prior is not None:
-            start_from_prior(model, prior[0], options)
-        restrict(model, tune)
+    @property
+    def prior_id(self) -> str | None:
+        return self.prior and self.prior[1]
+
+    def check_segments(self) -> None:
+        if not 1 <= self.segments <= self.t:
+            raise StdoError(f"--segments {self.segments} must be between 1 and the {self.t} frames of the RUN")
+
+    def segment_map(self) -> np.ndarray:
+        return np.broadcast_to(time_segments(self.t, self.segments)[:, None, None], self.chunks.shape)
+
+    def new_model(self) -> nn.Module:
+        model = create_model(self.options.model, scale=self.scale, **self.options.overrides)
+        if self.prior is not None:
+            start_from_prior(model, self.prior[0], self.options)
+        restrict(model, self.tune)
         return model
 
-    def projection(model: nn.Module) -> dict:
+    def projection(self, model: nn.Module) -> dict:
         """A job's `project` under --tune sparse (SparseProjection from the model's prior weights)."""
-        return {"project": SparseProjection(model, options.sparse_share)} if tune == "sparse" else {}
+        return {"project": SparseProjection(model, self.options.sparse_share)} if self.tune == "sparse" else {}
 
-    def group(patches: np.ndarray, radius: int = 0) -> PatchSampler:
-        return PatchSampler(hr, lr, grid, scale, patches, crop=options.crop, augment=options.augment, radius=radius)
+    def group(self, patches: np.ndarray, radius: int = 0) -> PatchSampler:
+        return PatchSampler(self.hr, self.lr, self.grid, self.scale, patches, crop=self.options.crop,
+                            augment=self.options.augment, radius=radius)
 
-    seg_map = np.broadcast_to(time_segments(t, segments)[:, None, None], chunks.shape)
+    def chunk_sampler(self) -> ChunkSampler:
+        """jstdo's: batches drawn chunk by chunk (stdo.train.sampling)."""
+        return ChunkSampler([self.group(patches_of(self.chunks, i)) for i in range(self.k)],
+                            weighting=self.options.sampling)
 
-    share = JOINT_START.get(method, 0.0) if options.joint_start is None else options.joint_start
-    if method in JOINT_START and not 0.0 <= share <= 1.0:
-        raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
-    joint_steps = int(round(share * steps)) if method in JOINT_START else 0
-
-    def joint_start() -> list[Job]:
+    def joint_start(self) -> list[Job]:
         """jstdo's model, sampler and schedule for its first `joint_steps` steps: it trains exactly as jstdo would."""
-        if not joint_steps:
+        if not self.joint_steps:
             return []
-        sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        model = new_model()
-        return [Job("joint-start", model, joint_steps, sampler, shared=True, deliverable=False,
-                    schedule=(0, joint_steps, steps), **projection(model))]
+        model = self.new_model()
+        return [Job("joint-start", model, self.joint_steps, self.chunk_sampler(), shared=True, deliverable=False,
+                    schedule=(0, self.joint_steps, self.steps), **self.projection(model))]
 
-    def from_start(start: list[Job]) -> dict:
+    def from_start(self, start: list[Job]) -> dict:
         """What a job that continues the joint start needs: its weights and the rest of its schedule."""
-        return {"init_from": "joint-start", "schedule": (joint_steps, steps, steps)} if start else {}
+        return {"init_from": "joint-start", "schedule": (self.joint_steps, self.steps, self.steps)} if start else {}
 
-    if method in ("stdo", "nas"):
-        labels, n = (chunks, k) if method == "stdo" else (seg_map, segments)
-        start = joint_start()
-        models = [new_model() for _ in range(n)]
-        jobs = [Job(f"model{i}", model, s, ChunkSampler([group(patches_of(labels, i))], ids=[i]),
-                    **from_start(start), **projection(model))
-                for i, (model, s) in enumerate(zip(models, split_steps(steps - joint_steps, n)))]
-        if not start and any(job.steps == 0 for job in jobs):
-            raise StdoError(f"--steps {steps} is fewer than the {n} models of {method}: give at least {n}")
-        return TrainingPlan(method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
-                            joint_start=joint_steps / steps, prior=prior and prior[1], tune=tune)
-    if method in VIDEO_METHODS:
-        model = create_model(method, scale=scale, **options.overrides)
-        if method == "brvsr":
-            if options.sequence < 2:
-                raise StdoError(f"--sequence {options.sequence} must be at least 2: brvsr learns from neighbours")
-            from stdo.flow import neighbour_flows
 
-            sampler = SequenceSampler(hr, lr, neighbour_flows(lr, on_disk=True), grid, scale, patches_of(chunks),
-                                      options.sequence, options.crop, options.augment)
-        else:
-            sampler = PairSampler(hr, lr, grid, scale, patches_of(chunks), options.crop, options.augment)
-        return TrainingPlan(method, [Job("joint", model, steps, ChunkSampler([sampler]), shared=True)],
-                            np.zeros(chunks.shape, np.uint8), 1, model=method)
-    if method in SERVER_METHODS:
-        radius = options.radius if method == "mfwdsr" else 0
-        if not 0 <= radius <= (t - 1) // 2:
-            raise StdoError(f"--radius {radius} needs {2 * radius + 1} frames, the RUN has {t}: give at most {(t - 1) // 2}")
-        name = "wdsr_large" if method == "wdsr-large" else options.model
-        model = create_model(name, scale=scale, **{**options.overrides, "frames": 2 * radius + 1})
-        sampler = ChunkSampler([group(patches_of(chunks), radius)])
-        return TrainingPlan(method, [Job("joint", model, steps, sampler, shared=True)], np.zeros(chunks.shape, np.uint8),
-                            1, radius, model=name)
-    if method in ("awdnn", "jstdo"):
-        if method == "awdnn":
-            sampler = ChunkSampler([group(patches_of(chunks))])
-        else:
-            sampler = ChunkSampler([group(patches_of(chunks, i)) for i in range(k)], weighting=options.sampling)
-        model = new_model()
-        return TrainingPlan(method, [Job("joint", model, steps, sampler, shared=True, **projection(model))],
-                            np.zeros(chunks.shape, np.uint8), 1, prior=prior and prior[1], tune=tune)
-    # cafm
-    if options.cafm_chunks not in CAFM_CHUNKS:
-        raise StdoError(f"--cafm-chunks {options.cafm_chunks!r} is unknown: use time or stdo")
-    labels, n = (seg_map, segments) if options.cafm_chunks == "time" else (chunks, k)
-    start = joint_start()  # then the modulation (and backbone) from jstdo's model
-    backbone = new_model()
+def _per_model(b: _Build) -> TrainingPlan:
+    """stdo (one model per chunk) and nas (one per temporal segment)."""
+    if b.method == "nas":
+        b.check_segments()
+    labels, n = (b.chunks, b.k) if b.method == "stdo" else (b.segment_map(), b.segments)
+    start = b.joint_start()
+    models = [b.new_model() for _ in range(n)]
+    jobs = [Job(f"model{i}", model, s, ChunkSampler([b.group(patches_of(labels, i))], ids=[i]),
+                **b.from_start(start), **b.projection(model))
+            for i, (model, s) in enumerate(zip(models, split_steps(b.steps - b.joint_steps, n)))]
+    if not start and any(job.steps == 0 for job in jobs):
+        raise StdoError(f"--steps {b.steps} is fewer than the {n} models of {b.method}: give at least {n}")
+    return TrainingPlan(b.method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
+                        joint_start=b.joint_steps / b.steps, prior=b.prior_id, tune=b.tune)
+
+
+def _joint(b: _Build) -> TrainingPlan:
+    """awdnn (uniform over the clip) and jstdo (drawn chunk by chunk): one model."""
+    sampler = ChunkSampler([b.group(patches_of(b.chunks))]) if b.method == "awdnn" else b.chunk_sampler()
+    model = b.new_model()
+    return TrainingPlan(b.method, [Job("joint", model, b.steps, sampler, shared=True, **b.projection(model))],
+                        np.zeros(b.chunks.shape, np.uint8), 1, prior=b.prior_id, tune=b.tune)
+
+
+def _cafm(b: _Build) -> TrainingPlan:
+    """A shared backbone with per-chunk modulation, chunks in time (CaFM's) or the RUN's."""
+    if b.options.cafm_chunks not in CAFM_CHUNKS:
+        raise StdoError(f"--cafm-chunks {b.options.cafm_chunks!r} is unknown: use time or stdo")
+    if b.options.cafm_chunks == "time":
+        b.check_segments()
+    labels, n = (b.segment_map(), b.segments) if b.options.cafm_chunks == "time" else (b.chunks, b.k)
+    start = b.joint_start()  # then the modulation (and backbone) from jstdo's model
+    backbone = b.new_model()
     model = CaFMWDSR(backbone.config, n)
-    if prior is not None:
+    if b.prior is not None:
         model.backbone.load_state_dict(backbone.state_dict())
-    restrict(model, tune)
-    sampler = ChunkSampler([group(patches_of(labels, i)) for i in range(n)])
-    job = Job("joint", model, steps - joint_steps, sampler, conditional=True, shared=True, **from_start(start),
-              **projection(model))
-    return TrainingPlan(method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
-                        joint_start=joint_steps / steps, prior=prior and prior[1], tune=tune)
+    restrict(model, b.tune)
+    sampler = ChunkSampler([b.group(patches_of(labels, i)) for i in range(n)])
+    job = Job("joint", model, b.steps - b.joint_steps, sampler, conditional=True, shared=True, **b.from_start(start),
+              **b.projection(model))
+    return TrainingPlan(b.method, start + [job], np.ascontiguousarray(labels, np.uint8), n,
+                        joint_start=b.joint_steps / b.steps, prior=b.prior_id, tune=b.tune)
+
+
+def _video(b: _Build) -> TrainingPlan:
+    """brvsr (sequences with DIS flow) and vinr (frame pairs): one whole-clip model."""
+    o = b.options
+    model = create_model(b.method, scale=b.scale, **o.overrides)
+    if b.method == "brvsr":
+        if o.sequence < 2:
+            raise StdoError(f"--sequence {o.sequence} must be at least 2: brvsr learns from neighbours")
+        from stdo.flow import neighbour_flows
+
+        sampler = SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale,
+                                  patches_of(b.chunks), o.sequence, o.crop, o.augment)
+    else:
+        sampler = PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), o.crop, o.augment)
+    return TrainingPlan(b.method, [Job("joint", model, b.steps, ChunkSampler([sampler]), shared=True)],
+                        np.zeros(b.chunks.shape, np.uint8), 1, model=b.method)
+
+
+def _server(b: _Build) -> TrainingPlan:
+    """mfwdsr (frames t-r .. t+r at once) and wdsr-large: one model over whole frames, trained whole."""
+    radius = b.options.radius if b.method == "mfwdsr" else 0
+    if not 0 <= radius <= (b.t - 1) // 2:
+        raise StdoError(f"--radius {radius} needs {2 * radius + 1} frames, the RUN has {b.t}: give at most "
+                        f"{(b.t - 1) // 2}")
+    name = "wdsr_large" if b.method == "wdsr-large" else b.options.model
+    model = create_model(name, scale=b.scale, **{**b.options.overrides, "frames": 2 * radius + 1})
+    sampler = ChunkSampler([b.group(patches_of(b.chunks), radius)])
+    return TrainingPlan(b.method, [Job("joint", model, b.steps, sampler, shared=True)],
+                        np.zeros(b.chunks.shape, np.uint8), 1, radius, model=name)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method as the registry knows it: what builds its plan, and what it is, which the CLIs' choices,
+    stdo-export's refusal, stdo-deliver and stdo-fleet read."""
+
+    name: str
+    build: Callable[[_Build], TrainingPlan]
+    on_device: bool  # its models ship in a phone bundle and start from the prior; else a server runs it
+    video: bool = False  # a whole-clip model (stdo.videosr), not patch-wise WDSRs: stdo-upscale only
+    per_chunk: bool = False  # several models, one per chunk or segment, served by the model map
+    joint_start: float | None = None  # the default share of a joint start, where the method has one
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    REGISTRY[method.name] = method
+    return method
+
+
+for _method in (
+    Method("stdo", _per_model, on_device=True, per_chunk=True, joint_start=0.75),
+    Method("jstdo", _joint, on_device=True),
+    Method("awdnn", _joint, on_device=True),
+    Method("nas", _per_model, on_device=True, per_chunk=True),
+    Method("cafm", _cafm, on_device=True, per_chunk=True, joint_start=0.0),  # 0: it trains as CaFM does
+    Method("mfwdsr", _server, on_device=False),
+    Method("wdsr-large", _server, on_device=False),
+    Method("brvsr", _video, on_device=False, video=True),
+    Method("vinr", _video, on_device=False, video=True),
+):
+    register_method(_method)
+
+METHODS = tuple(REGISTRY)
+SERVER_METHODS = tuple(name for name, m in REGISTRY.items() if not m.on_device)
+VIDEO_METHODS = tuple(name for name, m in REGISTRY.items() if m.video)
+ON_DEVICE_METHODS = tuple(name for name, m in REGISTRY.items() if m.on_device)
+
+
+def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
+                        steps: int, options: MethodOptions) -> TrainingPlan:
+    """The jobs a method trains on a RUN's frames and chunks, and its model map."""
+    if method not in REGISTRY:
+        raise StdoError(f"unknown method {method!r}: use one of {', '.join(REGISTRY)}")
+    return REGISTRY[method].build(_Build(method, hr, lr, grid, scale, chunks, steps, options))
 
 
 def initial_weights(options: MethodOptions, scale: int) -> tuple[dict, str] | None:

@@ -33,7 +33,7 @@ from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, meth
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
-from stdo.train.methods import (VIDEO_METHODS, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
+from stdo.train.methods import (REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
                                 start_from)
 from stdo.videosr import video_frames, vinr_any_scale, vinr_between
 
@@ -168,7 +168,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
     report["model_sha256"] = {model_file(i): sha256_of(out / model_file(i)) for i in range(training.num_models)}
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)
-        if o.method in VIDEO_METHODS:
+        if REGISTRY[o.method].video:
             frames = video_frames(models[0], lr, config.device)
             report.update(evaluate_frames(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, frames, eval_progress))
             if o.method == "vinr":  # any scale, and 2x frame rate
