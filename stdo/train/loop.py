@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -185,11 +185,36 @@ def _copy_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def load_state(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise StdoError(f"{path} is unreadable ({e.__class__.__name__}): delete it or pass --restart") from None
+@dataclass
+class Checkpoint:
+    """Everything a job needs to resume exactly where it stopped (RUN/models/<method>/state/<job>.pt, written
+    atomically every --checkpoint-every steps; torch.load(weights_only=True) reads it as a plain dict)."""
+
+    signature: dict  # what was trained (options, data): a resume with other options is refused
+    step: int
+    model: dict
+    optimizer: dict
+    scheduler: dict
+    scaler: dict  # empty when saved without loss scaling (CPU, bf16)
+    rng: list  # each rank's numpy bit-generator state (one for a per-rank job)
+    sampler: dict
+    elapsed: float  # training seconds so far
+    history: list  # (step, loss)
+    config: dict
+    best: dict | None = None  # {"step", "psnr", "model"}: the best evaluated state so far
+    evaluations: list = field(default_factory=list)  # (step, PSNR on the job's evaluation crops)
+    runtime: dict | None = None  # device and amp, which may differ on resume (warned)
+
+    def save(self, path: Path) -> None:
+        save_torch(path, {f.name: getattr(self, f.name) for f in fields(self)})  # not asdict: it deep-copies
+
+    @classmethod
+    def load(cls, path: Path) -> "Checkpoint":
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise StdoError(f"{path} is unreadable ({e.__class__.__name__}): delete it or pass --restart") from None
 
 
 def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, progress: ProgressFn = None,
@@ -212,25 +237,25 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     evaluations: list[tuple[int, float]] = []
 
     if state_path.exists():
-        state = load_state(state_path)
-        if state.get("signature") != signature:
+        state = Checkpoint.load(state_path)
+        if state.signature != signature:
             raise StdoError(
                 f"{state_path} was saved by a run with other options: rerun with the same options to resume, "
                 "or pass --restart to start over"
             )
-        if runtime is not None and state.get("runtime") not in (None, runtime):
+        if runtime is not None and state.runtime not in (None, runtime):
             log.warning("%s: resuming a training saved with %s, now on %s: the steps left run there", job.name,
-                        state["runtime"], runtime)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when saved without loss scaling (CPU, bf16)
-            scaler.load_state_dict(state["scaler"])
-        rng.bit_generator.state = state["rng"][world.rank if job.shared else 0]
-        job.sampler.load_state_dict(state["sampler"])
-        step, elapsed, history = state["step"], state["elapsed"], [tuple(h) for h in state["history"]]
-        best = state.get("best")
-        evaluations = [tuple(e) for e in state.get("evaluations", [])]
+                        state.runtime, runtime)
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        if state.scaler:
+            scaler.load_state_dict(state.scaler)
+        rng.bit_generator.state = state.rng[world.rank if job.shared else 0]
+        job.sampler.load_state_dict(state.sampler)
+        step, elapsed, history = state.step, state.elapsed, [tuple(h) for h in state.history]
+        best = state.best
+        evaluations = [tuple(e) for e in state.evaluations]
         log.info("%s: resuming at step %d of %d", job.name, step, job.steps)
 
     def consider(at_step: int) -> None:
@@ -287,14 +312,11 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         if step % cfg.checkpoint_every == 0 or step == job.steps:
             rng_states = dist_utils.gather_objects(rng.bit_generator.state) if job.shared else [rng.bit_generator.state]
             if world.rank == 0 or not job.shared:
-                save_torch(state_path, {
-                    "signature": signature, "step": step, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": rng_states,
-                    "sampler": job.sampler.state_dict(), "elapsed": time.perf_counter() - start,
-                    "history": history, "config": asdict(cfg), "best": best, "evaluations": evaluations,
-                    "runtime": runtime,
-                })
+                Checkpoint(signature=signature, step=step, model=model.state_dict(),
+                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           scaler=scaler.state_dict(), rng=rng_states, sampler=job.sampler.state_dict(),
+                           elapsed=time.perf_counter() - start, history=history, config=asdict(cfg), best=best,
+                           evaluations=evaluations, runtime=runtime).save(state_path)
             last_saved = step
     kept = step
     if best is not None and best["step"] != step:
