@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DEMO_DIR ?= demo-out
 JOBS ?= 2
 
-.PHONY: install test demo bench clean android-deps android prior
+.PHONY: install test test-fast demo bench clean android-deps android prior
 
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
+
+# The edit loop: everything but the tests marked slow (every method trained, torchrun, Ray, Chromium, the APK,
+# TFLite/CoreML conversions).
+test-fast: install
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -m "not slow"
 
 # What the web player's tests need beside Python (skipped without it, required under CI=true): Debian's
 # chromium (never a browser downloaded by npm) and the npm packages pinned by package-lock.json.

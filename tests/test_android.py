@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the APK build
+
 APP = Path(__file__).resolve().parents[1] / "android_demo" / "app"
 TOOLS = ("javac", "java", "aapt", "zipalign", "apksigner", "keytool", "dpkg-deb")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]

@@ -9,6 +9,8 @@ from stdo.deliver.pipeline import parse_budget
 from stdo.errors import StdoError
 from conftest import tree
 
+pytestmark = pytest.mark.slow  # whole deliveries: several trainings each
+
 TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--crop", "160x96+240+96",
         "--steps", "20", "--crf", "23,35", "-q"]
 

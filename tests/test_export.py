@@ -104,6 +104,7 @@ def test_verification_meets_the_targets_and_sizes_shrink(exported):
     assert "| tflite | int8 |" in md and f"Inference plan: margin {report['plan']['margin']} (measured" in md
 
 
+@pytest.mark.slow  # TFLite and CoreML conversions
 def test_coreml_spec_and_tflite_runtime(exported):
     from stdo.runtimes.coreml import inspect_coreml
     from stdo.runtimes.tflite import TfliteRunner

@@ -98,6 +98,7 @@ def test_cli_refuses_a_bad_jobs_file_before_anything_starts(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # Ray / a whole delivery
 def test_a_budget_row_is_delivered_at_its_best_point_and_reported_by_each_stage(tmp_path, bikes):
     row = {"video": str(bikes), "name": "b", "budget": "10MB", "crf": [23, 35], "method": "stdo,jstdo",
            "crop": "160x96+240+96", "frames": 4, "steps": 20, "grid": "2x2", "chunks": 2}
@@ -128,6 +129,7 @@ def test_a_stage_reports_bad_input_as_its_error(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ on Ray
 
+@pytest.mark.slow  # Ray / a whole delivery
 @pytest.mark.xdist_group("ray")
 def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bunny, clean_ray):
     corrupt = tmp_path / "corrupt.mp4"
@@ -167,6 +169,7 @@ def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bu
     assert again.rows["missing"]["error"] == catalogue["missing"]["error"]
 
 
+@pytest.mark.slow  # Ray / a whole delivery
 @pytest.mark.xdist_group("ray")
 def test_a_worker_killed_mid_training_is_retried_to_the_same_result(tmp_path, bikes, clean_ray):
     """Two rows of the same video: one has its training worker SIGKILLed after its first checkpoint. Ray retries

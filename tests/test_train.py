@@ -110,6 +110,7 @@ def test_amp_modes_and_apex_aliases():
 # ---------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow  # every method 480 steps / subprocesses / torchrun
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_overfits_and_beats_bicubic(small_run, tmp_path, method):
     run = copy_run(small_run, tmp_path / "run")
@@ -154,6 +155,7 @@ def _state_step(path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow  # every method 480 steps / subprocesses / torchrun
 @pytest.mark.parametrize("method, job", [("stdo", "joint-start"), ("mfwdsr", "joint")])
 def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(small_run, tmp_path, method, job):
     args = ["--method", method, "--steps", "400", "--checkpoint-every", "20", *TINY]
@@ -232,6 +234,7 @@ def test_bad_input_is_one_line_exit_2(cli, small_run, tmp_path):
 # ---------------------------------------------------------------------------- torchrun
 
 
+@pytest.mark.slow  # every method 480 steps / subprocesses / torchrun
 @pytest.mark.parametrize("method", ["awdnn", "stdo", "brvsr", "vinr"])
 def test_torchrun_two_cpu_processes(small_run, tmp_path, method):
     run = copy_run(small_run, tmp_path / "run")
@@ -263,6 +266,7 @@ def _kill_all_naming(path: Path) -> None:
             pass
 
 
+@pytest.mark.slow  # every method 480 steps / subprocesses / torchrun
 def test_torchrun_joint_model_killed_and_resumed_ends_exactly_where_an_uninterrupted_run_ends(small_run, tmp_path):
     """jstdo's data-aware sampler state is all-reduced, so every rank holds the same one and resume is exact."""
     args = ["--method", "jstdo", "--steps", "160", "--checkpoint-every", "20", *TINY]

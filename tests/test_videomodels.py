@@ -152,6 +152,7 @@ def _train(run, method, steps, *extra):
     return json.loads((run / f"models/{method}/report.json").read_text())
 
 
+@pytest.mark.slow  # video models trained
 def test_brvsr_trains_beats_bicubic_and_runs_on_onnxruntime(cli, run):
     report = _train(run, "brvsr", 300, "--sequence", "3")
     assert report["model"]["name"] == "brvsr" and report["model"]["channels"] == 8
@@ -164,6 +165,7 @@ def test_brvsr_trains_beats_bicubic_and_runs_on_onnxruntime(cli, run):
     assert code == 2 and "server-side video model" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # video models trained
 def test_vinr_trains_beats_bicubic_at_any_scale_and_between_frames(cli, run):
     report = _train(run, "vinr", 600)
     assert report["psnr_video"] > report["bicubic"]["psnr_video"] + 0.1
@@ -202,6 +204,7 @@ def test_a_new_vinr_is_the_baselines_it_is_measured_against(bikes_frames):
     assert between["frames"] == 2 and abs(between["psnr"] - between["bicubic"]["psnr"]) < 0.02
 
 
+@pytest.mark.slow  # video models trained
 @pytest.mark.parametrize("method", ["brvsr", "vinr"])
 def test_an_interrupted_video_model_resumes_to_the_same_weights(run, tmp_path, method):
     import shutil

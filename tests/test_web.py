@@ -17,6 +17,8 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.play.player import Player
 from stdo.web import drive, missing_tools, serve
 
+pytestmark = pytest.mark.slow  # headless Chromium
+
 MISSING = missing_tools()
 if MISSING and os.environ.get("CI") != "true":
     pytest.skip(f"web player tools missing: {', '.join(MISSING)} (make android-deps)", allow_module_level=True)
