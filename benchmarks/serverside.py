@@ -98,7 +98,7 @@ def macs_per_1080p_frame(model: torch.nn.Module, arch: str | None, scale: int, f
 
 def run_upscale(run: Path, method: str, backend: str, out: Path | None) -> dict:
     """stdo-upscale in its own process: frames per second and peak RSS (MiB)."""
-    args = [str(run), "--method", method, "--backend", backend, "-q"] + (["--out", str(out), "--crf", "0"] if out else [])
+    args = [str(run), "--method", method, "--backend", backend, "-q"] + (["--out", str(out), "--out-crf", "0"] if out else [])
     code = ("from stdo.upscale.cli import upscale_command\n"
             f"try:\n    upscale_command({args!r}, prog_name='stdo-upscale')\nexcept SystemExit as e:\n"
             "    print('EXIT', e.code)\nprint(open('/proc/self/status').read())\n")

@@ -15,19 +15,45 @@ from stdo.errors import StdoError
 EXIT_BAD_INPUT = 2
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# One idea, one flag, in every command: the flags whose spelling changed so that each means one thing
+# (command -> old -> new). The old spellings still work, with a warning.
+FLAG_VOCABULARY = {
+    "cluster": {"--lr": "--lr-video", "--force": "--overwrite"},
+    "train": {"--lr": "--learning-rate", "--crop": "--crop-size"},
+    "general": {"--lr": "--learning-rate", "--crop": "--crop-size"},
+    "play": {"--video": "--lr-video", "--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},
+    "upscale": {"--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},
+    "views order": {"--video": "--write-mp4"},
+}
+
 
 class StdoCommand(click.Command):
     """A click command that turns StdoError into `Error: ...` on stderr and exit code 2, no traceback.
 
     Option callbacks run while parsing, the work while invoking: both are covered. An OS error or a runtime's
     own error is one line too, with its traceback above it under -v (where it came from is then the question).
+
+    `renamed` maps a flag's old spelling to its new one (FLAG_VOCABULARY): the old one still works, with a
+    warning on stderr, and is not listed in --help.
     """
+
+    def __init__(self, *args, renamed: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.renamed = renamed or {}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, [self._respell(a) for a in args])
         except StdoError as e:
             _fail(ctx, e)
+
+    def _respell(self, arg: str) -> str:
+        old, eq, value = arg.partition("=")
+        if old not in self.renamed:
+            return arg
+        click.echo(f"Warning: {self.name} {old} is now {self.renamed[old]}; the old spelling goes in a later "
+                   "release", err=True)
+        return self.renamed[old] + eq + value
 
     def invoke(self, ctx: click.Context):
         try:

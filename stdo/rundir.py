@@ -69,16 +69,16 @@ def read_run_info(run: Path) -> dict:
     try:
         info = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StdoError(f"{path} is damaged ({e.__class__.__name__}): rerun stdo-cluster with --force") from None
+        raise StdoError(f"{path} is damaged ({e.__class__.__name__}): rerun stdo-cluster with --overwrite") from None
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
-        raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --force")
+        raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --overwrite")
     missing = [k for k in REQUIRED_KEYS if k not in info]
     grid = info.get("grid")
     if not missing and not (isinstance(grid, dict) and {"rows", "cols"} <= grid.keys()):
         missing = ["grid.rows/cols"]
     if missing:
-        raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with --force")
+        raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with --overwrite")
     return info
 
 
@@ -104,12 +104,12 @@ def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
     if force or not run.exists() or not any(p.name != LOCK_NAME and not is_leftover(p) for p in run.iterdir()):
         return
     if not (run / RUN_JSON).is_file():
-        raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --force to write there")
+        raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --overwrite to write there")
     info = read_run_info(run)
     if info.get("source", {}).get("sha256") != source_fingerprint:
         raise StdoError(
             f"{run} was made from {info.get('source', {}).get('path')}, not this source: "
-            "give another RUN folder, or --force to replace it"
+            "give another RUN folder, or --overwrite to replace it"
         )
 
 
@@ -179,4 +179,4 @@ def load_frames(run: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError as e:
         raise StdoError(f"{run} is incomplete ({Path(e.filename).name} missing): rerun stdo-cluster") from None
     except ValueError as e:
-        raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster --force") from None
+        raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster --overwrite") from None

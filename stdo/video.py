@@ -389,12 +389,12 @@ def load_clip(
     source = Path(source)
     kind, hr_files, lr_files = _source_reader(source, scale)
     if lr_source is not None and kind == "vsd4k":
-        raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop --lr")
+        raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop --lr-video")
     lr_given = lr_source is not None or lr_files is not None
     keep_lr_video = (lr_source is not None and Path(lr_source).is_file() and start == 0 and count is None
                      and crop is None)
     if keep_lr_video and stream is not None:
-        raise StdoError(f"--lr {lr_source} is shipped as it is: drop --codec/--crf/--bitrate/--preset/--gop/"
+        raise StdoError(f"--lr-video {lr_source} is shipped as it is: drop --codec/--crf/--bitrate/--preset/--gop/"
                         "--lossless, or cut it with --start/--frames/--crop to re-encode it")
     stream = stream or StreamOptions()
     width, height = _frame_size(source, hr_files)
@@ -458,7 +458,7 @@ def _read_lr_source(
     """`count` LR frames from `start`; with `whole`, every frame of the video, which must then number `count`."""
     kind, files, _ = _source_reader(lr_source, scale)
     if kind == "vsd4k":
-        raise StdoError(f"--lr {lr_source} is a VSD4K folder: give it as SOURCE instead")
+        raise StdoError(f"--lr-video {lr_source} is a VSD4K folder: give it as SOURCE instead")
     _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
     if files is None:
         lr, _ = read_video(lr_source, start, None if whole else count, box, allocate=allocate)

@@ -77,9 +77,9 @@ def test_rerun_on_same_source_is_allowed_other_source_needs_force(cli, bikes, bu
     assert cli(cluster_command, [bikes, run, *small_except(["--chunks"]), "--chunks", "3"])[0] == 0
     before = tree(run)
     code, _, err, _ = cli(cluster_command, [bunny, run, *SMALL])
-    assert code == 2 and "made from" in err and "--force" in err
+    assert code == 2 and "made from" in err and "--overwrite" in err
     assert tree(run) == before
-    assert cli(cluster_command, [bunny, run, *SMALL, "--force"])[0] == 0
+    assert cli(cluster_command, [bunny, run, *SMALL, "--overwrite"])[0] == 0
     assert json.loads((run / "run.json").read_text())["source"]["path"].endswith("bigbuckbunny.mp4")
 
 
@@ -98,7 +98,7 @@ def _bad_inputs(tmp_path: Path, bikes: Path) -> dict[str, tuple[list, str]]:
         "corrupt": ([junk], "not a video"),
         "truncated": ([cut], "complete"),
         "empty folder": ([empty], "no PNG or JPG"),
-        "lr size": ([bikes, "--lr", wrong_lr], "needs 160x68"),
+        "lr size": ([bikes, "--lr-video", wrong_lr], "needs 160x68"),
         "scale": ([bikes, "--scale", "1"], "below 2"),
         "grid": ([bikes, "--grid", "60x40"], "finer than"),
         "chunks": ([bikes, "--chunks", "49"], "more than the 48 patches"),
@@ -159,7 +159,7 @@ def test_console_scripts(bikes, tmp_path):
     """The installed entry points: --help, and a bad input with no traceback."""
     help_text = subprocess.run([BIN / "stdo-cluster", "--help"], capture_output=True, text=True, check=True).stdout
     for option in ("--scale", "--grid", "--chunks", "--scorer", "--partition", "--crop", "--codec", "--crf",
-                   "--bitrate", "--preset", "--gop", "--lossless", "--force"):
+                   "--bitrate", "--preset", "--gop", "--lossless", "--overwrite", "--lr-video"):
         assert option in help_text
     assert "cluster" in subprocess.run([BIN / "stdo", "--help"], capture_output=True, text=True, check=True).stdout
     bad = subprocess.run([BIN / "stdo", "cluster", tmp_path / "nope.mp4", tmp_path / "run"], capture_output=True, text=True)
@@ -172,12 +172,12 @@ def test_a_given_lr_video_used_whole_is_shipped_as_it_is(cli, bikes, tmp_path):
     encode_stream(hr, frames, options=StreamOptions(lossless=True))
     encode_stream(lr, downscale_bicubic(frames, 4), options=StreamOptions(codec="hevc", crf=30))
     run = tmp_path / "run"
-    code, out, err, _ = cli(cluster_command, [hr, run, "--lr", lr, "--scale", "4", "--grid", "4x3", "-q"])
+    code, out, err, _ = cli(cluster_command, [hr, run, "--lr-video", lr, "--scale", "4", "--grid", "4x3", "-q"])
     assert code == 0, err
     assert (run / "frames/lr.mp4").read_bytes() == lr.read_bytes()  # byte for byte, not re-encoded
     info = json.loads((run / "run.json").read_text())
     assert info["lr"]["kept_as_given"] and info["lr"]["encoder_options"] is None
     assert info["lr"]["stream"]["codec"] == "hevc"
     np.testing.assert_array_equal(np.stack(list(decode_stream(lr))), np.load(run / "frames/lr.npy"))
-    code, _, err, _ = cli(cluster_command, [hr, tmp_path / "run2", "--lr", lr, "--scale", "4", "--crf", "20", "-q"])
+    code, _, err, _ = cli(cluster_command, [hr, tmp_path / "run2", "--lr-video", lr, "--scale", "4", "--crf", "20", "-q"])
     assert code == 2 and "shipped as it is" in err and not (tmp_path / "run2").exists()

@@ -80,7 +80,7 @@ def test_csv_jobs_and_their_defaults(tmp_path):
     jobs.write_text('video,name,steps,formats,quantize\nclips/a.mp4,,2000,"onnx,tflite",int8\n/abs/b.mp4,bee,,,\n')
     a, b = read_jobs(jobs)
     assert (a.video, a.name, a.steps, a.formats, a.quantize) == (tmp_path / "clips/a.mp4", "a", 2000, "onnx,tflite", "int8")
-    assert (b.video, b.name, b.steps, b.scale, b.method) == (Path("/abs/b.mp4"), "bee", 1000, 4, "stdo")
+    assert (b.video, b.name, b.steps, b.scale, b.method) == (Path("/abs/b.mp4"), "bee", 2000, 4, "stdo")
     assert a.options_key() != b.options_key()
     jobs.write_text("video,name\na.mp4,x\nb.mp4,x\n")
     with pytest.raises(StdoError, match="name 'x' is also on line 2"):

@@ -24,7 +24,7 @@ from stdo.train.pipeline import TrainOptions, train
 
 from conftest import tree
 
-TINY = ["--blocks", "1", "--units", "8", "--batch", "4", "--crop", "16", "-q"]
+TINY = ["--blocks", "1", "--units", "8", "--batch", "4", "--crop-size", "16", "-q"]
 BIN = Path(sys.executable).parent
 
 
@@ -79,7 +79,7 @@ def test_reclustering_removes_the_models_and_bundle_it_would_orphan(cli, run, bi
     (run / "bundle/manifest.json").write_text("{}")
     old_id = json.loads((run / "run.json").read_text())["run_id"]
     with caplog.at_level(logging.WARNING):
-        code, _, err, _ = cli(cluster_command, _cluster_args(bikes, run, "--force"))
+        code, _, err, _ = cli(cluster_command, _cluster_args(bikes, run, "--overwrite"))
     assert code == 0, err
     assert not (run / "models").exists() and not (run / "bundle").exists()
     assert "removed models/ and bundle/" in caplog.text
@@ -221,12 +221,12 @@ def test_sigkill_at_random_points_then_rerun_ends_as_an_uninterrupted_run(bikes,
     def commands(run: Path, out: Path) -> dict:
         return {
             "cluster": [BIN / "stdo-cluster", bikes, run, "--scale", "2", "--grid", "4x2", "--chunks", "2", "--margin",
-                        "6", "--frames", "6", "--crop", "160x96+240+96", "--force", "-q"],
+                        "6", "--frames", "6", "--crop", "160x96+240+96", "--overwrite", "-q"],
             "train": [BIN / "stdo-train", run, "--method", "stdo", "--steps", "200", "--checkpoint-every", "20",
                       "--amp", "off", *TINY],
             "export": [BIN / "stdo-export", run, "--format", "onnx", "--quantize", "int8", "--verify-frames", "2",
                        "--plan-margin", "4", "-q"],
-            "play": [BIN / "stdo-play", run / "bundle", "--precision", "int8", "--out", out, "--overwrite", "--crf", "0",
+            "play": [BIN / "stdo-play", run / "bundle", "--precision", "int8", "--out", out, "--overwrite", "--out-crf", "0",
                      "-q"],
         }
 

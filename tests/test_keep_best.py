@@ -134,7 +134,7 @@ def test_a_general_scorer_made_here_is_what_cluster_loads(cli, bikes, bunny, tmp
 
     out = tmp_path / "general.pt"
     args = [bikes, bunny, "--out", out, "--scale", "4", "--model", "wdsr_a_mobile", "--frames", "3", "--steps", "30",
-            "--batch", "4", "--crop", "16", "-q"]
+            "--batch", "4", "--crop-size", "16", "-q"]
     code, stdout, err, _ = cli(general_command, args)
     assert code == 0, err
     assert "over 2 clip(s), 6 frames" in stdout and "--scorer general --checkpoint" in stdout
@@ -175,6 +175,6 @@ def test_a_general_model_trains_over_clips_smaller_than_the_crop(cli, bikes, tmp
     from stdo.train.general_cli import general_command
 
     args = [bikes, clip_path("carphone"), "--out", tmp_path / "g.pt", "--scale", "4", "--model", "wdsr_a_mobile",
-            "--frames", "2", "--steps", "5", "--batch", "4", "--crop", "48", "-q"]
+            "--frames", "2", "--steps", "5", "--batch", "4", "--crop-size", "48", "-q"]
     code, _, err, exception = cli(general_command, args)
     assert code == 0, (err, exception)

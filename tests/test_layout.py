@@ -56,3 +56,25 @@ def test_the_method_registry_is_what_the_commands_offer_and_refuse():
     assert {n for n, m in REGISTRY.items() if m.joint_start is not None} == {"stdo", "cafm"}
     with pytest.raises(ValueError, match="registered twice"):
         register_method(Method("stdo", REGISTRY["stdo"].build, on_device=True))
+
+
+def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_path):
+    from stdo.clitools import FLAG_VOCABULARY
+    from stdo.play.cli import play_command
+    from stdo.train.cli import train_command
+    from stdo.train.general_cli import general_command
+    from stdo.upscale.cli import upscale_command
+    from stdo.cluster.cli import cluster_command
+    from stdo.views.cli import order_command
+
+    commands = {"cluster": cluster_command, "train": train_command, "general": general_command, "play": play_command,
+                "upscale": upscale_command, "views order": order_command}
+    assert set(commands) == set(FLAG_VOCABULARY)
+    for name, renamed in FLAG_VOCABULARY.items():
+        flags = {opt for p in commands[name].params for opt in p.opts}
+        assert commands[name].renamed == renamed
+        assert set(renamed.values()) <= flags and not set(renamed) & flags, name  # --help lists the new ones only
+    code, _, err, _ = cli(train_command, [tmp_path / "no-run", "--lr", "1e-3", "--crop=16"])
+    assert code == 2  # parsed as --learning-rate and --crop-size; then the missing RUN is the one error
+    assert "Warning: train --lr is now --learning-rate" in err and "Warning: train --crop is now --crop-size" in err
+    assert err.strip().splitlines()[-1].startswith("Error: ") and "does not exist" in err

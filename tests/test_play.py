@@ -155,7 +155,7 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     code, _, err, _ = cli(play_command, [bundle, "--out", unrelated, "--overwrite", "-q"])
     assert code == 2 and "is a folder stdo-play did not write" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in unrelated.iterdir()] == ["holiday.jpg"]  # untouched
-    code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "fast.mp4", "--preset", "warp"])
+    code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "fast.mp4", "--out-preset", "warp"])
     assert code == 2 and "--preset 'warp' is not a h264 preset" in err and not (tmp_path / "fast.mp4").exists()
 
 
@@ -176,10 +176,10 @@ def test_a_video_that_does_not_match_is_refused_and_nothing_is_written(bundle, t
     encode_stream(tmp_path / "short.mp4", lr[:4], options=StreamOptions(lossless=True))
     encode_stream(tmp_path / "small.mp4", lr[:, :40], options=StreamOptions(lossless=True))
     for video, message in (("short.mp4", "with 4 frames"), ("small.mp4", "80x40")):
-        code, _, err, _ = cli(play_command, [bundle, "--video", tmp_path / video, "--out", tmp_path / "sr.mp4"])
+        code, _, err, _ = cli(play_command, [bundle, "--lr-video", tmp_path / video, "--out", tmp_path / "sr.mp4"])
         assert code == 2 and message in err and "exported with" in err, err
     np.save(tmp_path / "short.npy", lr[:4])  # a source that does not declare its length: caught at its end
-    code, _, err, _ = cli(play_command, [bundle, "--video", tmp_path / "short.npy", "--out", tmp_path / "sr.mp4"])
+    code, _, err, _ = cli(play_command, [bundle, "--lr-video", tmp_path / "short.npy", "--out", tmp_path / "sr.mp4"])
     assert code == 2 and "ends after 4 frames" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4", "short.npy", "small.mp4"]
 

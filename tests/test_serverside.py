@@ -76,7 +76,7 @@ def trained(run):
     from click.testing import CliRunner
 
     result = CliRunner().invoke(train_command, [str(run), "--method", "mfwdsr", "--radius", "1", "--steps", "300",
-                                                "--blocks", "2", "--units", "8", "--batch", "8", "--crop", "16", "-q"])
+                                                "--blocks", "2", "--units", "8", "--batch", "8", "--crop-size", "16", "-q"])
     assert result.exit_code == 0, result.output
     return run
 

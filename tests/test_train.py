@@ -25,7 +25,7 @@ from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
 from stdo.video import Crop
 
-TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop", "16", "-q"]
+TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop-size", "16", "-q"]
 BIN = Path(sys.executable).parent
 
 

@@ -147,7 +147,7 @@ def _train(run, method, steps, *extra):
     from click.testing import CliRunner
 
     result = CliRunner().invoke(train_command, [str(run), "--method", method, "--steps", str(steps), "--blocks", "1",
-                                                "--units", "8", "--batch", "4", "--crop", "16", "-q", *extra])
+                                                "--units", "8", "--batch", "4", "--crop-size", "16", "-q", *extra])
     assert result.exit_code == 0, result.output
     return json.loads((run / f"models/{method}/report.json").read_text())
 

@@ -9,7 +9,7 @@ import click
 from stdo.cluster.partition import PARTITIONS
 from stdo.cluster.pipeline import ClusterOptions, ClusterSummary, cluster
 from stdo.cluster.score import SCORERS
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
 from stdo.video import Crop
@@ -46,6 +46,7 @@ def format_summary(s: ClusterSummary) -> str:
 @click.command(
     "cluster",
     cls=StdoCommand,
+    renamed=FLAG_VOCABULARY["cluster"],
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
@@ -79,7 +80,7 @@ Examples:
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y",
               help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale (twice the scale "
                    "for a 4:2:0 LR stream, which needs even LR sizes).")
-@click.option("--lr", type=click.Path(path_type=Path),
+@click.option("--lr-video", "lr", type=click.Path(path_type=Path),
               help="LR video or frame folder matching SOURCE [default: bicubic downscaling of SOURCE].")
 @click.option("--codec", type=click.Choice(tuple(CODECS)), help="Codec of the LR stream: h264 (libx264), hevc "
               "(libx265), av1 (libsvtav1). [default: h264 High yuv420p, BT.709 limited range]")
@@ -89,7 +90,7 @@ Examples:
 @click.option("--gop", type=int, help="Frames between keyframes of the LR stream. [default: 2 seconds]")
 @click.option("--lossless", is_flag=True, help="Lossless RGB LR stream (h264 or hevc): the STDO paper's protocol.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for --scorer general.")
-@click.option("--force", is_flag=True, help="Write into RUN even if it was made from another source.")
+@click.option("--overwrite", "force", is_flag=True, help="Replace RUN even if it was made from another source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, seed, start, frames,
@@ -103,7 +104,7 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
     training and evaluation use) and clusters.npz. Chunk 0 holds the hardest patches.
 
     The LR stream is H.264 yuv420p at CRF 23 unless the stream options say otherwise. A given
-    --lr video used whole is kept as it is.
+    --lr-video used whole is kept as it is.
     """
     setup_logging(verbose)
     given = (codec, crf, bitrate, preset, gop) != (None,) * 5 or lossless

@@ -55,7 +55,7 @@ class ClusterOptions:
     frames: int | None = None
     crop: Crop | None = None
     lr: Path | None = None
-    stream: StreamOptions | None = None  # the LR stream; None: the default (or a given --lr video as it is)
+    stream: StreamOptions | None = None  # the LR stream; None: the default (or a given --lr-video as it is)
     force: bool = False
     device: str = "cpu"
 

@@ -89,7 +89,7 @@ def _check(o: DeliverOptions) -> StreamOptions:
     if not o.methods or len(set(o.methods)) != len(o.methods) or any(not (m in REGISTRY and REGISTRY[m].on_device) for m in o.methods):
         raise StdoError(f"--method must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
     if o.cluster.lr is not None:
-        raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr")
+        raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
         raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")

@@ -140,7 +140,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
         raise StdoError(f"{run} does not exist: run stdo-cluster and stdo-train first")
     info = read_run_info(run)
     if not (run / LR_STREAM).is_file():
-        raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --force")
+        raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --overwrite")
     models = method_dir(run, o.method)
     if not (models / REPORT).is_file() or not (models / MODEL_MAP).is_file():
         raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")

@@ -29,6 +29,7 @@ from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
 from stdo.runtimes import EXPORT_FORMATS
 from stdo.stream import StreamOptions
+from stdo.train.loop import TrainConfig
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
 from stdo.video import Crop
 
@@ -51,10 +52,10 @@ class VideoJob:
     crf: int | tuple[int, ...] | None = None  # with a budget: the CRFs stdo-deliver tries
     method: str = "stdo"  # with a budget: comma-separated, the methods stdo-deliver tries
     model: str = "wdsr_a_mobile"
-    steps: int = 1000
-    batch: int = 16
+    steps: int = TrainConfig.steps
+    batch: int = TrainConfig.batch
     seed: int = 0
-    checkpoint_every: int = 100
+    checkpoint_every: int = TrainConfig.checkpoint_every
     workers: int = 1  # training processes (torchrun inside the training task)
     formats: str = "onnx"  # comma-separated, as stdo-export --format
     quantize: str = ""  # comma-separated, as stdo-export --quantize (with a budget, int8 is always made: it is played)

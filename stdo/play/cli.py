@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
 from stdo.play.pipeline import PlayOptions, format_table, play
 from stdo.runtimes import BACKENDS, PRECISIONS
 
@@ -14,6 +14,7 @@ from stdo.runtimes import BACKENDS, PRECISIONS
 @click.command(
     "play",
     cls=StdoCommand,
+    renamed=FLAG_VOCABULARY["play"],
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
@@ -34,7 +35,7 @@ Examples:
 @click.option("--compare", is_flag=True, help="Write bicubic | stdo side by side instead of stdo alone.")
 @click.option("--hr", type=click.Path(path_type=Path),
               help="HR reference (video, frame folder or RUN/frames/hr.npy): report PSNR per frame and in total.")
-@click.option("--video", type=click.Path(path_type=Path),
+@click.option("--lr-video", "video", type=click.Path(path_type=Path),
               help="Play this LR video instead of the bundle's own (it must match the bundle).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
@@ -43,11 +44,11 @@ Examples:
                    "stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
                    "(LR video + the models played + model map + plan).")
 @click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
-@click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
-@click.option("--preset", default="veryfast", show_default=True,
+@click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
+@click.option("--out-preset", "preset", default="veryfast", show_default=True,
               help="x264 preset of the output mp4 (ultrafast .. placebo): slower presets make smaller files and take "
                    "the cores from inference while playing.")
-@click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
+@click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
 @click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
               help="The priors this client carries, which a bundle's coded model updates are rebuilt from "

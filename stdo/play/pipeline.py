@@ -53,7 +53,7 @@ class PlayOptions:
 
 def _check(o: PlayOptions) -> None:
     if o.batch <= 0:
-        raise StdoError(f"--batch {o.batch} must be above 0")
+        raise StdoError(f"--frames-per-batch {o.batch} must be above 0")
     if not 0 <= o.crf <= 51:
         raise StdoError(f"--crf {o.crf} is outside 0..51")
     output_stream(o.crf, o.preset).check()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
 from stdo.models import list_models
 from stdo.rundir import REPORT, method_dir
 from stdo.train import distributed as dist_utils
@@ -71,6 +71,7 @@ def format_report(r: dict, path: Path) -> str:
 @click.command(
     "train",
     cls=StdoCommand,
+    renamed=FLAG_VOCABULARY["train"],
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
@@ -88,22 +89,22 @@ Rerunning the same command resumes from the last checkpoint.
                    "mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: one WDSR of ~4.8M parameters; "
                    "brvsr: bidirectional recurrent VSR with DIS flow; vinr: continuous space-time SR (any scale, "
                    "frames between).")
-@click.option("--steps", type=int, default=2000, show_default=True,
+@click.option("--steps", type=int, default=TrainConfig.steps, show_default=True,
               help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
 @click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a_mobile",
               show_default=True, help="wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.")
 @click.option("--blocks", type=int, help="Override the number of residual blocks (brvsr: per step; vinr: encoder).")
 @click.option("--units", type=int, help="Override the residual units (channels; brvsr/vinr: feature channels).")
 @click.option("--width", type=float, help="Override the width multiplier inside blocks.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Crops per optimizer step.")
-@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate (10% warmup, then cosine to 1%).")
-@click.option("--crop", type=int, default=32, show_default=True, help="LR crop size in pixels.")
+@click.option("--batch", type=int, default=TrainConfig.batch, show_default=True, help="Crops per optimizer step.")
+@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True, help="Adam learning rate (10% warmup, then cosine to 1%).")
+@click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size in pixels.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True,
               help="Mixed precision: auto = fp16+GradScaler on CUDA, bf16 on CPUs with bf16 units, else fp32.")
 @click.option("--opt-level", type=click.Choice(sorted(OPT_LEVELS)),
               help="apex-era alias of --amp: O0 = off, O1/O2 = auto (apex.amp became torch.amp).")
-@click.option("--checkpoint-every", type=int, default=100, show_default=True, help="Steps between checkpoints.")
+@click.option("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, show_default=True, help="Steps between checkpoints.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model: about half a minute to start, faster steps on long runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and initialization.")

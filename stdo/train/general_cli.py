@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from stdo.clips import CLIPS, clip_path
-from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StdoCommand, setup_logging
 from stdo.errors import StdoError
 from stdo.models import list_models
 from stdo.stream import CODECS
@@ -19,6 +19,7 @@ from stdo.train.loop import AMP_MODES, TrainConfig
 @click.command(
     "general",
     cls=StdoCommand,
+    renamed=FLAG_VOCABULARY["general"],
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
@@ -42,10 +43,10 @@ Rerunning the same command resumes from the last checkpoint.
                    "default: clean bicubic LR.")
 @click.option("--codec", type=click.Choice(sorted(CODECS)), default="h264", show_default=True,
               help="Codec of --crf.")
-@click.option("--steps", type=int, default=2000, show_default=True, help="Optimizer steps.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Crops per step.")
-@click.option("--crop", type=int, default=32, show_default=True, help="LR crop size.")
-@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--steps", type=int, default=TrainConfig.steps, show_default=True, help="Optimizer steps.")
+@click.option("--batch", type=int, default=TrainConfig.batch, show_default=True, help="Crops per step.")
+@click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size.")
+@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True, help="Adam learning rate.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="Mixed precision.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")

@@ -65,7 +65,7 @@ def resolve_amp(mode: str, device: str) -> Precision:
 
 @dataclass
 class TrainConfig:
-    steps: int
+    steps: int = 2000  # the optimizer-step budget of a whole method (stdo-train, stdo-general, stdo-fleet rows)
     batch: int = 16
     lr: float = 1e-3
     crop: int = 32
@@ -290,7 +290,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         if not torch.isfinite(loss):
             raise StdoError(
                 f"{job.name}: the loss became {loss.item()} at step {step + 1}; training stopped and the checkpoint "
-                f"of step {last_saved} is kept: lower --lr or use --amp off"
+                f"of step {last_saved} is kept: lower --learning-rate or use --amp off"
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

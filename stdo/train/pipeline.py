@@ -46,7 +46,7 @@ RUNTIME_FIELDS = ("device", "amp", "compile")  # may differ on resume (warned); 
 class TrainOptions:
     run: Path
     method: str = "stdo"
-    config: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
+    config: TrainConfig = field(default_factory=TrainConfig)
     method_options: MethodOptions = field(default_factory=MethodOptions)
     restart: bool = False
     evaluate: bool = True
@@ -56,9 +56,9 @@ def _check(o: TrainOptions) -> None:
     if o.config.steps <= 0:
         raise StdoError(f"--steps {o.config.steps} must be above 0: give the optimizer-step budget")
     if o.config.batch <= 0 or o.config.crop <= 0 or o.config.checkpoint_every <= 0:
-        raise StdoError("--batch, --crop and --checkpoint-every must be above 0")
+        raise StdoError("--batch, --crop-size and --checkpoint-every must be above 0")
     if not o.config.lr > 0:
-        raise StdoError(f"--lr {o.config.lr} must be above 0")
+        raise StdoError(f"--learning-rate {o.config.lr} must be above 0")
     resolve_amp(o.config.amp, o.config.device)  # raises on an unknown mode
     check_device(o.config.device)
 
@@ -82,7 +82,7 @@ def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> d
     cmap = load_chunkmap(run / CLUSTERS)
     grid, scale = grid_of(info), int(info["scale"])
     if hr_map.shape[0] != cmap.chunks.shape[0] or lr_map.shape[1:3] != (grid.height, grid.width):
-        raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --force")
+        raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --overwrite")
     # memory-mapped, not copied: crops are read from the page cache, which every rank of a torchrun shares, so a
     # process's memory does not grow with the clip (a copy per rank was ~3 GB for 15 s of 1080p at x4)
     hr, lr = hr_map, lr_map

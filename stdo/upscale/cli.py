@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StdoCommand, setup_logging
 from stdo.train.methods import METHODS
 from stdo.upscale.pipeline import BACKENDS, UpscaleOptions, upscale
 
@@ -15,6 +15,7 @@ from stdo.upscale.pipeline import BACKENDS, UpscaleOptions, upscale
 @click.command(
     "upscale",
     cls=StdoCommand,
+    renamed=FLAG_VOCABULARY["upscale"],
     context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
@@ -30,9 +31,9 @@ Examples:
                    "step graphs; vinr: torch only).")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the SR video (.mp4, H.264 yuv420p).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--crf", type=int, default=18, show_default=True, help="H.264 CRF of --out.")
-@click.option("--preset", default="veryfast", show_default=True, help="x264 preset of --out.")
-@click.option("--batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
+@click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of --out.")
+@click.option("--out-preset", "preset", default="veryfast", show_default=True, help="x264 preset of --out.")
+@click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
 @click.option("--threads", type=int, help="onnxruntime threads.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")

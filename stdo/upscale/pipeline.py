@@ -53,7 +53,7 @@ def _check(o: UpscaleOptions) -> None:
     if o.backend not in BACKENDS:
         raise StdoError(f"unknown backend {o.backend!r}: use one of {', '.join(BACKENDS)}")
     if o.batch <= 0:
-        raise StdoError(f"--batch {o.batch} must be above 0")
+        raise StdoError(f"--frames-per-batch {o.batch} must be above 0")
     if o.out is not None:
         if Path(o.out).suffix.lower() != ".mp4":
             raise StdoError(f"--out {o.out}: give an .mp4 file")

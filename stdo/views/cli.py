@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
 from stdo.errors import StdoError
 from stdo.grid import parse_grid
 from stdo.views.order import SIMILARITIES, STRATEGIES
@@ -64,7 +64,7 @@ def synth_command(out, camera_path, views, test_views, size, fov, seed, overwrit
                f"{width}x{height}: {out}")
 
 
-@views_group.command("order", cls=StdoCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@views_group.command("order", cls=StdoCommand, renamed=FLAG_VOCABULARY["views order"], context_settings=CONTEXT_SETTINGS, epilog="""\b
 Defaults as SequenceMatters' release: S / feature / 100 views per sequence (Blender-synthetic);
 ALS / pose / 8 views per sequence / thresholds 30,50 and a final uncut pass (Mip-NeRF 360).
 Thresholds are degrees of camera angle for feature ordering, feature ranks for pose ordering.
@@ -79,7 +79,7 @@ Thresholds are degrees of camera angle for feature ordering, feature ranks for p
 @click.option("--thresholds", callback=_thresholds, help="ALS thresholds, strictest first, comma-separated.")
 @click.option("--random", "random_seed", type=int, metavar="SEED", help="A random order instead (the control).")
 @click.option("--split", default="train", show_default=True, help="NeRF scenes: the transforms_<split>.json to read.")
-@click.option("--video", is_flag=True, help="Also write each sequence as an .mp4, for viewing.")
+@click.option("--write-mp4", "video", is_flag=True, help="Also write each sequence as an .mp4, for viewing.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
