@@ -130,14 +130,3 @@ def count_weighted_psnr(chunk_mses: np.ndarray, counts: np.ndarray) -> float:
     """The STDO aggregate: PSNR of the count-weighted mean of per-chunk MSE."""
     counts = np.asarray(counts, np.float64)
     return float(psnr_from_mse(float((np.asarray(chunk_mses) * counts).sum() / counts.sum())))
-
-
-def stdo_psnr(sr: torch.Tensor, hr: torch.Tensor, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int) -> float:
-    """STDO-protocol PSNR of frames [T, C, s·H, s·W] given each patch's chunk [T, rows, cols]."""
-    per_patch = patch_mse(sr, hr, grid, scale, stdo_shave(scale))
-    return count_weighted_psnr(*chunk_mse(per_patch, chunks, num_chunks))
-
-
-def video_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
-    """Whole-frame PSNR averaged over frames, border shave = scale (what a viewer sees)."""
-    return float(psnr(sr, hr, shave=scale).mean())

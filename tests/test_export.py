@@ -157,17 +157,19 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in exported[0].iterdir())
 
 
-def test_strict_export_fails_on_a_missed_target_and_keeps_the_earlier_bundle(cli, exported, tmp_path, monkeypatch):
+def test_strict_export_fails_on_a_missed_target_and_keeps_the_earlier_bundle(cli, exported, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(exported[0], run)
     before = tree(run)
-    monkeypatch.setattr(export_pipeline, "INT8_MAX_LOSS_DB", -1.0)  # int8 must now beat fp32: it cannot
     code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "int8", "--verify-frames", "1",
-                                           "--strict", "-q"])
+                                           "--strict", "--int8-max-loss", "-1", "-q"])  # int8 must beat fp32: it cannot
     assert code == 2 and "--strict: onnx int8 (loses more than -1.0 dB) misses its target" in err, err
     assert len(err.strip().splitlines()) == 1 and tree(run) == before
-    code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "int8", "--verify-frames", "1", "-q"])
+    code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "int8", "--verify-frames", "1",
+                                           "--int8-max-loss", "-1", "-q"])
     assert code == 0, err  # without --strict the miss is reported in the table, and the bundle written
+    targets = {(a["format"], a["precision"]): a["target"] for a in json.loads((run / "bundle/report.json").read_text())["artifacts"]}
+    assert targets[("onnx", "int8")] == "loses more than -1.0 dB" and targets[("onnx", "fp32")] == "ok"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -72,6 +72,9 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
                    "output unchanged on a few frames (under 0.005 dB); the receptive radius is exact always.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 2, the earlier bundle kept) when a variant misses its quality target.")
+@click.option("--int8-max-loss", "int8_max_loss_db", type=float, default=ExportOptions.int8_max_loss_db,
+              show_default=True, metavar="DB",
+              help="int8's quality target: its PSNR against HR at most this many dB below fp32's.")
 @click.option("--update", type=click.Choice(UPDATES), default="auto", show_default=True,
               help="Ship each model file as a coded update of the prior's file that clients carry (a few KB where "
                    "training changed little): auto when the models started from a carried prior (stdo-train --init "
@@ -82,7 +85,7 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
 def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, plan_shapes, plan_margin,
-                   strict, update, priors, threads, quiet, verbose):
+                   strict, int8_max_loss_db, update, priors, threads, quiet, verbose):
     """Export the trained models of a RUN as ONNX, TFLite and CoreML, verify them, and write the bundle.
 
     The bundle (RUN/bundle by default) holds manifest.json, the model map, the inference plan
@@ -95,8 +98,8 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
     setup_logging(verbose)
     options = ExportOptions(run=run, method=method, formats=formats, quantize=quantize, out=out,
                             calibration_windows=calibration, verify_frames=verify_frames, plan_shapes=plan_shapes,
-                            plan_margin=plan_margin, strict=strict, update=update, priors=priors,
-                            threads=threads)
+                            plan_margin=plan_margin, strict=strict, int8_max_loss_db=int8_max_loss_db,
+                            update=update, priors=priors, threads=threads)
     bars = StageBars(unit="step", disable=quiet)
     try:
         report = export(options, progress=bars)

@@ -59,7 +59,6 @@ FORMATS = EXPORT_FORMATS
 QUANTIZE = ("int8", "fp16")
 UPDATES = ("auto", "on", "off")
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
-INT8_MAX_LOSS_DB = 0.3  # int8 against HR, compared with fp32
 
 Progress = Callable[[str, int, int | None], None] | None
 
@@ -77,6 +76,7 @@ class ExportOptions:
     plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
     plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
     strict: bool = False  # a variant that misses its quality target fails the export (the earlier bundle is kept)
+    int8_max_loss_db: float = 0.3  # int8's target: PSNR against HR at most this far below fp32's
     update: str = "auto"  # model files as updates of the prior's files clients carry (stdo.updates): auto (when the
     # models started from a carried prior), on (required), off (whole files)
     priors: Path | None = None  # the priors clients carry (default: the package's, stdo.priors)
@@ -275,12 +275,12 @@ def verify(hr: np.ndarray, lr: np.ndarray, plan: Plan, scale: int, models: list[
     return result
 
 
-def _targets(variant: Variant, figures: dict) -> str:
+def _targets(variant: Variant, figures: dict, int8_max_loss_db: float) -> str:
     if variant.precision == "fp32":
         return "ok" if figures["psnr_vs_torch"] >= FP32_TARGET_DB else f"below {FP32_TARGET_DB:.0f} dB vs torch"
     if variant.precision == "int8":
-        ok = figures["delta_vs_torch_fp32"] >= -INT8_MAX_LOSS_DB
-        return "ok" if ok else f"loses more than {INT8_MAX_LOSS_DB} dB"
+        ok = figures["delta_vs_torch_fp32"] >= -int8_max_loss_db
+        return "ok" if ok else f"loses more than {int8_max_loss_db} dB"
     return "-"
 
 
@@ -409,7 +409,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
     for variant in wanted:
         figures = checks["variants"][variant.label]
         rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
-                     **figures, "target": _targets(variant, figures), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
+                     **figures, "target": _targets(variant, figures, o.int8_max_loss_db), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
     missed = [f"{r['format']} {r['precision']} ({r['target']})" for r in rows if r["target"] not in ("ok", "-")]
     if o.strict and missed:
         raise StdoError(f"--strict: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")
