@@ -1,9 +1,12 @@
 """Patch-wise super-resolution of whole frames: patches -> their chunk's model -> stitched frames.
 
-Every frame is split into windows (patch + margin, one shape for all), the windows are
-grouped by the model that serves them, each model runs once per group, and the outputs
-are stitched back with the margins cropped. The same path serves evaluation after
-training and playback.
+Two paths, which measure different things:
+- `iter_upscaled`: every frame split into windows (patch + the RUN's margin, one shape for all), grouped by the
+  model that serves them, each model run once per group, the outputs stitched back with the margins cropped.
+  Training's evaluation and stdo-upscale use it: the models' quality on their own grid.
+- `upscale_planned`: the bundle's inference plan (runs of same-model patches as a few window shapes, the plan's
+  measured margin). stdo-play, the web player and export's verification use it: what a client computes. A test
+  holds the two within 0.05 dB on a clip (the plan's margin leaves the output as exact as the grid's).
 """
 
 from __future__ import annotations

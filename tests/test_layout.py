@@ -12,7 +12,7 @@ ROOT = Path(stdo.__file__).parent
 STAGES = ("stdo.cluster", "stdo.train", "stdo.export", "stdo.deliver", "stdo.fleet", "stdo.upscale", "stdo.views")
 # what a client runs: the player, the bundle and plan readers, the update rebuild, the runtimes and the tiling
 CLIENT = [*sorted((ROOT / "play").glob("*.py")), *sorted((ROOT / "runtimes").glob("*.py")),
-          *(ROOT / f for f in ("bundle.py", "plan.py", "updates.py", "infer.py", "priors/__init__.py"))]
+          *(ROOT / f for f in ("bundle.py", "plan.py", "updates.py", "infer.py", "scores.py", "priors/__init__.py"))]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,7 +22,7 @@ from PIL import Image
 from stdo.background import BackgroundWriter, prefetch
 from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
-from stdo.metrics import psnr, psnr_y, ssim
+from stdo.scores import QualityScores
 from stdo.play.player import Player, lr_stream
 from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
@@ -131,27 +131,18 @@ def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:
         yield None
 
 
-@dataclass
-class _Scores:
-    """Per-frame quality of the models and of bicubic against HR, and the seconds spent measuring it."""
+class _Scores(QualityScores):
+    """The played frames' quality against HR (stdo.scores), and the seconds spent measuring it."""
 
-    model_db: list[float] = field(default_factory=list)
-    bicubic_db: list[float] = field(default_factory=list)
-    model_y: list[float] = field(default_factory=list)
-    bicubic_y: list[float] = field(default_factory=list)
-    model_ssim: list[float] = field(default_factory=list)
-    bicubic_ssim: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    def __init__(self, scale: int) -> None:
+        super().__init__(scale)
+        self.seconds = 0.0
 
-    def add(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray, scale: int) -> None:
+    def add_frame(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray) -> None:
         t0 = time.perf_counter()
-        ref, out = as_nchw(hr[None]).float(), as_nchw(sr[None]).float()
-        self.model_db.append(float(psnr(out, ref, shave=scale)[0]))
-        self.bicubic_db.append(float(psnr(bicubic, ref, shave=scale)[0]))
-        self.model_y.append(float(psnr_y(out, ref, shave=scale)[0]))
-        self.bicubic_y.append(float(psnr_y(bicubic, ref, shave=scale)[0]))
-        self.model_ssim.append(float(ssim(out, ref, shave=scale)[0]))
-        self.bicubic_ssim.append(float(ssim(bicubic, ref, shave=scale)[0]))
+        ref = as_nchw(hr[None]).float()
+        self.add("model", as_nchw(sr[None]).float(), ref)
+        self.add("bicubic", bicubic, ref)
         self.seconds += time.perf_counter() - t0
 
 
@@ -169,7 +160,7 @@ def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], h
             if hr.shape != (height, width, 3):
                 raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
                                 f"(x{player.scale} the bundle's LR size): give the matching HR source")
-            scores.add(sr, bicubic, hr, player.scale)
+            scores.add_frame(sr, bicubic, hr)
         elif o.hr is not None:
             raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
         if writer is not None:
@@ -194,7 +185,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
     frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size
-    scores = _Scores()
+    scores = _Scores(player.scale)
     writer = _writer(o, player.fps)
     with writer if writer is not None else contextlib.nullcontext():
         background = BackgroundWriter(writer) if writer is not None else None
@@ -218,13 +209,10 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
         **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
         "delivered": player.delivered_bytes,
     }
-    if scores.model_db:
-        report["psnr"] = {"model": float(np.mean(scores.model_db)), "bicubic": float(np.mean(scores.bicubic_db)),
-                          "model_y": float(np.mean(scores.model_y)), "bicubic_y": float(np.mean(scores.bicubic_y)),
-                          "model_ssim": float(np.mean(scores.model_ssim)),
-                          "bicubic_ssim": float(np.mean(scores.bicubic_ssim)),
-                          "per_frame": [round(v, 4) for v in scores.model_db],
-                          "bicubic_per_frame": [round(v, 4) for v in scores.bicubic_db]}
+    if scores:
+        report["psnr"] = {**scores.model_and_bicubic(),
+                          "per_frame": [round(float(v), 4) for v in scores.per_frame("model")],
+                          "bicubic_per_frame": [round(float(v), 4) for v in scores.per_frame("bicubic")]}
     if o.rate:
         point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, report["psnr"]["model"],
                                          shave=player.scale,

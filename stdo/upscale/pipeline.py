@@ -23,7 +23,7 @@ import torch
 
 from stdo.errors import StdoError
 from stdo.infer import Runner, iter_upscaled, temporal_stack
-from stdo.metrics import psnr, psnr_y, ssim
+from stdo.scores import QualityScores
 from stdo.play.pipeline import output_stream
 from stdo.rundir import grid_of, load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
@@ -112,8 +112,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     hr, lr = load_frames(run)
     grid, scale = grid_of(info), int(info["scale"])
     fps_clip = float(info["frames"].get("fps") or 25.0)
-    scores: dict[str, list[np.ndarray]] = {k: [] for k in ("psnr", "psnr_y", "ssim", "bicubic", "bicubic_y",
-                                                           "bicubic_ssim")}
+    scores = QualityScores(scale)
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
@@ -123,20 +122,16 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
             seconds += time.perf_counter() - t0
             ref = as_nchw(hr[i : i + len(sr)]).float()
             bicubic = upscale_bicubic(lr[i : i + len(sr)], scale)
-            for key, fn, image in (("psnr", psnr, sr), ("psnr_y", psnr_y, sr), ("ssim", ssim, sr),
-                                   ("bicubic", psnr, bicubic), ("bicubic_y", psnr_y, bicubic),
-                                   ("bicubic_ssim", ssim, bicubic)):
-                scores[key].append(fn(image, ref, shave=scale).numpy())
+            scores.add("model", sr, ref)
+            scores.add("bicubic", bicubic, ref)
             if writer is not None:
                 for frame in sr.to(torch.uint8).permute(0, 2, 3, 1).numpy():
                     writer.write(frame)
             if progress:
                 progress(len(sr))
             t0 = time.perf_counter()
-    mean = {k: float(np.concatenate(v).mean()) for k, v in scores.items()}
     return {"method": o.method, "backend": o.backend, "frames": int(len(lr)), "scale": scale, "radius": radius,
             "video_model": video,
             "models": len(models), "fps": len(lr) / max(seconds, 1e-9), "seconds": seconds,
-            "psnr": {"model": mean["psnr"], "model_y": mean["psnr_y"], "model_ssim": mean["ssim"],
-                     "bicubic": mean["bicubic"], "bicubic_y": mean["bicubic_y"], "bicubic_ssim": mean["bicubic_ssim"]},
+            "psnr": scores.model_and_bicubic(),
             "train_psnr_video": trained.get("psnr_video"), "out": str(o.out) if o.out else None}
