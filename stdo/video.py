@@ -6,6 +6,7 @@ StdoError with a one-line message naming the problem and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -136,64 +137,81 @@ def _crop_array(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> np.
     return frame[y : y + h, x : x + w]
 
 
-def probe_video(path: Path) -> tuple[int, int, int, float]:
-    """(width, height, declared frame count or 0, fps) of a video file."""
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        return stream.codec_context.width, stream.codec_context.height, int(stream.frames or 0), fps
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    frames: int  # as the container declares it; 0 when it does not say (VideoReader.count decodes to know)
+    fps: float
 
 
-def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The default Allocator: a plain uint8 array."""
-    return np.empty(shape, np.uint8)
+class VideoReader:
+    """A video file opened once, as PyAV users know it: `.info`, then `.frames(start, count, box)`.
 
+    A context manager (closing the container). Decoding goes forward from the start: a second decode (after
+    `count` had to decode a container that does not declare its length) opens the file again."""
 
-def _declared_frames(path: Path) -> int:
-    with open_video(path) as container:
-        return int(container.streams.video[0].frames or 0)
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._open()
+        codec = self._stream.codec_context
+        self.info = VideoInfo(codec.width, codec.height, int(self._stream.frames or 0),
+                              float(self._stream.average_rate or self._stream.guessed_rate or 25))
+        self._counted: int | None = None
 
+    def _open(self) -> None:
+        self._container = open_video(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._decoding = False
 
-def count_frames(path: Path) -> int:
-    """Frames of a video that does not declare its length, by decoding it (no conversion)."""
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            return sum(1 for _ in container.decode(stream))
-        except av.error.FFmpegError as e:
-            raise StdoError(f"{path} is corrupt or truncated ({e.strerror or e}): re-encode or re-download it") from None
+    def close(self) -> None:
+        self._container.close()
 
+    def __enter__(self) -> "VideoReader":
+        return self
 
-def read_video(
-    path: Path,
-    start: int = 0,
-    count: int | None = None,
-    box: tuple[int, int, int, int] | None = None,
-    progress: Progress = None,
-    allocate: Allocator | None = None,
-) -> tuple[np.ndarray, float]:
-    """Decode frames [start, start+count) of a video, cropped to box=(x, y, w, h); returns (frames, fps).
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-    With `allocate` (e.g. memory-mapped files) the frames go straight into the array it gives, whose
-    length must be known first: a container that does not declare it is counted by a decoding pass."""
-    known = int(count_frames(path)) if allocate is not None and not _declared_frames(path) else 0
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        declared = int(stream.frames or 0) or known
+    def _decode(self) -> Iterator:
+        if self._decoding:  # decoded before: from the start again
+            self.close()
+            self._open()
+        self._decoding = True
+        return self._container.decode(self._stream)
+
+    def count(self) -> int:
+        """The number of frames: declared, or counted by decoding (no conversion)."""
+        if self.info.frames:
+            return self.info.frames
+        if self._counted is None:
+            try:
+                self._counted = sum(1 for _ in self._decode())
+            except av.error.FFmpegError as e:
+                raise StdoError(f"{self.path} is corrupt or truncated ({e.strerror or e}): re-encode or re-download "
+                                "it") from None
+        return self._counted
+
+    def frames(self, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
+               progress: Progress = None, allocate: Allocator | None = None) -> np.ndarray:
+        """Decode frames [start, start+count) cropped to box=(x, y, w, h), uint8 [T, H, W, 3].
+
+        With `allocate` (e.g. memory-mapped files) the frames go straight into the array it gives, whose length
+        must be known first: a container that does not declare it is counted by a decoding pass."""
+        path = self.path
+        declared = self.info.frames or (self.count() if allocate is not None else 0)
         if declared:
             wanted = _frame_range(declared, start, count, str(path))
         else:  # the container does not say: decode until the stream ends
             _check_range(start, count)
             wanted = range(start, start + count if count is not None else sys.maxsize)
-        # Fill one preallocated array when the container declares its length (no 2x copy at the end).
+        # Fill one preallocated array when the length is known (no 2x copy at the end).
         out: np.ndarray | None = None
         frames: list[np.ndarray] = []
         index, n = -1, 0
         try:
-            for frame in container.decode(stream):
+            for frame in self._decode():
                 index += 1
                 if index < wanted.start:
                     continue
@@ -210,14 +228,34 @@ def read_video(
                 if progress:
                     progress(1)
         except av.error.FFmpegError as e:
-            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode or re-download it") from None
-    if n == 0:
-        raise StdoError(f"{path} has {index + 1} decodable frames: --start {start} is past its end or the file is truncated")
-    if declared and n < len(wanted):
-        raise StdoError(
-            f"{path} ends after {index + 1} of its {declared} frames: the file is truncated, re-download or re-encode it"
-        )
-    return (out if out is not None else np.stack(frames)), fps
+            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode or "
+                            "re-download it") from None
+        if n == 0:
+            raise StdoError(f"{path} has {index + 1} decodable frames: --start {start} is past its end or the file "
+                            "is truncated")
+        if declared and n < len(wanted):
+            raise StdoError(f"{path} ends after {index + 1} of its {declared} frames: the file is truncated, "
+                            "re-download or re-encode it")
+        return out if out is not None else np.stack(frames)
+
+
+def probe_video(path: Path) -> tuple[int, int, int, float]:
+    """(width, height, declared frame count or 0, fps) of a video file."""
+    with VideoReader(path) as reader:
+        i = reader.info
+        return i.width, i.height, i.frames, i.fps
+
+
+def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The default Allocator: a plain uint8 array."""
+    return np.empty(shape, np.uint8)
+
+
+def read_video(path: Path, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
+               progress: Progress = None, allocate: Allocator | None = None) -> tuple[np.ndarray, float]:
+    """Frames [start, start+count) of a video cropped to box, and its fps (VideoReader.frames, opened once)."""
+    with VideoReader(path) as reader:
+        return reader.frames(start, count, box, progress, allocate), reader.info.fps
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -397,17 +435,18 @@ def load_clip(
         raise StdoError(f"--lr-video {lr_source} is shipped as it is: drop --codec/--crf/--bitrate/--preset/--gop/"
                         "--lossless, or cut it with --start/--frames/--crop to re-encode it")
     stream = stream or StreamOptions()
-    width, height = _frame_size(source, hr_files)
-    unit = scale if keep_lr_video or not stream.chroma_subsampled else 2 * scale
-    x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
+    with VideoReader(source) if hr_files is None else contextlib.nullcontext() as reader:
+        width, height = (reader.info.width, reader.info.height) if reader else _frame_size(source, hr_files)
+        unit = scale if keep_lr_video or not stream.chroma_subsampled else 2 * scale
+        x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
 
-    fps = 25.0
-    allocate = allocate or in_memory
-    hr_alloc: Allocator = lambda name, shape: allocate("hr", shape)  # noqa: E731
-    lr_alloc: Allocator = lambda name, shape: allocate("lr", shape)  # noqa: E731
-    if hr_files is None:
-        hr, fps = read_video(source, start, count, (x, y, w, h), progress, hr_alloc)
-    else:
+        fps = reader.info.fps if reader else 25.0
+        allocate = allocate or in_memory
+        hr_alloc: Allocator = lambda name, shape: allocate("hr", shape)  # noqa: E731
+        lr_alloc: Allocator = lambda name, shape: allocate("lr", shape)  # noqa: E731
+        if reader:
+            hr = reader.frames(start, count, (x, y, w, h), progress, hr_alloc)
+    if hr_files is not None:
         files = [hr_files[i] for i in _frame_range(len(hr_files), start, count, str(source))]
         hr = read_images(files, (x, y, w, h), progress, hr_alloc)
 
@@ -459,10 +498,12 @@ def _read_lr_source(
     kind, files, _ = _source_reader(lr_source, scale)
     if kind == "vsd4k":
         raise StdoError(f"--lr-video {lr_source} is a VSD4K folder: give it as SOURCE instead")
-    _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
     if files is None:
-        lr, _ = read_video(lr_source, start, None if whole else count, box, allocate=allocate)
+        with VideoReader(lr_source) as reader:
+            _check_lr_size((reader.info.width, reader.info.height), (hr_w, hr_h), scale, lr_source)
+            lr = reader.frames(start, None if whole else count, box, allocate=allocate)
     else:
+        _check_lr_size(_frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
         lr = read_images(files[start : start + count], box, allocate=allocate)
     if len(lr) != count:
         raise StdoError(f"LR {lr_source} has {len(lr)} frames from --start {start} but HR has {count}: give matching clips")

@@ -32,6 +32,29 @@ def test_read_video_range_and_crop(bikes):
     np.testing.assert_array_equal(part, all_frames[5:8, 20:52, 10:74])
 
 
+def test_a_reader_opened_once_gives_info_frames_and_the_count_of_an_undeclared_stream(bikes, tmp_path):
+    import av
+
+    from stdo.video import VideoReader
+
+    with VideoReader(bikes) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.frames, reader.info.fps) == (640, 272, 250, 25.0)
+        first = reader.frames(0, 4)
+        np.testing.assert_array_equal(reader.frames(2, 2, box=(8, 4, 32, 16)), first[2:4, 4:20, 8:40])  # decoded again
+    raw = tmp_path / "clip.h264"  # an elementary stream: no container that declares the length
+    with av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(7):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    with VideoReader(raw) as reader:
+        assert reader.info.frames == 0 and reader.count() == 7
+        frames = reader.frames(1, 3, allocate=lambda name, shape: np.zeros(shape, np.uint8))  # after counting
+        assert frames.shape == (3, 48, 64, 3) and abs(int(frames[2].mean()) - 90) <= 3
+
+
 def test_clip_is_cropped_to_a_multiple_of_the_scale(bikes):
     clip = load_clip(bikes, scale=4, count=2, crop=Crop.parse("101x77+3+5"), stream=StreamOptions(lossless=True))
     assert clip.hr.shape == (2, 76, 100, 3) and clip.lr.shape == (2, 19, 25, 3)
