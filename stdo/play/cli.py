@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
-from stdo.play.pipeline import PlayOptions, format_table, play
+from stdo.play.pipeline import PlayOptions, play
+from stdo.play.report import format_table
 from stdo.runtimes import BACKENDS, PRECISIONS
 
 

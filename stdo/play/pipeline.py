@@ -24,6 +24,7 @@ from stdo.errors import StdoError
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.scores import QualityScores
 from stdo.play.player import Player, lr_stream
+from stdo.play.report import format_markdown, plot_psnr
 from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
 from stdo.video import as_nchw, iter_frames, upscale_bicubic
@@ -232,98 +233,3 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     if o.plot is not None:
         plot_psnr(report, Path(o.plot))
     return report
-
-
-def format_table(report: dict) -> list[str]:
-    """Speed, where the time went, and PSNR as aligned text lines."""
-    s = report["seconds"]
-    plan = report["plan"]
-    lines = [f"{report['frames']} frames  {report['fps']:.2f} fps  backend {report['backend']} {report['precision']}  "
-             f"{report['models']} model(s)  plan {plan['runs_per_frame']:.1f} runs/frame, "
-             f"{plan['pixels_run_per_needed']:.2f}x the frame's pixels",
-             "time     " + "  ".join(f"{k} {s[k]:.2f} s ({100 * s[k] / max(s['playback'], 1e-9):.0f}%)"
-                                    for k in ("decode", "inference", "stitch", "encode"))]
-    if "psnr" in report:
-        p = report["psnr"]
-        lines.append(f"RGB PSNR model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  "
-                     f"gain {p['model'] - p['bicubic']:+.3f} dB")
-        lines.append(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
-                     f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")
-        lines.append(f"SSIM     model {p['model_ssim']:.4f}  bicubic {p['bicubic_ssim']:.4f}")
-    if "delivery" in report:
-        lines.append(delivery_line(report))
-    return lines
-
-
-def delivery_line(report: dict) -> str:
-    d = report["delivery"]
-    b, h = d["bundle"], d["hr_h264"]
-    reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
-    return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + model map "
-            f"{b['model_map']:,} + plan {b['plan']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
-            f"model's RGB PSNR): {d['bytes_ratio']:.2f}x" + _same_psnr(d))
-
-
-def _same_psnr(d: dict) -> str:
-    same = d.get("hr_h264_same_psnr")
-    return "" if same is None else (f"; {d['bytes_ratio_same_psnr']:.2f}x HR H.264 interpolated to the same PSNR "
-                                    f"({same:,.0f} bytes)")
-
-
-def format_markdown(report: dict) -> str:
-    s = report["seconds"]
-    out = [f"# stdo-play: {report['bundle']}", "",
-           f"{report['frames']} frames, {report['lr_size'][0]}x{report['lr_size'][1]} -> "
-           f"{report['hr_size'][0]}x{report['hr_size'][1]} (x{report['scale']}), backend {report['backend']} "
-           f"{report['precision']}, {report['models']} model(s): **{report['fps']:.2f} fps**.", "",
-           "| stage | seconds | share |", "|---|---|---|"]
-    out += [f"| {k} | {s[k]:.2f} | {100 * s[k] / max(s['playback'], 1e-9):.0f}% |"
-            for k in ("decode", "inference", "stitch", "encode")]
-    if "psnr" in report:
-        p = report["psnr"]
-        out += ["", "| | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|",
-                f"| bicubic | {p['bicubic']:.3f} | {p['bicubic_y']:.3f} | {p['bicubic_ssim']:.4f} |",
-                f"| stdo ({report['backend']} {report['precision']}) | {p['model']:.3f} | {p['model_y']:.3f} | "
-                f"{p['model_ssim']:.4f} |",
-                f"| gain | {p['model'] - p['bicubic']:+.3f} | {p['model_y'] - p['bicubic_y']:+.3f} | "
-                f"{p['model_ssim'] - p['bicubic_ssim']:+.4f} |"]
-    if "delivery" in report:
-        d = report["delivery"]
-        b, h = d["bundle"], d["hr_h264"]
-        out += ["", "| delivered | bytes | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|---|",
-                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + model map {b['model_map']:,} + "
-                f"plan {b['plan']:,}) | "
-                f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |",
-                f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
-                f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",
-                f"| bundle / HR stream | {d['bytes_ratio']:.2f}x | | | |"]
-        if d.get("hr_h264_same_psnr") is not None:
-            out += [f"| HR H.264 interpolated to the same RGB PSNR (log-bytes between the CRFs around it) | "
-                    f"{d['hr_h264_same_psnr']:,.0f} | {p['model']:.3f} | | |",
-                    f"| bundle / HR stream at the same PSNR | {d['bytes_ratio_same_psnr']:.2f}x | | | |"]
-    return "\n".join(out) + "\n"
-
-
-def plot_psnr(report: dict, path: Path) -> None:
-    """PNG of PSNR per frame: bicubic vs the bundle's models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from stdo.fileio import atomic_path
-
-    p = report["psnr"]
-    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=120)
-    x = np.arange(1, len(p["per_frame"]) + 1)
-    ax.plot(x, p["bicubic_per_frame"], label=f"bicubic ({p['bicubic']:.2f} dB)", color="tab:gray")
-    ax.plot(x, p["per_frame"], label=f"stdo, {report['models']} model(s) ({p['model']:.2f} dB)", color="tab:blue")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"x{report['scale']}, {report['backend']} {report['precision']}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
