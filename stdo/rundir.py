@@ -61,7 +61,32 @@ def fingerprint(source: Path) -> str:
     return h.hexdigest()
 
 
-def read_run_info(run: Path) -> dict:
+class RunInfo(dict):
+    """run.json of a RUN, read once and checked: the dict as written, and what stages read of it by name."""
+
+    @property
+    def scale(self) -> int:
+        return int(self["scale"])
+
+    @property
+    def grid(self) -> Grid:
+        """The patch grid of the LR frames."""
+        return grid_of(self)
+
+    @property
+    def frame_count(self) -> int:
+        return int(self["frames"]["count"])
+
+    @property
+    def fps(self) -> float:
+        return float(self["frames"].get("fps") or 25.0)  # a frame folder has no rate: 25
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps
+
+
+def read_run_info(run: Path) -> RunInfo:
     """run.json of a complete RUN directory, checked for format."""
     path = Path(run) / RUN_JSON
     if not path.is_file():
@@ -79,7 +104,7 @@ def read_run_info(run: Path) -> dict:
         missing = ["grid.rows/cols"]
     if missing:
         raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with --overwrite")
-    return info
+    return RunInfo(info)
 
 
 def grid_of(info: dict) -> Grid:

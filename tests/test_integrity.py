@@ -282,3 +282,14 @@ def test_a_run_that_cannot_be_written_is_one_line(cli, run, monkeypatch, error, 
     assert code == 2 and "Traceback (most recent call last)" in err and "in refuse" in err, err  # where it came from
     assert lines[-1].startswith("Error: ") and message in lines[-1]
     assert tree(run) == before
+
+
+def test_run_json_is_read_once_into_what_stages_read_by_name(run):
+    from stdo.rundir import RunInfo, grid_of, read_run_info
+
+    info = read_run_info(run)
+    raw = json.loads((run / "run.json").read_text())
+    assert isinstance(info, RunInfo) and dict(info) == raw  # the file as written ...
+    assert info.scale == raw["scale"] and info.frame_count == raw["frames"]["count"]  # ... and by name
+    assert info.fps == (raw["frames"].get("fps") or 25.0) and info.duration_s == info.frame_count / info.fps
+    assert info.grid == grid_of(raw)

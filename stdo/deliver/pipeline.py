@@ -27,7 +27,7 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.play.pipeline import PlayOptions, play
-from stdo.rundir import HR_FRAMES, read_run_info
+from stdo.rundir import HR_FRAMES, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
@@ -110,11 +110,10 @@ def _stage_progress(progress: Progress, prefix: str) -> Progress:
     return lambda stage, advance, total=None: progress(f"{prefix} {stage}", advance, total)
 
 
-def _budget(o: DeliverOptions, info: dict) -> int:
+def _budget(o: DeliverOptions, info: RunInfo) -> int:
     if o.budget_bytes is not None:
         return int(o.budget_bytes)
-    frames, fps = int(info["frames"]["count"]), float(info["frames"].get("fps") or 25.0)
-    return int(o.budget_kbps * 1000 / 8 * frames / fps)
+    return int(o.budget_kbps * 1000 / 8 * info.duration_s)
 
 
 def deliver(o: DeliverOptions, progress: Progress = None) -> dict:

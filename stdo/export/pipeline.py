@@ -45,7 +45,7 @@ from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file,
+from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
                          read_run_info)
 from stdo.runtimes import EXPORT_FORMATS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -153,7 +153,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     return run, info, out
 
 
-def check_provenance(run: Path, info: dict, method: str, report: dict) -> None:
+def check_provenance(run: Path, info: RunInfo, method: str, report: dict) -> None:
     """Refuse models trained on another clustering of the RUN, or model files of different trainings."""
     folder = method_dir(run, method)
     if report.get("run_id") != info.get("run_id"):
@@ -165,7 +165,7 @@ def check_provenance(run: Path, info: dict, method: str, report: dict) -> None:
                             f"rerun stdo-train {run} --method {method} to finish it")
 
 
-def _trained(run: Path, info: dict, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
+def _trained(run: Path, info: RunInfo, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     models, model_map, report = load_trained(method_dir(run, method))
     check_provenance(run, info, method, report)
     if REGISTRY[method].video:
@@ -293,10 +293,10 @@ def export(o: ExportOptions, progress: Progress = None) -> dict:
         return _export(o, run, info, out, progress)
 
 
-def _export(o: ExportOptions, run: Path, info: dict, out: Path, progress: Progress) -> dict:
+def _export(o: ExportOptions, run: Path, info: RunInfo, out: Path, progress: Progress) -> dict:
     models, model_map, train_report = _trained(run, info, o.method)
     hr, lr = load_frames(run)
-    grid, scale = grid_of(info), int(info["scale"])
+    grid, scale = info.grid, info.scale
     if model_map.shape != (len(lr), grid.rows, grid.cols):
         raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
     wanted = variants(tuple(o.formats), tuple(o.quantize))
@@ -313,7 +313,7 @@ def _export(o: ExportOptions, run: Path, info: dict, out: Path, progress: Progre
     return report
 
 
-def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_report, hr, lr, grid: Grid, scale: int,
+def _build(o: ExportOptions, root: Path, info: RunInfo, models, model_map, train_report, hr, lr, grid: Grid, scale: int,
            wanted: list[Variant], progress: Progress, t0: float) -> dict:
     num_models = len(models)
     joint = num_models == 1
@@ -383,7 +383,7 @@ def _build(o: ExportOptions, root: Path, info: dict, models, model_map, train_re
         (root / entry["path"]).unlink()  # verified; clients rebuild it from the prior's file and the update
     video_path = root / "lr.mp4"
     shutil.copyfile(Path(o.run) / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
-    fps = float(info["frames"].get("fps") or 25.0)
+    fps = info.fps
     if progress:
         progress("video", 1, 1)
 

@@ -28,7 +28,7 @@ from stdo.errors import StdoError, check_device
 from stdo.fileio import save_npz, sha256_of, write_json
 from stdo.grid import Grid
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, grid_of, load_frames, method_dir, model_file,
+from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
                          read_run_info)
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
@@ -80,7 +80,7 @@ def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> d
         raise StdoError(f"{run} has no chunk map ({CLUSTERS}): rerun stdo-cluster, methods need its chunks")
     hr_map, lr_map = load_frames(run)
     cmap = load_chunkmap(run / CLUSTERS)
-    grid, scale = grid_of(info), int(info["scale"])
+    grid, scale = info.grid, info.scale
     if hr_map.shape[0] != cmap.chunks.shape[0] or lr_map.shape[1:3] != (grid.height, grid.width):
         raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --overwrite")
     # memory-mapped, not copied: crops are read from the page cache, which every rank of a torchrun shares, so a
@@ -101,7 +101,7 @@ def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> d
                            progress, eval_progress)
 
 
-def _train_jobs(o: TrainOptions, run: Path, info: dict, training: TrainingPlan, out: Path, world, config: TrainConfig,
+def _train_jobs(o: TrainOptions, run: Path, info: RunInfo, training: TrainingPlan, out: Path, world, config: TrainConfig,
                 precision: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap, progress: ProgressFn,
                 eval_progress) -> dict | None:
     state_dir = out / "state"

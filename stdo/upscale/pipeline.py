@@ -25,7 +25,7 @@ from stdo.errors import StdoError
 from stdo.infer import Runner, iter_upscaled, temporal_stack
 from stdo.scores import QualityScores
 from stdo.play.pipeline import output_stream
-from stdo.rundir import grid_of, load_frames, method_dir, read_run_info
+from stdo.rundir import load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
 from stdo.train.methods import METHODS, load_trained
 from stdo.video import as_nchw, upscale_bicubic
@@ -110,8 +110,8 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
                         "use --backend torch")
     radius = 0 if video else models[0].config.frames // 2
     hr, lr = load_frames(run)
-    grid, scale = grid_of(info), int(info["scale"])
-    fps_clip = float(info["frames"].get("fps") or 25.0)
+    grid, scale = info.grid, info.scale
+    fps_clip = info.fps
     scores = QualityScores(scale)
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None

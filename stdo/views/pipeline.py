@@ -29,7 +29,7 @@ import torch
 from stdo.errors import StdoError
 from stdo.fileio import replace_dir, save_npy, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr, ssim
-from stdo.rundir import fingerprint, grid_of, load_frames, method_dir, read_run_info
+from stdo.rundir import fingerprint, load_frames, method_dir, read_run_info
 from stdo.video import as_nchw, upscale_bicubic
 from stdo.views import geometry, order as ordering, scene as scenes, synth
 
@@ -225,7 +225,7 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
     if len(lr) != record["frames"]:
         raise StdoError(f"{run} has {len(lr)} frames, the ordering {record['frames']}: cluster all of ORDER/frames "
                         "(no --start, --frames or --crop)")
-    grid, scale = grid_of(info), int(info["scale"])
+    grid, scale = info.grid, info.scale
     if o.method == "bicubic":
         models, model_map = None, None
     else:
