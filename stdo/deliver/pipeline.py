@@ -30,7 +30,7 @@ from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions
-from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
+from stdo.train.methods import ON_DEVICE_METHODS
 from stdo.train.pipeline import TrainOptions, train
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _check(o: DeliverOptions) -> StreamOptions:
     lo, hi = CODECS[stream.codec].crf_range
     if not o.crfs or any(not lo <= c <= hi for c in o.crfs) or len(set(o.crfs)) != len(o.crfs):
         raise StdoError(f"--crf must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
-    if not o.methods or len(set(o.methods)) != len(o.methods) or any(not (m in REGISTRY and REGISTRY[m].on_device) for m in o.methods):
+    if not o.methods or len(set(o.methods)) != len(o.methods) or any(m not in ON_DEVICE_METHODS for m in o.methods):
         raise StdoError(f"--method must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
     if o.cluster.lr is not None:
         raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")

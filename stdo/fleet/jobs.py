@@ -74,8 +74,9 @@ class VideoJob:
 
     def options_key(self) -> str:
         """What the results depend on: a finished row is reused only while this is unchanged."""
-        options = {k: str(v) for k, v in asdict(self).items() if not (k == "budget" and not v)}  # rows from before
-        text = json.dumps(options, sort_keys=True)  # budgets existed keep their key
+        # an empty budget is left out, so that rows written before the column existed keep their key
+        options = {k: str(v) for k, v in asdict(self).items() if not (k == "budget" and not v)}
+        text = json.dumps(options, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def stream(self) -> StreamOptions:
@@ -201,7 +202,7 @@ def _check_values(job: VideoJob) -> None:
     for method in job.methods or ("",):
         if method not in shippable:
             raise StdoError(f"method {method!r} cannot make a bundle: use one of {', '.join(shippable)}")
-    if job.budget and any(not REGISTRY[m].on_device for m in job.methods):
+    if job.budget and any(m not in ON_DEVICE_METHODS for m in job.methods):
         raise StdoError(f"method {job.method!r}: a budget row ships on-device models "
                         f"({', '.join(ON_DEVICE_METHODS)})")
     if len(set(job.crfs)) != len(job.crfs) or len(set(job.methods)) != len(job.methods):

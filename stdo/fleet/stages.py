@@ -86,8 +86,8 @@ def _deliver(job: VideoJob, run: Path, device: str) -> dict:
         export=ExportOptions(run=run, formats=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
                              strict=True),
         overwrite=True))
-    chosen = report["chosen"]
-    return {"run_id": read_run_info(run)["run_id"], "frames": int(read_run_info(run)["frames"]["count"]),
+    chosen, info = report["chosen"], read_run_info(run)
+    return {"run_id": info["run_id"], "frames": info.frame_count,
             "lr_bytes": chosen["video"], "budget": report["budget"],
             "delivery": {k: chosen[k] for k in ("crf", "method", "total", "psnr", "bicubic_psnr")},
             "points": len(report["points"])}

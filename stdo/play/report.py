@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def format_table(report: dict) -> list[str]:
     """Speed, where the time went, and PSNR as aligned text lines."""
     s = report["seconds"]

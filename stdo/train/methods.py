@@ -49,7 +49,7 @@ from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job
 from stdo.train.sampling import ChunkSampler
-from stdo.train.sparse import DIRECTION, SparseProjection
+from stdo.train.sparse import SparseProjection, moves_sparsely
 
 CAFM_CHUNKS = ("time", "stdo")
 
@@ -260,7 +260,6 @@ class Method:
     build: Callable[[_Build], TrainingPlan]
     on_device: bool  # its models ship in a phone bundle and start from the prior; else a server runs it
     video: bool = False  # a whole-clip model (stdo.videosr), not patch-wise WDSRs: stdo-upscale only
-    per_chunk: bool = False  # several models, one per chunk or segment, served by the model map
     joint_start: float | None = None  # the default share of a joint start, where the method has one
 
 
@@ -275,11 +274,11 @@ def register_method(method: Method) -> Method:
 
 
 for _method in (
-    Method("stdo", _per_model, on_device=True, per_chunk=True, joint_start=0.75),
+    Method("stdo", _per_model, on_device=True, joint_start=0.75),
     Method("jstdo", _joint, on_device=True),
     Method("awdnn", _joint, on_device=True),
-    Method("nas", _per_model, on_device=True, per_chunk=True),
-    Method("cafm", _cafm, on_device=True, per_chunk=True, joint_start=0.0),  # 0: it trains as CaFM does
+    Method("nas", _per_model, on_device=True),
+    Method("cafm", _cafm, on_device=True, joint_start=0.0),  # 0: it trains as CaFM does
     Method("mfwdsr", _server, on_device=False),
     Method("wdsr-large", _server, on_device=False),
     Method("brvsr", _video, on_device=False, video=True),
@@ -288,8 +287,6 @@ for _method in (
     register_method(_method)
 
 METHODS = tuple(REGISTRY)
-SERVER_METHODS = tuple(name for name, m in REGISTRY.items() if not m.on_device)
-VIDEO_METHODS = tuple(name for name, m in REGISTRY.items() if m.video)
 ON_DEVICE_METHODS = tuple(name for name, m in REGISTRY.items() if m.on_device)
 
 
@@ -335,7 +332,7 @@ def restrict(model: nn.Module, tune: str) -> None:
     # and both frozen they stay one tensor (trained apart they drift by float rounding and shift the layout)
     for name, p in model.named_parameters():
         gain = tune in ("channels", "sparse") and name.endswith("weight.original0") and "skip." not in name
-        direction = tune == "sparse" and name.endswith(DIRECTION) and "skip." not in name
+        direction = tune == "sparse" and moves_sparsely(name)
         bias = name.endswith("bias") and "skip." not in name and not name.endswith(tail_bias)
         p.requires_grad_(name.startswith("mods.") or bias or gain or direction)  # mods: CaFM's modulation
 

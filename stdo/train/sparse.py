@@ -20,9 +20,14 @@ from torch import nn
 DIRECTION = "weight.original1"  # torch.nn.utils.parametrizations.weight_norm's v
 
 
+def moves_sparsely(name: str) -> bool:
+    """Whether a parameter is one a sparse update may move: a conv weight direction of the body (not of the fp32
+    skip branch)."""
+    return name.endswith(DIRECTION) and "skip." not in name
+
+
 def sparse_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The conv weight directions of the body a sparse update may move (not the fp32 skip branch's)."""
-    return [(name, p) for name, p in model.named_parameters() if name.endswith(DIRECTION) and "skip." not in name]
+    return [(name, p) for name, p in model.named_parameters() if moves_sparsely(name)]
 
 
 class SparseProjection:
@@ -30,7 +35,6 @@ class SparseProjection:
     `share` largest moves (one threshold over all of them)."""
 
     def __init__(self, model: nn.Module, share: float) -> None:
-        self.share = share
         self.start = {name: p.detach().clone() for name, p in sparse_parameters(model)}
         self.count = sum(t.numel() for t in self.start.values())
         self.keep = int(round(share * self.count))
@@ -47,7 +51,7 @@ class SparseProjection:
         deltas = []
         for name, p in params:  # within the channel's largest magnitude, that coordinate itself unmoved
             start, limit = self.start[name].to(p.device), self.limit[name].to(p.device)
-            d = torch.maximum(torch.minimum(p, limit), -limit) - start
+            d = p.clamp(-limit, limit) - start
             deltas.append(d.masked_fill(self.fixed[name].to(p.device), 0.0))
         moves = torch.cat([d.abs().flatten() for d in deltas])
         if self.keep == 0:
@@ -58,7 +62,3 @@ class SparseProjection:
             threshold = float(torch.topk(moves, self.keep, sorted=False).values.min())
         for (name, p), d in zip(params, deltas):
             p.copy_(self.start[name].to(p.device) + torch.where(d.abs() >= threshold, d, torch.zeros_like(d)))
-
-    def moved(self, model: nn.Module) -> int:
-        """How many sparse coordinates differ from the prior now."""
-        return sum(int((p.detach() != self.start[name].to(p.device)).sum()) for name, p in sparse_parameters(model))
