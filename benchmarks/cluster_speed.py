@@ -89,7 +89,8 @@ def run_reference(video: Path, work: Path) -> dict:
     from PIL import Image
 
     from stdo.grid import Grid
-    from stdo.video import downscale_bicubic, read_video
+    from stdo.resample import downscale_bicubic
+    from stdo.video import read_video
 
     baseline = _start_peak()
     t0 = time.perf_counter()

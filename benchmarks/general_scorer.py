@@ -34,7 +34,7 @@ from stdo.train.general import GeneralOptions, train_general
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
+from stdo.clip import Crop
 
 VARIANTS = {"stdo plain": {"joint_start": 0.0}, "stdo (default)": {}}
 

@@ -41,7 +41,8 @@ from stdo.rundir import MODEL_MAP, grid_of, load_frames, method_dir, read_run_in
 from stdo.train.loop import TrainConfig  # noqa: E402
 from stdo.train.methods import load_models  # noqa: E402
 from stdo.train.pipeline import TrainOptions, train  # noqa: E402
-from stdo.video import Crop, as_nchw  # noqa: E402
+from stdo.clip import Crop  # noqa: E402
+from stdo.resample import as_nchw  # noqa: E402
 
 GRIDS = {4: (10, 5), 2: (20, 10)}
 

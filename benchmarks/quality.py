@@ -34,7 +34,7 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
+from stdo.clip import Crop
 
 GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows) at x2 and x4
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180), "carphone": Crop(176, 144)}

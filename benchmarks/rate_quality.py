@@ -47,7 +47,8 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop, upscale_bicubic
+from stdo.clip import Crop
+from stdo.resample import upscale_bicubic
 
 GRIDS = {2: (20, 10), 4: (10, 5)}
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}

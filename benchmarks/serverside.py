@@ -42,7 +42,9 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions, load_trained
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop, read_video, upscale_bicubic
+from stdo.clip import Crop
+from stdo.resample import upscale_bicubic
+from stdo.video import read_video
 
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
 GRIDS = {2: (20, 10), 4: (10, 5)}

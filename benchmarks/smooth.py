@@ -36,7 +36,7 @@ from stdo.play.pipeline import PlayOptions, play  # noqa: E402
 from stdo.plan import choose_shapes, make_plan  # noqa: E402
 from stdo.train.loop import TrainConfig  # noqa: E402
 from stdo.train.pipeline import TrainOptions, train  # noqa: E402
-from stdo.video import Crop  # noqa: E402
+from stdo.clip import Crop  # noqa: E402
 
 MARGIN = 10  # wdsr_a_mobile's receptive radius
 

@@ -28,7 +28,8 @@ from stdo.grid import Grid
 from stdo.models import create_model
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import cpu_supports_bf16
-from stdo.video import downscale_bicubic, load_clip
+from stdo.clip import load_clip
+from stdo.resample import downscale_bicubic
 
 
 def upscale_to_1080p(frames: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
+from stdo.clip import Crop
 
 from rate_quality import prior_frames  # benchmarks/, on the path when run as a script
 

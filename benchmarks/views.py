@@ -39,7 +39,8 @@ from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop, read_video
+from stdo.clip import Crop
+from stdo.video import read_video
 from stdo.views.order import kendall_tau
 from stdo.views.sfm import recover_poses
 from stdo.views.pipeline import (EvalOptions, OrderOptions, SynthOptions, UpscaleViewsOptions, evaluate_views,

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +31,10 @@ from stdo.export.pipeline import ExportOptions, export
 from stdo.play.player import Player
 from stdo.train.loop import TrainConfig
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
-from stdo.web import drive, missing_tools, serve
+from stdo.clip import Crop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
+from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
 

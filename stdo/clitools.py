@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import logging
 import sys
 import traceback
@@ -104,8 +105,20 @@ def _traceback_if_verbose(ctx: click.Context) -> None:
         click.echo(traceback.format_exc().rstrip(), err=True)
 
 
+def as_flags(message: str, command: click.Command) -> str:
+    """A library message with its option fields (`start`, `lr`) written as this command's flags (--start,
+    --lr-video) or arguments (SOURCE); a field the command does not have loses its backticks."""
+    names = {}
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            names[param.name] = param.human_readable_name
+        else:
+            names[param.name] = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: names.get(m.group(1), m.group(1)), message)
+
+
 def _fail(ctx: click.Context, error: StdoError) -> None:
-    click.echo(f"Error: {error}", err=True)
+    click.echo(f"Error: {as_flags(str(error), ctx.command)}", err=True)
     ctx.exit(EXIT_BAD_INPUT)
 
 

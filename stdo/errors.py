@@ -5,7 +5,9 @@ class StdoError(Exception):
     """Bad input or an impossible request.
 
     The message is one line that names the problem and the fix; the CLIs print it
-    without a traceback and exit with code 2.
+    without a traceback and exit with code 2. An option is named by its field in backticks
+    (`start`, `crf`: the field of the options dataclass the caller set); a CLI prints each as its
+    own flag (--start, --out-crf), so the library never names a flag that the caller did not type.
     """
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from stdo.grid import Grid, split, stitch
-from stdo.video import as_nchw
+from stdo.resample import as_nchw
 
 Runner = Callable[[torch.Tensor], torch.Tensor]  # [N, 3, h, w] in [0,1] -> [N, 3, s·h, s·w]
 

@@ -22,7 +22,7 @@ import numpy as np
 from stdo.errors import StdoError
 from stdo.metrics import psnr, psnr_y, ssim
 from stdo.stream import CODECS, StreamOptions, decode_stream, encode_stream
-from stdo.video import as_nchw
+from stdo.resample import as_nchw
 
 Frames = Callable[[], Iterable[np.ndarray]]
 

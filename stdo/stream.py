@@ -74,30 +74,30 @@ class StreamOptions:
     def check(self) -> None:
         """Raise StdoError for a codec this FFmpeg lacks or an option out of range."""
         if self.codec not in CODECS:
-            raise StdoError(f"--codec {self.codec!r} is unknown: use one of {', '.join(CODECS)}")
+            raise StdoError(f"`codec` {self.codec!r} is unknown: use one of {', '.join(CODECS)}")
         c = CODECS[self.codec]
         encoder = c.lossless_encoder if self.lossless else c.encoder
         if self.lossless and encoder is None:
-            raise StdoError(f"--lossless is not available for {self.codec}: use --codec h264 or hevc for a lossless stream")
+            raise StdoError(f"`lossless` is not available for {self.codec}: use `codec` h264 or hevc for a lossless stream")
         if self.lossless and (self.crf is not None or self.bitrate is not None):
-            raise StdoError("--lossless cannot be combined with --crf or --bitrate: drop one of them")
+            raise StdoError("`lossless` cannot be combined with `crf` or `bitrate`: drop one of them")
         if self.crf is not None and self.bitrate is not None:
-            raise StdoError("--crf and --bitrate are exclusive: give one of them")
+            raise StdoError("`crf` and `bitrate` are exclusive: give one of them")
         lo, hi = c.crf_range
         if self.crf is not None and not lo <= self.crf <= hi:
-            raise StdoError(f"--crf {self.crf} is outside {lo}..{hi} for {self.codec}: give a CRF in that range"
-                            + (", or --lossless for a lossless stream" if self.crf < lo and c.lossless_encoder else ""))
+            raise StdoError(f"`crf` {self.crf} is outside {lo}..{hi} for {self.codec}: give a CRF in that range"
+                            + (", or `lossless` for a lossless stream" if self.crf < lo and c.lossless_encoder else ""))
         if self.bitrate is not None and not 1 <= self.bitrate <= MAX_KBPS:
-            raise StdoError(f"--bitrate {self.bitrate} is outside 1..{MAX_KBPS} kbit/s: give a bitrate in that range")
+            raise StdoError(f"`bitrate` {self.bitrate} is outside 1..{MAX_KBPS} kbit/s: give a bitrate in that range")
         if self.preset is not None and self.preset not in c.presets:
-            raise StdoError(f"--preset {self.preset!r} is not a {self.codec} preset: use one of {', '.join(c.presets)}")
+            raise StdoError(f"`preset` {self.preset!r} is not a {self.codec} preset: use one of {', '.join(c.presets)}")
         if self.gop is not None and self.gop < 1:
-            raise StdoError(f"--gop {self.gop} is below 1: give the frames between keyframes")
+            raise StdoError(f"`gop` {self.gop} is below 1: give the frames between keyframes")
         try:
             av.codec.Codec(encoder, "w")
         except Exception:  # noqa: BLE001 - PyAV raises several types for a missing codec
-            raise StdoError(f"this FFmpeg has no {encoder} encoder for --codec {self.codec}: "
-                            f"use --codec {' or '.join(k for k in CODECS if k != self.codec)}") from None
+            raise StdoError(f"this FFmpeg has no {encoder} encoder for `codec` {self.codec}: "
+                            f"use `codec` {' or '.join(k for k in CODECS if k != self.codec)}") from None
 
     @property
     def chroma_subsampled(self) -> bool:

@@ -24,7 +24,7 @@ from stdo.flow import neighbour_flows
 from stdo.metrics import psnr, psnr_y, ssim
 from stdo.models.brvsr import BRVSR, run_recurrence
 from stdo.models.vinr import VINR
-from stdo.video import as_nchw
+from stdo.resample import as_nchw
 
 Frames = Iterator[tuple[int, torch.Tensor]]
 

@@ -65,7 +65,7 @@ def trained_run(tmp_path_factory, bikes) -> Path:
     from stdo.train.loop import TrainConfig
     from stdo.train.methods import MethodOptions
     from stdo.train.pipeline import TrainOptions, train
-    from stdo.video import Crop
+    from stdo.clip import Crop
 
     run = tmp_path_factory.mktemp("trained") / "run"
     cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,

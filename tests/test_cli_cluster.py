@@ -12,7 +12,8 @@ from stdo.cli import main as stdo_main
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.cluster.cli import cluster_command
 from stdo.stream import StreamOptions, decode_stream, encode_stream
-from stdo.video import downscale_bicubic, read_video
+from stdo.resample import downscale_bicubic
+from stdo.video import read_video
 
 OPTIONS = {"--scale": "4", "--crop": "320x192+160+40", "--frames": "4", "--grid": "4x3", "--chunks": "2"}
 SMALL = [*sum(OPTIONS.items(), ()), "-q"]
@@ -181,3 +182,5 @@ def test_a_given_lr_video_used_whole_is_shipped_as_it_is(cli, bikes, tmp_path):
     np.testing.assert_array_equal(np.stack(list(decode_stream(lr))), np.load(run / "frames/lr.npy"))
     code, _, err, _ = cli(cluster_command, [hr, tmp_path / "run2", "--lr-video", lr, "--scale", "4", "--crf", "20", "-q"])
     assert code == 2 and "shipped as it is" in err and not (tmp_path / "run2").exists()
+    # the library names its option fields (`lr`, `codec`); the command prints them as its own flags
+    assert f"--lr-video {lr} is shipped as it is: drop --codec, --crf, --bitrate" in err and "`" not in err

@@ -18,9 +18,11 @@ from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
 from stdo.bundle import sha256_of
 from stdo.infer import upscale_batch
+from stdo.runtimes import EXPORT_FORMATS, parse_list
 from stdo.metrics import mse
 from stdo.play.player import Player
-from stdo.video import as_nchw, read_video
+from stdo.resample import as_nchw
+from stdo.video import read_video
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("coremltools")
@@ -220,5 +222,5 @@ def test_stdo_export_is_also_a_subcommand(cli):
 
 def test_unknown_lists_raise_early():
     with pytest.raises(StdoError, match="unknown"):
-        export_pipeline.parse_list("onnx,,pdf", export_pipeline.FORMATS, "--format")
-    assert export_pipeline.parse_list("ONNX, tflite,onnx", export_pipeline.FORMATS, "--format") == ("onnx", "tflite")
+        parse_list("onnx,,pdf", EXPORT_FORMATS, "--format")
+    assert parse_list("ONNX, tflite,onnx", EXPORT_FORMATS, "--format") == ("onnx", "tflite")

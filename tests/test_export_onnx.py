@@ -11,7 +11,7 @@ from stdo.grid import Grid, split
 from stdo.infer import upscale_batch
 from stdo.metrics import psnr
 from stdo.models import WDSR, WDSRConfig, fold_weight_norm
-from stdo.video import downscale_bicubic
+from stdo.resample import downscale_bicubic
 
 pytest.importorskip("onnxruntime")
 from stdo.export.onnx import export_onnx, quantize_onnx_int8  # noqa: E402

@@ -61,12 +61,12 @@ def clean_ray():
     ({"video": "a.mp4", "formats": "onnx,gif"}, "formats 'gif' is unknown"),
     ({"video": "a.mp4", "formats": "torch"}, "formats 'torch' is unknown"),  # always written, never asked for
     ({"video": "a.mp4", "method": "brvsr"}, "method 'brvsr' cannot make a bundle"),
-    ({"video": "a.mp4", "crf": 80}, "--crf 80 is outside"),
+    ({"video": "a.mp4", "crf": 80}, r": crf 80 is outside"),  # the column, not a flag
     ({"video": "a.mp4", "name": "../up"}, "cannot name a folder"),
     ({"video": "a.mp4", "crf": "23,27"}, "tried only within a budget"),
-    ({"video": "a.mp4", "budget": "lots"}, "--budget 'lots': give bytes"),
+    ({"video": "a.mp4", "budget": "lots"}, r": budget 'lots': give bytes"),
     ({"video": "a.mp4", "budget": "80KB", "method": "stdo,mfwdsr"}, "a budget row ships on-device models"),
-    ({"video": "a.mp4", "budget": "80KB", "crf": "23,99"}, "--crf 99 is outside"),
+    ({"video": "a.mp4", "budget": "80KB", "crf": "23,99"}, r": crf 99 is outside"),
 ])
 def test_bad_jobs_rows_name_the_line_and_the_fix(tmp_path, line, message):
     jobs = write_jobs(tmp_path / "jobs.jsonl", [{"video": "ok.mp4"}, line])

@@ -17,7 +17,7 @@ from stdo.train.loop import Evaluator, Job, TrainConfig, lr_factor, scheduled_lr
 from stdo.train.methods import MethodOptions, build_training_plan
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
-from stdo.video import Crop
+from stdo.clip import Crop
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,27 @@ def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_p
     assert code == 2  # parsed as --learning-rate and --crop-size; then the missing RUN is the one error
     assert "Warning: train --lr is now --learning-rate" in err and "Warning: train --crop is now --crop-size" in err
     assert err.strip().splitlines()[-1].startswith("Error: ") and "does not exist" in err
+
+
+def test_a_new_runtime_is_one_file_and_one_table_entry(tmp_path, monkeypatch):
+    """A format whose runner lives in a file of its own: one FORMATS entry makes open_runner dispatch to it."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from stdo.runtimes import FileFormat, open_runner
+
+    (tmp_path / "scaled_runtime.py").write_text(
+        "import numpy as np, torch\n"
+        "def open_scaled(path, threads, reference):\n"
+        "    factor = float(np.load(path))\n"
+        "    return lambda x: torch.nn.functional.interpolate(x, scale_factor=factor, mode='nearest')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(FORMATS, "scaled", FileFormat("scaled", ".npy", ("fp32",), False, "numpy", (),
+                                                      "scaled_runtime:open_scaled", None))
+    np.save(tmp_path / "model0.npy", np.float32(2))
+    runner = open_runner("scaled", tmp_path / "model0.npy")
+    out = runner(torch.ones(1, 3, 4, 5))
+    assert out.shape == (1, 3, 8, 10) and "scaled_runtime" in sys.modules
+    assert FORMATS["scaled"].filename(0, "fp32") == "model0.npy"

@@ -156,7 +156,7 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     assert code == 2 and "is a folder stdo-play did not write" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in unrelated.iterdir()] == ["holiday.jpg"]  # untouched
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "fast.mp4", "--out-preset", "warp"])
-    assert code == 2 and "--preset 'warp' is not a h264 preset" in err and not (tmp_path / "fast.mp4").exists()
+    assert code == 2 and "--out-preset 'warp' is not a h264 preset" in err and not (tmp_path / "fast.mp4").exists()
 
 
 def test_tampered_bundle_is_refused(bundle, tmp_path, cli):

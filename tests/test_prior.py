@@ -16,7 +16,8 @@ from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.priordata import codec_round_trip, image_clip, skimage_photos
-from stdo.video import Crop, as_nchw
+from stdo.clip import Crop
+from stdo.resample import as_nchw
 
 
 def test_the_codec_round_trip_is_what_a_client_decodes(bikes_frames):

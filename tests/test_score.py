@@ -11,7 +11,7 @@ from stdo.errors import StdoError
 from stdo.grid import Grid
 from stdo.metrics import psnr
 from stdo.models import WDSR, WDSRConfig
-from stdo.video import downscale_bicubic, upscale_bicubic
+from stdo.resample import downscale_bicubic, upscale_bicubic
 
 
 def test_bicubic_score_is_each_patch_psnr(bikes_frames):

@@ -16,7 +16,8 @@ from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
-from stdo.video import Crop, probe_video
+from stdo.clip import Crop
+from stdo.video import probe_video
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

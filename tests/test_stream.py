@@ -9,7 +9,7 @@ from stdo.errors import StdoError
 from stdo.metrics import psnr
 from stdo.stream import (StreamOptions, decode_stream, encode_stream, frame_to_rgb, rgb_to_yuv420, stream_info,
                          yuv_to_rgb)
-from stdo.video import downscale_bicubic
+from stdo.resample import downscale_bicubic
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,7 +87,7 @@ def test_odd_sizes_are_refused_for_4_2_0():
 
 @pytest.mark.parametrize("options, message", [
     (StreamOptions(codec="vp8"), "unknown"),
-    (StreamOptions(crf=0), "outside 1..51 for h264: give a CRF in that range, or --lossless"),
+    (StreamOptions(crf=0), "outside 1..51 for h264: give a CRF in that range, or `lossless`"),
     (StreamOptions(codec="av1", crf=0), "outside 1..63"),
     (StreamOptions(lossless=True, crf=10), "cannot be combined"),
     (StreamOptions(lossless=True, bitrate=100), "cannot be combined"),

@@ -23,7 +23,7 @@ from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_a
 from stdo.train.methods import METHODS, MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
-from stdo.video import Crop
+from stdo.clip import Crop
 
 TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop-size", "16", "-q"]
 BIN = Path(sys.executable).parent

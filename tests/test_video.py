@@ -9,7 +9,9 @@ from matlab_imresize import imresize
 from stdo.errors import StdoError
 from stdo.metrics import psnr
 from stdo.stream import StreamOptions, encode_stream
-from stdo.video import Crop, downscale_bicubic, load_clip, probe_video, read_video, upscale_bicubic
+from stdo.clip import Crop, load_clip
+from stdo.resample import downscale_bicubic, upscale_bicubic
+from stdo.video import probe_video, read_video
 
 
 def _save_frames(folder: Path, frames: np.ndarray, names) -> None:
@@ -116,7 +118,7 @@ def test_given_lr_video(tmp_path, bikes):
     encode_stream(hr_path, hr, options=StreamOptions(lossless=True))
     clip = load_clip(hr_path, scale=2, lr_source=lr_path)  # used whole: its bitstream is kept as it is
     assert clip.lr_video == lr_path
-    with pytest.raises(StdoError, match="shipped as it is: drop --codec"):
+    with pytest.raises(StdoError, match="shipped as it is: drop `codec`"):
         load_clip(hr_path, scale=2, lr_source=lr_path, stream=StreamOptions(crf=30))
 
 

@@ -18,7 +18,8 @@ from stdo.train.cli import train_command
 from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
-from stdo.video import Crop, upscale_bicubic
+from stdo.clip import Crop
+from stdo.resample import upscale_bicubic
 
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -9,13 +9,17 @@ import base64
 import json
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stdo.export.pipeline import ExportOptions, export
 from stdo.play.player import Player
-from stdo.web import drive, missing_tools, serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
+from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
 
 pytestmark = pytest.mark.slow  # headless Chromium
 
@@ -131,7 +135,7 @@ def coded(tmp_path_factory, bikes):
     from stdo.train.loop import TrainConfig
     from stdo.train.methods import MethodOptions
     from stdo.train.pipeline import TrainOptions, train
-    from stdo.video import Crop
+    from stdo.clip import Crop
 
     assert not MISSING, f"web player tools missing under CI: {', '.join(MISSING)}"
     work = tmp_path_factory.mktemp("coded")

@@ -12,7 +12,7 @@ from stdo.cluster.score import SCORERS
 from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
-from stdo.video import Crop
+from stdo.clip import Crop
 
 
 def _parse(fn):

@@ -31,7 +31,8 @@ from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
                          write_cluster_stage)
 from stdo.stream import StreamOptions, stream_info
-from stdo.video import Crop, load_clip, probe_video, ship_lr_stream, source_kind
+from stdo.clip import Crop, load_clip, ship_lr_stream, source_kind
+from stdo.video import probe_video
 
 log = logging.getLogger(__name__)
 

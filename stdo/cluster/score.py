@@ -23,7 +23,7 @@ from torch import nn
 
 from stdo.grid import Grid, patch_means, region_sums
 from stdo.metrics import PEAK, psnr_from_mse
-from stdo.video import as_nchw, frames_per_batch, upscale_bicubic
+from stdo.resample import as_nchw, frames_per_batch, upscale_bicubic
 
 SCORERS = ("bicubic", "general", "dct")
 Progress = Callable[[int], None] | None

@@ -10,13 +10,14 @@ from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_loggin
 from stdo.cluster.pipeline import ClusterOptions
 from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, parse_budget
 from stdo.errors import StdoError
-from stdo.export.pipeline import FORMATS, QUANTIZE, ExportOptions, parse_list
+from stdo.export.pipeline import ExportOptions
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import ON_DEVICE_METHODS, TUNES, MethodOptions
 from stdo.train.pipeline import TrainOptions
-from stdo.video import Crop
+from stdo.clip import Crop
 
 
 def _crfs(ctx, param, value: str) -> tuple[int, ...]:
@@ -73,7 +74,7 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
               help="Where models start (stdo-train --init).")
 @click.option("--format", "formats", default="onnx", show_default=True,
-              callback=lambda c, p, v: parse_list(v, FORMATS, "--format"),
+              callback=lambda c, p, v: parse_list(v, EXPORT_FORMATS, "--format"),
               help="Formats of the kept point's bundle (stdo-export --format); each candidate is measured on the "
                    "variant played.")
 @click.option("--quantize", default="int8", show_default=True,

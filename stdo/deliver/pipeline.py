@@ -70,7 +70,7 @@ def parse_budget(text: str) -> tuple[int | None, float | None]:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
     unit = match.group(2).lower() if match else None
     if match is None or (unit not in _UNITS and unit not in _RATES):
-        raise StdoError(f"--budget {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
+        raise StdoError(f"`budget` {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
     value = float(match.group(1))
     return (None, value * _RATES[unit]) if unit in _RATES else (int(value * _UNITS[unit]), None)
 

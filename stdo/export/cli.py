@@ -8,7 +8,8 @@ import click
 
 from stdo.errors import StdoError
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
-from stdo.export.pipeline import FORMATS, QUANTIZE, UPDATES, ExportOptions, export, format_table, parse_list
+from stdo.export.pipeline import UPDATES, ExportOptions, export, format_table
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.train.methods import METHODS
 
 
@@ -19,7 +20,7 @@ def _video_crf_is_gone(ctx, param, value):
 
 
 def _formats(ctx, param, value: str) -> tuple[str, ...]:
-    return parse_list(value, FORMATS, "--format")
+    return parse_list(value, EXPORT_FORMATS, "--format")
 
 
 def _quantize(ctx, param, value: str) -> tuple[str, ...]:

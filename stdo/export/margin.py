@@ -26,7 +26,7 @@ from stdo.grid import Grid
 from stdo.infer import upscale_planned
 from stdo.metrics import PEAK, mse
 from stdo.plan import base_shape, make_plan
-from stdo.video import as_nchw
+from stdo.resample import as_nchw
 
 TOLERANCE = 1e-3
 

@@ -47,16 +47,14 @@ from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
                          read_run_info)
-from stdo.runtimes import EXPORT_FORMATS, open_runner
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner, parse_list
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
 from stdo.train.methods import METHODS, REGISTRY, load_trained
-from stdo.video import as_nchw
+from stdo.resample import as_nchw
 
 log = logging.getLogger(__name__)
 
-FORMATS = EXPORT_FORMATS
-QUANTIZE = ("int8", "fp16")
 UPDATES = ("auto", "on", "off")
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 
@@ -100,16 +98,6 @@ class Variant:
         return RUNTIME_FORMATS[self.format].filename(model_index, self.precision, shape)
 
 
-def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
-    """'onnx,tflite' -> ('onnx', 'tflite'), checked against `allowed`, order kept, duplicates dropped."""
-    items = [s.strip().lower() for s in text.split(",")] if isinstance(text, str) else [s.lower() for s in text]
-    items = [s for s in items if s]
-    unknown = [s for s in items if s not in allowed]
-    if unknown:
-        raise StdoError(f"{option} {unknown[0]!r} is unknown: use one or more of {','.join(allowed)}")
-    return tuple(dict.fromkeys(items))
-
-
 def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Variant]:
     out = []
     for f in formats:
@@ -124,8 +112,8 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     if o.method not in METHODS:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
     if not o.formats:
-        raise StdoError("--format is empty: give one or more of " + ",".join(FORMATS))
-    parse_list(list(o.formats), FORMATS, "--format")
+        raise StdoError("--format is empty: give one or more of " + ",".join(EXPORT_FORMATS))
+    parse_list(list(o.formats), EXPORT_FORMATS, "--format")
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
     if not 1 <= o.plan_shapes <= MAX_SHAPES:
         raise StdoError(f"--plan-shapes {o.plan_shapes} is outside 1..{MAX_SHAPES}")

@@ -24,14 +24,13 @@ from pathlib import Path
 
 from stdo.deliver.pipeline import DeliverOptions, parse_budget
 from stdo.errors import StdoError
-from stdo.export.pipeline import QUANTIZE, parse_list
 from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
-from stdo.runtimes import EXPORT_FORMATS
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
-from stdo.video import Crop
+from stdo.clip import Crop
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -174,13 +173,13 @@ def _job(path: Path, line: int, row: dict) -> VideoJob:
     job = VideoJob(video=video, name=name, **values)
     try:
         _check_values(job)
-    except StdoError as e:
-        raise StdoError(f"{where}: {e}") from None
+    except StdoError as e:  # the options' fields are this file's columns
+        raise StdoError(f"{where}: {str(e).replace('`', '')}") from None
     return job
 
 
 def _check_values(job: VideoJob) -> None:
-    """The stage commands' own checks, made before anything runs (their messages name the option)."""
+    """The stage commands' own checks, made before anything runs (their messages name the column)."""
     if job.scale < 2:
         raise StdoError(f"scale {job.scale} is below 2: super-resolution needs a scale of 2 or more")
     parse_grid(job.grid)

@@ -27,15 +27,15 @@ import torch
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.deliver.pipeline import POINTS, DeliverOptions, deliver, parse_budget
 from stdo.errors import StdoError
-from stdo.export.pipeline import ExportOptions, QUANTIZE, export, parse_list
+from stdo.export.pipeline import ExportOptions, export
 from stdo.fleet.jobs import VideoJob
 from stdo.grid import parse_grid
 from stdo.rundir import REPORT, method_dir, read_run_info
-from stdo.runtimes import EXPORT_FORMATS
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.video import Crop
+from stdo.clip import Crop
 
 STAGES = ("cluster", "train", "export")
 

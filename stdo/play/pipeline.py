@@ -27,7 +27,8 @@ from stdo.play.player import Player, lr_stream
 from stdo.play.report import format_markdown, plot_psnr
 from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
-from stdo.video import as_nchw, iter_frames, upscale_bicubic
+from stdo.resample import as_nchw, upscale_bicubic
+from stdo.video import iter_frames
 
 Progress = Callable[[str, int, int | None], None] | None
 

@@ -30,7 +30,8 @@ from stdo.infer import ByShape, TimedRunner, upscale_planned
 from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
-from stdo.video import as_nchw, iter_frames, probe_video
+from stdo.resample import as_nchw
+from stdo.video import iter_frames, probe_video
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ class FileFormat:
     converters: tuple[str, ...]  # Python modules that export needs
     runner: str  # "module:function" (path, threads, reference) -> Runner
     converter: str | None  # "module:function" (model, path, window shape, precision, calibration) -> input shape
+    video_converter: str | None = None  # "module:function" (video model, folder) -> {step: path}: brvsr's steps
 
     @property
     def base_precision(self) -> str:
@@ -56,6 +57,11 @@ class FileFormat:
             raise StdoError(f"{self.name} files are not converted by stdo-export")
         return resolve(self.converter)(model, path, shape, precision, calibration)
 
+    def convert_video_model(self, model: nn.Module, folder: Path) -> dict[str, Path]:
+        if self.video_converter is None:
+            raise StdoError(f"{self.name} files of video models are not written by stdo")
+        return resolve(self.video_converter)(model, folder)
+
 
 def resolve(name: str) -> Callable:
     """'package.module:function' -> the function (the module imported now: converters and runtimes are optional)."""
@@ -66,7 +72,8 @@ def resolve(name: str) -> Callable:
 FORMATS = {
     "torch": FileFormat("torch", ".pt", ("fp32",), False, "torch", (), "stdo.runtimes.pt:open_torch", None),
     "onnx": FileFormat("onnx", ".onnx", ("fp32", "int8"), False, "onnxruntime", ("onnx", "onnxscript", "onnxruntime"),
-                       "stdo.runtimes.onnx:open_onnx", "stdo.export.onnx:write_onnx"),
+                       "stdo.runtimes.onnx:open_onnx", "stdo.export.onnx:write_onnx",
+                       "stdo.export.onnx:export_brvsr_onnx"),
     "tflite": FileFormat("tflite", ".tflite", ("fp32", "fp16", "int8"), True, "ai-edge-litert",
                          ("litert_torch", "ai_edge_litert"), "stdo.runtimes.tflite:open_tflite",
                          "stdo.export.tflite:write_tflite"),
@@ -77,6 +84,17 @@ EXPORT_FORMATS = tuple(name for name, f in FORMATS.items() if f.converter)  # wh
 # (torch is always written)
 BACKENDS = {"torch": "torch", "onnxruntime": "onnx", "litert": "tflite"}  # player backend -> the format it runs
 PRECISIONS = ("fp32", "fp16", "int8")
+QUANTIZE = ("int8", "fp16")  # what stdo-export --quantize may add beside each format's base precision
+
+
+def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """'onnx,tflite' -> ('onnx', 'tflite'), checked against `allowed`, order kept, duplicates dropped."""
+    items = [s.strip().lower() for s in text.split(",")] if isinstance(text, str) else [s.lower() for s in text]
+    items = [s for s in items if s]
+    unknown = [s for s in items if s not in allowed]
+    if unknown:
+        raise StdoError(f"{option} {unknown[0]!r} is unknown: use one or more of {','.join(allowed)}")
+    return tuple(dict.fromkeys(items))
 
 
 def open_runner(fmt: str, path: Path, threads: int | None = None, reference: nn.Module | None = None) -> Runner:

@@ -18,7 +18,7 @@ from stdo.grid import Grid
 from stdo.infer import Runner, iter_upscaled
 from stdo.memory import release_free_memory
 from stdo.scores import QualityScores
-from stdo.video import as_nchw, upscale_bicubic
+from stdo.resample import as_nchw, upscale_bicubic
 
 
 def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,

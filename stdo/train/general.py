@@ -30,7 +30,7 @@ from stdo.train.loop import Job, ProgressFn, TrainConfig, train_job
 from stdo.train.sampling import ChunkSampler
 from stdo.stream import StreamOptions
 from stdo.train.priordata import codec_round_trip, image_clip, is_image
-from stdo.video import load_clip
+from stdo.clip import load_clip
 
 log = logging.getLogger(__name__)
 

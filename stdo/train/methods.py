@@ -254,13 +254,14 @@ def _server(b: _Build) -> TrainingPlan:
 @dataclass(frozen=True)
 class Method:
     """A training method as the registry knows it: what builds its plan, and what it is, which the CLIs' choices,
-    stdo-export's refusal, stdo-deliver and stdo-fleet read."""
+    stdo-export's refusal, stdo-upscale's dispatch, stdo-deliver and stdo-fleet read."""
 
     name: str
     build: Callable[[_Build], TrainingPlan]
     on_device: bool  # its models ship in a phone bundle and start from the prior; else a server runs it
     video: bool = False  # a whole-clip model (stdo.videosr), not patch-wise WDSRs: stdo-upscale only
     joint_start: float | None = None  # the default share of a joint start, where the method has one
+    upscale_backends: tuple[str, ...] = ("torch", "onnxruntime")  # what stdo-upscale may run it on
 
 
 REGISTRY: dict[str, Method] = {}
@@ -282,7 +283,8 @@ for _method in (
     Method("mfwdsr", _server, on_device=False),
     Method("wdsr-large", _server, on_device=False),
     Method("brvsr", _video, on_device=False, video=True),
-    Method("vinr", _video, on_device=False, video=True),
+    Method("vinr", _video, on_device=False, video=True,
+           upscale_backends=("torch",)),  # its decoder's output size is an argument of each call: no fixed graph
 ):
     register_method(_method)
 

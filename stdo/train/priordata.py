@@ -18,7 +18,8 @@ import numpy as np
 
 from stdo.errors import StdoError
 from stdo.stream import StreamOptions, decode_stream, encode_stream
-from stdo.video import IMAGE_SUFFIXES, _read_image, downscale_bicubic
+from stdo.resample import downscale_bicubic
+from stdo.video import IMAGE_SUFFIXES, read_image
 
 PAN_STEP = 3  # HR pixels per frame along x (and 1 along y): 0.75 LR pixels at x4
 # colour photographs in scikit-image's wheel (the grey and synthetic ones teach little colour detail)
@@ -65,7 +66,7 @@ def codec_round_trip(lr: np.ndarray, crf: int, codec: str = "h264", fps: float =
 
 def image_clip(path: Path, frames: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(HR, bicubic LR) of a photograph panned over `frames` frames."""
-    hr = pan_clip(_read_image(path), frames, scale)
+    hr = pan_clip(read_image(path), frames, scale)
     return hr, downscale_bicubic(hr, scale)
 
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StdoCommand, setup_logging
 from stdo.train.methods import METHODS
-from stdo.upscale.pipeline import BACKENDS, UpscaleOptions, upscale
+from stdo.upscale.pipeline import UPSCALE_BACKENDS, UpscaleOptions, upscale
 
 
 @click.command(
@@ -26,7 +26,7 @@ Examples:
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(METHODS), default="mfwdsr", show_default=True,
               help="The trained method of the RUN to run (RUN/models/METHOD).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(UPSCALE_BACKENDS), default="torch", show_default=True,
               help="torch runs the trained weights; onnxruntime runs them exported to ONNX here (brvsr: its two "
                    "step graphs; vinr: torch only).")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the SR video (.mp4, H.264 yuv420p).")

@@ -27,11 +27,12 @@ from stdo.scores import QualityScores
 from stdo.play.pipeline import output_stream
 from stdo.rundir import load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
-from stdo.train.methods import METHODS, load_trained
-from stdo.video import as_nchw, upscale_bicubic
+from stdo.runtimes import BACKENDS, FORMATS
+from stdo.train.methods import METHODS, REGISTRY, load_trained
+from stdo.resample import as_nchw, upscale_bicubic
 from stdo.videosr import brvsr_frames, vinr_frames
 
-BACKENDS = ("torch", "onnxruntime")
+UPSCALE_BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -50,8 +51,11 @@ class UpscaleOptions:
 def _check(o: UpscaleOptions) -> None:
     if o.method not in METHODS:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
-    if o.backend not in BACKENDS:
-        raise StdoError(f"unknown backend {o.backend!r}: use one of {', '.join(BACKENDS)}")
+    if o.backend not in UPSCALE_BACKENDS:
+        raise StdoError(f"unknown backend {o.backend!r}: use one of {', '.join(UPSCALE_BACKENDS)}")
+    if o.backend not in REGISTRY[o.method].upscale_backends:
+        raise StdoError(f"{o.method} runs on {', '.join(REGISTRY[o.method].upscale_backends)} only: use --backend "
+                        f"{REGISTRY[o.method].upscale_backends[0]}")
     if o.batch <= 0:
         raise StdoError(f"--frames-per-batch {o.batch} must be above 0")
     if o.out is not None:
@@ -63,29 +67,29 @@ def _check(o: UpscaleOptions) -> None:
 
 
 def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, work: Path) -> list[Runner]:
+    """The models as runners: torch as trained, or ONNX files written here by the format table's converter."""
     if backend == "torch":
         return [lambda x, m=m: m(x) for m in models]
-    from stdo.export.onnx import export_onnx
-    from stdo.runtimes.onnx import OnnxRunner
+    onnx = FORMATS[BACKENDS["onnxruntime"]]
+    paths = [work / f"model{i}.onnx" for i in range(len(models))]
+    for model, path in zip(models, paths):
+        onnx.convert(model, path, (32, 32), "fp32", None)
+    return [onnx.open(path, threads) for path in paths]
 
-    return [OnnxRunner(export_onnx(m, work / f"model{i}.onnx"), threads) for i, m in enumerate(models)]
 
-
-def sr_frames(models: list[torch.nn.Module], model_map: np.ndarray, lr: np.ndarray, grid, scale: int, backend: str,
-              batch: int, threads: int | None, work: Path):
+def sr_frames(method: str, models: list[torch.nn.Module], model_map: np.ndarray, lr: np.ndarray, grid, scale: int,
+              backend: str, batch: int, threads: int | None, work: Path):
     """(first index, SR frames float [B, 3, H, W] on 0..255) of a trained method over uint8 LR frames: a video
     model over the whole clip, one model over whole frames (reading t-r .. t+r), several patch-wise by the model map.
     `work`: a folder for exported models (onnxruntime)."""
-    video = getattr(models[0], "arch", None)
-    if video:
-        if video == "vinr":
+    if REGISTRY[method].video:
+        if method == "vinr":
             return vinr_frames(models[0], lr, batch=batch)
         steps = None
         if backend == "onnxruntime":
-            from stdo.export.onnx import export_brvsr_onnx
             from stdo.runtimes.onnx import OnnxStep
 
-            paths = export_brvsr_onnx(models[0], work)
+            paths = FORMATS[BACKENDS[backend]].convert_video_model(models[0], work)
             steps = (OnnxStep(paths["backward"], "backward", threads), OnnxStep(paths["forward"], "forward", threads))
         return brvsr_frames(models[0], lr, steps=steps)
     radius = models[0].config.frames // 2
@@ -104,10 +108,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     run = Path(o.run)
     info = read_run_info(run)
     models, model_map, trained = load_trained(method_dir(run, o.method))
-    video = getattr(models[0], "arch", None)  # brvsr / vinr: whole-clip models
-    if video == "vinr" and o.backend != "torch":
-        raise StdoError("vinr runs on torch only (its decoder's output size is an argument of each call): "
-                        "use --backend torch")
+    video = REGISTRY[o.method].video  # brvsr / vinr: whole-clip models
     radius = 0 if video else models[0].config.frames // 2
     hr, lr = load_frames(run)
     grid, scale = info.grid, info.scale
@@ -116,7 +117,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
-        results = sr_frames(models, model_map, lr, grid, scale, o.backend, o.batch, o.threads, Path(tmp))
+        results = sr_frames(o.method, models, model_map, lr, grid, scale, o.backend, o.batch, o.threads, Path(tmp))
         t0 = time.perf_counter()
         for i, sr in results:
             seconds += time.perf_counter() - t0

@@ -30,7 +30,7 @@ from stdo.errors import StdoError
 from stdo.fileio import replace_dir, save_npy, temp_dir_beside, write_bytes, write_json
 from stdo.metrics import psnr, ssim
 from stdo.rundir import fingerprint, load_frames, method_dir, read_run_info
-from stdo.video import as_nchw, upscale_bicubic
+from stdo.resample import as_nchw, upscale_bicubic
 from stdo.views import geometry, order as ordering, scene as scenes, synth
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,8 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
                 frames = ((i, upscale_bicubic(lr[a + i : min(b, a + i + o.batch)], scale))
                           for i in range(0, b - a, o.batch))
             else:
-                frames = sr_frames(models, model_map[a:b], lr[a:b], grid, scale, o.backend, o.batch, None, Path(work))
+                frames = sr_frames(o.method, models, model_map[a:b], lr[a:b], grid, scale, o.backend, o.batch, None,
+                                   Path(work))
             for i, sr in frames:
                 for k in range(len(sr)):
                     if seq["keep"][i + k]:

@@ -15,6 +15,11 @@ import { chromium } from 'playwright-core';
 
 const [url, jobsPath, outPath] = process.argv.slice(2);
 const jobs = JSON.parse(await readFile(jobsPath, 'utf8'));
+// A page whose promise never settles must not hold the caller: each job gets JOB_MS, then the driver stops
+// with what it has and says which job timed out.
+const JOB_MS = Number(process.env.STDO_JOB_MS || 240000);
+const withinTime = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
+  setTimeout(() => reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s`)), JOB_MS).unref())]);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -50,7 +55,7 @@ try {
       await other.close();
       continue;
     }
-    results.push(await page.evaluate(async (job) => {
+    results.push(await withinTime(page.evaluate(async (job) => {
       const s = globalThis.stdo;
       const b64 = (typed) => {
         const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
@@ -92,7 +97,7 @@ try {
       } catch (e) {
         return { ok: false, error: e.message, name: e.name };
       }
-    }, job));
+    }, job), `job ${results.length} (${job.kind} ${job.backend ?? ''} ${job.precision ?? ''})`));
   }
   await writeFile(outPath, JSON.stringify({ results, logs }));
 } finally {

@@ -1,4 +1,7 @@
-"""The web player (android_demo/web) served beside bundles, and driven in headless Chromium.
+"""The web player (this folder) served beside bundles, and driven in headless Chromium.
+
+A script beside the page, not part of the stdo package: `python android_demo/web/stdo_web.py BUNDLE`
+serves a bundle to a browser on this machine; tests/test_web.py and benchmarks/web_speed.py import it.
 
 `serve` serves the player at /web/ and each given folder at /<name>/ from a background thread,
 with the headers that make the page cross-origin isolated (COOP/COEP), which WASM threads need.
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -22,7 +26,7 @@ from typing import Iterator
 
 from stdo.errors import StdoError
 
-WEB_ROOT = Path(__file__).resolve().parents[1] / "android_demo" / "web"
+WEB_ROOT = Path(__file__).resolve().parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
@@ -77,14 +81,24 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def drive(page_url: str, jobs: list[dict], timeout: float = 900) -> dict:
+def drive(page_url: str, jobs: list[dict], timeout: float = 500) -> dict:
     """Run `jobs` in the page at `page_url` (headless Chromium); returns {results: [...], logs: [...]}."""
     with tempfile.TemporaryDirectory(prefix="stdo-drive-") as tmp:
         jobs_path, out_path = Path(tmp) / "jobs.json", Path(tmp) / "out.json"
         jobs_path.write_text(json.dumps(jobs))
-        done = subprocess.run(["node", str(WEB_ROOT / "test" / "drive.mjs"), page_url, str(jobs_path), str(out_path)],
-                              cwd=WEB_ROOT, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "CHROMIUM": CHROMIUM})
+        # its own session, so that a timeout kills the driver and every browser process it started (none of them
+        # left holding the pipes that communicate() reads to their end)
+        proc = subprocess.Popen(["node", str(WEB_ROOT / "test" / "drive.mjs"), page_url, str(jobs_path),
+                                 str(out_path)], cwd=WEB_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "CHROMIUM": CHROMIUM}, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise StdoError(f"the web player's driver did not finish within {timeout:.0f} s: "
+                            f"{' | '.join((stderr or stdout).strip().splitlines()[-5:])}") from None
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         if done.returncode != 0 or not out_path.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise StdoError(f"the web player's driver failed (exit {done.returncode}): {' | '.join(tail)}")
@@ -92,7 +106,7 @@ def drive(page_url: str, jobs: list[dict], timeout: float = 900) -> dict:
 
 
 def main() -> None:
-    """python -m stdo.web BUNDLE [--port N]: serve the web player and a bundle on this machine until Ctrl-C."""
+    """python android_demo/web/stdo_web.py BUNDLE [--port N]: serve the web player and a bundle on this machine until Ctrl-C."""
     import time
 
     import click
