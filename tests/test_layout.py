@@ -102,3 +102,15 @@ def test_a_new_runtime_is_one_file_and_one_table_entry(tmp_path, monkeypatch):
     out = runner(torch.ones(1, 3, 4, 5))
     assert out.shape == (1, 3, 8, 10) and "scaled_runtime" in sys.modules
     assert FORMATS["scaled"].filename(0, "fp32") == "model0.npy"
+
+
+@pytest.mark.parametrize("path", [*sorted((ROOT / "play").glob("*.py")), *sorted((ROOT / "upscale").glob("*.py")),
+                                  ROOT / "fleet" / "jobs.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_players_upscale_and_the_jobs_table_import_nothing_from_export(path):
+    """They run or read what export wrote, through the format table (fleet/stages.py runs the export stage itself)."""
+    assert not sorted(m for m in imported_modules(path) if m.startswith("stdo.export")), path
+
+
+def test_tiling_needs_no_video_library():
+    assert not imported_modules(ROOT / "infer.py") & {"av", "stdo.video", "stdo.stream", "stdo.clip"}
+    assert not imported_modules(ROOT / "resample.py") & {"av", "PIL", "stdo.video", "stdo.stream"}
