@@ -122,6 +122,15 @@ def _fail(ctx: click.Context, error: StdoError) -> None:
     ctx.exit(EXIT_BAD_INPUT)
 
 
+def stdo_command(name: str, epilog: str | None = None, group: click.Group | None = None, **kwargs):
+    """click.command (or `group`'s subcommand) as every stdo command is made: StdoCommand, its renamed flags from
+    FLAG_VOCABULARY, -h/--help, the help width."""
+    key = f"{group.name} {name}" if group is not None else name
+    make = group.command if group is not None else click.command
+    return make(name, cls=StdoCommand, renamed=FLAG_VOCABULARY.get(key), context_settings=CONTEXT_SETTINGS,
+                epilog=epilog, **kwargs)
+
+
 class StageBars:
     """Progress callback `(stage, advance, total)` drawing one tqdm bar per stage."""
 
@@ -142,6 +151,12 @@ class StageBars:
         if self.bar is not None:
             self.bar.close()
         self.bar, self.stage = None, None
+
+    def __enter__(self) -> "StageBars":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def setup_logging(verbose: int) -> None:

@@ -9,7 +9,7 @@ import click
 from stdo.cluster.partition import PARTITIONS
 from stdo.cluster.pipeline import ClusterOptions, ClusterSummary, cluster
 from stdo.cluster.score import SCORERS
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
+from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
 from stdo.clip import Crop
@@ -43,11 +43,8 @@ def format_summary(s: ClusterSummary) -> str:
     return "\n".join(lines)
 
 
-@click.command(
+@stdo_command(
     "cluster",
-    cls=StdoCommand,
-    renamed=FLAG_VOCABULARY["cluster"],
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-cluster clip.mp4 runs/clip --scale 4 --grid 10x5 --chunks 2
@@ -110,16 +107,13 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
     given = (codec, crf, bitrate, preset, gop) != (None,) * 5 or lossless
     stream = StreamOptions(codec=codec or "h264", crf=crf, bitrate=bitrate, preset=preset, gop=gop,
                            lossless=lossless) if given else None
-    bars = StageBars(disable=quiet)
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
         checkpoint=checkpoint, partition=partition, smooth=smooth, seed=seed, start=start, frames=frames, crop=crop, lr=lr,
         stream=stream, force=force, device=device,
     )
-    try:
+    with StageBars(disable=quiet) as bars:
         summary = cluster(options, progress=bars)
-    finally:
-        bars.close()
     click.echo(format_summary(summary))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.cluster.pipeline import ClusterOptions
 from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, parse_budget
 from stdo.errors import StdoError
@@ -34,10 +34,8 @@ def _parse(fn):
     return callback
 
 
-@click.command(
+@stdo_command(
     "deliver",
-    cls=StdoCommand,
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-deliver clip.mp4 runs/clip --budget 120KB
@@ -109,11 +107,8 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
         backend=backend, precision=precision, tie_db=tie_db, overwrite=overwrite,
     )
-    bars = StageBars(disable=quiet)
-    try:
+    with StageBars(disable=quiet) as bars:
         report = deliver(options, progress=bars)
-    finally:
-        bars.close()
     click.echo("\n".join(format_points(report)))
     kept = report["chosen"]
     click.echo(f"kept CRF {kept['crf']} {kept['method']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB; bundle in "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from stdo.errors import StdoError
-from stdo.clitools import CONTEXT_SETTINGS, StageBars, StdoCommand, setup_logging
+from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.export.pipeline import UPDATES, ExportOptions, export, format_table
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.train.methods import METHODS
@@ -36,10 +36,8 @@ def _margin(ctx, param, value: str) -> int | None:
         raise StdoError(f"--plan-margin {value!r} is not a number: give LR pixels (e.g. 4) or auto") from None
 
 
-@click.command(
+@stdo_command(
     "export",
-    cls=StdoCommand,
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-export runs/clip --method stdo --format onnx
@@ -101,11 +99,8 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
                             calibration_windows=calibration, verify_frames=verify_frames, plan_shapes=plan_shapes,
                             plan_margin=plan_margin, strict=strict, int8_max_loss_db=int8_max_loss_db,
                             update=update, priors=priors, threads=threads)
-    bars = StageBars(unit="step", disable=quiet)
-    try:
+    with StageBars(unit="step", disable=quiet) as bars:
         report = export(options, progress=bars)
-    finally:
-        bars.close()
     plan = report["plan"]
     click.echo(f"method {report['method']}  x{report['scale']}  {report['models']} model(s)  verified on "
                f"{report['verify_frames']} frames  torch fp32 {report['torch_fp32_psnr_hr']:.3f} dB vs HR")

@@ -8,15 +8,13 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, StdoCommand, setup_logging
+from stdo.clitools import setup_logging, stdo_command
 from stdo.fleet.engine import FleetOptions, run_fleet
 from stdo.fleet.jobs import COLUMNS, read_jobs
 
 
-@click.command(
+@stdo_command(
     "fleet",
-    cls=StdoCommand,
-    context_settings=CONTEXT_SETTINGS,
     epilog=f"""\b
 JOBS columns (only video is required; the others default as in the stage commands):
   {', '.join(COLUMNS[:10])},

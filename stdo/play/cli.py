@@ -6,17 +6,14 @@ from pathlib import Path
 
 import click
 
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
+from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.report import format_table
 from stdo.runtimes import BACKENDS, PRECISIONS
 
 
-@click.command(
+@stdo_command(
     "play",
-    cls=StdoCommand,
-    renamed=FLAG_VOCABULARY["play"],
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-play runs/clip/bundle --out sr.mp4
@@ -71,11 +68,8 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
                           video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, priors=priors, report=report,
                           plot=plot, rate=rate)
-    bars = StageBars(disable=quiet)
-    try:
+    with StageBars(disable=quiet) as bars:
         result = play(options, progress=bars)
-    finally:
-        bars.close()
     click.echo("\n".join(format_table(result)))
     for path in (out, report, plot):
         if path is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
+from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.models import list_models
 from stdo.rundir import REPORT, method_dir
 from stdo.train import distributed as dist_utils
@@ -68,11 +68,8 @@ def format_report(r: dict, path: Path) -> str:
     return "\n".join(lines)
 
 
-@click.command(
+@stdo_command(
     "train",
-    cls=StdoCommand,
-    renamed=FLAG_VOCABULARY["train"],
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-train runs/clip --method stdo --steps 2000

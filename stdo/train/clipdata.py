@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from stdo.grid import Grid
-from stdo.train.data import _crop_starts, _orient
+from stdo.train.data import _orient, crop_and_window, place_windows
 
 
 def _to_float(a: np.ndarray) -> torch.Tensor:
@@ -43,9 +43,7 @@ class _Windows:
             raise ValueError("no patches to sample from")
         self.hr, self.lr, self.grid, self.scale = hr, lr, grid, scale
         self.patches = np.asarray(patches, np.int64)
-        size = min(grid.height, grid.width)
-        self.crop = min(crop, size)
-        self.window = min(self.crop + 2 * grid.margin, size)
+        self.crop, self.window = crop_and_window(grid, crop, grid.margin)
         self.augment, self.transpose = augment, transpose
 
     def __len__(self) -> int:
@@ -53,15 +51,11 @@ class _Windows:
 
     def place(self, batch: int, rng: np.random.Generator):
         """(frames, window top-left y/x, crop offset in the HR window y/x, symmetry flags) of `batch` samples."""
-        g, p, w, s = self.grid, self.crop, self.window, self.scale
         t, r, c = self.patches[rng.integers(0, len(self.patches), batch)].T
-        cy = _crop_starts(g.row_edges[r], g.row_edges[r + 1], p, g.height, rng)
-        cx = _crop_starts(g.col_edges[c], g.col_edges[c + 1], p, g.width, rng)
-        wy = np.clip(cy - (w - p) // 2, 0, g.height - w)
-        wx = np.clip(cx - (w - p) // 2, 0, g.width - w)
+        wy, wx, oy, ox = place_windows(self.grid, r, c, self.crop, self.window, self.scale, rng)
         flags = rng.integers(0, 2, (batch, 4)).astype(bool) if self.augment else np.zeros((batch, 4), bool)
         flags[:, 2] &= self.transpose
-        return t, wy, wx, (cy - wy) * s, (cx - wx) * s, flags
+        return t, wy, wx, oy, ox, flags
 
     def mask(self, oy: int, ox: int, flags: np.ndarray) -> np.ndarray:
         ws, ps = self.window * self.scale, self.crop * self.scale

@@ -32,6 +32,25 @@ def _crop_starts(lo: np.ndarray, hi: np.ndarray, crop: int, limit: int, rng: np.
     return np.clip(starts, 0, limit - crop)
 
 
+def crop_and_window(grid: Grid, crop: int, context: int) -> tuple[int, int]:
+    """The LR crop and the window read around it (crop + 2·context), both fitting in the grid's smaller side."""
+    size = min(grid.height, grid.width)
+    crop = min(crop, size)
+    return crop, min(crop + 2 * context, size)
+
+
+def place_windows(grid: Grid, rows: np.ndarray, cols: np.ndarray, crop: int, window: int, scale: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(window top-left y, x in LR; the crop's offset inside the HR window y, x) for patches at (rows, cols): a
+    random crop covering each patch, and its window around it, inside the frame (off-centre at the border)."""
+    g = grid
+    cy = _crop_starts(g.row_edges[rows], g.row_edges[rows + 1], crop, g.height, rng)
+    cx = _crop_starts(g.col_edges[cols], g.col_edges[cols + 1], crop, g.width, rng)
+    wy = np.clip(cy - (window - crop) // 2, 0, g.height - window)
+    wx = np.clip(cx - (window - crop) // 2, 0, g.width - window)
+    return wy, wx, (cy - wy) * scale, (cx - wx) * scale
+
+
 class PatchSampler:
     """Draws batches (lr [B,3,w,w], hr [B,3,w·s,w·s], mask [B,1,w·s,w·s]) in [0, 1]; w = crop + 2·context."""
 
@@ -42,10 +61,7 @@ class PatchSampler:
             raise ValueError("no patches to sample from")
         self.hr, self.lr, self.grid, self.scale = hr, lr, grid, scale
         self.patches = np.asarray(patches, np.int64)
-        size = min(grid.height, grid.width)
-        self.crop = min(crop, size)
-        context = grid.margin if context is None else context
-        self.window = min(self.crop + 2 * context, size)
+        self.crop, self.window = crop_and_window(grid, crop, grid.margin if context is None else context)
         self.augment = augment
         self.radius = radius
 
@@ -64,13 +80,9 @@ class PatchSampler:
         copied once into the batch; only the batch is converted to float. (A single
         fancy-indexing gather, then augmenting float tensors, drew the same batches 3x slower.)
         """
-        g, p, w, s = self.grid, self.crop, self.window, self.scale
+        p, w, s = self.crop, self.window, self.scale
         t, r, c = picked.T
-        cy = _crop_starts(g.row_edges[r], g.row_edges[r + 1], p, g.height, rng)
-        cx = _crop_starts(g.col_edges[c], g.col_edges[c + 1], p, g.width, rng)
-        wy = np.clip(cy - (w - p) // 2, 0, g.height - w)  # the window around the crop, inside the frame
-        wx = np.clip(cx - (w - p) // 2, 0, g.width - w)
-        oy, ox = (cy - wy) * s, (cx - wx) * s  # the crop inside the HR window
+        wy, wx, oy, ox = place_windows(self.grid, r, c, p, w, s, rng)
         n, ws = len(picked), w * s
         # flip width, flip height, transpose: one of the square's 8 symmetries per sample
         flags = rng.integers(0, 2, (n, 3)).astype(bool) if self.augment else np.zeros((n, 3), bool)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from stdo.clips import CLIPS, clip_path
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StdoCommand, setup_logging
+from stdo.clitools import setup_logging, stdo_command
 from stdo.errors import StdoError
 from stdo.models import list_models
 from stdo.stream import CODECS
@@ -16,11 +16,8 @@ from stdo.train.general import GeneralOptions, train_general
 from stdo.train.loop import AMP_MODES, TrainConfig
 
 
-@click.command(
+@stdo_command(
     "general",
-    cls=StdoCommand,
-    renamed=FLAG_VOCABULARY["general"],
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-general --out general-x4.pt                      (the built-in clips)

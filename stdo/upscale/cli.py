@@ -7,16 +7,13 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StdoCommand, setup_logging
+from stdo.clitools import setup_logging, stdo_command
 from stdo.train.methods import METHODS
 from stdo.upscale.pipeline import UPSCALE_BACKENDS, UpscaleOptions, upscale
 
 
-@click.command(
+@stdo_command(
     "upscale",
-    cls=StdoCommand,
-    renamed=FLAG_VOCABULARY["upscale"],
-    context_settings=CONTEXT_SETTINGS,
     epilog="""\b
 Examples:
   stdo-upscale runs/clip --method mfwdsr --out sr.mp4

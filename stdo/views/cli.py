@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stdo.clitools import CONTEXT_SETTINGS, FLAG_VOCABULARY, StageBars, StdoCommand, setup_logging
+from stdo.clitools import CONTEXT_SETTINGS, StageBars, setup_logging, stdo_command
 from stdo.errors import StdoError
 from stdo.grid import parse_grid
 from stdo.views.order import SIMILARITIES, STRATEGIES
@@ -39,7 +39,7 @@ def views_group() -> None:
     """
 
 
-@views_group.command("synth", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@stdo_command("synth", group=views_group)
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--path", "camera_path", type=click.Choice(["orbit", "walk"]), default="orbit", show_default=True,
               help="orbit: a circle around the room's centre, looking at it; walk: a smooth random walk.")
@@ -53,18 +53,15 @@ def views_group() -> None:
 def synth_command(out, camera_path, views, test_views, size, fov, seed, overwrite, quiet):
     """Render a synthetic scene with exact geometry: a room whose faces are real photos (NeRF layout, depth maps)."""
     width, height = parse_grid(size)
-    bars = StageBars(unit="view", disable=quiet)
-    try:
+    with StageBars(unit="view", disable=quiet) as bars:
         result = make_synthetic(SynthOptions(out=out, path=camera_path, views=views, size=(width, height),
                                              fov_degrees=fov, seed=seed, test_views=test_views, overwrite=overwrite),
                                 progress=bars)
-    finally:
-        bars.close()
     click.echo(f"{result['views']} views ({result['test_views']} test) on the {result['path']} path at "
                f"{width}x{height}: {out}")
 
 
-@views_group.command("order", cls=StdoCommand, renamed=FLAG_VOCABULARY["views order"], context_settings=CONTEXT_SETTINGS, epilog="""\b
+@stdo_command("order", group=views_group, epilog="""\b
 Defaults as SequenceMatters' release: S / feature / 100 views per sequence (Blender-synthetic);
 ALS / pose / 8 views per sequence / thresholds 30,50 and a final uncut pass (Mip-NeRF 360).
 Thresholds are degrees of camera angle for feature ordering, feature ranks for pose ordering.
@@ -87,19 +84,16 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
                   verbose):
     """Arrange the views of SCENE (NeRF, COLMAP or an image folder) into video-like sequences."""
     setup_logging(verbose)
-    bars = StageBars(unit="seq", disable=quiet)
-    try:
+    with StageBars(unit="seq", disable=quiet) as bars:
         record = order_scene(OrderOptions(scene=scene, out=out, strategy=strategy, similarity=similarity,
                                           length=length, thresholds=thresholds, split=split,
                                           random_seed=random_seed, video=video, overwrite=overwrite), progress=bars)
-    finally:
-        bars.close()
     lengths = [len(s["views"]) for s in record["sequences"]]
     click.echo(f"{record['views']} views -> {len(lengths)} sequences of {min(lengths)}..{max(lengths)} views "
                f"({record['frames']} frames) in {record['order_seconds']:.2f} s: {Path(out) / 'sequences.json'}")
 
 
-@views_group.command("upscale", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@stdo_command("upscale", group=views_group)
 @click.argument("order", type=click.Path(path_type=Path))
 @click.option("--run", type=click.Path(path_type=Path), required=True,
               help="A RUN made by stdo-cluster from ORDER/frames (its LR views, and the trained models).")
@@ -114,17 +108,14 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def upscale_command(order, run, method, models_from, out, backend, overwrite, quiet):
     """Super-resolve the ordered views and write them in the scene's own layout, intrinsics scaled."""
-    bars = StageBars(unit="seq", disable=quiet)
-    try:
+    with StageBars(unit="seq", disable=quiet) as bars:
         report = upscale_views(UpscaleViewsOptions(order=order, run=run, out=out, method=method, backend=backend,
                                                    models_from=models_from, overwrite=overwrite), progress=bars)
-    finally:
-        bars.close()
     click.echo(f"{report['views']} views x{report['scale']} by {method} ({report['strategy']} order) in "
                f"{report['seconds']:.1f} s: {out}")
 
 
-@views_group.command("eval", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@stdo_command("eval", group=views_group)
 @click.argument("views", type=click.Path(path_type=Path))
 @click.option("--reference", type=click.Path(path_type=Path), required=True, help="The HR scene.")
 @click.option("--order", type=click.Path(path_type=Path),
@@ -148,7 +139,7 @@ def eval_command(views, reference, order, neighbours, split, as_json):
                    f"({c['views']['psnr']:.2f} dB), reference {c['reference']['mae']:.3f} ({c['reference']['psnr']:.2f} dB)")
 
 
-@views_group.command("sfm", cls=StdoCommand, context_settings=CONTEXT_SETTINGS)
+@stdo_command("sfm", group=views_group)
 @click.argument("images", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The COLMAP project to write.")
 def sfm_command(images, out):
