@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from results_io import write_results
 from stdo.clips import clip_path
 
 BIN = Path(sys.executable).parent
@@ -90,10 +91,7 @@ def main() -> None:
               "videos": len(rows), "options": OPTIONS,
               "sequential": {"seconds": seq_s, "videos_per_hour": 3600 * len(rows) / seq_s, "gain_db": seq_gain},
               "fleet": {"seconds": fleet_s, "videos_per_hour": 3600 * len(rows) / fleet_s, "gain_db": fleet_gain}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "fleet.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_results(args.out, "fleet", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from results_io import write_results
 from stdo.clips import clip_path
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.cluster.pipeline import ClusterOptions, cluster
@@ -76,10 +77,7 @@ def main() -> None:
               "general": {"model": args.general_model, "steps": args.general_steps, "seconds": general_seconds,
                           "report": {k: made.get(k) for k in ("kept_step", "eval_psnr", "eval_psnr_start")}},
               "steps": args.steps, "rows": rows, "chunk_agreement": agreement, "score_correlation": correlation}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "general_scorer.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "general_scorer.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_results(args.out, "general_scorer", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_speed import make_1080p_video  # noqa: E402
 
+from results_io import write_results  # noqa: E402
 from stdo.clips import clip_path  # noqa: E402
 from stdo.cluster.chunkmap import load_chunkmap  # noqa: E402
 from stdo.cluster.pipeline import ClusterOptions, cluster  # noqa: E402
@@ -128,10 +129,7 @@ def main() -> None:
             lines.append(f"| {m} | {cost['runs_per_frame']:.1f} | {cost['pixels_run_per_needed']:.2f}x | "
                          + " | ".join(cells) + " |")
         lines.append("")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "plan_margin.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "plan_margin.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(args.out, "plan_margin", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_speed import make_1080p_video  # noqa: E402
 
+from results_io import write_results  # noqa: E402
 from stdo.clips import clip_path  # noqa: E402
 from stdo.cluster.chunkmap import load_chunkmap  # noqa: E402
 from stdo.cluster.pipeline import ClusterOptions, cluster  # noqa: E402
@@ -89,10 +90,7 @@ def main() -> None:
         lines.append(f"| {r['passes']} | {r['psnr']:.3f} | {r['psnr'] - base:+.3f} | {r['x4']['runs_per_frame']:.1f} | "
                      f"{r['x4']['pixels_run_per_needed']:.2f}x | {r['x2']['runs_per_frame']:.1f} | "
                      f"{r['x2']['pixels_run_per_needed']:.2f}x |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "smooth.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (args.out / "smooth.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, "smooth", rows, "\n".join(lines))
 
 
 if __name__ == "__main__":

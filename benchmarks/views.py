@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from results_io import write_results
 from stdo.clips import clip_path
 from stdo.errors import StdoError
 from stdo.cluster.pipeline import ClusterOptions, cluster
@@ -158,10 +159,7 @@ def main() -> None:
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
               "path": args.path, "views": args.views, "steps": args.steps, "rows": rows,
               "real": real}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "views.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "views.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_results(args.out, "views", result, markdown(result))
 
 
 def markdown(r: dict) -> str:
