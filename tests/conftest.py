@@ -56,6 +56,28 @@ def tree(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
+def small_run(tmp_path_factory, bikes) -> Path:
+    """One clustered RUN that the modules training on it share (read it, or train in a `copy_run` of it): 6 real
+    frames, 160x96 HR, x2, 4x2 patches, margin 6, 2 chunks, the LR stream lossless (the STDO paper's protocol)."""
+    from stdo.clip import Crop
+    from stdo.cluster.pipeline import ClusterOptions, cluster
+    from stdo.stream import StreamOptions
+
+    run = tmp_path_factory.mktemp("runs") / "bikes"
+    cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
+                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))
+    return run
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A RUN's clustering copied without its models: a fresh RUN to train in."""
+    import shutil
+
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("models"))
+    return dest
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, bikes) -> Path:
     """A RUN of 6 real frames (160x96 HR, x2, 4x2 patches, 2 chunks) with `stdo` trained briefly: 2 tiny WDSRs.
 

@@ -9,7 +9,6 @@ import torch
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.grid import Grid
 from stdo.models import create_model
-from stdo.stream import StreamOptions
 from stdo.train.data import PatchSampler, patches_of
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
@@ -20,12 +19,6 @@ from stdo.train.sampling import ChunkSampler
 from stdo.clip import Crop
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory, bikes):
-    run = tmp_path_factory.mktemp("runs") / "bikes"
-    cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
-                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))
-    return run
 
 
 def options(run, method, steps, keep_best=True, **method_options):

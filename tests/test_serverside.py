@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from stdo.cluster.pipeline import ClusterOptions, cluster
+from conftest import copy_run
 from stdo.export.cli import export_command
 from stdo.grid import Grid
 from stdo.infer import temporal_stack
 from stdo.models import create_model, fold_weight_norm, load_wdsr
-from stdo.stream import StreamOptions
 from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
-from stdo.clip import Crop
 from stdo.video import probe_video
 
 
@@ -65,11 +63,8 @@ def test_the_sampler_stacks_the_same_crop_of_neighbouring_frames():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, bikes):
-    path = tmp_path_factory.mktemp("server") / "run"
-    cluster(ClusterOptions(source=bikes, run=path, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
-                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))
-    return path
+def run(tmp_path_factory, small_run):
+    return copy_run(small_run, tmp_path_factory.mktemp("server") / "run")
 
 
 @pytest.fixture(scope="module")

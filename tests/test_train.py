@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,33 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from stdo.cluster.pipeline import ClusterOptions, cluster
+from conftest import copy_run
 from stdo.errors import StdoError
 from stdo.grid import Grid
-from stdo.stream import StreamOptions
 from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_amp
 from stdo.train.methods import METHODS, MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
-from stdo.clip import Crop
 
 TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop-size", "16", "-q"]
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory, bikes) -> Path:
-    run = tmp_path_factory.mktemp("runs") / "bikes"
-    cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
-                           crop=Crop(160, 96, 240, 96), stream=StreamOptions(lossless=True)))  # the paper's protocol
-    return run
-
-
-def copy_run(run: Path, dest: Path) -> Path:
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("models"))
-    return dest
 
 
 def options(run: Path, method: str, steps: int, **kw) -> TrainOptions:
