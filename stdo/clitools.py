@@ -24,8 +24,12 @@ FLAG_VOCABULARY = {
     "general": {"--lr": "--learning-rate", "--crop": "--crop-size"},
     "play": {"--video": "--lr-video", "--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},
     "upscale": {"--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},
-    "views order": {"--video": "--write-mp4"},
+    "views order": {"--video": "--write-mp4", "--out": "OUT"},
+    "views upscale": {"--out": "OUT"},
+    "views sfm": {"--out": "OUT"},
 }
+# A required output is the last argument (stdo-cluster SOURCE RUN, stdo-views order SCENE OUT); an optional one is
+# --out. A renaming to an argument's name (OUT) moves the old flag's value there.
 
 
 class StdoCommand(click.Command):
@@ -44,13 +48,31 @@ class StdoCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, [self._respell(a) for a in args])
+            return super().parse_args(ctx, self._to_arguments([self._respell(a) for a in args]))
         except StdoError as e:
             _fail(ctx, e)
+
+    def _to_arguments(self, args: list[str]) -> list[str]:
+        """An old flag that became an argument (`--out X` -> the argument OUT): its value moves to the end."""
+        moved = [old for old, new in self.renamed.items() if not new.startswith("-")]
+        out, tail, i = [], [], 0
+        while i < len(args):
+            flag, eq, value = args[i].partition("=")
+            if flag in moved and (eq or i + 1 < len(args)):
+                tail.append(value if eq else args[i + 1])
+                i += 1 if eq else 2
+                continue
+            out.append(args[i])
+            i += 1
+        return out + tail
 
     def _respell(self, arg: str) -> str:
         old, eq, value = arg.partition("=")
         if old not in self.renamed:
+            return arg
+        if not self.renamed[old].startswith("-"):  # now an argument: moved by _to_arguments
+            click.echo(f"Warning: {self.name} {old} is now the argument {self.renamed[old]}; the old spelling goes in "
+                       "a later release", err=True)
             return arg
         click.echo(f"Warning: {self.name} {old} is now {self.renamed[old]}; the old spelling goes in a later "
                    "release", err=True)

@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+import click
 import pytest
 
 import stdo
@@ -65,19 +66,27 @@ def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_p
     from stdo.train.general_cli import general_command
     from stdo.upscale.cli import upscale_command
     from stdo.cluster.cli import cluster_command
-    from stdo.views.cli import order_command
+    from stdo.views.cli import order_command, sfm_command
+    from stdo.views.cli import upscale_command as views_upscale_command
 
     commands = {"cluster": cluster_command, "train": train_command, "general": general_command, "play": play_command,
-                "upscale": upscale_command, "views order": order_command}
+                "upscale": upscale_command, "views order": order_command, "views upscale": views_upscale_command,
+                "views sfm": sfm_command}
     assert set(commands) == set(FLAG_VOCABULARY)
     for name, renamed in FLAG_VOCABULARY.items():
         flags = {opt for p in commands[name].params for opt in p.opts}
+        arguments = {p.human_readable_name for p in commands[name].params if isinstance(p, click.Argument)}
         assert commands[name].renamed == renamed
-        assert set(renamed.values()) <= flags and not set(renamed) & flags, name  # --help lists the new ones only
+        assert not set(renamed) & flags, name  # --help lists the new spellings only
+        assert {v for v in renamed.values() if v.startswith("--")} <= flags, name
+        assert {v for v in renamed.values() if not v.startswith("--")} <= arguments, name  # a required output
     code, _, err, _ = cli(train_command, [tmp_path / "no-run", "--lr", "1e-3", "--crop=16"])
     assert code == 2  # parsed as --learning-rate and --crop-size; then the missing RUN is the one error
     assert "Warning: train --lr is now --learning-rate" in err and "Warning: train --crop is now --crop-size" in err
     assert err.strip().splitlines()[-1].startswith("Error: ") and "does not exist" in err
+    code, _, err, _ = cli(order_command, [tmp_path / "no-scene", "--out", tmp_path / "order"])
+    assert code == 2 and "Warning: order --out is now the argument OUT" in err  # its value taken as OUT
+    assert "Missing argument" not in err and "no-scene" in err.strip().splitlines()[-1]
 
 
 def test_a_new_runtime_is_one_file_and_one_table_entry(tmp_path, monkeypatch):

@@ -231,7 +231,7 @@ def test_bad_scenes_get_one_line_exit_2_and_nothing_written(orbit_scene, tmp_pat
     for label, (scene, message) in _bad_scenes(tmp_path, orbit_scene).items():
         out = tmp_path / f"out-{label.replace(' ', '_')}"
         before = tree(scene)
-        done = _cli("order", scene, "--out", out)
+        done = _cli("order", scene, out)
         assert done.returncode == 2, (label, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (label, lines)

@@ -67,7 +67,7 @@ ALS / pose / 8 views per sequence / thresholds 30,50 and a final uncut pass (Mip
 Thresholds are degrees of camera angle for feature ordering, feature ranks for pose ordering.
 """)
 @click.argument("scene", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for sequences.json and frames/.")
+@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="s", show_default=True,
               help="s: one greedy chain cut into sequences; als: adaptive-length chains from every view.")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default="feature", show_default=True,
@@ -82,7 +82,8 @@ Thresholds are degrees of camera angle for feature ordering, feature ranks for p
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def order_command(scene, out, strategy, similarity, length, thresholds, random_seed, split, video, overwrite, quiet,
                   verbose):
-    """Arrange the views of SCENE (NeRF, COLMAP or an image folder) into video-like sequences."""
+    """Arrange the views of SCENE (NeRF, COLMAP or an image folder) into video-like sequences, written to the
+    folder OUT (sequences.json and frames/)."""
     setup_logging(verbose)
     with StageBars(unit="seq", disable=quiet) as bars:
         record = order_scene(OrderOptions(scene=scene, out=out, strategy=strategy, similarity=similarity,
@@ -95,6 +96,7 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
 
 @stdo_command("upscale", group=views_group)
 @click.argument("order", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--run", type=click.Path(path_type=Path), required=True,
               help="A RUN made by stdo-cluster from ORDER/frames (its LR views, and the trained models).")
 @click.option("--method", default="bicubic", show_default=True,
@@ -102,12 +104,12 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
 @click.option("--models-from", type=click.Path(path_type=Path),
               help="Use METHOD as trained on this other RUN (one-model methods: a VSR trained on videos, as "
                    "SequenceMatters uses a pretrained one) [default: the --run's own].")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder of the SR scene.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def upscale_command(order, run, method, models_from, out, backend, overwrite, quiet):
-    """Super-resolve the ordered views and write them in the scene's own layout, intrinsics scaled."""
+    """Super-resolve the views ORDER arranged and write them to the folder OUT in the scene's own layout,
+    intrinsics scaled."""
     with StageBars(unit="seq", disable=quiet) as bars:
         report = upscale_views(UpscaleViewsOptions(order=order, run=run, out=out, method=method, backend=backend,
                                                    models_from=models_from, overwrite=overwrite), progress=bars)
@@ -141,9 +143,9 @@ def eval_command(views, reference, order, neighbours, split, as_json):
 
 @stdo_command("sfm", group=views_group)
 @click.argument("images", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The COLMAP project to write.")
+@click.argument("out", type=click.Path(path_type=Path))
 def sfm_command(images, out):
-    """Recover camera poses of a folder of images (COLMAP SfM via pycolmap, CPU) into a COLMAP project."""
+    """Recover camera poses of a folder of IMAGES (COLMAP SfM via pycolmap, CPU) into the COLMAP project OUT."""
     result = recover_poses(images, out)
     click.echo(f"{result['registered']} of {result['views']} views posed, {result['points']} points, reprojection "
                f"error {result['reprojection_error']:.2f} px: {out}")
