@@ -5,7 +5,7 @@ bigbuckbunny, 256x144 HR crops at two places, 24-frame segments at two starts; c
 9 videos at x4, grid 4x3, 2 chunks, stdo 200 steps, ONNX fp32 + int8. The same videos go through
   sequential: stdo-cluster, stdo-train, stdo-export, each its own process, one video after another
              (what a user without the fleet would script), torch on every core;
-  fleet:       stdo-fleet JOBS --out DIR, a local Ray with every core, one core per task,
+  fleet:       stdo-fleet JOBS DIR, a local Ray with every core, one core per task,
              Ray's start and stop included.
 Both do the same work (same options and seeds); the gains they reach are printed side by side.
 Writes fleet.md / fleet.json to --out.
@@ -72,7 +72,7 @@ def fleet(rows: list[dict], folder: Path) -> tuple[float, dict]:
     jobs = folder / "jobs.jsonl"
     jobs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     t0 = time.perf_counter()
-    subprocess.run([str(BIN / "stdo-fleet"), str(jobs), "--out", str(folder / "out"), "-q"], check=True,
+    subprocess.run([str(BIN / "stdo-fleet"), str(jobs), str(folder / "out"), "-q"], check=True,
                    capture_output=True)
     seconds = time.perf_counter() - t0
     catalogue_rows = [json.loads(s) for s in (folder / "out" / "catalogue.jsonl").read_text().splitlines()]

@@ -27,6 +27,7 @@ FLAG_VOCABULARY = {
     "views order": {"--video": "--write-mp4", "--out": "OUT"},
     "views upscale": {"--out": "OUT"},
     "views sfm": {"--out": "OUT"},
+    "fleet": {"--out": "OUT"},
 }
 # A required output is the last argument (stdo-cluster SOURCE RUN, stdo-views order SCENE OUT); an optional one is
 # --out. A renaming to an argument's name (OUT) moves the old flag's value there.

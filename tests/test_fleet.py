@@ -90,7 +90,7 @@ def test_csv_jobs_and_their_defaults(tmp_path):
 def test_cli_refuses_a_bad_jobs_file_before_anything_starts(tmp_path):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("video,stepz\na.mp4,10\n")
-    done = subprocess.run([sys.executable, "-m", "stdo.fleet.cli", str(jobs), "--out", str(tmp_path / "out")],
+    done = subprocess.run([sys.executable, "-m", "stdo.fleet.cli", str(jobs), str(tmp_path / "out")],
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"Error: {jobs}:1: unknown column 'stepz': use "

@@ -66,12 +66,13 @@ def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_p
     from stdo.train.general_cli import general_command
     from stdo.upscale.cli import upscale_command
     from stdo.cluster.cli import cluster_command
+    from stdo.fleet.cli import fleet_command
     from stdo.views.cli import order_command, sfm_command
     from stdo.views.cli import upscale_command as views_upscale_command
 
     commands = {"cluster": cluster_command, "train": train_command, "general": general_command, "play": play_command,
                 "upscale": upscale_command, "views order": order_command, "views upscale": views_upscale_command,
-                "views sfm": sfm_command}
+                "views sfm": sfm_command, "fleet": fleet_command}
     assert set(commands) == set(FLAG_VOCABULARY)
     for name, renamed in FLAG_VOCABULARY.items():
         flags = {opt for p in commands[name].params for opt in p.opts}

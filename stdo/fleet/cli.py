@@ -27,9 +27,9 @@ list several values, each tried, and the best played PSNR within the budget is k
 
 \b
 Examples:
-  stdo-fleet videos.csv --out fleet/                 (a local Ray on this machine)
-  stdo-fleet videos.jsonl --out /shared/fleet --address auto --train-gpus 1
-  stdo-fleet videos.csv --out fleet/ --max-in-flight 4 --num-cpus 8
+  stdo-fleet videos.csv fleet/                 (a local Ray on this machine)
+  stdo-fleet videos.jsonl /shared/fleet --address auto --train-gpus 1
+  stdo-fleet videos.csv fleet/ --max-in-flight 4 --num-cpus 8
 
 \b
 videos.csv:
@@ -45,9 +45,7 @@ videos.csv with budgets:
 """,
 )
 @click.argument("jobs", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
-              help="Folder of the catalogue (catalogue.jsonl/.csv, summary.md/.png) and of each video's RUN "
-                   "(runs/<name>/, its bundle in runs/<name>/bundle).")
+@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--address", help="Join this Ray cluster (auto, host:6379, ray://host:10001) [default: start a "
                                 "local Ray here].")
 @click.option("--num-cpus", type=int, help="CPUs of the local Ray [default: this machine's].")
