@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# JSON fields that name where or when a run happened, not what it made
+# JSON fields that name where or when a run happened (run_id hashes the RUN's path and time), not what it made
 VOLATILE = {"path", "seconds", "created", "timings", "train_seconds", "time", "elapsed_s", "machine", "node", "run",
             "bundle", "out", "source", "versions", "torch", "python", "duration", "wall_s", "fps", "started",
-            "finished", "hostname"}
+            "finished", "hostname", "run_id", "wall_seconds"}
 
 
 def stages(work: Path) -> list[list[str]]:
@@ -66,6 +66,8 @@ def differing_fields(a, b, prefix: str = "") -> list[str]:
     """The dotted names of the fields where two JSON values differ (a field only one side has counts)."""
     if isinstance(a, dict) and isinstance(b, dict):
         return [f for k in sorted(set(a) | set(b)) for f in differing_fields(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [f for i, (x, y) in enumerate(zip(a, b)) for f in differing_fields(x, y, f"{prefix}{i}.")]
     return [] if a == b else [prefix.rstrip(".")]
 
 

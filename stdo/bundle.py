@@ -31,11 +31,13 @@ import hashlib
 import json
 import os
 import zlib
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+import stdo
 from stdo.errors import StdoError
 from stdo.fileio import sha256_of, write_bytes, write_json
 from stdo.grid import Grid
@@ -105,8 +107,31 @@ def write_plan(root: Path, plan: Plan) -> dict:
                       shapes=[list(s) for s in plan.shapes], margin=int(plan.margin))
 
 
-def write_manifest(root: Path, manifest: dict) -> None:
-    write_json(root / MANIFEST, {"format": FORMAT, "version": VERSION, **manifest})
+def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, scale: int, grid: Grid, frames: int,
+                   fps: float, model_map: np.ndarray | None, plan: Plan, video: Path, model: str | None,
+                   receptive_radius: int, files: list[list[dict]], prior: dict | None) -> dict:
+    """Write the bundle's model map, plan and manifest.json (the layout read_bundle reads) around the model files
+    and LR stream already in `root`; returns the manifest. `files`: each model's file entries (file_entry, plus
+    its coded update)."""
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "tool": f"stdo {stdo.__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id,  # the clustering the models were trained on
+        "method": method, "joint": joint,
+        "scale": scale, "lr_size": [grid.width, grid.height], "frames": frames, "fps": fps,
+        "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
+        "window": list(grid.window_shape),
+        "model_map": None if model_map is None else write_model_map(root, model_map),
+        "plan": write_plan(root, plan),
+        "video": video_entry(root, video, stream_info(video)),
+        "model": model,
+        "receptive_radius": receptive_radius,
+        "models": [{"model": i, "files": f} for i, f in enumerate(files)],
+        "prior": prior,
+    }
+    write_json(root / MANIFEST, manifest)
+    return manifest
 
 
 # ---------------------------------------------------------------------------- reading

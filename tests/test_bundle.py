@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_model_map, write_manifest,
+from stdo.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_manifest,
                                 write_plan)
 from stdo.grid import Grid
 from stdo.plan import base_shape, make_plan
@@ -39,17 +39,14 @@ def make_bundle(root: Path) -> dict:
     model_map = np.random.default_rng(0).integers(0, 2, (6, 2, 4)).astype(np.uint8)
     (root / "lr.mp4").write_bytes(_video_bytes())
     (root / "models").mkdir(exist_ok=True)
-    models = []
+    files = []
     for i in range(2):
         path = root / "models" / f"model{i}.onnx"
         path.write_bytes(os.urandom(64))
-        models.append({"model": i, "files": [file_entry(root, path, format="onnx", precision="fp32",
-                                                        input_shape=[None, 3, None, None])]})
-    manifest = {"scale": 2, "lr_size": [80, 48], "frames": 6, "fps": 25.0, "grid": {"cols": 4, "rows": 2, "margin": 6},
-                "model_map": write_model_map(root, model_map), "plan": write_plan(root, make_plan(
-                    model_map, GRID, 6, (base_shape(GRID, 6), (48, 80)))), "video": file_entry(root, root / "lr.mp4", **VIDEO),
-                "models": models}
-    write_manifest(root, manifest)
+        files.append([file_entry(root, path, format="onnx", precision="fp32", input_shape=[None, 3, None, None])])
+    write_manifest(root, run_id=None, method="stdo", joint=False, scale=2, grid=GRID, frames=6, fps=25.0,
+                   model_map=model_map, plan=make_plan(model_map, GRID, 6, (base_shape(GRID, 6), (48, 80))),
+                   video=root / "lr.mp4", model=None, receptive_radius=6, files=files, prior=None)
     return json.loads((root / MANIFEST).read_text())
 
 

@@ -27,14 +27,12 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from torch import nn
 
-import stdo
 from stdo.errors import StdoError
 from stdo import bundle as bundle_format
 from stdo.export.margin import choose_margin
@@ -49,7 +47,7 @@ from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, RunInfo, load_frames, met
                          read_run_info)
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner, parse_list
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
-from stdo.stream import stream_info
+
 from stdo.train.methods import METHODS, REGISTRY, load_trained
 from stdo.resample import as_nchw
 
@@ -375,23 +373,11 @@ def _build(o: ExportOptions, root: Path, info: RunInfo, models, model_map, train
     if progress:
         progress("video", 1, 1)
 
-    manifest = {
-        "tool": f"stdo {stdo.__version__}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_id": info.get("run_id"),  # the clustering the models were trained on
-        "method": o.method, "joint": joint,
-        "scale": scale, "lr_size": [grid.width, grid.height], "frames": int(len(lr)), "fps": fps,
-        "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
-        "window": list(grid.window_shape),
-        "model_map": None if joint else bundle_format.write_model_map(root, model_map),
-        "plan": bundle_format.write_plan(root, plan),
-        "video": bundle_format.video_entry(root, video_path, stream_info(video_path)),
-        "model": train_report.get("model"),
-        "receptive_radius": max(m.receptive_radius for m in models),
-        "models": [{"model": i, "files": f} for i, f in enumerate(files)],
-        "prior": train_report.get("prior") if bases else None,  # the prior whose carried files the updates code against
-    }
-    bundle_format.write_manifest(root, manifest)
+    manifest = bundle_format.write_manifest(
+        root, run_id=info.get("run_id"), method=o.method, joint=joint, scale=scale, grid=grid, frames=int(len(lr)),
+        fps=fps, model_map=None if joint else model_map, plan=plan, video=video_path, model=train_report.get("model"),
+        receptive_radius=max(m.receptive_radius for m in models), files=files,
+        prior=train_report.get("prior") if bases else None)  # the prior whose carried files the updates code against
 
     rows = []
     for variant in wanted:
