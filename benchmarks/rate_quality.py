@@ -127,7 +127,7 @@ def run_clip(clip: str, scale: int, codec: str, args, work: Path) -> dict:
         run = work / f"{clip}-x{scale}-{codec}-crf{crf}"
         summary = cluster(ClusterOptions(source=source, run=run, scale=scale, grid=GRIDS[scale], chunks=args.chunks,
                                          frames=args.frames, crop=CROPS[clip], stream=StreamOptions(codec=codec, crf=crf),
-                                         force=True))
+                                         overwrite=True))
         hr = np.load(run / "frames/hr.npy")
         lr = np.load(run / "frames/lr.npy")
         fps = json.loads((run / "run.json").read_text())["frames"]["fps"]

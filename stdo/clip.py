@@ -148,12 +148,12 @@ def load_clip(
     source = Path(source)
     kind, hr_files, lr_files = _source_reader(source, scale)
     if lr_source is not None and kind == "vsd4k":
-        raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop `lr`")
+        raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop `lr_video`")
     lr_given = lr_source is not None or lr_files is not None
     keep_lr_video = (lr_source is not None and Path(lr_source).is_file() and start == 0 and count is None
                      and crop is None)
     if keep_lr_video and stream is not None:
-        raise StdoError(f"`lr` {lr_source} is shipped as it is: drop `codec`, `crf`, `bitrate`, `preset`, `gop` "
+        raise StdoError(f"`lr_video` {lr_source} is shipped as it is: drop `codec`, `crf`, `bitrate`, `preset`, `gop` "
                         "and `lossless`, or cut it with `start`, `frames` or `crop` to re-encode it")
     stream = stream or StreamOptions()
     with VideoReader(source) if hr_files is None else contextlib.nullcontext() as reader:
@@ -218,7 +218,7 @@ def _read_lr_source(
     """`count` LR frames from `start`; with `whole`, every frame of the video, which must then number `count`."""
     kind, files, _ = _source_reader(lr_source, scale)
     if kind == "vsd4k":
-        raise StdoError(f"`lr` {lr_source} is a VSD4K folder: give it as SOURCE instead")
+        raise StdoError(f"`lr_video` {lr_source} is a VSD4K folder: give it as SOURCE instead")
     if files is None:
         with VideoReader(lr_source) as reader:
             _check_lr_size((reader.info.width, reader.info.height), (hr_w, hr_h), scale, lr_source)

@@ -129,7 +129,7 @@ def _traceback_if_verbose(ctx: click.Context) -> None:
 
 
 def as_flags(message: str, command: click.Command) -> str:
-    """A library message with its option fields (`start`, `lr`) written as this command's flags (--start,
+    """A library message with its option fields (`start`, `lr_video`) written as this command's flags (--start,
     --lr-video) or arguments (SOURCE); a field the command does not have loses its backticks."""
     names = {}
     for param in command.params:

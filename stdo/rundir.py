@@ -121,12 +121,12 @@ def model_file(index: int) -> str:
     return f"model{index}.pt"
 
 
-def check_can_write(run: Path, source_fingerprint: str, force: bool) -> None:
+def check_can_write(run: Path, source_fingerprint: str, overwrite: bool) -> None:
     """Refuse to write into a RUN made from another source, or into a folder that is not a RUN."""
     run = Path(run)
     if run.exists() and not run.is_dir():
         raise StdoError(f"{run} is a file: give a folder for the RUN directory")
-    if force or not run.exists() or not any(p.name != LOCK_NAME and not is_leftover(p) for p in run.iterdir()):
+    if overwrite or not run.exists() or not any(p.name != LOCK_NAME and not is_leftover(p) for p in run.iterdir()):
         return
     if not (run / RUN_JSON).is_file():
         raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --overwrite to write there")

@@ -77,7 +77,7 @@ Examples:
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y",
               help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale (twice the scale "
                    "for a 4:2:0 LR stream, which needs even LR sizes).")
-@click.option("--lr-video", "lr", type=click.Path(path_type=Path),
+@click.option("--lr-video", type=click.Path(path_type=Path),
               help="LR video or frame folder matching SOURCE [default: bicubic downscaling of SOURCE].")
 @click.option("--codec", type=click.Choice(tuple(CODECS)), help="Codec of the LR stream: h264 (libx264), hevc "
               "(libx265), av1 (libsvtav1). [default: h264 High yuv420p, BT.709 limited range]")
@@ -87,11 +87,11 @@ Examples:
 @click.option("--gop", type=int, help="Frames between keyframes of the LR stream. [default: 2 seconds]")
 @click.option("--lossless", is_flag=True, help="Lossless RGB LR stream (h264 or hevc): the STDO paper's protocol.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for --scorer general.")
-@click.option("--overwrite", "force", is_flag=True, help="Replace RUN even if it was made from another source.")
+@click.option("--overwrite", is_flag=True, help="Replace RUN even if it was made from another source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, seed, start, frames,
-                    crop, lr, codec, crf, bitrate, preset, gop, lossless, device, force, quiet, verbose):
+                    crop, lr_video, codec, crf, bitrate, preset, gop, lossless, device, overwrite, quiet, verbose):
     """Cut a clip into patches, score them, and group them into chunks.
 
     SOURCE is a video file (anything FFmpeg decodes), a folder of PNG/JPG frames
@@ -109,8 +109,8 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
                            lossless=lossless) if given else None
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
-        checkpoint=checkpoint, partition=partition, smooth=smooth, seed=seed, start=start, frames=frames, crop=crop, lr=lr,
-        stream=stream, force=force, device=device,
+        checkpoint=checkpoint, partition=partition, smooth=smooth, seed=seed, start=start, frames=frames, crop=crop, lr_video=lr_video,
+        stream=stream, overwrite=overwrite, device=device,
     )
     with StageBars(disable=quiet) as bars:
         summary = cluster(options, progress=bars)

@@ -55,9 +55,9 @@ class ClusterOptions:
     start: int = 0
     frames: int | None = None
     crop: Crop | None = None
-    lr: Path | None = None
+    lr_video: Path | None = None  # the LR frames, given (a video or a frame folder); None: bicubic
     stream: StreamOptions | None = None  # the LR stream; None: the default (or a given --lr-video as it is)
-    force: bool = False
+    overwrite: bool = False  # replace a RUN made from another source
     device: str = "cpu"
 
 
@@ -143,7 +143,7 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
     source = Path(o.source)
     model = load_general_model(o.checkpoint, o.scale) if o.scorer == "general" else None
     source_sha = fingerprint(source)
-    check_can_write(Path(o.run), source_sha, o.force)
+    check_can_write(Path(o.run), source_sha, o.overwrite)
     with stage_lock(Path(o.run), f"RUN {o.run}"):
         sweep_leftovers(Path(o.run))
         frame_files = FrameFiles(Path(o.run))  # frames decoded straight to disk: memory does not grow with the clip
@@ -157,7 +157,7 @@ def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: 
              t0: float, frame_files: FrameFiles) -> ClusterSummary:
 
     clip = load_clip(
-        source, o.scale, lr_source=o.lr, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
+        source, o.scale, lr_source=o.lr_video, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
         progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,
         allocate=frame_files,
     )
@@ -194,7 +194,7 @@ def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: 
             "tool": f"stdo {stdo.__version__}",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": {"path": str(source.resolve()), "kind": source_kind(source, o.scale), "sha256": source_sha},
-            "lr": {"origin": clip.lr_origin, "path": str(Path(o.lr).resolve()) if o.lr else None,
+            "lr": {"origin": clip.lr_origin, "path": str(Path(o.lr_video).resolve()) if o.lr_video else None,
                    "kept_as_given": clip.lr_video is not None, "encoder_options": stream_options,
                    "stream": {"path": LR_STREAM, **shipped}},
             "scale": o.scale,

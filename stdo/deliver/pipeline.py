@@ -88,7 +88,7 @@ def _check(o: DeliverOptions) -> StreamOptions:
         raise StdoError(f"--crf must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
     if not o.methods or len(set(o.methods)) != len(o.methods) or any(m not in ON_DEVICE_METHODS for m in o.methods):
         raise StdoError(f"--method must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
-    if o.cluster.lr is not None:
+    if o.cluster.lr_video is not None:
         raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
@@ -157,7 +157,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
     for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
         run = work / f"crf{crf}"
         stage = _stage_progress(progress, f"CRF {crf}")
-        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), force=True), stage)
+        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), overwrite=True), stage)
         info = read_run_info(run)
         budget = _budget(o, info) if budget is None else budget
         video = int(summary.stream["bytes"])

@@ -59,7 +59,7 @@ def _cluster_options(job: VideoJob, run: Path) -> ClusterOptions:
     return ClusterOptions(source=job.video, run=run, scale=job.scale, grid=parse_grid(job.grid), chunks=job.chunks,
                           start=job.start, frames=job.frames, crop=Crop.parse(job.crop) if job.crop else None,
                           stream=job.stream(),
-                          force=True)  # the fleet owns runs/<name>: a row whose video changed starts that RUN over
+                          overwrite=True)  # the fleet owns runs/<name>: a row whose video changed starts that RUN over
 
 
 def _cluster(job: VideoJob, run: Path, device: str) -> dict:
