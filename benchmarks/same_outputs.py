@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # JSON fields that name where or when a run happened (run_id hashes the RUN's path and time), not what it made
 VOLATILE = {"path", "seconds", "created", "timings", "train_seconds", "time", "elapsed_s", "machine", "node", "run",
             "bundle", "out", "source", "versions", "torch", "python", "duration", "wall_s", "fps", "started",
-            "finished", "hostname", "run_id", "wall_seconds"}
+            "finished", "hostname", "run_id", "wall_seconds", "ms_per_window"}
 
 
 def stages(work: Path) -> list[list[str]]:

@@ -10,6 +10,10 @@ class StdoError(Exception):
     own flag (--start, --out-crf), so the library never names a flag that the caller did not type.
     """
 
+    def plain(self) -> str:
+        """The message with each field named as it is (`crf` -> crf): for a JOBS file, whose columns are fields."""
+        return str(self).replace("`", "")
+
 
 def check_device(device: str) -> None:
     """Refuse a torch device this machine cannot give (one line), before any work starts."""

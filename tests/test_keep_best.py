@@ -117,7 +117,7 @@ def test_stdo_starts_from_a_joint_model_by_default_and_its_experts_run_the_rest_
 def test_a_joint_start_share_out_of_range_is_refused(small_run, tmp_path):
     from stdo.errors import StdoError
 
-    with pytest.raises(StdoError, match="--joint-start 1.5 must be between 0 and 1"):
+    with pytest.raises(StdoError, match="`joint_start` 1.5 must be between 0 and 1"):
         train(options(shutil.copytree(small_run, tmp_path / "run"), "stdo", 40, joint_start=1.5))
 
 

@@ -94,7 +94,7 @@ def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_
     frozen = {k for k in start if not k.endswith(("bias", "original0", DIRECTION)) or "skip." in k}
     assert all(torch.equal(start[k], trained[k]) for k in frozen)  # the fp32 skip branch stays the prior's
     assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="sparse")["psnr_video"] - 0.01
-    with pytest.raises(StdoError, match="--sparse-share 1.5"):
+    with pytest.raises(StdoError, match="`sparse_share` 1.5"):
         _train(run_x4, 2, init=str(prior), tune="sparse", sparse_share=1.5)
     with pytest.raises(StdoError, match="--tune sparse keeps an update of a prior"):
         _train(run_x4, 2, init="scratch", tune="sparse")
@@ -116,7 +116,7 @@ def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
     assert _train(run_x4, 2, init="scratch")["prior"] is None
     with pytest.raises(StdoError, match="is not a wdsr_a at this scale"):
         _train(run_x4, 2, init=str(prior), model="wdsr_a")
-    with pytest.raises(StdoError, match="--tune 'every'"):
+    with pytest.raises(StdoError, match="`tune` 'every'"):
         _train(run_x4, 2, tune="every")
 
 

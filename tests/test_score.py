@@ -90,7 +90,7 @@ def test_general_scorer_refuses_bad_checkpoints(tmp_path):
         load_general_model(junk, 4)
     x2 = tmp_path / "x2.pt"
     torch.save(WDSR(WDSRConfig(scale=2, num_blocks=1, num_residual_units=4)).state_dict(), x2)
-    with pytest.raises(StdoError, match="x2 model but --scale is 4"):
+    with pytest.raises(StdoError, match="x2 model but `scale` is 4"):
         load_general_model(x2, 4)
 
 

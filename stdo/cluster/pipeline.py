@@ -81,20 +81,20 @@ def _check_options(o: ClusterOptions) -> None:
     if not Path(o.source).exists():
         raise StdoError(f"{o.source} does not exist: give a video file or a folder of frames")
     if o.scale < 2:
-        raise StdoError(f"--scale {o.scale} is below 2: super-resolution needs a scale of 2 or more")
+        raise StdoError(f"`scale` {o.scale} is below 2: super-resolution needs a scale of 2 or more")
     if o.scorer not in SCORERS:
         raise StdoError(f"unknown scorer {o.scorer!r}: use one of {', '.join(SCORERS)}")
     check_device(o.device)
     if o.partition not in PARTITIONS:
         raise StdoError(f"unknown partition {o.partition!r}: use one of {', '.join(PARTITIONS)}")
     if o.scorer == "general" and o.checkpoint is None:
-        raise StdoError("--scorer general needs --checkpoint: give a WDSR checkpoint (.pt/.pth)")
+        raise StdoError("`scorer` general needs `checkpoint`: give a WDSR checkpoint (.pt/.pth)")
     if o.chunks < 1:
-        raise StdoError(f"--chunks {o.chunks} is below 1: give 1 or more chunks")
+        raise StdoError(f"`chunks` {o.chunks} is below 1: give 1 or more chunks")
     if o.margin < 0:
-        raise StdoError(f"--margin {o.margin} is negative: give 0 or more LR pixels")
+        raise StdoError(f"`margin` {o.margin} is negative: give 0 or more LR pixels")
     if o.smooth < 0:
-        raise StdoError(f"--smooth {o.smooth} is negative: give 0 (off) or more passes")
+        raise StdoError(f"`smooth` {o.smooth} is negative: give 0 (off) or more passes")
     if o.stream is not None:
         o.stream.check()
 
@@ -110,7 +110,7 @@ def load_general_model(path: Path, scale: int) -> torch.nn.Module:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise StdoError(f"checkpoint {path} is not a WDSR checkpoint ({first_line[:120]}): give a WDSR-A state dict") from None
     if model.config.scale != scale:
-        raise StdoError(f"checkpoint {path} is a x{model.config.scale} model but --scale is {scale}: give a x{scale} checkpoint")
+        raise StdoError(f"checkpoint {path} is a x{model.config.scale} model but `scale` is {scale}: give a x{scale} checkpoint")
     return model
 
 
@@ -121,7 +121,7 @@ def check_grid(grid: Grid, scale: int) -> None:
     if h < need or w < need:
         raise StdoError(
             f"grid {grid.cols}x{grid.rows} is finer than the {grid.width}x{grid.height} LR frame allows at x{scale}: "
-            f"patches of {w}x{h} LR pixels, need at least {need}x{need}; use a coarser --grid"
+            f"patches of {w}x{h} LR pixels, need at least {need}x{need}; use a coarser `grid`"
         )
 
 

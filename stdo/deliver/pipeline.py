@@ -77,28 +77,28 @@ def parse_budget(text: str) -> tuple[int | None, float | None]:
 
 def _check(o: DeliverOptions) -> StreamOptions:
     if (o.budget_bytes is None) == (o.budget_kbps is None):
-        raise StdoError("give the budget once: --budget as bytes (120KB) or as a bitrate (400kbit/s)")
+        raise StdoError("give the budget once: `budget` as bytes (120KB) or as a bitrate (400kbit/s)")
     if (o.budget_bytes is not None and o.budget_bytes <= 0) or (o.budget_kbps is not None and not o.budget_kbps > 0):
-        raise StdoError("--budget must be above 0")
+        raise StdoError("`budget` must be above 0")
     stream = o.cluster.stream or StreamOptions()
     if stream.lossless or stream.bitrate is not None:
         raise StdoError("stdo-deliver chooses the LR stream's CRF: drop --lossless and --bitrate")
     lo, hi = CODECS[stream.codec].crf_range
     if not o.crfs or any(not lo <= c <= hi for c in o.crfs) or len(set(o.crfs)) != len(o.crfs):
-        raise StdoError(f"--crf must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
+        raise StdoError(f"`crfs` must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
     if not o.methods or len(set(o.methods)) != len(o.methods) or any(m not in ON_DEVICE_METHODS for m in o.methods):
-        raise StdoError(f"--method must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
+        raise StdoError(f"`methods` must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
     if o.cluster.lr_video is not None:
         raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
         raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")
     if not o.tie_db >= 0:
-        raise StdoError(f"--tie {o.tie_db} must be 0 or more (dB)")
+        raise StdoError(f"`tie_db` {o.tie_db} must be 0 or more (dB)")
     if o.backend not in BACKENDS:
-        raise StdoError(f"--backend {o.backend} is unknown: use one of {', '.join(BACKENDS)}")
+        raise StdoError(f"`backend` {o.backend} is unknown: use one of {', '.join(BACKENDS)}")
     if o.precision != "fp32" and (o.backend == "torch" or o.precision not in o.export.quantize):
-        raise StdoError(f"--precision {o.precision} is not exported for {o.backend}: add it to --quantize "
+        raise StdoError(f"`precision` {o.precision} is not exported for {o.backend}: add it to `quantize` "
                         "(torch plays fp32)")
     return stream
 
@@ -162,8 +162,8 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
         budget = _budget(o, info) if budget is None else budget
         video = int(summary.stream["bytes"])
         if not points and video >= budget:
-            raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes: its LR stream "
-                            f"alone is {video:,} bytes at CRF {crf}; raise --budget or add a higher --crf "
+            raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR stream "
+                            f"alone is {video:,} bytes at CRF {crf}; raise `budget` or add a higher `crfs` "
                             "(nothing written)")
         for method in o.methods:
             point = {"crf": crf, "method": method, "video": video}
@@ -185,8 +185,8 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
     fitting = [p for p in points if p.get("within_budget")]
     if not fitting:
         smallest = min(p["total"] for p in points if "total" in p)
-        raise StdoError(f"--budget {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
-                        "with its models): raise --budget or add a higher --crf (nothing written)")
+        raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
+                        "with its models): raise `budget` or add a higher `crfs` (nothing written)")
     best = max(p["psnr"] for p in fitting)
     chosen = min((p for p in fitting if p["psnr"] >= best - o.tie_db), key=lambda p: (p["total"], -p["psnr"]))
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec, "tie_db": o.tie_db,

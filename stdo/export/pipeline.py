@@ -110,17 +110,17 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
     if o.method not in METHODS:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
     if not o.formats:
-        raise StdoError("--format is empty: give one or more of " + ",".join(EXPORT_FORMATS))
+        raise StdoError("`formats` is empty: give one or more of " + ",".join(EXPORT_FORMATS))
     parse_list(list(o.formats), EXPORT_FORMATS, "--format")
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
     if not 1 <= o.plan_shapes <= MAX_SHAPES:
-        raise StdoError(f"--plan-shapes {o.plan_shapes} is outside 1..{MAX_SHAPES}")
+        raise StdoError(f"`plan_shapes` {o.plan_shapes} is outside 1..{MAX_SHAPES}")
     if o.plan_margin is not None and not 0 <= o.plan_margin <= MAX_MARGIN:
-        raise StdoError(f"--plan-margin {o.plan_margin} is outside 0..{MAX_MARGIN}: give a margin in LR pixels, or auto")
+        raise StdoError(f"`plan_margin` {o.plan_margin} is outside 0..{MAX_MARGIN}: give a margin in LR pixels, or auto")
     if o.update not in UPDATES:
-        raise StdoError(f"--update {o.update!r} is unknown: use one of {', '.join(UPDATES)}")
+        raise StdoError(f"`update` {o.update!r} is unknown: use one of {', '.join(UPDATES)}")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
-        raise StdoError("--calibration must be above 0 and --verify-frames at least 0 (0 = all frames)")
+        raise StdoError("`calibration` must be above 0 and `verify_frames` at least 0 (0 = all frames)")
     run = Path(o.run)
     if not run.is_dir():
         raise StdoError(f"{run} does not exist: run stdo-cluster and stdo-train first")
@@ -132,7 +132,7 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
         raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
     out = Path(o.out) if o.out else run / "bundle"
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
-        raise StdoError(f"{out} exists and is not a bundle: give another --out, or remove it")
+        raise StdoError(f"{out} exists and is not a bundle: give another `out`, or remove it")
     for f in o.formats:
         for module in RUNTIME_FORMATS[f].converters:
             require(module)
@@ -194,8 +194,8 @@ def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str]
     prior = train_report.get("prior")
     bases = {(b["format"], b["precision"]): root / b["path"] for b in prior_bases(prior, root)} if prior else {}
     if o.update == "on" and not bases:
-        raise StdoError("--update on needs models trained from a prior that clients carry: train with --init prior "
-                        "(the default where stdo ships a prior for the model and scale), or export with --update auto")
+        raise StdoError("`update` on needs models trained from a prior that clients carry: train with --init prior "
+                        "(the default where stdo ships a prior for the model and scale), or export with `update` auto")
     return bases
 
 
@@ -386,7 +386,7 @@ def _build(o: ExportOptions, root: Path, info: RunInfo, models, model_map, train
                      **figures, "target": _targets(variant, figures, o.int8_max_loss_db), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
     missed = [f"{r['format']} {r['precision']} ({r['target']})" for r in rows if r["target"] not in ("ok", "-")]
     if o.strict and missed:
-        raise StdoError(f"--strict: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")
+        raise StdoError(f"`strict`: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")
     report = {
         "format": 1, "tool": manifest["tool"], "created": manifest["created"], "method": o.method,
         "scale": scale, "models": num_models, "window": list(grid.window_shape),

@@ -174,7 +174,7 @@ def _job(path: Path, line: int, row: dict) -> VideoJob:
     try:
         _check_values(job)
     except StdoError as e:  # the options' fields are this file's columns
-        raise StdoError(f"{where}: {str(e).replace('`', '')}") from None
+        raise StdoError(f"{where}: {e.plain()}") from None
     return job
 
 

@@ -51,7 +51,7 @@ def run_stage(stage: str, job: VideoJob, run: Path, cpus: int = 1, device: str =
     try:
         figures = {"cluster": _cluster, "train": _train, "export": _export}[stage](job, Path(run), device)
     except StdoError as e:
-        figures = {"error": str(e)}
+        figures = {"error": e.plain()}  # a row's options are its columns
     return {"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "node": socket.gethostname(), **figures}
 
 

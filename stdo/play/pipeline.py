@@ -55,31 +55,31 @@ class PlayOptions:
 
 def _check(o: PlayOptions) -> None:
     if o.batch <= 0:
-        raise StdoError(f"--frames-per-batch {o.batch} must be above 0")
+        raise StdoError(f"`batch` {o.batch} must be above 0")
     if not 0 <= o.crf <= 51:
         raise StdoError(f"--crf {o.crf} is outside 0..51")
     output_stream(o.crf, o.preset).check()
     for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
         if path is not None and Path(path).exists() and not o.overwrite:
-            raise StdoError(f"{what} {path} exists: give another path, or --overwrite to replace it")
+            raise StdoError(f"{what} {path} exists: give another path, or `overwrite` to replace it")
     if o.out is not None and Path(o.out).is_dir() and not (Path(o.out) / PNG_MARKER).is_file():
         raise StdoError(f"--out {o.out} is a folder stdo-play did not write: give another folder "
                         "(--overwrite replaces only stdo-play's own frame folders)")
     if o.out is not None and Path(o.out).suffix and Path(o.out).suffix.lower() != ".mp4":
-        raise StdoError(f"--out {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
+        raise StdoError(f"`out` {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
     if o.hr is not None and not Path(o.hr).exists():
-        raise StdoError(f"--hr {o.hr} does not exist: give the HR video, frame folder or RUN/frames/hr.npy")
+        raise StdoError(f"`hr` {o.hr} does not exist: give the HR video, frame folder or RUN/frames/hr.npy")
     if o.plot is not None and o.hr is None:
-        raise StdoError("--plot needs --hr: PSNR per frame is measured against the HR frames")
+        raise StdoError("`plot` needs `hr`: PSNR per frame is measured against the HR frames")
     if o.rate and o.hr is None:
-        raise StdoError("--rate needs --hr: the HR stream is encoded from the HR frames and measured against them")
+        raise StdoError("`rate` needs `hr`: the HR stream is encoded from the HR frames and measured against them")
     if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
-        raise StdoError(f"--report {o.report}: give a .json or .md file")
+        raise StdoError(f"`report` {o.report}: give a .json or .md file")
     if o.plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise StdoError("--plot needs matplotlib: pip install 'stdo[plot]'") from None
+            raise StdoError("`plot` needs matplotlib: pip install 'stdo[plot]'") from None
 
 
 PNG_MARKER = ".stdo-play"  # in a frame folder stdo-play wrote: --overwrite replaces only such folders
@@ -160,11 +160,11 @@ def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], h
             scores.seconds += time.perf_counter() - t0
         if hr is not None:
             if hr.shape != (height, width, 3):
-                raise StdoError(f"--hr frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
+                raise StdoError(f"`hr` frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
                                 f"(x{player.scale} the bundle's LR size): give the matching HR source")
             scores.add_frame(sr, bicubic, hr)
         elif o.hr is not None:
-            raise StdoError(f"--hr {o.hr} ends after {index} frames, the video has {player.num_frames}")
+            raise StdoError(f"`hr` {o.hr} ends after {index} frames, the video has {player.num_frames}")
         if writer is not None:
             t0 = time.perf_counter()
             frame = sr

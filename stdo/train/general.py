@@ -55,11 +55,11 @@ def _check(o: GeneralOptions) -> None:
         if not Path(source).exists():
             raise StdoError(f"{source} does not exist: give video files or folders of frames")
     if Path(o.out).suffix != ".pt":
-        raise StdoError(f"--out {o.out}: give a .pt file")
+        raise StdoError(f"`out` {o.out}: give a .pt file")
     if Path(o.out).exists() and not o.overwrite:
-        raise StdoError(f"--out {o.out} exists: give another path, or --overwrite to replace it")
+        raise StdoError(f"`out` {o.out} exists: give another path, or `overwrite` to replace it")
     if o.frames <= 0 or o.config.steps <= 0:
-        raise StdoError("--frames and --steps must be above 0")
+        raise StdoError("`frames` and `steps` must be above 0")
     for crf in o.crfs:
         StreamOptions(codec=o.codec, crf=crf).check()
     check_device(o.config.device)

@@ -50,7 +50,7 @@ def resolve_amp(mode: str, device: str) -> Precision:
     """--amp auto|off|bf16|fp16 -> what autocast runs (auto: fp16+GradScaler on CUDA, bf16 on CPUs that support it)."""
     mode = OPT_LEVELS.get(mode, mode)
     if mode not in AMP_MODES:
-        raise StdoError(f"--amp {mode!r} is unknown: use one of {', '.join(AMP_MODES)} (or --opt-level O0/O1/O2)")
+        raise StdoError(f"`amp` {mode!r} is unknown: use one of {', '.join(AMP_MODES)} (or `opt_level` O0/O1/O2)")
     cuda = device.startswith("cuda")
     if mode == "auto":
         mode = "fp16" if cuda else "bf16" if cpu_supports_bf16() else "off"
@@ -214,7 +214,7 @@ class Checkpoint:
             state = torch.load(path, map_location="cpu", weights_only=True)
             return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise StdoError(f"{path} is unreadable ({e.__class__.__name__}): delete it or pass --restart") from None
+            raise StdoError(f"{path} is unreadable ({e.__class__.__name__}): delete it or pass `restart`") from None
 
 
 def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, progress: ProgressFn = None,
@@ -241,7 +241,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         if state.signature != signature:
             raise StdoError(
                 f"{state_path} was saved by a run with other options: rerun with the same options to resume, "
-                "or pass --restart to start over"
+                "or pass `restart` to start over"
             )
         if runtime is not None and state.runtime not in (None, runtime):
             log.warning("%s: resuming a training saved with %s, now on %s: the steps left run there", job.name,
@@ -290,7 +290,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
         if not torch.isfinite(loss):
             raise StdoError(
                 f"{job.name}: the loss became {loss.item()} at step {step + 1}; training stopped and the checkpoint "
-                f"of step {last_saved} is kept: lower --learning-rate or use --amp off"
+                f"of step {last_saved} is kept: lower `learning_rate` or use `amp` off"
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -114,23 +114,23 @@ class _Build:
         self.t, self.k = len(lr), int(chunks.max()) + 1
         self.segments = options.segments or self.k
         if options.tune is not None and options.tune not in TUNES:
-            raise StdoError(f"--tune {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
+            raise StdoError(f"`tune` {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
         on_device = REGISTRY[method].on_device
         if options.tune not in (None, "all") and not on_device:
-            raise StdoError(f"--tune {options.tune} restricts a per-video update of a prior; {method} trains whole: "
-                            "drop --tune")
+            raise StdoError(f"`tune` {options.tune} restricts a per-video update of a prior; {method} trains whole: "
+                            "drop `tune`")
         self.prior = initial_weights(options, scale) if on_device else None
         self.tune = options.tune or ("channels" if self.prior is not None else "all")
         if self.tune == "sparse" and self.prior is None:
             raise StdoError("--tune sparse keeps an update of a prior sparse, and these models start from scratch: "
                             "give --init prior (or a stdo-general checkpoint), or another --tune")
         if self.tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
-            raise StdoError(f"--sparse-share {options.sparse_share} must be between 0 and 1 (the share of the conv "
+            raise StdoError(f"`sparse_share` {options.sparse_share} must be between 0 and 1 (the share of the conv "
                             "weights that may differ from the prior)")
         default = REGISTRY[method].joint_start
         share = (default or 0.0) if options.joint_start is None else options.joint_start
         if default is not None and not 0.0 <= share <= 1.0:
-            raise StdoError(f"--joint-start {share} must be between 0 and 1 (the share of the steps for the joint start)")
+            raise StdoError(f"`joint_start` {share} must be between 0 and 1 (the share of the steps for the joint start)")
         self.joint_steps = int(round(share * steps)) if default is not None else 0
 
     @property
@@ -139,7 +139,7 @@ class _Build:
 
     def check_segments(self) -> None:
         if not 1 <= self.segments <= self.t:
-            raise StdoError(f"--segments {self.segments} must be between 1 and the {self.t} frames of the RUN")
+            raise StdoError(f"`segments` {self.segments} must be between 1 and the {self.t} frames of the RUN")
 
     def segment_map(self) -> np.ndarray:
         return np.broadcast_to(time_segments(self.t, self.segments)[:, None, None], self.chunks.shape)
@@ -188,7 +188,7 @@ def _per_model(b: _Build) -> TrainingPlan:
                 **b.from_start(start), **b.projection(model))
             for i, (model, s) in enumerate(zip(models, split_steps(b.steps - b.joint_steps, n)))]
     if not start and any(job.steps == 0 for job in jobs):
-        raise StdoError(f"--steps {b.steps} is fewer than the {n} models of {b.method}: give at least {n}")
+        raise StdoError(f"`steps` {b.steps} is fewer than the {n} models of {b.method}: give at least {n}")
     return TrainingPlan(b.method, start + jobs, np.ascontiguousarray(labels, np.uint8), n,
                         joint_start=b.joint_steps / b.steps, prior=b.prior_id, tune=b.tune)
 
@@ -204,7 +204,7 @@ def _joint(b: _Build) -> TrainingPlan:
 def _cafm(b: _Build) -> TrainingPlan:
     """A shared backbone with per-chunk modulation, chunks in time (CaFM's) or the RUN's."""
     if b.options.cafm_chunks not in CAFM_CHUNKS:
-        raise StdoError(f"--cafm-chunks {b.options.cafm_chunks!r} is unknown: use time or stdo")
+        raise StdoError(f"`cafm_chunks` {b.options.cafm_chunks!r} is unknown: use time or stdo")
     if b.options.cafm_chunks == "time":
         b.check_segments()
     labels, n = (b.segment_map(), b.segments) if b.options.cafm_chunks == "time" else (b.chunks, b.k)
@@ -227,7 +227,7 @@ def _video(b: _Build) -> TrainingPlan:
     model = create_model(b.method, scale=b.scale, **o.overrides)
     if b.method == "brvsr":
         if o.sequence < 2:
-            raise StdoError(f"--sequence {o.sequence} must be at least 2: brvsr learns from neighbours")
+            raise StdoError(f"`sequence` {o.sequence} must be at least 2: brvsr learns from neighbours")
         from stdo.flow import neighbour_flows
 
         sampler = SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale,
@@ -242,7 +242,7 @@ def _server(b: _Build) -> TrainingPlan:
     """mfwdsr (frames t-r .. t+r at once) and wdsr-large: one model over whole frames, trained whole."""
     radius = b.options.radius if b.method == "mfwdsr" else 0
     if not 0 <= radius <= (b.t - 1) // 2:
-        raise StdoError(f"--radius {radius} needs {2 * radius + 1} frames, the RUN has {b.t}: give at most "
+        raise StdoError(f"`radius` {radius} needs {2 * radius + 1} frames, the RUN has {b.t}: give at most "
                         f"{(b.t - 1) // 2}")
     name = "wdsr_large" if b.method == "wdsr-large" else b.options.model
     model = create_model(name, scale=b.scale, **{**b.options.overrides, "frames": 2 * radius + 1})

@@ -54,11 +54,11 @@ class TrainOptions:
 
 def _check(o: TrainOptions) -> None:
     if o.config.steps <= 0:
-        raise StdoError(f"--steps {o.config.steps} must be above 0: give the optimizer-step budget")
+        raise StdoError(f"`steps` {o.config.steps} must be above 0: give the optimizer-step budget")
     if o.config.batch <= 0 or o.config.crop <= 0 or o.config.checkpoint_every <= 0:
-        raise StdoError("--batch, --crop-size and --checkpoint-every must be above 0")
+        raise StdoError("`batch`, `crop` and `checkpoint_every` must be above 0")
     if not o.config.lr > 0:
-        raise StdoError(f"--learning-rate {o.config.lr} must be above 0")
+        raise StdoError(f"`learning_rate` {o.config.lr} must be above 0")
     resolve_amp(o.config.amp, o.config.device)  # raises on an unknown mode
     check_device(o.config.device)
 

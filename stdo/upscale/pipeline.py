@@ -54,15 +54,15 @@ def _check(o: UpscaleOptions) -> None:
     if o.backend not in UPSCALE_BACKENDS:
         raise StdoError(f"unknown backend {o.backend!r}: use one of {', '.join(UPSCALE_BACKENDS)}")
     if o.backend not in REGISTRY[o.method].upscale_backends:
-        raise StdoError(f"{o.method} runs on {', '.join(REGISTRY[o.method].upscale_backends)} only: use --backend "
+        raise StdoError(f"{o.method} runs on {', '.join(REGISTRY[o.method].upscale_backends)} only: use `backend` "
                         f"{REGISTRY[o.method].upscale_backends[0]}")
     if o.batch <= 0:
-        raise StdoError(f"--frames-per-batch {o.batch} must be above 0")
+        raise StdoError(f"`batch` {o.batch} must be above 0")
     if o.out is not None:
         if Path(o.out).suffix.lower() != ".mp4":
-            raise StdoError(f"--out {o.out}: give an .mp4 file")
+            raise StdoError(f"`out` {o.out}: give an .mp4 file")
         if Path(o.out).exists() and not o.overwrite:
-            raise StdoError(f"--out {o.out} exists: give another path, or --overwrite to replace it")
+            raise StdoError(f"`out` {o.out} exists: give another path, or `overwrite` to replace it")
         output_stream(o.crf, o.preset).check()
 
 

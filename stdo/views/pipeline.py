@@ -44,7 +44,7 @@ def _claim(out: Path, overwrite: bool) -> None:
     """Refuse to replace a folder stdo-views did not write, or any without --overwrite."""
     if out.exists():
         if not overwrite:
-            raise StdoError(f"{out} exists: give another folder, or --overwrite to replace it")
+            raise StdoError(f"{out} exists: give another folder, or `overwrite` to replace it")
         if not (out / MARKER).is_file():
             raise StdoError(f"{out} was not written by stdo-views (no {MARKER}): give another folder; "
                             "--overwrite replaces only folders stdo-views wrote")
