@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 import stdo
-from stdo.errors import StdoError
+from stdo.errors import FormatError
 from stdo.fileio import sha256_of, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
@@ -63,8 +63,10 @@ VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "heig
                 "bitrate_kbps")
 
 
-class BundleError(StdoError):
+class BundleError(FormatError):
     """The bundle is malformed, tampered with, or from an unknown version."""
+
+    what = "bundle"
 
 
 @dataclass
@@ -137,9 +139,7 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
 # ---------------------------------------------------------------------------- reading
 
 
-def _need(cond: bool, message: str) -> None:
-    if not cond:
-        raise BundleError(f"bad bundle: {message}")
+_need = BundleError.need
 
 
 def _int(obj: dict, key: str, lo: int, hi: int) -> int:

@@ -15,6 +15,17 @@ class StdoError(Exception):
         return str(self).replace("`", "")
 
 
+class FormatError(StdoError):
+    """A file of a format several stages share (bundle, plan) is malformed: `bad <what>: <message>`."""
+
+    what = "file"
+
+    @classmethod
+    def need(cls, condition: bool, message: str) -> None:
+        if not condition:
+            raise cls(f"bad {cls.what}: {message}")
+
+
 def check_device(device: str) -> None:
     """Refuse a torch device this machine cannot give (one line), before any work starts."""
     import torch

@@ -98,6 +98,19 @@ def temp_dir_beside(target: Path) -> Path:
     return tmp
 
 
+@contextlib.contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A new folder beside `target` to write into; when the block ends without an error it replaces `target`
+    (replace_dir), and whatever happens nothing of it is left behind."""
+    tmp = temp_dir_beside(Path(target))
+    try:
+        yield tmp
+        replace_dir(tmp, Path(target))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Move the finished folder `new` to `target`; a folder already there is replaced only now, in two renames.
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stdo.errors import StdoError
+from stdo.errors import FormatError, StdoError
 from stdo.grid import Grid
 
 FIELDS = ("plan", "model", "shape", "y", "x", "top", "left", "height", "width")
@@ -50,8 +50,10 @@ MAX_SHAPES = 8
 MAX_MARGIN = 256
 
 
-class PlanError(StdoError):
+class PlanError(FormatError):
     """The plan is malformed or does not tile the frames."""
+
+    what = "plan"
 
 
 @dataclass(frozen=True)
@@ -224,9 +226,7 @@ def encode_plan(plan: Plan) -> bytes:
     return zlib.compress(data, 9)
 
 
-def _need(cond: bool, message: str) -> None:
-    if not cond:
-        raise PlanError(f"bad plan: {message}")
+_need = PlanError.need
 
 
 def decode_plan(data: bytes, plans: int, runs: int, shapes: list, margin: int, frames: int, models: int,

@@ -37,7 +37,7 @@ from stdo.errors import StdoError
 from stdo import bundle as bundle_format
 from stdo.export.margin import choose_margin
 from stdo.toolchain import require
-from stdo.fileio import replace_dir, save_torch, sha256_of, temp_dir_beside, write_bytes, write_json
+from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
@@ -287,14 +287,9 @@ def _export(o: ExportOptions, run: Path, info: RunInfo, out: Path, progress: Pro
         raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
     wanted = variants(tuple(o.formats), tuple(o.quantize))
     t0 = time.perf_counter()
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_dir(out) as tmp:
         report = _build(o, tmp, info, models, model_map, train_report, hr, lr, grid, scale, wanted, progress, t0)
         bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     report["bundle"] = str(out)
     return report
 

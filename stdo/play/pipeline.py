@@ -8,7 +8,6 @@ that exists is refused unless `overwrite`.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +20,7 @@ from PIL import Image
 
 from stdo.background import BackgroundWriter, prefetch
 from stdo.errors import StdoError
-from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
+from stdo.fileio import staged_dir, write_bytes, write_json
 from stdo.scores import QualityScores
 from stdo.play.player import Player, lr_stream
 from stdo.play.report import format_markdown, plot_psnr
@@ -90,7 +89,8 @@ class _PngFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.tmp = temp_dir_beside(self.path)
+        self._staged = staged_dir(self.path)
+        self.tmp = self._staged.__enter__()
         (self.tmp / PNG_MARKER).write_text("frames written by stdo-play; --overwrite may replace this folder\n")
         self.count = 0
 
@@ -102,12 +102,7 @@ class _PngFolder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                replace_dir(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                shutil.rmtree(self.tmp)
+        self._staged.__exit__(exc_type, exc, tb)  # the frames replace the folder only when all were written
 
 
 def _writer(o: PlayOptions, fps: float):

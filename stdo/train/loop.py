@@ -132,9 +132,17 @@ def scheduled_lr_factor(step: int, steps: int, schedule: tuple[int, int, int] | 
     return lr_factor(first + (last - first) * step // max(1, steps), total)
 
 
+def _masked_squared_error(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(sum of squared errors, values counted) of SR clamped to [0, 1] against HR over the crops the mask marks."""
+    return float(((sr.detach().float().clamp(0, 1) - hr) ** 2 * mask).sum()), 3 * float(mask.sum())
+
+
+def _psnr(squared_error: float, values: float) -> float:
+    return 10 * math.log10(1 / max(squared_error / max(values, 1.0), 1e-12))
+
+
 def _psnr_of(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> float:
-    mse = float(((sr.detach().float().clamp(0, 1) - hr).pow(2) * mask).sum() / (3 * mask.sum()))
-    return 10 * math.log10(1 / max(mse, 1e-10))
+    return _psnr(*_masked_squared_error(sr, hr, mask))
 
 
 def _to_device(x, device: torch.device):
@@ -175,10 +183,10 @@ class Evaluator:
             inputs = tuple(_to_device(_slice(x, a, a + self.batch), self.device) for x in self.inputs)
             hr, mask = self.hr[a : a + self.batch].to(self.device), self.mask[a : a + self.batch].to(self.device)
             sr = model(*inputs, self.ids[a : a + self.batch].to(self.device)) if self.job.conditional else model(*inputs)
-            se += float(((sr.float().clamp(0, 1) - hr) ** 2 * mask).sum())
-            pixels += 3 * float(mask.sum())
+            error, values = _masked_squared_error(sr, hr, mask)
+            se, pixels = se + error, pixels + values
         model.train(was_training)
-        return 10 * math.log10(1 / max(se / max(pixels, 1.0), 1e-12))
+        return _psnr(se, pixels)
 
 
 def _copy_state(model: nn.Module) -> dict:

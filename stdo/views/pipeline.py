@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from stdo.errors import StdoError
-from stdo.fileio import replace_dir, save_npy, temp_dir_beside, write_bytes, write_json
+from stdo.fileio import save_npy, staged_dir, write_bytes, write_json
 from stdo.metrics import psnr, ssim
 from stdo.rundir import fingerprint, load_frames, method_dir, read_run_info
 from stdo.resample import as_nchw, upscale_bicubic
@@ -50,9 +49,9 @@ def _claim(out: Path, overwrite: bool) -> None:
                             "--overwrite replaces only folders stdo-views wrote")
 
 
-def _finish(tmp: Path, out: Path, what: str) -> None:
+def _mark(tmp: Path, what: str) -> None:
+    """Say in the folder that stdo-views wrote it (what --overwrite checks)."""
     (tmp / MARKER).write_text(f"{what} written by stdo-views; --overwrite may replace this folder\n")
-    replace_dir(tmp, out)
 
 
 # ------------------------------------------------------------------------------------------------ synth
@@ -87,8 +86,7 @@ def make_synthetic(o: SynthOptions, progress: Progress = None) -> dict:
     splits = {"train": [i for i in range(total) if i not in test], "test": sorted(test)}
     angle = np.radians(o.fov_degrees)
     k = geometry.intrinsics(*(2 * [geometry.focal_from_fov(width, angle)]), width / 2, height / 2)
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_dir(out) as tmp:
         for split, indices in splits.items():
             if not indices:
                 continue
@@ -104,10 +102,7 @@ def make_synthetic(o: SynthOptions, progress: Progress = None) -> dict:
                 if progress:
                     progress("render", 1, total)
             write_json(tmp / f"transforms_{split}.json", {"camera_angle_x": float(angle), "frames": frames})
-        _finish(tmp, out, "a synthetic scene")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _mark(tmp, "a synthetic scene")
     return {"out": str(out), "views": o.views, "test_views": o.test_views, "path": o.path, "size": [width, height]}
 
 
@@ -143,8 +138,7 @@ def order_scene(o: OrderOptions, progress: Progress = None) -> dict:
     kept = sorted(v for s in sequences for v, k in zip(s.views, s.keep) if k)
     if kept != list(range(len(views))):
         raise StdoError("the ordering did not write every view exactly once (a bug): report it with the scene")
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_dir(out) as tmp:
         first = 0
         entries = []
         for n, seq in enumerate(sequences):
@@ -162,10 +156,7 @@ def order_scene(o: OrderOptions, progress: Progress = None) -> dict:
                   "similarity": None if o.random_seed is not None else o.similarity, **used,
                   "views": len(views), "frames": first, "order_seconds": seconds, "sequences": entries}
         write_json(tmp / SEQUENCES, record)
-        _finish(tmp, out, "ordered sequences")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _mark(tmp, "ordered sequences")
     return record
 
 
@@ -261,8 +252,7 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
     missing = [views.names[i] for i, x in enumerate(outputs) if x is None]
     if missing:
         raise StdoError(f"no kept output for {missing[0]} ({len(missing)} views): rerun stdo-views order")
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_dir(out) as tmp:
         depth = None
         if views.depth is not None and (outputs[0].shape[1], outputs[0].shape[0]) == views.size:
             depth = [np.load(p) for p in views.depth]  # the scene's own depth still fits views of its size
@@ -272,10 +262,7 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
                   "views": len(views), "strategy": record["strategy"], "similarity": record["similarity"],
                   "seconds": seconds, "size": [int(outputs[0].shape[1]), int(outputs[0].shape[0])]}
         write_json(tmp / "upscale.json", report)
-        _finish(tmp, out, "super-resolved views")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _mark(tmp, "super-resolved views")
     return report
 
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from stdo.errors import StdoError
-from stdo.fileio import replace_dir, temp_dir_beside
+from stdo.fileio import staged_dir
 from stdo.views.scene import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ def recover_poses(images: Path, out: Path) -> dict:
     if len(names) < 2:
         raise StdoError(f"{images} holds {len(names)} image(s): structure from motion needs 2 or more")
     out = Path(out)
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_dir(out) as tmp:
         shutil.copytree(images, tmp / "images", ignore=lambda d, files: [f for f in files if f not in names])
         with tempfile.TemporaryDirectory(prefix="stdo-sfm-") as work:
             database = Path(work) / "database.db"
@@ -48,9 +47,5 @@ def recover_poses(images: Path, out: Path) -> dict:
         for name in names:  # a view SfM could not place has no pose: it leaves the project
             if name not in registered:
                 (tmp / "images" / name).unlink()
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return {"views": len(names), "registered": len(registered), "points": model.num_points3D(),
             "reprojection_error": model.compute_mean_reprojection_error(), "out": str(out)}
