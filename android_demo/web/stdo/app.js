@@ -58,8 +58,30 @@ async function play(bundle, frames) {
   }
 }
 
+// An APK built for one variant (android_demo/app/build.sh) says which in variant.json beside the page: only that
+// runtime's WebAssembly files and that precision's model files are inside, so the switch offers only them.
+async function carriedVariant() {
+  try {
+    const response = await fetch(new URL('variant.json', location.href));
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+function keepOnly(select, value) {
+  if (!value) return;
+  for (const option of [...select.options]) if (option.value !== value) option.remove();
+  select.value = value;
+}
+
 async function main() {
   const base = new URLSearchParams(location.search).get('bundle') || 'bundle/';
+  const variant = await carriedVariant();
+  if (variant) {
+    keepOnly($('backend'), variant.backend);
+    keepOnly($('precision'), variant.precision);
+  }
   let bundle;
   let frames;
   try {
