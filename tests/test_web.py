@@ -63,11 +63,12 @@ def page(trained_run, tmp_path_factory):
              {"kind": "page", "url": "index.html?bundle=/tampered/"},
              {"kind": "page", "url": "index.html?bundle=/bundle/"},
              {"kind": "page", "url": "index.html?bundle=/bundle/", "play": True, "backend": "litert", "precision": "int8"},
-             {"bundle": "/claims/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"}]
+             {"bundle": "/claims/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
+             {"kind": "page", "url": "index.html?bundle=/bundle/&sr_delay_ms=150", "play": True}]  # a slow model
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
-                                                                       "page", "played", "claims"], out["results"]))
+                                                                       "page", "played", "claims", "slow"], out["results"]))
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -182,3 +183,40 @@ def test_a_flipped_update_byte_is_refused_in_the_page(coded):
     refused = results["flipped"]
     assert not refused["ok"] and any(m in refused["error"] for m in ("does not rebuild", "not zlib data")), refused
     assert not results["flipped page"]["ok"] and "update" in results["flipped page"]["error"]
+
+
+def test_a_model_slower_than_the_clock_drops_frames_and_keeps_time(page):
+    """150 ms of SR per frame at 25 fps: the clock does not wait, late frames are dropped and counted, the last
+    frame is shown."""
+    _, _, results = page
+    slow = results["slow"]
+    assert slow["ok"] and slow["stats"].startswith("frame 6/6 "), slow
+    dropped = int(slow["stats"].split("dropped ")[1].split()[0])
+    assert 1 <= dropped <= 4, slow["stats"]  # frames 2-5 of 6 fall behind; the first and the last are shown
+
+
+@pytest.fixture(scope="module")
+def long_stream(bikes, tmp_path_factory):
+    """120 frames (80x48 H.264 with B-frames, a keyframe every 30) streamed from frame 0 and sought to 47 and 90,
+    each against the page's whole-clip decode."""
+    from stdo.resample import downscale_bicubic
+    from stdo.stream import StreamOptions, encode_stream
+    from stdo.video import read_video
+
+    assert not MISSING, f"web player tools missing under CI: {', '.join(MISSING)}"
+    work = tmp_path_factory.mktemp("stream")
+    frames = downscale_bicubic(read_video(bikes, count=120, box=(160, 40, 320, 192))[0], 4)  # 80x48
+    encode_stream(work / "lr.mp4", frames, 25.0, StreamOptions(crf=30, gop=30))
+    job = {"kind": "stream", "video": "/clip/lr.mp4", "width": 80, "height": 48, "matrix": "bt709",
+           "range": "limited", "starts": [0, 47, 90], "ahead": 4}
+    with serve({"clip": work}) as base:
+        return drive(base + "web/index.html?test=1", [job])["results"][0]
+
+
+def test_streamed_decoding_equals_the_whole_clip_decode_and_seeks_to_the_frame(long_stream):
+    assert long_stream["ok"] and long_stream["frames"] == 120, long_stream
+    for run in long_stream["runs"]:
+        assert run["equal"] and run["frames"] == 120 - run["start"], run  # frame N shown at N, identical pixels
+        # the first frame is out long before the clip is decoded: after at most the frames back to its keyframe
+        # (a GOP: 30), the window ahead (4) and the B-frame reordering (4)
+        assert run["firstDecoded"] <= (4 + 4 if run["start"] == 0 else 30 + 4 + 4), run

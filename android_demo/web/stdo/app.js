@@ -3,7 +3,7 @@
 // stdo side by side, with fps and the frame number. A bad bundle shows its message, nothing plays.
 
 import { readBundle } from './bundle.js';
-import { decodeVideo } from './decode.js';
+import { decodeVideo, streamVideo } from './decode.js';
 import { executePlan } from './plan.js';
 import { openRunner, threadCount } from './runtimes.js';
 import { planarToRgba, rgbToPlanar } from './yuv.js';
@@ -23,38 +23,65 @@ async function runner(bundle) {
   return runners.get(key);
 }
 
-async function play(bundle, frames) {
-  $('play').disabled = true;
+// Playback on the clip's clock: frame t is due at t / fps from the start. The stream is decoded a few frames
+// ahead of the player (streamVideo), so start-up and memory do not grow with the clip. A frame whose slot has
+// passed before its turn is dropped, and counted, rather than slowing the clock (the last frame is always
+// shown). Play / pause; the time bar seeks (decoding from the keyframe before the chosen frame).
+const player = { playing: false, generation: 0, frame: 0, dropped: 0 };
+const srDelayMs = Number(new URLSearchParams(location.search).get('sr_delay_ms') || 0); // tests: a slow model
+
+async function play(bundle, from) {
+  const generation = ++player.generation; // a seek or pause ends the loop of an earlier generation
+  player.playing = true;
+  $('play').textContent = 'Pause';
   try {
     const backend = $('backend').value;
     const precision = $('precision').value;
     const run = await runner(bundle);
-    const { width, height, scale } = bundle;
+    const { width, height, scale, frames } = bundle;
+    const fps = bundle.manifest.fps || 25;
     const bicubic = $('bicubic').getContext('2d');
     const sr = $('sr').getContext('2d');
     const lrCanvas = new OffscreenCanvas(width, height);
+    const rgba = new Uint8ClampedArray(width * height * 4).fill(255);
+    const v = bundle.manifest.video;
+    const t0 = performance.now();
     let busy = 0;
-    for (let t = 0; t < frames.length; t++) {
-      const rgba = new Uint8ClampedArray(width * height * 4);
-      for (let i = 0; i < width * height; i++) {
-        rgba.set(frames[t].subarray(3 * i, 3 * i + 3), 4 * i);
-        rgba[4 * i + 3] = 255;
+    let shown = 0;
+    for await (const { index: t, rgb } of streamVideo(bundle.video, { matrix: v.matrix, range: v.range, width,
+      height, start: from })) {
+      if (generation !== player.generation) return;
+      const due = t0 + (1000 * (t - from)) / fps;
+      if (performance.now() > due + 1000 / fps && t < frames - 1) { // its slot is over: drop it
+        player.dropped += 1;
+        continue;
       }
+      for (let i = 0; i < width * height; i++) rgba.set(rgb.subarray(3 * i, 3 * i + 3), 4 * i);
       lrCanvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
       bicubic.imageSmoothingQuality = 'high';
       bicubic.drawImage(lrCanvas, 0, 0, width * scale, height * scale);
-      const t0 = performance.now();
-      const out = await executePlan(bundle.plan, t, rgbToPlanar(frames[t], width, height), width, height, scale, run);
-      busy += performance.now() - t0;
+      const started = performance.now();
+      const out = await executePlan(bundle.plan, t, rgbToPlanar(rgb, width, height), width, height, scale, run);
+      if (srDelayMs) await new Promise((r) => setTimeout(r, srDelayMs));
+      busy += performance.now() - started;
+      shown += 1;
       sr.putImageData(new ImageData(planarToRgba(out, width * scale, height * scale), width * scale, height * scale), 0, 0);
-      $('stats').textContent = `frame ${t + 1}/${frames.length}  ${(1000 * (t + 1) / busy).toFixed(1)} fps  `
-        + `${backend} ${precision}, ${threadCount()} thread(s)`;
-      await new Promise(requestAnimationFrame);
+      player.frame = t;
+      $('seek').value = String(t);
+      $('stats').textContent = `frame ${t + 1}/${frames}  ${((1000 * shown) / busy).toFixed(1)} fps  `
+        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s)`;
+      const wait = due - performance.now();
+      await new Promise((r) => (wait > 4 ? setTimeout(r, wait) : requestAnimationFrame(r)));
+      if (generation !== player.generation) return;
     }
+    player.frame = 0; // played to the end: Play starts over
   } catch (e) {
     showError(e);
   } finally {
-    $('play').disabled = false;
+    if (generation === player.generation) {
+      player.playing = false;
+      $('play').textContent = 'Play';
+    }
   }
 }
 
@@ -83,11 +110,8 @@ async function main() {
     keepOnly($('precision'), variant.precision);
   }
   let bundle;
-  let frames;
   try {
-    bundle = await readBundle(base);
-    const v = bundle.manifest.video;
-    frames = await decodeVideo(bundle.video, { matrix: v.matrix, range: v.range, width: bundle.width, height: bundle.height });
+    bundle = await readBundle(base); // reads the stream's header and sample table; nothing is decoded before Play
     await runner(bundle); // the default variant's model files, checked before anything plays
   } catch (e) {
     showError(e);
@@ -100,9 +124,24 @@ async function main() {
   }
   $('stats').textContent = `${bundle.frames} frames, ${bundle.width}x${bundle.height} -> x${bundle.scale}, `
     + `${bundle.manifest.models.length} model(s); ${threadCount()} thread(s)`;
-  $('play').onclick = () => play(bundle, frames);
+  $('seek').max = String(bundle.frames - 1);
+  $('seek').disabled = false;
+  $('play').onclick = () => {
+    if (player.playing) { // pause where it is
+      player.generation += 1;
+      player.playing = false;
+      $('play').textContent = 'Play';
+    } else {
+      player.dropped = 0;
+      play(bundle, player.frame);
+    }
+  };
+  $('seek').oninput = () => {
+    player.frame = Number($('seek').value);
+    if (player.playing) play(bundle, player.frame);
+  };
 }
 
 // What tests and benchmarks drive (playwright): the same functions the page uses.
-globalThis.stdo = { readBundle, decodeVideo, openRunner, executePlan, rgbToPlanar, planarToRgba, threadCount };
+globalThis.stdo = { readBundle, decodeVideo, streamVideo, openRunner, executePlan, rgbToPlanar, planarToRgba, threadCount };
 if (!new URLSearchParams(location.search).has('test')) main();

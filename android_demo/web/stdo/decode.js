@@ -75,6 +75,75 @@ export async function decodeVideo(bytes, { matrix, range, width, height }) {
   return Promise.all(pending);
 }
 
+// Decode as the player consumes: an async iterator of { index, rgb } in presentation order from frame `start`,
+// never more than `ahead` decoded frames waiting (memory bounded by a window of frames, not by the clip).
+// Seeking: decoding starts at the last keyframe at or before `start`, and the frames before it are dropped.
+// `stats.decoded` counts the frames the decoder has output so far (the tests read it).
+export async function* streamVideo(bytes, { matrix, range, width, height, start = 0, ahead = 8, stats = {} }) {
+  if (!('VideoDecoder' in globalThis)) throw new Error('this browser has no WebCodecs VideoDecoder');
+  const { track, samples, description } = await demux(bytes);
+  const config = { codec: track.codec, codedWidth: track.video.width, codedHeight: track.video.height, description };
+  if (!(await VideoDecoder.isConfigSupported(config)).supported) throw new Error(`this browser cannot decode ${track.codec}`);
+  const times = samples.map((s) => s.cts).sort((a, b) => a - b); // presentation order: frame index -> cts
+  if (start < 0 || start >= times.length) throw new RangeError(`frame ${start} is outside 0..${times.length - 1}`);
+  const target = times[start];
+  let first = 0; // decode order: the last keyframe whose presentation is not after the target
+  samples.forEach((s, i) => { if (s.is_sync && s.cts <= target) first = i; });
+  const timescale = samples[0].timescale;
+  const index = new Map(times.map((cts, i) => [Math.round(1e6 * cts / timescale), i]));
+  const ready = [];
+  let failure = null;
+  let wake = null;
+  const signal = () => { if (wake) { wake(); wake = null; } };
+  const waitForOutput = () => new Promise((resolve) => { wake = resolve; });
+  stats.decoded = 0;
+  const decoder = new VideoDecoder({
+    output: (frame) => {
+      stats.decoded += 1;
+      const i = index.get(frame.timestamp);
+      if (i === undefined || i < start) {
+        frame.close(); // before the seek target: decoded only to reach it
+      } else {
+        ready.push(toRgb(frame, matrix, range === 'full', width, height).then((rgb) => ({ index: i, rgb }))
+          .finally(() => frame.close()));
+      }
+      signal();
+    },
+    error: (e) => { failure = e; signal(); },
+  });
+  decoder.configure(config);
+  try {
+    let next = first;
+    let flushing = false;
+    let done = false;
+    while (true) {
+      if (failure) throw failure;
+      // keep the decoder fed while the window has room (frames it holds back to reorder are not counted: it
+      // asks for more input before it outputs them)
+      while (next < samples.length && ready.length + decoder.decodeQueueSize < ahead) {
+        const s = samples[next++];
+        decoder.decode(new EncodedVideoChunk({
+          type: s.is_sync ? 'key' : 'delta', timestamp: Math.round(1e6 * s.cts / s.timescale),
+          duration: Math.round(1e6 * s.duration / s.timescale), data: s.data,
+        }));
+      }
+      if (next === samples.length && !flushing) {
+        flushing = true;
+        decoder.flush().then(() => { done = true; signal(); }, (e) => { failure = e; signal(); });
+      }
+      if (ready.length) {
+        yield await ready.shift();
+      } else if (done) {
+        return;
+      } else {
+        await Promise.race([waitForOutput(), new Promise((r) => setTimeout(r, 50))]);
+      }
+    }
+  } finally {
+    if (decoder.state !== 'closed') decoder.close();
+  }
+}
+
 async function toRgb(frame, matrix, fullRange, width, height) {
   const rect = { x: 0, y: 0, width, height };
   if (frame.format !== 'I420' && frame.format !== 'NV12') throw new Error(`decoded frames are ${frame.format}, not I420/NV12`);

@@ -64,6 +64,25 @@ try {
         return btoa(text);
       };
       try {
+        if (job.kind === 'stream') { // streamed decoding against the whole-clip decode, from each start
+          const bytes = await (await fetch(job.video)).arrayBuffer();
+          const options = { matrix: job.matrix, range: job.range, width: job.width, height: job.height };
+          const whole = await s.decodeVideo(bytes, options);
+          const runs = [];
+          for (const start of job.starts) {
+            const stats = {};
+            let firstDecoded = null;
+            let equal = true;
+            let expected = start;
+            for await (const { index, rgb } of s.streamVideo(bytes, { ...options, start, ahead: job.ahead, stats })) {
+              if (firstDecoded === null) firstDecoded = stats.decoded;
+              equal &&= index === expected && rgb.length === whole[index].length && rgb.every((x, i) => x === whole[index][i]);
+              expected += 1;
+            }
+            runs.push({ start, equal, frames: expected - start, firstDecoded });
+          }
+          return { ok: true, frames: whole.length, runs };
+        }
         const bundle = await s.readBundle(job.bundle);
         if (job.kind === 'load') return { ok: true };
         const threads = job.threads ?? s.threadCount();
