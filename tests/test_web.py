@@ -64,11 +64,13 @@ def page(trained_run, tmp_path_factory):
              {"kind": "page", "url": "index.html?bundle=/bundle/"},
              {"kind": "page", "url": "index.html?bundle=/bundle/", "play": True, "backend": "litert", "precision": "int8"},
              {"bundle": "/claims/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
-             {"kind": "page", "url": "index.html?bundle=/bundle/&sr_delay_ms=150", "play": True}]  # a slow model
+             {"kind": "page", "url": "index.html?bundle=/bundle/&sr_delay_ms=150", "play": True},  # a slow model
+             {"bundle": "/bundle/", "kind": "play", "backend": "webgpu", "precision": "fp32", "keep": True,
+              "rgb": "/rgb/lr.rgb"}]
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
-                                                                       "page", "played", "claims", "slow"], out["results"]))
+                                                                       "page", "played", "claims", "slow", "webgpu"], out["results"]))
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -220,3 +222,14 @@ def test_streamed_decoding_equals_the_whole_clip_decode_and_seeks_to_the_frame(l
         # the first frame is out long before the clip is decoded: after at most the frames back to its keyframe
         # (a GOP: 30), the window ahead (4) and the B-frame reordering (4)
         assert run["firstDecoded"] <= (4 + 4 if run["start"] == 0 else 30 + 4 + 4), run
+
+
+def test_webgpu_gives_the_python_players_frames(page):
+    """ONNX Runtime Web's WebGPU execution provider, on Chromium's SwiftShader adapter here (no GPU): the fp32
+    models give the Python player's frames within the fp32 bound."""
+    run, lr, results = page
+    result = results["webgpu"]
+    assert result["ok"], result
+    expected = Player(run / "bundle", "onnxruntime", "fp32").upscale(lr, 0).numpy()
+    web = _frames(result["sr"], np.float32, expected.shape[1:])
+    assert web.shape == expected.shape and np.abs(web - expected).max() <= 1e-4

@@ -5,7 +5,8 @@
 #
 #   android_demo/app/build.sh [BUNDLE_DIR]      -> android_demo/build/stdo-player.apk
 #
-# One variant per APK, as a user downloads it: VARIANT=RUNTIME-PRECISION (onnxruntime-int8, litert-fp32, ...)
+# One variant per APK, as a user downloads it: VARIANT=RUNTIME-PRECISION (onnxruntime-int8, litert-fp32,
+# webgpu-fp32, ...)
 # carries that runtime's WebAssembly and only the bundle's and priors' model files of that format and precision
 # (the page offers only it: web/variant.json). Default: the bundle's recommended variant (ONNX Runtime Web int8
 # when exported, else fp32, else LiteRT.js), or onnxruntime with no bundle; VARIANT=all carries everything.
@@ -40,8 +41,9 @@ fi
 RUNTIME="${VARIANT%%-*}"
 PRECISION="$([ "$VARIANT" = "${VARIANT#*-}" ] && echo "" || echo "${VARIANT#*-}")"
 case "$RUNTIME" in
-    onnxruntime) FORMAT=onnx ;; litert) FORMAT=tflite ;; all) FORMAT="" ;;
-    *) echo "build.sh: VARIANT=$VARIANT is not RUNTIME-PRECISION: use onnxruntime-int8, litert-fp32, ... or all" >&2; exit 2 ;;
+    onnxruntime|webgpu) FORMAT=onnx ;; litert) FORMAT=tflite ;; all) FORMAT="" ;;
+    *) echo "build.sh: VARIANT=$VARIANT is not RUNTIME-PRECISION: use onnxruntime-int8, litert-fp32, webgpu-fp32," \
+            "... or all" >&2; exit 2 ;;
 esac
 case "$PRECISION" in
     ""|fp32|fp16|int8) ;;
@@ -63,8 +65,15 @@ for f in onnxruntime-web/dist/ort.wasm.min.mjs onnxruntime-web/dist/ort-wasm-sim
 done
 # mp4box.all.mjs imports chunks beside it (rolldown-runtime-*.mjs, styp-*.mjs): every module of its dist
 for f in "$WEB"/node_modules/mp4box/dist/*.mjs; do copy "node_modules/mp4box/dist/$(basename "$f")"; done
-if [ "$RUNTIME" != litert ]; then copy node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm; fi
-if [ "$RUNTIME" != onnxruntime ]; then
+if [ "$RUNTIME" = onnxruntime ] || [ "$RUNTIME" = all ]; then
+    copy node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm
+fi
+if [ "$RUNTIME" = webgpu ] || [ "$RUNTIME" = all ]; then  # ONNX Runtime Web's WebGPU build, loaded when chosen
+    for f in ort.webgpu.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm; do
+        copy "node_modules/onnxruntime-web/dist/$f"
+    done
+fi
+if [ "$RUNTIME" = litert ] || [ "$RUNTIME" = all ]; then
     for f in "$WEB"/node_modules/@litertjs/core/wasm/*; do copy "node_modules/@litertjs/core/wasm/$(basename "$f")"; done
 fi
 if [ "$RUNTIME" != all ]; then

@@ -5,7 +5,7 @@
 import { readBundle } from './bundle.js';
 import { decodeVideo, streamVideo } from './decode.js';
 import { executePlan } from './plan.js';
-import { openRunner, threadCount } from './runtimes.js';
+import { hasWebGpu, openRunner, threadCount } from './runtimes.js';
 import { planarToRgba, rgbToPlanar } from './yuv.js';
 
 const $ = (id) => document.getElementById(id);
@@ -104,6 +104,7 @@ function keepOnly(select, value) {
 
 async function main() {
   const base = new URLSearchParams(location.search).get('bundle') || 'bundle/';
+  if (!hasWebGpu()) $('backend').querySelector('option[value="webgpu"]').remove(); // the WASM paths remain
   const variant = await carriedVariant();
   if (variant) {
     keepOnly($('backend'), variant.backend);
@@ -143,5 +144,5 @@ async function main() {
 }
 
 // What tests and benchmarks drive (playwright): the same functions the page uses.
-globalThis.stdo = { readBundle, decodeVideo, streamVideo, openRunner, executePlan, rgbToPlanar, planarToRgba, threadCount };
+globalThis.stdo = { readBundle, decodeVideo, streamVideo, openRunner, hasWebGpu, executePlan, rgbToPlanar, planarToRgba, threadCount };
 if (!new URLSearchParams(location.search).has('test')) main();

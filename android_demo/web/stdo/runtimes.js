@@ -8,7 +8,9 @@ import { loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
 
 import { BundleError } from './errors.js';
 
-export const BACKENDS = { onnxruntime: 'onnx', litert: 'tflite' };
+export const BACKENDS = { onnxruntime: 'onnx', litert: 'tflite', webgpu: 'onnx' };
+
+export const hasWebGpu = () => 'gpu' in navigator;
 
 export function threadCount() {
   return globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
@@ -27,18 +29,23 @@ function filesOf(bundle, format, precision) {
   });
 }
 
-async function onnxRunner(bundle, precision, threads) {
-  ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
-  ort.env.wasm.numThreads = threads;
+async function onnxRunner(bundle, precision, threads, gpu = false) {
+  let runtime = ort;
+  if (gpu) {
+    if (!hasWebGpu()) throw new Error('this browser has no WebGPU (navigator.gpu): choose ONNX Runtime Web or LiteRT.js');
+    runtime = await import('onnxruntime-web/webgpu');
+  }
+  runtime.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
+  runtime.env.wasm.numThreads = threads;
   const sessions = [];
   for (const [file] of filesOf(bundle, 'onnx', precision)) {
     const bytes = new Uint8Array(await bundle.file(file));
-    sessions.push(await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] }));
+    sessions.push(await runtime.InferenceSession.create(bytes, { executionProviders: [gpu ? 'webgpu' : 'wasm'] }));
   }
   return async (model, shape, input) => {
     const [h, w] = bundle.plan.shapes[shape];
-    const out = await sessions[model].run({ lr: new ort.Tensor('float32', input, [1, 3, h, w]) });
-    return out.sr.data;
+    const out = await sessions[model].run({ lr: new runtime.Tensor('float32', input, [1, 3, h, w]) });
+    return gpu ? out.sr.getData() : out.sr.data;
   };
 }
 
@@ -75,5 +82,6 @@ async function liteRtRunner(bundle, precision, threads) {
 // A runner for the bundle's files of one backend and precision.
 export async function openRunner(bundle, backend, precision, threads = threadCount()) {
   if (!(backend in BACKENDS)) throw new Error(`unknown backend ${backend}: use ${Object.keys(BACKENDS).join(' or ')}`);
-  return backend === 'onnxruntime' ? onnxRunner(bundle, precision, threads) : liteRtRunner(bundle, precision, threads);
+  if (backend === 'litert') return liteRtRunner(bundle, precision, threads);
+  return onnxRunner(bundle, precision, threads, backend === 'webgpu');
 }

@@ -22,7 +22,8 @@ const withinTime = (promise, what) => Promise.race([promise, new Promise((_, rej
   setTimeout(() => reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s`)), JOB_MS).unref())]);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  // WebGPU on SwiftShader's software adapter (no GPU here): --enable-unsafe-webgpu gives Chromium's headless one
+  args: ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
