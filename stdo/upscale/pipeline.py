@@ -132,7 +132,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
                 progress(len(sr))
             t0 = time.perf_counter()
     return {"method": o.method, "backend": o.backend, "frames": int(len(lr)), "scale": scale, "radius": radius,
-            "video_model": video,
+            "video_model": o.method if video else None,  # brvsr, vinr or None
             "models": len(models), "fps": len(lr) / max(seconds, 1e-9), "seconds": seconds,
             "psnr": scores.model_and_bicubic(),
             "train_psnr_video": trained.get("psnr_video"), "out": str(o.out) if o.out else None}
