@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import re
 import logging
+import re
 import sys
 import traceback
 
