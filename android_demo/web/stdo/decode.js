@@ -47,13 +47,26 @@ export async function probeVideo(bytes) {
   return { width: track.video.width, height: track.video.height, frames: samples.length };
 }
 
-// Decode every frame: resolves to an array of Uint8Array RGB [h, w, 3].
-export async function decodeVideo(bytes, { matrix, range, width, height }) {
+// The stream's samples and the VideoDecoder configuration this browser must support to decode them.
+async function decodable(bytes) {
   if (!('VideoDecoder' in globalThis)) throw new Error('this browser has no WebCodecs VideoDecoder');
   const { track, samples, description } = await demux(bytes);
   const config = { codec: track.codec, codedWidth: track.video.width, codedHeight: track.video.height, description };
-  const support = await VideoDecoder.isConfigSupported(config);
-  if (!support.supported) throw new Error(`this browser cannot decode ${track.codec}`);
+  if (!(await VideoDecoder.isConfigSupported(config)).supported) throw new Error(`this browser cannot decode ${track.codec}`);
+  return { samples, config };
+}
+
+// One mp4 sample as WebCodecs takes it (times in microseconds).
+function chunkOf(s) {
+  return new EncodedVideoChunk({
+    type: s.is_sync ? 'key' : 'delta', timestamp: Math.round(1e6 * s.cts / s.timescale),
+    duration: Math.round(1e6 * s.duration / s.timescale), data: s.data,
+  });
+}
+
+// Decode every frame: resolves to an array of Uint8Array RGB [h, w, 3].
+export async function decodeVideo(bytes, { matrix, range, width, height }) {
+  const { samples, config } = await decodable(bytes);
   const pending = []; // in output order, which is presentation order
   let failure = null;
   const decoder = new VideoDecoder({
@@ -63,12 +76,7 @@ export async function decodeVideo(bytes, { matrix, range, width, height }) {
     error: (e) => { failure = e; },
   });
   decoder.configure(config);
-  for (const s of samples) {
-    decoder.decode(new EncodedVideoChunk({
-      type: s.is_sync ? 'key' : 'delta', timestamp: Math.round(1e6 * s.cts / s.timescale),
-      duration: Math.round(1e6 * s.duration / s.timescale), data: s.data,
-    }));
-  }
+  for (const s of samples) decoder.decode(chunkOf(s));
   await decoder.flush();
   decoder.close();
   if (failure) throw failure;
@@ -80,10 +88,7 @@ export async function decodeVideo(bytes, { matrix, range, width, height }) {
 // Seeking: decoding starts at the last keyframe at or before `start`, and the frames before it are dropped.
 // `stats.decoded` counts the frames the decoder has output so far (the tests read it).
 export async function* streamVideo(bytes, { matrix, range, width, height, start = 0, ahead = 8, stats = {} }) {
-  if (!('VideoDecoder' in globalThis)) throw new Error('this browser has no WebCodecs VideoDecoder');
-  const { track, samples, description } = await demux(bytes);
-  const config = { codec: track.codec, codedWidth: track.video.width, codedHeight: track.video.height, description };
-  if (!(await VideoDecoder.isConfigSupported(config)).supported) throw new Error(`this browser cannot decode ${track.codec}`);
+  const { samples, config } = await decodable(bytes);
   const times = samples.map((s) => s.cts).sort((a, b) => a - b); // presentation order: frame index -> cts
   if (start < 0 || start >= times.length) throw new RangeError(`frame ${start} is outside 0..${times.length - 1}`);
   const target = times[start];
@@ -121,11 +126,7 @@ export async function* streamVideo(bytes, { matrix, range, width, height, start 
       // keep the decoder fed while the window has room (frames it holds back to reorder are not counted: it
       // asks for more input before it outputs them)
       while (next < samples.length && ready.length + decoder.decodeQueueSize < ahead) {
-        const s = samples[next++];
-        decoder.decode(new EncodedVideoChunk({
-          type: s.is_sync ? 'key' : 'delta', timestamp: Math.round(1e6 * s.cts / s.timescale),
-          duration: Math.round(1e6 * s.duration / s.timescale), data: s.data,
-        }));
+        decoder.decode(chunkOf(samples[next++]));
       }
       if (next === samples.length && !flushing) {
         flushing = true;
