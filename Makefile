@@ -6,12 +6,12 @@ PIP := $(PY) -m pip
 DEMO_DIR ?= demo-out
 JOBS ?= 2
 
-.PHONY: install test test-fast demo bench clean android-deps android prior
+.PHONY: install test test-fast demo bench clean android-deps android prior docs docs-serve
 
 $(VENV)/.installed: setup.py setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,export,plot,server,fleet,views]'
+	$(PIP) install -q -c constraints.txt -e '.[test,export,plot,server,fleet,views,docs]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -84,5 +84,12 @@ prior: install
 		--out stdo/priors/wdsr_a_mobile_x$$scale.pt --overwrite -q || exit 1; done
 	$(PY) -m stdo.priors $(PRIOR_STEPS)
 
+# The documentation site (docs/, mkdocs.yml): built into site/ with every warning an error, as the tests build it
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis site

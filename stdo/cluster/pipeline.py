@@ -41,6 +41,9 @@ StageProgress = Callable[[str, int, int | None], None] | None
 
 @dataclass
 class ClusterOptions:
+    """What stdo-cluster does, field by field; each field is the command's flag of the same meaning (its defaults
+    live here, once). Errors name a field in backticks, as `crf`."""
+
     source: Path
     run: Path
     scale: int = 4

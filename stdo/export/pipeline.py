@@ -61,6 +61,9 @@ Progress = Callable[[str, int, int | None], None] | None
 
 @dataclass
 class ExportOptions:
+    """What stdo-export does, field by field; each field is the command's flag of the same meaning (its defaults
+    live here, once). Errors name a field in backticks, as `crf`."""
+
     run: Path
     method: str = "stdo"
     formats: tuple[str, ...] = ("onnx",)

@@ -44,6 +44,9 @@ RUNTIME_FIELDS = ("device", "amp", "compile")  # may differ on resume (warned); 
 
 @dataclass
 class TrainOptions:
+    """What stdo-train does, field by field; each field is the command's flag of the same meaning (its defaults
+    live here, once). Errors name a field in backticks, as `crf`."""
+
     run: Path
     method: str = "stdo"
     config: TrainConfig = field(default_factory=TrainConfig)

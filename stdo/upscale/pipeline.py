@@ -37,6 +37,9 @@ UPSCALE_BACKENDS = ("torch", "onnxruntime")
 
 @dataclass
 class UpscaleOptions:
+    """What stdo-upscale does, field by field; each field is the command's flag of the same meaning (its defaults
+    live here, once). Errors name a field in backticks, as `crf`."""
+
     run: Path
     method: str = "mfwdsr"
     backend: str = "torch"
