@@ -5,7 +5,8 @@ down two levels so they sit under the page's own, followed by where it came from
 that last wrote it. A line `{{ docstring("stdo.module") }}` becomes that module's docstring as a preformatted block: the file
 formats are specified there, once, and laid out for a fixed-width font.
 The plots under benchmarks/results/ are served at results/... so pages can show them.
-A results file or module that does not exist fails the build.
+A line `{{ include("FILE.md") }}` becomes that repository file's text without its title (CHANGELOG.md).
+A results file, module or file that does not exist fails the build.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DIRECTIVE = re.compile(r'^\{\{ results\("([^"]+)"\) \}\}$', re.MULTILINE)
+INCLUDE = re.compile(r'^\{\{ include\("([^"]+)"\) \}\}$', re.MULTILINE)
 DOCSTRING = re.compile(r'^\{\{ docstring\("([\w.]+)"\) \}\}$', re.MULTILINE)
 
 
@@ -51,7 +53,15 @@ def _docstring_block(module: str) -> str:
     return f"```text\n{text}\n```\n\n*The docstring of `{module}`.*\n"
 
 
+def _include(relative: str) -> str:
+    path = (ROOT / relative).resolve()
+    if not path.is_file() or ROOT not in path.parents:
+        raise PluginError(f"{relative} is not a file of this repository")
+    return re.sub(r"\A# .*\n", "", path.read_text())
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    markdown = INCLUDE.sub(lambda match: _include(match.group(1)), markdown)
     markdown = DOCSTRING.sub(lambda match: _docstring_block(match.group(1)), markdown)
     return DIRECTIVE.sub(lambda match: _results_block(match.group(1)), markdown)
 
