@@ -9,6 +9,13 @@ per thread count, as LiteRT.js loads its WASM build once per page); the Python p
 same variants (onnxruntime and ai-edge-litert, 2 threads) on the same RGB frames. Figures are
 plan-execution frames per second (inference + stitching, no decoding) after one warm-up frame.
 
+Where a web frame's time goes, at 2 threads: the plan's own split (time inside the runtime's calls against the
+page's window copies and clamping), and CDP's sampling profile of the page's main thread, self time by script.
+
+Long clips: the bundle's LR size, 250 and 2,000 frames (the clip's frames looped back and forth, H.264 as the
+RUN's stream), played by the page (streamed decoding + the plan, ONNX Runtime Web int8, 2 threads): time to the
+first SR frame from the start of streaming, and the JS heap after a collection at 250 frames and at the end.
+
     python benchmarks/web_speed.py [--frames 30] [--out benchmarks/results]
 """
 
@@ -32,11 +39,36 @@ from stdo.play.player import Player
 from stdo.train.loop import TrainConfig
 from stdo.train.pipeline import TrainOptions, train
 from stdo.clip import Crop
+from stdo.stream import StreamOptions, encode_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
 from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
+PLAYER_SCRIPTS = {"plan.js", "yuv.js", "decode.js", "runtimes.js", "bundle.js", "app.js"}
+
+
+def profile_split(totals: dict[str, float], frames: int) -> dict[str, float]:
+    """CDP self time (ms per frame) in the runtime (its WASM and JS glue), the player's own modules, the garbage
+    collector, idle (the main thread waiting: WASM worker threads, promises) and everything else."""
+    split = {"runtime": 0.0, "player": 0.0, "gc": 0.0, "idle": 0.0, "other": 0.0}
+    for name, ms in totals.items():
+        key = ("player" if name in PLAYER_SCRIPTS else "gc" if name == "(garbage collector)" else "idle"
+               if name == "(idle)" else "runtime" if ("ort" in name or "litert" in name or name.endswith(".wasm"))
+               else "other")
+        split[key] += ms / frames
+    return split
+
+
+def long_clips(bundle: Path, out: Path) -> dict[int, Path]:
+    """The bundle's LR frames looped back and forth to 250 and 2,000 frames, encoded as the RUN's stream is."""
+    lr = np.load(bundle.parent / "frames/lr.npy")
+    loop = np.concatenate([lr, lr[::-1]])
+    clips = {}
+    for count in (250, 2000):
+        clips[count] = out / f"long{count}.mp4"
+        encode_stream(clips[count], np.resize(loop, (count, *lr.shape[1:])), 25.0, StreamOptions())
+    return clips
 
 
 def make_bundle(work: Path, frames: int) -> Path:
@@ -78,11 +110,25 @@ def main() -> None:
                 jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "threads": threads,
                          "rgb": "/rgb/lr.rgb", "frames": 1} for b, p in VARIANTS]  # warm-up, then measured
                 jobs += [{**job, "frames": args.frames} for job in jobs]
+                if threads == 2:  # the same frames again under CDP's profiler
+                    jobs += [{**job, "frames": args.frames, "profile": True} for job in jobs[:len(VARIANTS)]]
                 results = drive(base + "web/index.html?test=1", jobs)["results"]
-                for (backend, precision), result in zip(VARIANTS, results[len(VARIANTS):]):
+                for i, (backend, precision) in enumerate(VARIANTS):
+                    result = results[len(VARIANTS) + i]
                     if not result["ok"]:
                         raise SystemExit(f"web_speed: {backend} {precision}: {result['error']}")
+                    if threads == 2:
+                        result["profile"] = profile_split(results[2 * len(VARIANTS) + i]["profile"], args.frames)
                     web[backend, precision, threads] = result
+            clips = long_clips(bundle, work / "rgb")
+            long = {"bundle": "/bundle/", "kind": "long", "backend": "onnxruntime", "precision": "int8", "threads": 2,
+                    "matrix": "bt709", "range": "limited", "ahead": 8}
+            short_run, long_run = drive(base + "web/index.html?test=1", [
+                {**long, "video": f"/rgb/{clips[250].name}", "at": [250]},
+                {**long, "video": f"/rgb/{clips[2000].name}", "at": [250, 2000]}])["results"]
+            for r in (short_run, long_run):
+                if not r["ok"]:
+                    raise SystemExit(f"web_speed: long clip: {r['error']}")
         for backend, precision in VARIANTS:
             py = python_fps(bundle, backend, precision, lr)
             row = {"backend": backend, "precision": precision, "python_fps": py}
@@ -90,6 +136,8 @@ def main() -> None:
                 r = web[backend, precision, threads]
                 row[f"web_fps_{threads}t"] = r["fps"]
                 row[f"isolated_{threads}t"] = r["isolated"]
+            two = web[backend, precision, 2]
+            row.update(run_ms=two["run_ms"], copy_ms=two["copy_ms"], profile=two["profile"])
             rows.append(row)
             print(json.dumps(row), flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -103,8 +151,29 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {names[r['backend']]} | {r['precision']} | {r['python_fps']:.1f} | {r['web_fps_1t']:.1f} | "
                      f"{r['web_fps_2t']:.1f} | {r['web_fps_2t'] / r['python_fps']:.2f}x |")
+    lines += ["", "Where a web frame's time goes at 2 threads, ms per frame: the plan's split (inside the runtime's calls | "
+              "the page's window copies and clamping), and CDP's profile of the main thread (self time: runtime WASM "
+              "and glue | the player's modules | garbage collector | idle, waiting on worker threads | other).", "",
+              "| runtime | precision | frame | in the runtime | page copies | profile: runtime | player | GC | idle | "
+              "other |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        p = r["profile"]
+        lines.append(f"| {names[r['backend']].split(' / ')[0]} | {r['precision']} | {1000 / r['web_fps_2t']:.1f} | "
+                     f"{r['run_ms']:.1f} | {r['copy_ms']:.2f} | {p['runtime']:.1f} | {p['player']:.2f} | "
+                     f"{p['gc']:.2f} | {p['idle']:.1f} | {p['other']:.1f} |")
+    ratio = long_run["first_ms"] / short_run["first_ms"]
+    heap250, heap2000 = (s["heap"] / 2**20 for s in long_run["samples"])
+    lines += ["", "Long clips (LR 160x68, streamed + the plan, ONNX Runtime Web int8, 2 threads): time to the first SR "
+              "frame from the start of streaming, the most decoded frames held, and the JS heap after a collection.", "",
+              "| clip | first frame ms | frames held at most | JS heap MiB at 250 frames | at the end |",
+              "|---|---:|---:|---:|---:|",
+              f"| 250 frames | {short_run['first_ms']:.0f} | {short_run['held']} | "
+              f"{short_run['samples'][0]['heap'] / 2**20:.2f} | |",
+              f"| 2,000 frames | {long_run['first_ms']:.0f} ({ratio:.2f}x) | {long_run['held']} | {heap250:.2f} | "
+              f"{heap2000:.2f} ({heap2000 / heap250:.2f}x) |"]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "web_speed.json").write_text(json.dumps({"machine": machine, "frames": args.frames, "rows": rows},
+    (args.out / "web_speed.json").write_text(json.dumps({"machine": machine, "frames": args.frames, "rows": rows,
+                                                         "long": {"250": short_run, "2000": long_run}},
                                                         indent=1) + "\n")
     (args.out / "web_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

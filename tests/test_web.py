@@ -233,3 +233,50 @@ def test_webgpu_gives_the_python_players_frames(page):
     expected = Player(run / "bundle", "onnxruntime", "fp32").upscale(lr, 0).numpy()
     web = _frames(result["sr"], np.float32, expected.shape[1:])
     assert web.shape == expected.shape and np.abs(web - expected).max() <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def long_play(page, bikes, tmp_path_factory):
+    """The page's bundle playing clips of 250 and 2,000 frames (80x48, its LR size: 120 real frames looped back and
+    forth; frame t by the bundle's plan t mod 6) with ONNX Runtime Web int8, the JS heap read after a collection at
+    250 frames and at the end; and the 120-frame clip cut at 60% of its bytes, streamed."""
+    from stdo.resample import downscale_bicubic
+    from stdo.stream import StreamOptions, encode_stream
+    from stdo.video import read_video
+
+    run, _, _ = page
+    work = tmp_path_factory.mktemp("long")
+    frames = downscale_bicubic(read_video(bikes, count=120, box=(160, 40, 320, 192))[0], 4)  # 80x48
+    loop = np.concatenate([frames, frames[::-1]])
+    for count in (250, 2000):
+        encode_stream(work / f"long{count}.mp4", np.resize(loop, (count, *frames.shape[1:])), 25.0,
+                      StreamOptions(crf=30, gop=50))
+    encode_stream(work / "clip.mp4", frames, 25.0, StreamOptions(crf=30, gop=30))
+    data = (work / "clip.mp4").read_bytes()
+    (work / "cut.mp4").write_bytes(data[: int(0.6 * len(data))])
+    long = {"bundle": "/bundle/", "kind": "long", "backend": "onnxruntime", "precision": "int8", "ahead": 8,
+            "matrix": "bt709", "range": "limited"}
+    jobs = [{**long, "video": "/clip/long250.mp4", "at": [250]}, {**long, "video": "/clip/long2000.mp4",
+                                                                  "at": [250, 2000]},
+            {"kind": "truncated", "video": "/clip/cut.mp4", "intact": "/clip/clip.mp4", "width": 80, "height": 48,
+             "matrix": "bt709", "range": "limited"}]
+    with serve({"bundle": run / "bundle", "clip": work}) as base:
+        return drive(base + "web/index.html?test=1", jobs)["results"]
+
+
+def test_a_long_clip_plays_in_bounded_memory(long_play):
+    """2,000 frames hold no more decoded frames than the window does and leave the JS heap where 250 left it; the
+    first frame comes as soon on the long clip as on the short one (nothing is decoded ahead of the window)."""
+    short, long, _ = long_play
+    assert short["ok"] and long["ok"] and short["frames"] == 250 and long["frames"] == 2000, (short, long)
+    assert long["held"] <= 8 + 4 and short["held"] <= 8 + 4, (short, long)  # the window (8) + B-frame reordering
+    at250, at2000 = long["samples"]
+    assert at2000["heap"] <= 1.2 * at250["heap"] + (1 << 20), long["samples"]
+    assert long["first_ms"] < 2 * short["first_ms"] + 200, (short["first_ms"], long["first_ms"])
+
+
+def test_a_truncated_stream_plays_what_it_holds_then_says_why(long_play):
+    cut = long_play[2]
+    assert cut["ok"] and 0 < cut["frames"] < cut["total"] and cut["differ"] == [], cut  # the frames before the cut
+    assert cut["error"] and "cut short" in cut["error"] and "download the bundle again" in cut["error"], cut
+    assert cut["ms"] < 30000, cut  # no hang

@@ -6,7 +6,7 @@ import { readBundle } from './bundle.js';
 import { decodeVideo, streamVideo } from './decode.js';
 import { executePlan } from './plan.js';
 import { hasWebGpu, openRunner, threadCount } from './runtimes.js';
-import { planarToRgba, rgbToPlanar } from './yuv.js';
+import { planarToRgba, rgbToPlanar, rgbToRgba } from './yuv.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,7 +43,13 @@ async function play(bundle, from) {
     const bicubic = $('bicubic').getContext('2d');
     const sr = $('sr').getContext('2d');
     const lrCanvas = new OffscreenCanvas(width, height);
-    const rgba = new Uint8ClampedArray(width * height * 4).fill(255);
+    // One buffer of each kind for the whole playback: the loop allocates nothing per frame.
+    const lrImage = new ImageData(width, height);
+    const srImage = new ImageData(width * scale, height * scale);
+    const planar = new Float32Array(3 * width * height);
+    const frame = new Float32Array(3 * width * height * scale * scale);
+    const buffers = new Map();
+    const timing = {};
     const v = bundle.manifest.video;
     const t0 = performance.now();
     let busy = 0;
@@ -56,20 +62,23 @@ async function play(bundle, from) {
         player.dropped += 1;
         continue;
       }
-      for (let i = 0; i < width * height; i++) rgba.set(rgb.subarray(3 * i, 3 * i + 3), 4 * i);
-      lrCanvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
+      rgbToRgba(rgb, width, height, lrImage.data);
+      lrCanvas.getContext('2d').putImageData(lrImage, 0, 0);
       bicubic.imageSmoothingQuality = 'high';
       bicubic.drawImage(lrCanvas, 0, 0, width * scale, height * scale);
       const started = performance.now();
-      const out = await executePlan(bundle.plan, t, rgbToPlanar(rgb, width, height), width, height, scale, run);
+      const out = await executePlan(bundle.plan, t, rgbToPlanar(rgb, width, height, planar), width, height, scale, run,
+        { out: frame, buffers, timing });
       if (srDelayMs) await new Promise((r) => setTimeout(r, srDelayMs));
       busy += performance.now() - started;
       shown += 1;
-      sr.putImageData(new ImageData(planarToRgba(out, width * scale, height * scale), width * scale, height * scale), 0, 0);
+      planarToRgba(out, width * scale, height * scale, srImage.data);
+      sr.putImageData(srImage, 0, 0);
       player.frame = t;
       $('seek').value = String(t);
       $('stats').textContent = `frame ${t + 1}/${frames}  ${((1000 * shown) / busy).toFixed(1)} fps  `
-        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s)`;
+        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s), `
+        + `runtime ${Math.round((100 * timing.run_ms) / busy)}% of SR time`;
       const wait = due - performance.now();
       await new Promise((r) => (wait > 4 ? setTimeout(r, wait) : requestAnimationFrame(r)));
       if (generation !== player.generation) return;
@@ -144,5 +153,7 @@ async function main() {
 }
 
 // What tests and benchmarks drive (playwright): the same functions the page uses.
-globalThis.stdo = { readBundle, decodeVideo, streamVideo, openRunner, hasWebGpu, executePlan, rgbToPlanar, planarToRgba, threadCount };
+globalThis.stdo = {
+  readBundle, decodeVideo, streamVideo, openRunner, hasWebGpu, executePlan, rgbToPlanar, planarToRgba, threadCount,
+};
 if (!new URLSearchParams(location.search).has('test')) main();

@@ -19,10 +19,10 @@ function demux(bytes) {
         reject(new BundleError('bad bundle: the LR video has no video track'));
         return;
       }
-      file.setExtractionOptions(track.id, null, { nbSamples: Infinity });
+      file.setExtractionOptions(track.id, null, { nbSamples: 1 }); // each sample as it is there: a file cut short gives those before the cut
       file.start();
     };
-    file.onSamples = (id, user, chunk) => samples.push(...chunk);
+    file.onSamples = (id, user, chunk) => samples.push(...chunk); // only samples whose data is all in the file
     file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(bytes.slice(0), 0));
     file.flush();
     if (!track) {
@@ -37,8 +37,17 @@ function demux(bytes) {
       box.write(stream);
       description = new Uint8Array(stream.buffer, 8);
     }
-    resolve({ track, samples, description });
+    // every frame's presentation time from the sample table, also those whose data a file cut short lacks
+    const times = file.getTrackById(track.id).samples.map((s) => s.cts).sort((a, b) => a - b);
+    resolve({ track, samples, description, times, expected: times.length });
   });
+}
+
+// A file cut short (a download that stopped) holds the samples before the cut: they play, then this says why
+// the rest does not.
+function truncated(count, expected) {
+  return new BundleError(`the LR video is cut short: ${count} of its ${expected} frames are in the file (a truncated `
+    + 'download?): download the bundle again');
 }
 
 // The stream's own size and frame count, from its mp4 header and sample table (nothing decoded).
@@ -50,10 +59,11 @@ export async function probeVideo(bytes) {
 // The stream's samples and the VideoDecoder configuration this browser must support to decode them.
 async function decodable(bytes) {
   if (!('VideoDecoder' in globalThis)) throw new Error('this browser has no WebCodecs VideoDecoder');
-  const { track, samples, description } = await demux(bytes);
+  const { track, samples, description, times, expected } = await demux(bytes);
+  if (samples.length === 0) throw truncated(0, expected);
   const config = { codec: track.codec, codedWidth: track.video.width, codedHeight: track.video.height, description };
   if (!(await VideoDecoder.isConfigSupported(config)).supported) throw new Error(`this browser cannot decode ${track.codec}`);
-  return { samples, config };
+  return { samples, config, times, expected };
 }
 
 // One mp4 sample as WebCodecs takes it (times in microseconds).
@@ -66,7 +76,8 @@ function chunkOf(s) {
 
 // Decode every frame: resolves to an array of Uint8Array RGB [h, w, 3].
 export async function decodeVideo(bytes, { matrix, range, width, height }) {
-  const { samples, config } = await decodable(bytes);
+  const { samples, config, expected } = await decodable(bytes);
+  if (samples.length < expected) throw truncated(samples.length, expected);
   const pending = []; // in output order, which is presentation order
   let failure = null;
   const decoder = new VideoDecoder({
@@ -86,10 +97,10 @@ export async function decodeVideo(bytes, { matrix, range, width, height }) {
 // Decode as the player consumes: an async iterator of { index, rgb } in presentation order from frame `start`,
 // never more than `ahead` decoded frames waiting (memory bounded by a window of frames, not by the clip).
 // Seeking: decoding starts at the last keyframe at or before `start`, and the frames before it are dropped.
-// `stats.decoded` counts the frames the decoder has output so far (the tests read it).
+// `stats.decoded` counts the frames the decoder has output so far (the tests read it). A file cut short plays the
+// frames it holds, then throws a BundleError that says so.
 export async function* streamVideo(bytes, { matrix, range, width, height, start = 0, ahead = 8, stats = {} }) {
-  const { samples, config } = await decodable(bytes);
-  const times = samples.map((s) => s.cts).sort((a, b) => a - b); // presentation order: frame index -> cts
+  const { samples, config, times, expected } = await decodable(bytes); // times: frame index -> cts
   if (start < 0 || start >= times.length) throw new RangeError(`frame ${start} is outside 0..${times.length - 1}`);
   const target = times[start];
   let first = 0; // decode order: the last keyframe whose presentation is not after the target
@@ -135,6 +146,7 @@ export async function* streamVideo(bytes, { matrix, range, width, height, start 
       if (ready.length) {
         yield await ready.shift();
       } else if (done) {
+        if (samples.length < expected) throw truncated(samples.length, expected);
         return;
       } else {
         await Promise.race([waitForOutput(), new Promise((r) => setTimeout(r, 50))]);

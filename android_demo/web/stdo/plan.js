@@ -23,8 +23,9 @@ function littleEndianInt32(bytes) {
 }
 
 // Check an inflated plan against its manifest entry and the bundle's geometry; returns
-// {framePlan: Int32Array [T], runs: Int32Array [N*9], shapes: [[h, w]...], margin, windows}
-// where windows[p] lists the distinct windows of frame plan p with the rectangles each keeps.
+// {framePlan: Int32Array [T], shapes: [[h, w]...], margin, windows, batches} where windows[p] lists the
+// distinct windows of frame plan p with the rectangles each keeps, and batches[p] the same windows grouped by
+// model and shape: each group is one model run of a batch of windows, as the Python player makes it.
 export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, width, height }) {
   need(Array.isArray(shapes) && shapes.length >= 1 && shapes.length <= MAX_SHAPES
     && shapes.every((s) => Array.isArray(s) && s.length === 2 && s.every((v) => Number.isInteger(v) && v >= 1)),
@@ -75,40 +76,79 @@ export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, w
       }
     }
   }
-  return { framePlan, shapes, margin, windows: windows.map((m) => [...m.values()]) };
+  const lists = windows.map((m) => [...m.values()]);
+  return { framePlan, shapes, margin, windows: lists, batches: lists.map(groupByModelAndShape) };
+}
+
+function groupByModelAndShape(windows) {
+  const groups = new Map();
+  for (const window of windows) {
+    const key = `${window.model},${window.shape}`;
+    if (!groups.has(key)) groups.set(key, { model: window.model, shape: window.shape, windows: [] });
+    groups.get(key).windows.push(window);
+  }
+  return [...groups.values()];
+}
+
+// One Float32Array per (name, length), made once and reused: no per-frame allocation in the loop.
+function scratch(buffers, name, length) {
+  const key = `${name} ${length}`;
+  if (!buffers.has(key)) buffers.set(key, new Float32Array(length));
+  return buffers.get(key);
 }
 
 // Execute frame `t`'s plan. lr: Float32Array planar [3, height, width] in [0, 1];
-// run(model, shape, input Float32Array [3, sh, sw]) -> Promise<Float32Array [3, s*sh, s*sw]>.
-// Returns Float32Array planar [3, s*height, s*width] in [0, 1] (clamped).
-export async function executePlan(plan, t, lr, width, height, scale, run) {
+// run(model, shape, input Float32Array [n, 3, sh, sw], n) -> Promise<Float32Array [n, 3, s*sh, s*sw]>: each
+// group of windows of one model and shape is one call. Returns Float32Array planar [3, s*height, s*width] in
+// [0, 1] (clamped as it is copied). Options: `out`, the frame buffer to fill (else a new one); `buffers`, a Map
+// that keeps the window batches between frames; `timing`, an object whose run_ms and copy_ms grow by the time
+// spent in the runtime and in this function's own copies.
+export async function executePlan(plan, t, lr, width, height, scale, run, { out, buffers = new Map(), timing } = {}) {
   const W = width * scale;
   const H = height * scale;
-  const out = new Float32Array(3 * H * W);
-  for (const { model, shape, y, x, kept } of plan.windows[plan.framePlan[t]]) {
+  const frame = out ?? new Float32Array(3 * H * W);
+  const began = performance.now();
+  let runMs = 0;
+  for (const { model, shape, windows } of plan.batches[plan.framePlan[t]]) {
     const [sh, sw] = plan.shapes[shape];
-    const input = new Float32Array(3 * sh * sw);
-    for (let c = 0; c < 3; c++) {
-      for (let r = 0; r < sh; r++) {
-        const src = c * height * width + (y + r) * width + x;
-        input.set(lr.subarray(src, src + sw), c * sh * sw + r * sw);
-      }
-    }
-    const sr = await run(model, shape, input);
-    const ow = sw * scale;
-    const oh = sh * scale;
-    for (const [top, left, kh, kw] of kept) {
-      const oy = (top - y) * scale;
-      const ox = (left - x) * scale;
+    const n = windows.length;
+    const size = 3 * sh * sw;
+    const input = scratch(buffers, `in ${shape}`, n * size);
+    windows.forEach(({ y, x }, i) => {
       for (let c = 0; c < 3; c++) {
-        for (let r = 0; r < kh * scale; r++) {
-          const src = c * oh * ow + (oy + r) * ow + ox;
-          const dst = c * H * W + (top * scale + r) * W + left * scale;
-          out.set(sr.subarray(src, src + kw * scale), dst);
+        for (let r = 0; r < sh; r++) {
+          const src = c * height * width + (y + r) * width + x;
+          input.set(lr.subarray(src, src + sw), i * size + c * sh * sw + r * sw);
         }
       }
-    }
+    });
+    const started = performance.now();
+    const sr = await run(model, shape, input, n);
+    runMs += performance.now() - started;
+    const ow = sw * scale;
+    const oh = sh * scale;
+    windows.forEach(({ y, x, kept }, i) => {
+      const base = i * 3 * oh * ow;
+      for (const [top, left, kh, kw] of kept) {
+        const oy = (top - y) * scale;
+        const ox = (left - x) * scale;
+        const rowLength = kw * scale;
+        for (let c = 0; c < 3; c++) {
+          for (let r = 0; r < kh * scale; r++) {
+            const src = base + c * oh * ow + (oy + r) * ow + ox;
+            const dst = c * H * W + (top * scale + r) * W + left * scale;
+            for (let k = 0; k < rowLength; k++) {
+              const v = sr[src + k];
+              frame[dst + k] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+          }
+        }
+      }
+    });
   }
-  for (let i = 0; i < out.length; i++) out[i] = Math.min(1, Math.max(0, out[i]));
-  return out;
+  if (timing) {
+    timing.run_ms = (timing.run_ms || 0) + runMs;
+    timing.copy_ms = (timing.copy_ms || 0) + performance.now() - began - runMs;
+  }
+  return frame;
 }

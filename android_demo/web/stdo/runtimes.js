@@ -1,7 +1,8 @@
 // The bundle's model files as runners: ONNX Runtime Web (.onnx, any window shape) or LiteRT.js
 // (.tflite, one file per plan shape), both on WebAssembly with SIMD, with threads when the page
-// is cross-origin isolated. A runner maps (model, shape index, input Float32Array [3, h, w] in
-// [0, 1]) to the SR window Float32Array [3, s*h, s*w].
+// is cross-origin isolated. A runner maps (model, shape index, input Float32Array [n, 3, h, w] in
+// [0, 1], n) to the SR windows Float32Array [n, 3, s*h, s*w]: ONNX models take the n windows as one batch,
+// TFLite files (fixed input [1, 3, h, w]) run them one after another into one reused output buffer.
 
 import * as ort from 'onnxruntime-web';
 import { loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
@@ -42,9 +43,9 @@ async function onnxRunner(bundle, precision, threads, gpu = false) {
     const bytes = new Uint8Array(await bundle.file(file));
     sessions.push(await runtime.InferenceSession.create(bytes, { executionProviders: [gpu ? 'webgpu' : 'wasm'] }));
   }
-  return async (model, shape, input) => {
+  return async (model, shape, input, n = 1) => {
     const [h, w] = bundle.plan.shapes[shape];
-    const out = await sessions[model].run({ lr: new runtime.Tensor('float32', input, [1, 3, h, w]) });
+    const out = await sessions[model].run({ lr: new runtime.Tensor('float32', input, [n, 3, h, w]) });
     return gpu ? out.sr.getData() : out.sr.data;
   };
 }
@@ -68,14 +69,23 @@ async function liteRtRunner(bundle, precision, threads) {
     }
     compiled.push(byShape);
   }
-  return async (model, shape, input) => {
+  const scale = bundle.scale;
+  const outputs = new Map(); // 'shape n' -> the reused output buffer of n windows
+  return async (model, shape, input, n = 1) => {
     const [h, w] = bundle.plan.shapes[shape];
-    const tensor = new Tensor(input, [1, 3, h, w]);
-    const [out] = await compiled[model][shape].run(tensor);
-    const data = out.toTypedArray().slice();
-    tensor.delete();
-    out.delete();
-    return data;
+    const size = 3 * h * w;
+    const outSize = size * scale * scale;
+    const key = `${shape} ${n}`;
+    if (!outputs.has(key)) outputs.set(key, new Float32Array(n * outSize));
+    const result = outputs.get(key);
+    for (let i = 0; i < n; i++) {
+      const tensor = new Tensor(input.subarray(i * size, (i + 1) * size), [1, 3, h, w]);
+      const [out] = await compiled[model][shape].run(tensor);
+      result.set(out.toTypedArray(), i * outSize); // a view of LiteRT's memory, copied before it is freed
+      tensor.delete();
+      out.delete();
+    }
+    return result;
   };
 }
 

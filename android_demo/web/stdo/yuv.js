@@ -60,10 +60,10 @@ export function i420ToRgb(y, u, v, width, height, matrix, fullRange) {
   return rgb;
 }
 
-// Interleaved uint8 RGB [h, w, 3] -> planar Float32Array [3, h, w] in [0, 1] (what the models take).
-export function rgbToPlanar(rgb, width, height) {
+// Interleaved uint8 RGB [h, w, 3] -> planar Float32Array [3, h, w] in [0, 1] (what the models take), into
+// `out` when given (a player reuses one buffer per frame size).
+export function rgbToPlanar(rgb, width, height, out = new Float32Array(3 * width * height)) {
   const n = width * height;
-  const out = new Float32Array(3 * n);
   for (let i = 0; i < n; i++) {
     out[i] = rgb[3 * i] / 255;
     out[n + i] = rgb[3 * i + 1] / 255;
@@ -72,15 +72,26 @@ export function rgbToPlanar(rgb, width, height) {
   return out;
 }
 
-// Planar float [3, h, w] in [0, 1] -> RGBA bytes for an ImageData, rounded like the Python player.
-export function planarToRgba(planar, width, height) {
+// Planar float [3, h, w] in [0, 1] -> RGBA bytes for an ImageData, rounded like the Python player; into `out`
+// when given.
+export function planarToRgba(planar, width, height, out = new Uint8ClampedArray(4 * width * height)) {
   const n = width * height;
-  const out = new Uint8ClampedArray(4 * n);
   for (let i = 0; i < n; i++) {
     out[4 * i] = roundHalfEven(planar[i] * 255);
     out[4 * i + 1] = roundHalfEven(planar[n + i] * 255);
     out[4 * i + 2] = roundHalfEven(planar[2 * n + i] * 255);
     out[4 * i + 3] = 255;
+  }
+  return out;
+}
+
+// Interleaved uint8 RGB [h, w, 3] -> RGBA bytes (alpha 255) for an ImageData, into `out` when given.
+export function rgbToRgba(rgb, width, height, out = new Uint8ClampedArray(4 * width * height)) {
+  for (let i = 0, j = 0; i < 3 * width * height; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+    out[j + 3] = 255;
   }
   return out;
 }

@@ -20,10 +20,25 @@ const jobs = JSON.parse(await readFile(jobsPath, 'utf8'));
 const JOB_MS = Number(process.env.STDO_JOB_MS || 240000);
 const withinTime = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
   setTimeout(() => reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s`)), JOB_MS).unref())]);
+// A CPU profile's self time (ms) by the script it ran in: the file name of its URL, or the profiler's own labels
+// ((program), (garbage collector), (idle)).
+function selfTimeByScript({ nodes, samples, timeDeltas }) {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const totals = {};
+  samples.forEach((id, i) => {
+    const { url, functionName } = byId.get(id).callFrame;
+    const name = url ? url.split('/').pop().split('?')[0] : functionName || '(anonymous)';
+    totals[name] = (totals[name] || 0) + (timeDeltas[i + 1] ?? 0) / 1000;
+  });
+  return totals;
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   // WebGPU on SwiftShader's software adapter (no GPU here): --enable-unsafe-webgpu gives Chromium's headless one
-  args: ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
+  // (--enable-precise-memory-info and gc(): the long-clip job reads the JS heap after a collection)
+  args: ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-precise-memory-info', '--js-flags=--expose-gc',
+    '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
@@ -56,6 +71,15 @@ try {
       await other.close();
       continue;
     }
+    // profile: CDP's sampling profiler on the page's main thread while the job runs, self time summed by script
+    // (the runtimes' WebAssembly and glue, the player's modules, the browser's own work)
+    let cdp = null;
+    if (job.profile) {
+      cdp = await page.context().newCDPSession(page);
+      await cdp.send('Profiler.enable');
+      await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+      await cdp.send('Profiler.start');
+    }
     results.push(await withinTime(page.evaluate(async (job) => {
       const s = globalThis.stdo;
       const b64 = (typed) => {
@@ -84,8 +108,51 @@ try {
           }
           return { ok: true, frames: whole.length, runs };
         }
+        if (job.kind === 'truncated') { // a file cut short: the frames it holds, then one message
+          const bytes = await (await fetch(job.video)).arrayBuffer();
+          const whole = await s.decodeVideo(await (await fetch(job.intact)).arrayBuffer(), job);
+          const t0 = performance.now();
+          let frames = 0;
+          const differ = []; // frames that are not the intact file's
+          let error = null;
+          try {
+            for await (const { index, rgb } of s.streamVideo(bytes, job)) {
+              if (!rgb.every((x, i) => x === whole[index][i])) differ.push(index);
+              frames += 1;
+            }
+          } catch (e) {
+            error = `${e.name}: ${e.message}`;
+          }
+          return { ok: true, frames, differ, error, ms: performance.now() - t0, total: whole.length };
+        }
         const bundle = await s.readBundle(job.bundle);
         if (job.kind === 'load') return { ok: true };
+        if (job.kind === 'long') { // play a long clip by the bundle's plan (frame t by plan t mod T): heap, frames held
+          const run = await s.openRunner(bundle, job.backend, job.precision, job.threads ?? 1);
+          const bytes = await (await fetch(job.video)).arrayBuffer();
+          const { width, height, scale } = bundle;
+          const planar = new Float32Array(3 * width * height);
+          const frame = new Float32Array(3 * width * height * scale * scale);
+          const buffers = new Map();
+          const stats = {};
+          const samples = [];
+          let consumed = 0;
+          let held = 0;
+          let first = null;
+          const t0 = performance.now();
+          for await (const { index, rgb } of s.streamVideo(bytes, { ...job, width, height, stats })) {
+            await s.executePlan(bundle.plan, index % bundle.frames, s.rgbToPlanar(rgb, width, height, planar), width,
+              height, scale, run, { out: frame, buffers });
+            consumed += 1;
+            if (first === null) first = performance.now() - t0;
+            held = Math.max(held, stats.decoded - consumed);
+            if (job.at.includes(consumed)) {
+              globalThis.gc();
+              samples.push({ frames: consumed, heap: performance.memory.usedJSHeapSize, held: stats.decoded - consumed });
+            }
+          }
+          return { ok: true, frames: consumed, first_ms: first, held, samples, ms: performance.now() - t0 };
+        }
         const threads = job.threads ?? s.threadCount();
         const run = await s.openRunner(bundle, job.backend, job.precision, threads);
         const { width, height, scale } = bundle;
@@ -105,19 +172,31 @@ try {
         const count = Math.min(job.frames ?? frames.length, frames.length);
         out.sr = [];
         let busy = 0;
+        // As the page plays: one input, one output frame and the window batches reused across frames.
+        const planar = new Float32Array(3 * width * height);
+        const frame = new Float32Array(3 * width * height * scale * scale);
+        const buffers = new Map();
+        const timing = {};
         for (let t = 0; t < count; t++) {
-          const x = s.rgbToPlanar(frames[t], width, height);
+          const x = s.rgbToPlanar(frames[t], width, height, planar);
           const t0 = performance.now();
-          const y = await s.executePlan(bundle.plan, t, x, width, height, scale, run);
+          const y = await s.executePlan(bundle.plan, t, x, width, height, scale, run, { out: frame, buffers, timing });
           busy += performance.now() - t0;
           if (job.keep) out.sr.push(b64(y));
         }
         out.fps = (1000 * count) / busy;
+        out.run_ms = timing.run_ms / count; // per frame: in the runtime
+        out.copy_ms = timing.copy_ms / count; // per frame: the plan's own window copies and clamping
         return out;
       } catch (e) {
         return { ok: false, error: e.message, name: e.name };
       }
     }, job), `job ${results.length} (${job.kind} ${job.backend ?? ''} ${job.precision ?? ''})`));
+    if (cdp) {
+      const { profile } = await cdp.send('Profiler.stop');
+      results[results.length - 1].profile = selfTimeByScript(profile);
+      await cdp.detach();
+    }
   }
   await writeFile(outPath, JSON.stringify({ results, logs }));
 } finally {
