@@ -13,8 +13,9 @@ Where a web frame's time goes, at 2 threads: the plan's own split (time inside t
 page's window copies and clamping), and CDP's sampling profile of the page's main thread, self time by script.
 
 Long clips: the bundle's LR size, 250 and 2,000 frames (the clip's frames looped back and forth, H.264 as the
-RUN's stream), played by the page (streamed decoding + the plan, ONNX Runtime Web int8, 2 threads): time to the
-first SR frame from the start of streaming, and the JS heap after a collection at 250 frames and at the end.
+RUN's stream), played by the page (streamed decoding + the plan, ONNX Runtime Web int8, 2 threads) after one
+warm-up play: time to the first SR frame from the start of streaming, the most decoded frames waiting at once,
+and the JS heap after a collection at 250 frames and at the end.
 
     python benchmarks/web_speed.py [--frames 30] [--out benchmarks/results]
 """
@@ -110,8 +111,9 @@ def main() -> None:
                 jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "threads": threads,
                          "rgb": "/rgb/lr.rgb", "frames": 1} for b, p in VARIANTS]  # warm-up, then measured
                 jobs += [{**job, "frames": args.frames} for job in jobs]
-                if threads == 2:  # the same frames again under CDP's profiler
+                if threads == 2:  # the same frames again under CDP's profiler, then with a model run per window
                     jobs += [{**job, "frames": args.frames, "profile": True} for job in jobs[:len(VARIANTS)]]
+                    jobs += [{**job, "frames": args.frames, "batch": False} for job in jobs[:len(VARIANTS)]]
                 results = drive(base + "web/index.html?test=1", jobs)["results"]
                 for i, (backend, precision) in enumerate(VARIANTS):
                     result = results[len(VARIANTS) + i]
@@ -119,13 +121,15 @@ def main() -> None:
                         raise SystemExit(f"web_speed: {backend} {precision}: {result['error']}")
                     if threads == 2:
                         result["profile"] = profile_split(results[2 * len(VARIANTS) + i]["profile"], args.frames)
+                        result["unbatched_fps"] = results[3 * len(VARIANTS) + i]["fps"]
                     web[backend, precision, threads] = result
             clips = long_clips(bundle, work / "rgb")
             long = {"bundle": "/bundle/", "kind": "long", "backend": "onnxruntime", "precision": "int8", "threads": 2,
                     "matrix": "bt709", "range": "limited", "ahead": 8}
-            short_run, long_run = drive(base + "web/index.html?test=1", [
+            _, short_run, long_run = drive(base + "web/index.html?test=1", [  # a warm-up play, then the two
+                {**long, "video": f"/rgb/{clips[250].name}", "at": []},
                 {**long, "video": f"/rgb/{clips[250].name}", "at": [250]},
-                {**long, "video": f"/rgb/{clips[2000].name}", "at": [250, 2000]}])["results"]
+                {**long, "video": f"/rgb/{clips[2000].name}", "at": [250, 500, 1000, 1500, 2000]}])["results"]
             for r in (short_run, long_run):
                 if not r["ok"]:
                     raise SystemExit(f"web_speed: long clip: {r['error']}")
@@ -137,7 +141,8 @@ def main() -> None:
                 row[f"web_fps_{threads}t"] = r["fps"]
                 row[f"isolated_{threads}t"] = r["isolated"]
             two = web[backend, precision, 2]
-            row.update(run_ms=two["run_ms"], copy_ms=two["copy_ms"], profile=two["profile"])
+            row.update(run_ms=two["run_ms"], copy_ms=two["copy_ms"], profile=two["profile"],
+                       web_fps_2t_window_by_window=two["unbatched_fps"])
             rows.append(row)
             print(json.dumps(row), flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -155,22 +160,24 @@ def main() -> None:
               "the page's window copies and clamping), and CDP's profile of the main thread (self time: runtime WASM "
               "and glue | the player's modules | garbage collector | idle, waiting on worker threads | other).", "",
               "| runtime | precision | frame | in the runtime | page copies | profile: runtime | player | GC | idle | "
-              "other |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "other | fps, a run per window (not batched) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         p = r["profile"]
         lines.append(f"| {names[r['backend']].split(' / ')[0]} | {r['precision']} | {1000 / r['web_fps_2t']:.1f} | "
                      f"{r['run_ms']:.1f} | {r['copy_ms']:.2f} | {p['runtime']:.1f} | {p['player']:.2f} | "
-                     f"{p['gc']:.2f} | {p['idle']:.1f} | {p['other']:.1f} |")
+                     f"{p['gc']:.2f} | {p['idle']:.1f} | {p['other']:.1f} | {r['web_fps_2t_window_by_window']:.1f} |")
     ratio = long_run["first_ms"] / short_run["first_ms"]
-    heap250, heap2000 = (s["heap"] / 2**20 for s in long_run["samples"])
+    heaps = [s["heap"] / 2**20 for s in long_run["samples"]]
+    heap250, heap2000 = heaps[0], heaps[-1]
     lines += ["", "Long clips (LR 160x68, streamed + the plan, ONNX Runtime Web int8, 2 threads): time to the first SR "
-              "frame from the start of streaming, the most decoded frames held, and the JS heap after a collection.", "",
-              "| clip | first frame ms | frames held at most | JS heap MiB at 250 frames | at the end |",
-              "|---|---:|---:|---:|---:|",
+              "frame from the start of streaming (after a warm-up play), the most decoded frames waiting at once, and the JS "
+              "heap after a collection.", "",
+              "| clip | first frame ms | decoded frames waiting, at most | JS heap MiB at 250 frames | at the end | "
+              "at 250, 500, 1000, 1500, 2000 |", "|---|---:|---:|---:|---:|---|",
               f"| 250 frames | {short_run['first_ms']:.0f} | {short_run['held']} | "
-              f"{short_run['samples'][0]['heap'] / 2**20:.2f} | |",
+              f"{short_run['samples'][0]['heap'] / 2**20:.2f} | | |",
               f"| 2,000 frames | {long_run['first_ms']:.0f} ({ratio:.2f}x) | {long_run['held']} | {heap250:.2f} | "
-              f"{heap2000:.2f} ({heap2000 / heap250:.2f}x) |"]
+              f"{heap2000:.2f} ({heap2000 / heap250:.2f}x) | {', '.join(f'{h:.1f}' for h in heaps)} |"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "web_speed.json").write_text(json.dumps({"machine": machine, "frames": args.frames, "rows": rows,
                                                          "long": {"250": short_run, "2000": long_run}},

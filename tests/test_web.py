@@ -269,7 +269,7 @@ def test_a_long_clip_plays_in_bounded_memory(long_play):
     first frame comes as soon on the long clip as on the short one (nothing is decoded ahead of the window)."""
     short, long, _ = long_play
     assert short["ok"] and long["ok"] and short["frames"] == 250 and long["frames"] == 2000, (short, long)
-    assert long["held"] <= 8 + 4 and short["held"] <= 8 + 4, (short, long)  # the window (8) + B-frame reordering
+    assert 1 <= long["held"] <= 8 and 1 <= short["held"] <= 8, (short, long)  # never more than the window (8)
     at250, at2000 = long["samples"]
     assert at2000["heap"] <= 1.2 * at250["heap"] + (1 << 20), long["samples"]
     assert long["first_ms"] < 2 * short["first_ms"] + 200, (short["first_ms"], long["first_ms"])

@@ -19,7 +19,8 @@ function demux(bytes) {
         reject(new BundleError('bad bundle: the LR video has no video track'));
         return;
       }
-      file.setExtractionOptions(track.id, null, { nbSamples: 1 }); // each sample as it is there: a file cut short gives those before the cut
+      // each sample as soon as its data is there (a file cut short gives the samples before the cut)
+      file.setExtractionOptions(track.id, null, { nbSamples: 1 });
       file.start();
     };
     file.onSamples = (id, user, chunk) => samples.push(...chunk); // only samples whose data is all in the file
@@ -97,8 +98,9 @@ export async function decodeVideo(bytes, { matrix, range, width, height }) {
 // Decode as the player consumes: an async iterator of { index, rgb } in presentation order from frame `start`,
 // never more than `ahead` decoded frames waiting (memory bounded by a window of frames, not by the clip).
 // Seeking: decoding starts at the last keyframe at or before `start`, and the frames before it are dropped.
-// `stats.decoded` counts the frames the decoder has output so far (the tests read it). A file cut short plays the
-// frames it holds, then throws a BundleError that says so.
+// `stats.decoded` counts the frames the decoder has output so far and `stats.held` the most decoded frames that
+// waited for the player at once (the tests read them). A file cut short plays the frames it holds, then throws a
+// BundleError that says so.
 export async function* streamVideo(bytes, { matrix, range, width, height, start = 0, ahead = 8, stats = {} }) {
   const { samples, config, times, expected } = await decodable(bytes); // times: frame index -> cts
   if (start < 0 || start >= times.length) throw new RangeError(`frame ${start} is outside 0..${times.length - 1}`);
@@ -113,6 +115,7 @@ export async function* streamVideo(bytes, { matrix, range, width, height, start 
   const signal = () => { if (wake) { wake(); wake = null; } };
   const waitForOutput = () => new Promise((resolve) => { wake = resolve; });
   stats.decoded = 0;
+  stats.held = 0;
   const decoder = new VideoDecoder({
     output: (frame) => {
       stats.decoded += 1;
@@ -122,6 +125,7 @@ export async function* streamVideo(bytes, { matrix, range, width, height, start 
       } else {
         ready.push(toRgb(frame, matrix, range === 'full', width, height).then((rgb) => ({ index: i, rgb }))
           .finally(() => frame.close()));
+        stats.held = Math.max(stats.held, ready.length);
       }
       signal();
     },

@@ -102,14 +102,18 @@ function scratch(buffers, name, length) {
 // group of windows of one model and shape is one call. Returns Float32Array planar [3, s*height, s*width] in
 // [0, 1] (clamped as it is copied). Options: `out`, the frame buffer to fill (else a new one); `buffers`, a Map
 // that keeps the window batches between frames; `timing`, an object whose run_ms and copy_ms grow by the time
-// spent in the runtime and in this function's own copies.
-export async function executePlan(plan, t, lr, width, height, scale, run, { out, buffers = new Map(), timing } = {}) {
+// spent in the runtime and in this function's own copies; `batch: false` runs every window on its own (the
+// benchmark's comparison).
+export async function executePlan(plan, t, lr, width, height, scale, run,
+  { out, buffers = new Map(), timing, batch = true } = {}) {
   const W = width * scale;
   const H = height * scale;
   const frame = out ?? new Float32Array(3 * H * W);
   const began = performance.now();
   let runMs = 0;
-  for (const { model, shape, windows } of plan.batches[plan.framePlan[t]]) {
+  const groups = batch ? plan.batches[plan.framePlan[t]]
+    : plan.windows[plan.framePlan[t]].map((w) => ({ model: w.model, shape: w.shape, windows: [w] }));
+  for (const { model, shape, windows } of groups) {
     const [sh, sw] = plan.shapes[shape];
     const n = windows.length;
     const size = 3 * sh * sw;

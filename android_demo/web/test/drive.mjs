@@ -24,7 +24,7 @@ const withinTime = (promise, what) => Promise.race([promise, new Promise((_, rej
 // ((program), (garbage collector), (idle)).
 function selfTimeByScript({ nodes, samples, timeDeltas }) {
   const byId = new Map(nodes.map((n) => [n.id, n]));
-  const totals = {};
+  const totals = Object.create(null); // names like "toString" are keys here, not Object.prototype methods
   samples.forEach((id, i) => {
     const { url, functionName } = byId.get(id).callFrame;
     const name = url ? url.split('/').pop().split('?')[0] : functionName || '(anonymous)';
@@ -137,7 +137,6 @@ try {
           const stats = {};
           const samples = [];
           let consumed = 0;
-          let held = 0;
           let first = null;
           const t0 = performance.now();
           for await (const { index, rgb } of s.streamVideo(bytes, { ...job, width, height, stats })) {
@@ -145,13 +144,14 @@ try {
               height, scale, run, { out: frame, buffers });
             consumed += 1;
             if (first === null) first = performance.now() - t0;
-            held = Math.max(held, stats.decoded - consumed);
-            if (job.at.includes(consumed)) {
+            if (job.at.includes(consumed)) { // a full collection, again once pending callbacks have run
               globalThis.gc();
-              samples.push({ frames: consumed, heap: performance.memory.usedJSHeapSize, held: stats.decoded - consumed });
+              await new Promise((r) => setTimeout(r, 50));
+              globalThis.gc();
+              samples.push({ frames: consumed, heap: performance.memory.usedJSHeapSize });
             }
           }
-          return { ok: true, frames: consumed, first_ms: first, held, samples, ms: performance.now() - t0 };
+          return { ok: true, frames: consumed, first_ms: first, held: stats.held, samples, ms: performance.now() - t0 };
         }
         const threads = job.threads ?? s.threadCount();
         const run = await s.openRunner(bundle, job.backend, job.precision, threads);
@@ -180,7 +180,8 @@ try {
         for (let t = 0; t < count; t++) {
           const x = s.rgbToPlanar(frames[t], width, height, planar);
           const t0 = performance.now();
-          const y = await s.executePlan(bundle.plan, t, x, width, height, scale, run, { out: frame, buffers, timing });
+          const y = await s.executePlan(bundle.plan, t, x, width, height, scale, run,
+            { out: frame, buffers, timing, batch: job.batch ?? true });
           busy += performance.now() - t0;
           if (job.keep) out.sr.push(b64(y));
         }
