@@ -44,6 +44,7 @@ from stdo.stream import StreamOptions, encode_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
 from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
+from results_io import write_results  # noqa: E402 - beside this script
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
 PLAYER_SCRIPTS = {"plan.js", "yuv.js", "decode.js", "runtimes.js", "bundle.js", "app.js"}
@@ -115,10 +116,11 @@ def main() -> None:
                     jobs += [{**job, "frames": args.frames, "profile": True} for job in jobs[:len(VARIANTS)]]
                     jobs += [{**job, "frames": args.frames, "batch": False} for job in jobs[:len(VARIANTS)]]
                 results = drive(base + "web/index.html?test=1", jobs)["results"]
+                for job, result in zip(jobs, results):
+                    if not result["ok"]:
+                        raise SystemExit(f"web_speed: {job['backend']} {job['precision']}: {result['error']}")
                 for i, (backend, precision) in enumerate(VARIANTS):
                     result = results[len(VARIANTS) + i]
-                    if not result["ok"]:
-                        raise SystemExit(f"web_speed: {backend} {precision}: {result['error']}")
                     if threads == 2:
                         result["profile"] = profile_split(results[2 * len(VARIANTS) + i]["profile"], args.frames)
                         result["unbatched_fps"] = results[3 * len(VARIANTS) + i]["fps"]
@@ -126,13 +128,14 @@ def main() -> None:
             clips = long_clips(bundle, work / "rgb")
             long = {"bundle": "/bundle/", "kind": "long", "backend": "onnxruntime", "precision": "int8", "threads": 2,
                     "matrix": "bt709", "range": "limited", "ahead": 8}
-            _, short_run, long_run = drive(base + "web/index.html?test=1", [  # a warm-up play, then the two
+            plays = drive(base + "web/index.html?test=1", [  # a warm-up play, then the two
                 {**long, "video": f"/rgb/{clips[250].name}", "at": []},
                 {**long, "video": f"/rgb/{clips[250].name}", "at": [250]},
                 {**long, "video": f"/rgb/{clips[2000].name}", "at": [250, 500, 1000, 1500, 2000]}])["results"]
-            for r in (short_run, long_run):
+            for r in plays:
                 if not r["ok"]:
                     raise SystemExit(f"web_speed: long clip: {r['error']}")
+            _, short_run, long_run = plays
         for backend, precision in VARIANTS:
             py = python_fps(bundle, backend, precision, lr)
             row = {"backend": backend, "precision": precision, "python_fps": py}
@@ -178,12 +181,8 @@ def main() -> None:
               f"{short_run['samples'][0]['heap'] / 2**20:.2f} | | |",
               f"| 2,000 frames | {long_run['first_ms']:.0f} ({ratio:.2f}x) | {long_run['held']} | {heap250:.2f} | "
               f"{heap2000:.2f} ({heap2000 / heap250:.2f}x) | {', '.join(f'{h:.1f}' for h in heaps)} |"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "web_speed.json").write_text(json.dumps({"machine": machine, "frames": args.frames, "rows": rows,
-                                                         "long": {"250": short_run, "2000": long_run}},
-                                                        indent=1) + "\n")
-    (args.out / "web_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, "web_speed", {"machine": machine, "frames": args.frames, "rows": rows,
+                                           "long": {"250": short_run, "2000": long_run}}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 In a page, a line `{{ results("benchmarks/results/NAME.md") }}` becomes that file's text, its headings moved
 down two levels so they sit under the page's own, followed by where it came from and the date of the commit
-that last wrote it. A line `{{ docstring("stdo.module") }}` becomes that module's docstring as a preformatted block: the file
-formats are specified there, once, and laid out for a fixed-width font.
+that last wrote it. A line `{{ docstring("stdo.module") }}` becomes that module's docstring as a preformatted
+block: the file formats are specified there, once, and laid out for a fixed-width font. A line
+`{{ include("FILE.md") }}` becomes that repository file's text without its title (CHANGELOG.md).
 The plots under benchmarks/results/ are served at results/... so pages can show them.
-A line `{{ include("FILE.md") }}` becomes that repository file's text without its title (CHANGELOG.md).
 A results file, module or file that does not exist fails the build.
 """
 from __future__ import annotations

@@ -51,20 +51,24 @@ def test_site_builds_strict_with_every_page(site):
         assert (site / folder / "index.html").is_file(), relative
 
 
+def _flat(text: str) -> str:
+    """Text as one line: whitespace runs made one space, and click's wrap after a hyphen undone."""
+    return re.sub(r"-\s+", "-", " ".join(text.split()))
+
+
 @pytest.mark.parametrize("script", sorted(set(_entry_points()) - {"stdo"}))
 def test_each_command_page_is_its_help(site, script):
     """Every console script has a page whose reference lists each of its options (and subcommand) with the help
     text the command itself carries: a flag added, renamed or reworded changes the page."""
     command = stdo_group.commands[script.removeprefix("stdo-")]
-    text = html.unescape(re.sub(r"<[^>]+>", "", (site / "commands" / command.name / "index.html").read_text()))
-    text = re.sub(r"-\s+", "-", " ".join(text.split()))  # click wraps after a hyphen too
+    text = _flat(html.unescape(re.sub(r"<[^>]+>", "", (site / "commands" / command.name / "index.html").read_text())))
     commands = list(command.commands.values()) if isinstance(command, click.Group) else [command]
     for sub in commands:
         for param in sub.params:
             if isinstance(param, click.Option) and param.help and not param.hidden:
                 for opt in param.opts:
                     assert opt in text, f"{script} {sub.name}: {opt} missing from its page"
-                assert re.sub(r"-\s+", "-", " ".join(param.help.split()))[:60] in text, f"{script} {sub.name} {param.opts}: help missing"
+                assert _flat(param.help)[:60] in text, f"{script} {sub.name} {param.opts}: help missing"
 
 
 def _quickstart() -> list[str]:

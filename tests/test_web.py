@@ -198,17 +198,23 @@ def test_a_model_slower_than_the_clock_drops_frames_and_keeps_time(page):
 
 
 @pytest.fixture(scope="module")
-def long_stream(bikes, tmp_path_factory):
+def frames80x48(bikes) -> np.ndarray:
+    """120 real frames at 80x48 (the test bundle's LR size): bikes cropped and downscaled x4."""
+    from stdo.resample import downscale_bicubic
+    from stdo.video import read_video
+
+    return downscale_bicubic(read_video(bikes, count=120, box=(160, 40, 320, 192))[0], 4)
+
+
+@pytest.fixture(scope="module")
+def long_stream(frames80x48, tmp_path_factory):
     """120 frames (80x48 H.264 with B-frames, a keyframe every 30) streamed from frame 0 and sought to 47 and 90,
     each against the page's whole-clip decode."""
-    from stdo.resample import downscale_bicubic
     from stdo.stream import StreamOptions, encode_stream
-    from stdo.video import read_video
 
     assert not MISSING, f"web player tools missing under CI: {', '.join(MISSING)}"
     work = tmp_path_factory.mktemp("stream")
-    frames = downscale_bicubic(read_video(bikes, count=120, box=(160, 40, 320, 192))[0], 4)  # 80x48
-    encode_stream(work / "lr.mp4", frames, 25.0, StreamOptions(crf=30, gop=30))
+    encode_stream(work / "lr.mp4", frames80x48, 25.0, StreamOptions(crf=30, gop=30))
     job = {"kind": "stream", "video": "/clip/lr.mp4", "width": 80, "height": 48, "matrix": "bt709",
            "range": "limited", "starts": [0, 47, 90], "ahead": 4}
     with serve({"clip": work}) as base:
@@ -236,17 +242,15 @@ def test_webgpu_gives_the_python_players_frames(page):
 
 
 @pytest.fixture(scope="module")
-def long_play(page, bikes, tmp_path_factory):
+def long_play(page, frames80x48, tmp_path_factory):
     """The page's bundle playing clips of 250 and 2,000 frames (80x48, its LR size: 120 real frames looped back and
     forth; frame t by the bundle's plan t mod 6) with ONNX Runtime Web int8, the JS heap read after a collection at
     250 frames and at the end; and the 120-frame clip cut at 60% of its bytes, streamed."""
-    from stdo.resample import downscale_bicubic
     from stdo.stream import StreamOptions, encode_stream
-    from stdo.video import read_video
 
     run, _, _ = page
     work = tmp_path_factory.mktemp("long")
-    frames = downscale_bicubic(read_video(bikes, count=120, box=(160, 40, 320, 192))[0], 4)  # 80x48
+    frames = frames80x48
     loop = np.concatenate([frames, frames[::-1]])
     for count in (250, 2000):
         encode_stream(work / f"long{count}.mp4", np.resize(loop, (count, *frames.shape[1:])), 25.0,
