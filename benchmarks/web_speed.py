@@ -5,9 +5,14 @@ trained briefly: speed does not depend on the weights; ONNX and TFLite, fp32 and
 margin 4, what --plan-margin auto chose on trained models). The web player (android_demo/web)
 executes the plan over the clip's first frames with ONNX Runtime Web and LiteRT.js, fp32 and
 int8, on one WASM thread and on two (the page served cross-origin isolated; one browser session
-per thread count, as LiteRT.js loads its WASM build once per page); the Python player runs the
-same variants (onnxruntime and ai-edge-litert, 2 threads) on the same RGB frames. Figures are
-plan-execution frames per second (inference + stitching, no decoding) after one warm-up frame.
+per variant and thread count, as a viewer plays one variant: LiteRT.js loads its WASM build once per
+page, and its threads go to the files compiled first); the Python player runs the same variants
+(onnxruntime and ai-edge-litert, 2 threads) on the same RGB frames. Figures are plan-execution
+frames per second (inference + stitching, no decoding) after one warm-up frame.
+
+The runtime alone: each runtime's calls of each model on one window of each shape the plan runs it on, in the page
+and in Python at 1 and 2 threads: the runtimes' own speeds, which page-side work does not move, and whether threads
+help.
 
 Where a web frame's time goes, at 2 threads: the plan's own split (time inside the runtime's calls against the
 page's window copies and clamping), and CDP's sampling profile of the page's main thread, self time by script.
@@ -30,9 +35,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
+import torch
 
+from stdo.bundle import read_bundle
 from stdo.clips import clip_path
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.export.pipeline import ExportOptions, export
@@ -47,17 +55,18 @@ from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own 
 from results_io import write_results  # noqa: E402 - beside this script
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
+RUNTIME_PACKAGES = ("onnxruntime-web/", "@litertjs/")  # drive.mjs names a script in node_modules by its path there
 PLAYER_SCRIPTS = {"plan.js", "yuv.js", "decode.js", "runtimes.js", "bundle.js", "app.js"}
 
 
 def profile_split(totals: dict[str, float], frames: int) -> dict[str, float]:
     """CDP self time (ms per frame) in the runtime (its WASM and JS glue), the player's own modules, the garbage
-    collector, idle (the main thread waiting: WASM worker threads, promises) and everything else."""
+    collector, idle (the main thread waiting: WASM worker threads, promises) and everything else (the browser's own
+    work, which the profiler labels "(program)", and its built-ins)."""
     split = {"runtime": 0.0, "player": 0.0, "gc": 0.0, "idle": 0.0, "other": 0.0}
     for name, ms in totals.items():
         key = ("player" if name in PLAYER_SCRIPTS else "gc" if name == "(garbage collector)" else "idle"
-               if name == "(idle)" else "runtime" if ("ort" in name or "litert" in name or name.endswith(".wasm"))
-               else "other")
+               if name == "(idle)" else "runtime" if name.startswith(RUNTIME_PACKAGES) else "other")
         split[key] += ms / frames
     return split
 
@@ -84,12 +93,28 @@ def make_bundle(work: Path, frames: int) -> Path:
 
 
 def python_fps(bundle: Path, backend: str, precision: str, lr: np.ndarray) -> float:
-    player = Player(bundle, backend, precision)
+    player = Player(bundle, backend, precision, threads=2)
     player.upscale(lr[:1], 0)  # warm up
     t0 = time.perf_counter()
     for t in range(len(lr)):
         player.upscale(lr[t : t + 1], t)
     return len(lr) / (time.perf_counter() - t0)
+
+
+def python_call_ms(bundle: Path, backend: str, precision: str, threads: int, model: int, window: np.ndarray,
+                   runs: int) -> float:
+    """The median ms of a call of one model alone on one window (uint8 [h, w, 3]), as the page's 'runtime' job times
+    it."""
+    run = Player(bundle, backend, precision, threads=threads).runners[model]
+    x = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)[None], np.float32) / 255)
+    for _ in range(2):
+        run(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        run(x)
+        times.append(1000 * (time.perf_counter() - t0))
+    return median(times)
 
 
 def main() -> None:
@@ -104,26 +129,33 @@ def main() -> None:
         work = Path(tmp)
         bundle = make_bundle(work, args.frames)
         lr = np.load(bundle.parent / "frames/lr.npy")
+        plan = read_bundle(bundle).plan
+        pairs = sorted({(int(m), int(s)) for m, s in plan.runs[:, 1:3]})  # the (model, shape) pairs the plan runs
         (work / "rgb").mkdir()
         (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())
         web: dict[tuple[str, str, int], dict] = {}
+        alone: dict[tuple, float] = {}  # (backend, precision, model, shape, threads) -> median ms of a call
         with serve({"bundle": bundle, "rgb": work / "rgb"}) as base:
             for threads in (1, 2):
-                jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "threads": threads,
-                         "rgb": "/rgb/lr.rgb", "frames": 1} for b, p in VARIANTS]  # warm-up, then measured
-                jobs += [{**job, "frames": args.frames} for job in jobs]
-                if threads == 2:  # the same frames again under CDP's profiler, then with a model run per window
-                    jobs += [{**job, "frames": args.frames, "profile": True} for job in jobs[:len(VARIANTS)]]
-                    jobs += [{**job, "frames": args.frames, "batch": False} for job in jobs[:len(VARIANTS)]]
-                results = drive(base + "web/index.html?test=1", jobs)["results"]
-                for job, result in zip(jobs, results):
-                    if not result["ok"]:
-                        raise SystemExit(f"web_speed: {job['backend']} {job['precision']}: {result['error']}")
-                for i, (backend, precision) in enumerate(VARIANTS):
-                    result = results[len(VARIANTS) + i]
+                for backend, precision in VARIANTS:  # a browser session each, as a viewer plays one variant
+                    # (runtimes.js: LiteRT.js's threads go to the files compiled first in a page)
+                    play = {"bundle": "/bundle/", "kind": "play", "backend": backend, "precision": precision,
+                            "threads": threads, "rgb": "/rgb/lr.rgb", "frames": args.frames}
+                    jobs = [{**play, "frames": 1}, play]  # a warm-up, then measured
+                    if threads == 2:  # the same frames again under CDP's profiler, then with a model run per window
+                        jobs += [{**play, "profile": True}, {**play, "batch": False}]
+                    jobs += [{**play, "kind": "runtime", "model": model, "shape": shape, "runs": args.frames}
+                             for model, shape in pairs]
+                    results = drive(base + "web/index.html?test=1", jobs)["results"]
+                    for job, result in zip(jobs, results):
+                        if not result["ok"]:
+                            raise SystemExit(f"web_speed: {backend} {precision}: {result['error']}")
+                        if job["kind"] == "runtime":
+                            alone[backend, precision, job["model"], job["shape"], threads] = median(result["times"])
+                    result = results[1]
                     if threads == 2:
-                        result["profile"] = profile_split(results[2 * len(VARIANTS) + i]["profile"], args.frames)
-                        result["unbatched_fps"] = results[3 * len(VARIANTS) + i]["fps"]
+                        result["profile"] = profile_split(results[2]["profile"], args.frames)
+                        result["unbatched_fps"] = results[3]["fps"]
                     web[backend, precision, threads] = result
             clips = long_clips(bundle, work / "rgb")
             long = {"bundle": "/bundle/", "kind": "long", "backend": "onnxruntime", "precision": "int8", "threads": 2,
@@ -138,7 +170,13 @@ def main() -> None:
             _, short_run, long_run = plays
         for backend, precision in VARIANTS:
             py = python_fps(bundle, backend, precision, lr)
-            row = {"backend": backend, "precision": precision, "python_fps": py}
+            row = {"backend": backend, "precision": precision, "python_fps": py, "alone": []}
+            for model, shape in pairs:
+                h, w = plan.shapes[shape]
+                native = {t: python_call_ms(bundle, backend, precision, t, model, lr[0, :h, :w], args.frames)
+                          for t in (1, 2)}
+                row["alone"].append({"model": model, "window": [h, w], **{f"python_ms_{t}t": native[t] for t in (1, 2)},
+                                     **{f"web_ms_{t}t": alone[backend, precision, model, shape, t] for t in (1, 2)}})
             for threads in (1, 2):
                 r = web[backend, precision, threads]
                 row[f"web_fps_{threads}t"] = r["fps"]
@@ -159,9 +197,24 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {names[r['backend']]} | {r['precision']} | {r['python_fps']:.1f} | {r['web_fps_1t']:.1f} | "
                      f"{r['web_fps_2t']:.1f} | {r['web_fps_2t'] / r['python_fps']:.2f}x |")
+    lines += ["", "The runtime alone: each model's calls on one window of each shape the plan runs it on (the first "
+              "frame's top-left window), nothing else in the page or the process, the median ms of a call: the two "
+              "runtimes' own speeds, which no change to the page's code moves.", "",
+              "| runtime | precision | model | window | web, 1 thread | web, 2 threads | web threads gain | "
+              "Python, 1 thread | Python, 2 threads | web / Python speed, 1 thread | 2 threads |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for a in r["alone"]:
+            h, w = a["window"]
+            lines.append(f"| {names[r['backend']].split(' / ')[0]} | {r['precision']} | {a['model']} | {h}x{w} | "
+                         f"{a['web_ms_1t']:.1f} | {a['web_ms_2t']:.1f} | {a['web_ms_1t'] / a['web_ms_2t']:.2f}x | "
+                         f"{a['python_ms_1t']:.1f} | {a['python_ms_2t']:.1f} | "
+                         f"{a['python_ms_1t'] / a['web_ms_1t']:.2f}x | "
+                         f"{a['python_ms_2t'] / a['web_ms_2t']:.2f}x |")
     lines += ["", "Where a web frame's time goes at 2 threads, ms per frame: the plan's split (inside the runtime's calls | "
               "the page's window copies and clamping), and CDP's profile of the main thread (self time: runtime WASM "
-              "and glue | the player's modules | garbage collector | idle, waiting on worker threads | other).", "",
+              "and glue | the player's modules | garbage collector | idle, waiting on worker threads | other: the "
+              "browser's own work).", "",
               "| runtime | precision | frame | in the runtime | page copies | profile: runtime | player | GC | idle | "
               "other | fps, a run per window (not batched) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

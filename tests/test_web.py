@@ -66,11 +66,14 @@ def page(trained_run, tmp_path_factory):
              {"bundle": "/claims/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"},
              {"kind": "page", "url": "index.html?bundle=/bundle/&sr_delay_ms=150", "play": True},  # a slow model
              {"bundle": "/bundle/", "kind": "play", "backend": "webgpu", "precision": "fp32", "keep": True,
-              "rgb": "/rgb/lr.rgb"}]
+              "rgb": "/rgb/lr.rgb"},
+             {"bundle": "/bundle/", "kind": "play", "backend": "litert", "precision": "fp32", "rgb": "/rgb/lr.rgb",
+              "frames": 1}]  # a second LiteRT.js runner of the same files in the page
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
-                                                                       "page", "played", "claims", "slow", "webgpu"], out["results"]))
+                                                                       "page", "played", "claims", "slow", "webgpu",
+                                                                       "litert again"], out["results"]))
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -127,6 +130,17 @@ def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):
     _, _, results = page
     played = results["played"]  # Play pressed with LiteRT.js int8 chosen in the page's switch
     assert played["ok"] and played["stats"].startswith("frame 6/6 ") and "litert int8" in played["stats"], played
+
+
+def test_litert_threads_stay_with_the_files_however_often_the_page_opens_them(page):
+    """LiteRT.js's threaded build has a fixed set of worker threads for the page (runtimes.js): a second runner of
+    the same files reuses the compiled models, so it runs on as many threads as the first, not on one."""
+    _, _, results = page
+    first, again = results["rgb litert fp32"], results["litert again"]
+    if first["threads"] == 1:
+        pytest.skip("one core: the page runs LiteRT.js on one thread")
+    assert first["threaded"]["withThreads"] >= 1, first["threaded"]
+    assert again["ok"] and again["threaded"] == first["threaded"], (first["threaded"], again["threaded"])
 
 
 @pytest.fixture(scope="module")

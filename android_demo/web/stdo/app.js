@@ -23,6 +23,10 @@ async function runner(bundle) {
   return runners.get(key);
 }
 
+// LiteRT.js runs some files on one thread when its workers are taken (runtimes.js): the stats line says so.
+const threadedNote = (run) => (run.threaded && run.threaded.withThreads < run.threaded.files
+  ? ` (${run.threaded.withThreads} of ${run.threaded.files} model files)` : '');
+
 // Playback on the clip's clock: frame t is due at t / fps from the start. The stream is decoded a few frames
 // ahead of the player (streamVideo), so start-up and memory do not grow with the clip. A frame whose slot has
 // passed before its turn is dropped, and counted, rather than slowing the clock (the last frame is always
@@ -77,7 +81,7 @@ async function play(bundle, from) {
       player.frame = t;
       $('seek').value = String(t);
       $('stats').textContent = `frame ${t + 1}/${frames}  ${((1000 * shown) / busy).toFixed(1)} fps  `
-        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s), `
+        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s)${threadedNote(run)}, `
         + `runtime ${Math.round((100 * timing.run_ms) / busy)}% of SR time`;
       const wait = due - performance.now();
       await new Promise((r) => (wait > 4 ? setTimeout(r, wait) : requestAnimationFrame(r)));

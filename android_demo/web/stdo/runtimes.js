@@ -3,6 +3,8 @@
 // is cross-origin isolated. A runner maps (model, shape index, input Float32Array [n, 3, h, w] in
 // [0, 1], n) to the SR windows Float32Array [n, 3, s*h, s*w]: ONNX models take the n windows as one batch,
 // TFLite files (fixed input [1, 3, h, w]) run them one after another into one reused output buffer.
+// runner.release() frees what the runner holds (ONNX sessions; LiteRT.js's compiled models stay, see below); the
+// runner is unusable after it. A LiteRT.js runner says in runner.threaded how many of its files run on threads.
 
 import * as ort from 'onnxruntime-web';
 import { loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
@@ -18,6 +20,13 @@ export function threadCount() {
 }
 
 let liteRtLoaded = null;
+// LiteRT.js's threaded build starts navigator.hardwareConcurrency worker threads with the page, and a compiled model
+// run on n threads holds n - 1 of them for good: one compiled past that runs on one thread whatever it asks for
+// (measured: the third and fourth of four two-thread models ran at one-thread speed), and deleting a compiled model
+// of the threaded build hangs the page once three exist. So the page compiles each file once (cached by its
+// sha256 and thread count), never deletes one, and gives threads to the files that do the most work first.
+let liteRtWorkers = 0;
+const liteRtCompiled = new Map(); // 'sha256 threads asked for' -> {compiledModel, numThreads: the threads it got}
 
 function filesOf(bundle, format, precision) {
   return bundle.manifest.models.map((model, i) => {
@@ -43,35 +52,67 @@ async function onnxRunner(bundle, precision, threads, gpu = false) {
     const bytes = new Uint8Array(await bundle.file(file));
     sessions.push(await runtime.InferenceSession.create(bytes, { executionProviders: [gpu ? 'webgpu' : 'wasm'] }));
   }
-  return async (model, shape, input, n = 1) => {
+  const run = async (model, shape, input, n = 1) => {
     const [h, w] = bundle.plan.shapes[shape];
     const out = await sessions[model].run({ lr: new runtime.Tensor('float32', input, [n, 3, h, w]) });
     return gpu ? out.sr.getData() : out.sr.data;
   };
+  run.release = async () => {
+    for (const session of sessions) await session.release();
+  };
+  return run;
+}
+
+// LR pixels each (model, shape) pair runs over the clip, by the plan: 'model,shape' -> pixels (pairs it never runs
+// are absent).
+function planWork(plan) {
+  const uses = new Float64Array(plan.windows.length); // frames per frame plan
+  for (const p of plan.framePlan) uses[p] += 1;
+  const work = new Map();
+  plan.windows.forEach((windows, p) => {
+    for (const { model, shape } of windows.values()) {
+      const [h, w] = plan.shapes[shape];
+      work.set(`${model},${shape}`, (work.get(`${model},${shape}`) ?? 0) + uses[p] * h * w);
+    }
+  });
+  return work;
 }
 
 async function liteRtRunner(bundle, precision, threads) {
   if (!liteRtLoaded) {
+    liteRtWorkers = threads > 1 ? navigator.hardwareConcurrency || 1 : 0;
     liteRtLoaded = loadLiteRt(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href, { threads: threads > 1 });
   }
   await liteRtLoaded;
-  const compiled = []; // [model][shape index]
-  for (const [i, files] of filesOf(bundle, 'tflite', precision).entries()) {
-    const byShape = [];
-    for (const [h, w] of bundle.plan.shapes) {
-      const file = files.find((f) => f.input_shape[2] === h && f.input_shape[3] === w);
-      if (!file) {
-        throw new BundleError(`the bundle's tflite ${precision} files of model ${i} lack the plan's window ${h}x${w}: `
-          + 'export it again with stdo-export');
-      }
-      byShape.push(await loadAndCompile(new Uint8Array(await bundle.file(file)),
-        { accelerator: 'wasm', cpuOptions: { numThreads: threads } }));
+  const files = filesOf(bundle, 'tflite', precision).map((modelFiles, i) => bundle.plan.shapes.map(([h, w]) => {
+    const file = modelFiles.find((f) => f.input_shape[2] === h && f.input_shape[3] === w);
+    if (!file) {
+      throw new BundleError(`the bundle's tflite ${precision} files of model ${i} lack the plan's window ${h}x${w}: `
+        + 'export it again with stdo-export');
     }
-    compiled.push(byShape);
+    return file;
+  }));
+  const work = [...planWork(bundle.plan)].sort((a, b) => b[1] - a[1]);
+  const compiled = files.map(() => []); // [model][shape index], the pairs the plan runs
+  const runsOn = []; // threads each compiled file runs on, in order of work
+  for (const [pair] of work) {
+    const [model, shape] = pair.split(',').map(Number);
+    const file = files[model][shape];
+    const key = `${file.sha256} ${threads}`; // the threads asked for; the entry holds those it got
+    if (!liteRtCompiled.has(key)) {
+      const numThreads = threads > 1 && liteRtWorkers >= threads - 1 ? threads : 1;
+      if (numThreads > 1) liteRtWorkers -= numThreads - 1;
+      const bytes = new Uint8Array(await bundle.file(file));
+      const compiledModel = await loadAndCompile(bytes, { accelerator: 'wasm', cpuOptions: { numThreads } });
+      liteRtCompiled.set(key, { compiledModel, numThreads });
+    }
+    const { compiledModel, numThreads } = liteRtCompiled.get(key);
+    compiled[model][shape] = compiledModel;
+    runsOn.push(numThreads);
   }
   const scale = bundle.scale;
   const outputs = new Map(); // 'shape n' -> the reused output buffer of n windows
-  return async (model, shape, input, n = 1) => {
+  const run = async (model, shape, input, n = 1) => {
     const [h, w] = bundle.plan.shapes[shape];
     const size = 3 * h * w;
     const outSize = size * scale * scale;
@@ -87,6 +128,9 @@ async function liteRtRunner(bundle, precision, threads) {
     }
     return result;
   };
+  run.release = async () => {}; // the compiled models stay, cached for the page (above)
+  run.threaded = { files: runsOn.length, withThreads: runsOn.filter((n) => n > 1).length };
+  return run;
 }
 
 // A runner for the bundle's files of one backend and precision.

@@ -5,10 +5,11 @@
 //
 // A job: {kind: 'page', url, play?, backend?, precision?} opens the player page itself (and presses Play
 // with that runtime) and reports the error it shows or its stats;
-// otherwise {bundle, kind: 'load'|'play', backend, precision, threads?, rgb?, frames?, keep?}. 'play' runs
+// otherwise {bundle, kind: 'load'|'play'|'runtime', backend, precision, threads?, rgb?, frames?, keep?}. 'play' runs
 // the bundle's plan over its frames: the RGB frames at `rgb` (raw uint8 [T, h, w, 3]) or, without it,
 // the frames the page decodes itself; `keep` returns the SR frames (base64 float32 planar) and the
-// decoded ones (base64 uint8). Every job reports ok, error (the page's message), fps.
+// decoded ones (base64 uint8). 'runtime' times `runs` calls of model `model` alone on plan shape `shape` (the
+// top-left window of the first frame at `rgb`): ms of each call. Every job reports ok, error (the page's message), fps.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
@@ -20,14 +21,19 @@ const jobs = JSON.parse(await readFile(jobsPath, 'utf8'));
 const JOB_MS = Number(process.env.STDO_JOB_MS || 240000);
 const withinTime = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
   setTimeout(() => reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s`)), JOB_MS).unref())]);
-// A CPU profile's self time (ms) by the script it ran in: the file name of its URL, or the profiler's own labels
+// A CPU profile's self time (ms) by the script it ran in: the file name of its URL (a package's path under
+// node_modules, so that e.g. LiteRT.js's dist/index.js is named as its package's), or the profiler's own labels
 // ((program), (garbage collector), (idle)).
+function scriptName(url) {
+  const path = url.split('?')[0];
+  return path.includes('/node_modules/') ? path.split('/node_modules/').pop() : path.split('/').pop();
+}
 function selfTimeByScript({ nodes, samples, timeDeltas }) {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const totals = Object.create(null); // names like "toString" are keys here, not Object.prototype methods
   samples.forEach((id, i) => {
     const { url, functionName } = byId.get(id).callFrame;
-    const name = url ? url.split('/').pop().split('?')[0] : functionName || '(anonymous)';
+    const name = url ? scriptName(url) : functionName || '(anonymous)';
     totals[name] = (totals[name] || 0) + (timeDeltas[i + 1] ?? 0) / 1000;
   });
   return totals;
@@ -88,6 +94,7 @@ try {
         for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
         return btoa(text);
       };
+      let run = null; // the job's runner, released when it ends: jobs do not pile up sessions in WASM memory
       try {
         if (job.kind === 'stream') { // streamed decoding against the whole-clip decode, from each start
           const bytes = await (await fetch(job.video)).arrayBuffer();
@@ -127,8 +134,28 @@ try {
         }
         const bundle = await s.readBundle(job.bundle);
         if (job.kind === 'load') return { ok: true };
+        if (job.kind === 'runtime') { // one model over one window of the plan's shapes, nothing else: the runtime alone
+          run = await s.openRunner(bundle, job.backend, job.precision, job.threads ?? 1);
+          const [h, w] = bundle.plan.shapes[job.shape];
+          const { width, height } = bundle;
+          const rgb = new Uint8Array(await (await fetch(job.rgb)).arrayBuffer()).subarray(0, 3 * width * height);
+          const input = new Float32Array(3 * h * w); // the first frame's top-left window, planar
+          for (let c = 0; c < 3; c++) {
+            for (let y = 0; y < h; y++) {
+              for (let x = 0; x < w; x++) input[(c * h + y) * w + x] = rgb[(y * width + x) * 3 + c] / 255;
+            }
+          }
+          for (let i = 0; i < 2; i++) await run(job.model, job.shape, input, 1); // warm-up
+          const times = [];
+          for (let i = 0; i < job.runs; i++) {
+            const t0 = performance.now();
+            await run(job.model, job.shape, input, 1);
+            times.push(performance.now() - t0);
+          }
+          return { ok: true, times };
+        }
         if (job.kind === 'long') { // play a long clip by the bundle's plan (frame t by plan t mod T): heap, frames held
-          const run = await s.openRunner(bundle, job.backend, job.precision, job.threads ?? 1);
+          run = await s.openRunner(bundle, job.backend, job.precision, job.threads ?? 1);
           const bytes = await (await fetch(job.video)).arrayBuffer();
           const { width, height, scale } = bundle;
           const planar = new Float32Array(3 * width * height);
@@ -154,9 +181,9 @@ try {
           return { ok: true, frames: consumed, first_ms: first, held: stats.held, samples, ms: performance.now() - t0 };
         }
         const threads = job.threads ?? s.threadCount();
-        const run = await s.openRunner(bundle, job.backend, job.precision, threads);
+        run = await s.openRunner(bundle, job.backend, job.precision, threads);
         const { width, height, scale } = bundle;
-        const out = { ok: true, threads, isolated: globalThis.crossOriginIsolated };
+        const out = { ok: true, threads, isolated: globalThis.crossOriginIsolated, threaded: run.threaded ?? null };
         let frames;
         if (job.rgb) {
           const raw = new Uint8Array(await (await fetch(job.rgb)).arrayBuffer());
@@ -191,6 +218,8 @@ try {
         return out;
       } catch (e) {
         return { ok: false, error: e.message, name: e.name };
+      } finally {
+        await run?.release();
       }
     }, job), `job ${results.length} (${job.kind} ${job.backend ?? ''} ${job.precision ?? ''})`));
     if (cdp) {
