@@ -18,6 +18,7 @@ from stdo.train.pipeline import TrainOptions, train
 from stdo.train.priordata import codec_round_trip, image_clip, skimage_photos
 from stdo.clip import Crop
 from stdo.resample import as_nchw
+from tampering import flip_update_bit
 
 
 def test_the_codec_round_trip_is_what_a_client_decodes(bikes_frames):
@@ -212,7 +213,7 @@ def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, 
     shutil.copytree(coded_bundle, flipped)
     update = flipped / entry["update"]["path"]
     data = bytearray(update.read_bytes())
-    data[len(data) // 2] ^= 0x40
+    flip_update_bit(data)
     update.write_bytes(bytes(data))
     from stdo.fileio import sha256_of
 

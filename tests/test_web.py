@@ -17,6 +17,7 @@ import pytest
 
 from stdo.export.pipeline import ExportOptions, export
 from stdo.play.player import Player
+from tampering import flip_update_bit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
 from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
@@ -171,7 +172,7 @@ def coded(tmp_path_factory, bikes):
     entry = next(e for m in manifest["models"] for e in m["files"] if e["format"] == "onnx" and e["precision"] == "int8")
     update = flipped / entry["update"]["path"]
     data = bytearray(update.read_bytes())
-    data[len(data) // 2] ^= 0x40
+    flip_update_bit(data)
     update.write_bytes(bytes(data))
     entry["update"]["sha256"] = sha256_of(update)  # the update's own check passes: the rebuild must catch it
     (flipped / "manifest.json").write_text(json.dumps(manifest))
