@@ -63,19 +63,20 @@ async function onnxRunner(bundle, precision, threads, gpu = false) {
   return run;
 }
 
-// LR pixels each (model, shape) pair runs over the clip, by the plan: 'model,shape' -> pixels (pairs it never runs
-// are absent).
-function planWork(plan) {
-  const uses = new Float64Array(plan.windows.length); // frames per frame plan
+// The (model, shape) pairs the plan runs, each with the LR pixels it runs over the clip, the most first.
+function pairsByWork(plan) {
+  const uses = new Float64Array(plan.batches.length); // frames per frame plan
   for (const p of plan.framePlan) uses[p] += 1;
-  const work = new Map();
-  plan.windows.forEach((windows, p) => {
-    for (const { model, shape } of windows.values()) {
+  const pairs = new Map(); // 'model,shape' -> {model, shape, pixels}
+  plan.batches.forEach((groups, p) => {
+    for (const { model, shape, windows } of groups) {
       const [h, w] = plan.shapes[shape];
-      work.set(`${model},${shape}`, (work.get(`${model},${shape}`) ?? 0) + uses[p] * h * w);
+      const key = `${model},${shape}`;
+      if (!pairs.has(key)) pairs.set(key, { model, shape, pixels: 0 });
+      pairs.get(key).pixels += uses[p] * windows.length * h * w;
     }
   });
-  return work;
+  return [...pairs.values()].sort((a, b) => b.pixels - a.pixels);
 }
 
 async function liteRtRunner(bundle, precision, threads) {
@@ -92,11 +93,9 @@ async function liteRtRunner(bundle, precision, threads) {
     }
     return file;
   }));
-  const work = [...planWork(bundle.plan)].sort((a, b) => b[1] - a[1]);
   const compiled = files.map(() => []); // [model][shape index], the pairs the plan runs
   const runsOn = []; // threads each compiled file runs on, in order of work
-  for (const [pair] of work) {
-    const [model, shape] = pair.split(',').map(Number);
+  for (const { model, shape } of pairsByWork(bundle.plan)) {
     const file = files[model][shape];
     const key = `${file.sha256} ${threads}`; // the threads asked for; the entry holds those it got
     if (!liteRtCompiled.has(key)) {

@@ -139,11 +139,11 @@ try {
           const [h, w] = bundle.plan.shapes[job.shape];
           const { width, height } = bundle;
           const rgb = new Uint8Array(await (await fetch(job.rgb)).arrayBuffer()).subarray(0, 3 * width * height);
+          const frame = s.rgbToPlanar(rgb, width, height);
           const input = new Float32Array(3 * h * w); // the first frame's top-left window, planar
-          for (let c = 0; c < 3; c++) {
-            for (let y = 0; y < h; y++) {
-              for (let x = 0; x < w; x++) input[(c * h + y) * w + x] = rgb[(y * width + x) * 3 + c] / 255;
-            }
+          for (let row = 0; row < 3 * h; row++) { // row y of channel c
+            const [c, y] = [Math.floor(row / h), row % h];
+            input.set(frame.subarray((c * height + y) * width, (c * height + y) * width + w), row * w);
           }
           for (let i = 0; i < 2; i++) await run(job.model, job.shape, input, 1); // warm-up
           const times = [];
