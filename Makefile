@@ -17,12 +17,12 @@ $(VENV)/.installed: setup.py setup.cfg constraints.txt
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
+	$(PY) -m pytest -n $(JOBS) -q
 
 # The edit loop: everything but the tests marked slow (every method trained, torchrun, Ray, Chromium, the APK,
 # TFLite/CoreML conversions).
 test-fast: install
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -m "not slow"
+	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
 
 # What the web player's tests need beside Python (skipped without it, required under CI=true): Debian's
 # chromium (never a browser downloaded by npm) and the npm packages pinned by package-lock.json.

@@ -23,8 +23,6 @@ from stdo.video import read_video
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.xdist_group("docs")
-
 
 def _entry_points() -> dict[str, str]:
     config = configparser.ConfigParser()

@@ -1,11 +1,12 @@
 """stdo-fleet: a catalogue of videos through cluster -> train -> export on a local Ray with 2 CPUs.
 
-The Ray tests share one xdist group (the Makefile runs pytest with --dist loadgroup): each starts and
-stops its own local Ray, and checks that no Ray process or session folder is left behind.
+The Ray tests take one machine-wide lock (xdist workers run them one at a time): each starts and stops its own
+local Ray, and checks that no Ray process or session folder is left behind.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -43,12 +44,17 @@ def stray_ray() -> list[str]:
 
 @pytest.fixture()
 def clean_ray():
-    assert not stray_ray(), "a local Ray was left over before the test"
-    yield
-    deadline = time.time() + 20
-    while stray_ray() and time.time() < deadline:
-        time.sleep(0.5)
-    assert not stray_ray(), f"left over after the fleet: {stray_ray()}"
+    """One local Ray at a time on this machine, none left over. An flock, not an xdist group: pytest-xdist 3.8's
+    --dist loadgroup does nothing under pytest 9 (it renames item._nodeid, which pytest 9 no longer reads), so the
+    two Ray tests ran side by side and one saw the other's Ray."""
+    with open(Path(tempfile.gettempdir()) / "stdo-fleet-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert not stray_ray(), "a local Ray was left over before the test"
+        yield
+        deadline = time.time() + 20
+        while stray_ray() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not stray_ray(), f"left over after the fleet: {stray_ray()}"
 
 
 # ------------------------------------------------------------------------------------------------ JOBS files
@@ -130,7 +136,6 @@ def test_a_stage_reports_bad_input_as_its_error(tmp_path):
 # ------------------------------------------------------------------------------------------------ on Ray
 
 @pytest.mark.slow  # Ray / a whole delivery
-@pytest.mark.xdist_group("ray")
 def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bunny, clean_ray):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bikes.read_bytes()[:3000])
@@ -170,7 +175,6 @@ def test_catalogue_completes_and_rerun_skips_finished_videos(tmp_path, bikes, bu
 
 
 @pytest.mark.slow  # Ray / a whole delivery
-@pytest.mark.xdist_group("ray")
 def test_a_worker_killed_mid_training_is_retried_to_the_same_result(tmp_path, bikes, clean_ray):
     """Two rows of the same video: one has its training worker SIGKILLed after its first checkpoint. Ray retries
     the task, training resumes from the checkpoint, and both end with the same models."""
