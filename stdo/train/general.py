@@ -31,6 +31,8 @@ from stdo.train.sampling import ChunkSampler
 from stdo.stream import StreamOptions
 from stdo.train.priordata import codec_round_trip, image_clip, is_image
 from stdo.clip import load_clip
+from stdo.train.priorset import is_prior_set, open_prior_set
+from stdo.train.validation import Validation
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ class GeneralOptions:
     codec: str = "h264"
     config: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000))
     overwrite: bool = False
+    context: int = 8  # LR pixels read around each crop (the loss covers the crop only)
+    validation: Path | None = None  # a prior set (stdo.train.priorset) held out: it decides the kept state, and
+    # the PSNR over bicubic at each evaluation is the training curve (written beside the state)
+    work: Path | None = None  # where the resumable state, snapshots and curve go (default: beside `out`)
 
 
 def _check(o: GeneralOptions) -> None:
@@ -54,6 +60,12 @@ def _check(o: GeneralOptions) -> None:
     for source in o.sources:
         if not Path(source).exists():
             raise StdoError(f"{source} does not exist: give video files or folders of frames")
+        if o.crfs and is_prior_set(Path(source)):
+            raise StdoError(f"{source} is a prior set, its LR already coded: drop `crfs`")
+    if o.validation is not None and not is_prior_set(Path(o.validation)):
+        raise StdoError(f"`validation` {o.validation} is not a prior set: build one with stdo.train.priorset")
+    if o.context < 0:
+        raise StdoError(f"`context` {o.context} is below 0: give the LR pixels read around each crop")
     if Path(o.out).suffix != ".pt":
         raise StdoError(f"`out` {o.out}: give a .pt file")
     if Path(o.out).exists() and not o.overwrite:
@@ -68,6 +80,9 @@ def _check(o: GeneralOptions) -> None:
 def _pair(source: Path, o: GeneralOptions) -> tuple[np.ndarray, list[np.ndarray]]:
     """(HR frames, the LR versions to learn from) of one source: bicubic LR, or that LR through the codec at
     each of o.crfs."""
+    if is_prior_set(source):
+        hr, lr, _ = open_prior_set(source, o.scale)
+        return hr, [lr]
     if is_image(source):
         hr, lr = image_clip(source, min(o.frames, 16), o.scale)
     else:
@@ -80,13 +95,15 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
     """Train the general model and write it to o.out; rerunning the same command resumes."""
     _check(o)
     out = Path(o.out)
-    state = out.parent / f".{out.name}.state.pt"  # beside the output until it is written
+    work = Path(o.work) if o.work is not None else out.parent
+    work.mkdir(parents=True, exist_ok=True)
+    state = work / f".{out.name}.state.pt"  # until the output is written (a wsd run keeps its stable state)
     with stage_lock(out.parent, f"{out}", name=f".stdo-{out.name}.lock"):
         pairs = [_pair(Path(source), o) for source in o.sources]
         # one window size for every batch, whatever the clips' sizes: crop and context fit the smallest LR frame
         smallest = min(min(lr.shape[1:3]) for _, lrs in pairs for lr in lrs)
         crop = min(o.config.crop, smallest)
-        context = min(8, (smallest - crop) // 2)
+        context = min(o.context, (smallest - crop) // 2)
         groups, frames = [], 0
         for hr, lrs in pairs:
             for lr in lrs:
@@ -96,15 +113,23 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
                                            augment=o.config.augment))
                 frames += t
         model = create_model(o.model, scale=o.scale)
-        job = Job("general", model, o.config.steps, ChunkSampler(groups))
+        validation = Validation(o.validation, o.scale, o.config.device, work / f".{out.name}.curve") \
+            if o.validation is not None else None
+        job = Job("general", model, o.config.steps, ChunkSampler(groups), evaluate=validation)
+        extendable = o.config.schedule == "wsd"  # its steps may grow on a resume (loop.wsd_factor)
         signature = {"general": 1, "sources": [fingerprint(Path(s)) for s in o.sources], "scale": o.scale,
                      "model": o.model, "frames": o.frames, "crfs": list(o.crfs), "codec": o.codec,
-                     "train": {k: v for k, v in asdict(o.config).items() if k not in ("device", "amp", "compile")}}
+                     "context": o.context, "validation": fingerprint(Path(o.validation)) if o.validation else None,
+                     "train": {k: v for k, v in asdict(o.config).items()
+                               if k not in ("device", "amp", "compile") + (("steps",) if extendable else ())}}
         result = train_job(job, o.config, state, signature, progress,
                            runtime={"device": o.config.device, "amp": o.config.amp, "compile": o.config.compile})
         save_torch(out, job.model.cpu().state_dict())
-        state.unlink(missing_ok=True)
+        if not extendable:
+            state.unlink(missing_ok=True)
     evaluations = dict(result.evaluations)
+    if validation is not None:
+        evaluations[0] = validation.bicubic  # what the gain is over
     return {"out": str(out), "clips": len(o.sources), "frames": frames, "steps": result.steps,
             "kept_step": result.kept_step, "params": sum(p.numel() for p in model.parameters()),
             "eval_psnr": evaluations.get(result.kept_step), "eval_psnr_start": evaluations.get(0),

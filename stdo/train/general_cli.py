@@ -13,7 +13,7 @@ from stdo.models import list_models
 from stdo.stream import CODECS
 from stdo.train.cli import StepBar
 from stdo.train.general import GeneralOptions, train_general
-from stdo.train.loop import AMP_MODES, TrainConfig
+from stdo.train.loop import AMP_MODES, SCHEDULES, TrainConfig
 
 
 @stdo_command(
@@ -45,12 +45,20 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size.")
 @click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True, help="Adam learning rate.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="Mixed precision.")
+@click.option("--context", type=int, default=GeneralOptions.context, show_default=True,
+              help="LR pixels read around each crop (the loss covers the crop only).")
+@click.option("--schedule", type=click.Choice(sorted(SCHEDULES)), default=TrainConfig.schedule, show_default=True,
+              help="Learning-rate shape: cosine, or wsd (warmup, stable, decay: a rerun with more --steps extends it).")
+@click.option("--validation", type=click.Path(path_type=Path), default=None,
+              help="A held-out prior set (python -m stdo.train.priorset): it picks the kept state and gives the curve.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Folder of the resumable state, snapshots and validation curve (default: beside --out).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, steps, batch, crop, learning_rate, amp, seed, device,
-                    quiet, verbose):
+def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, steps, batch, crop, learning_rate, amp,
+                    context, schedule, validation, work, seed, device, quiet, verbose):
     """Train a general WDSR over SOURCES (videos, frame folders or photographs; default: the built-in clips),
     for `--scorer general` or as the prior `stdo-train --init` starts from.
 
@@ -59,12 +67,14 @@ def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, 
     """
     setup_logging(verbose)
     sources = list(sources) or [clip_path(name) for name in CLIPS]
-    config = TrainConfig(steps=steps, batch=batch, crop=crop, lr=learning_rate, amp=amp, seed=seed, device=device)
+    config = TrainConfig(steps=steps, batch=batch, crop=crop, lr=learning_rate, amp=amp, seed=seed, device=device,
+                         schedule=schedule, eval_points=40 if validation else TrainConfig.eval_points)
     bar = StepBar(disable=quiet)
     try:
         report = train_general(GeneralOptions(sources=sources, out=out, scale=scale, model=model, frames=frames,
                                               crfs=parse_crfs(crfs), codec=codec, config=config,
-                                              overwrite=overwrite), progress=bar)
+                                              overwrite=overwrite, context=context, validation=validation, work=work),
+                               progress=bar)
     finally:
         bar.close()
     click.echo(f"general x{scale} {model} over {report['clips']} clip(s), {report['frames']} frames, "

@@ -77,6 +77,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's model (slow start, faster steps)
     keep_best: bool = True  # keep the best state seen by the periodic evaluation, not the last
     eval_points: int = 10  # evaluations over the run (plus the start and the end)
+    schedule: str = "cosine"  # the learning rate's shape over the steps: cosine, or wsd (extendable; SCHEDULES)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class Job:
     schedule: tuple[int, int, int] | None = None
     project: Callable[[nn.Module], None] | None = None  # applied to the model after every optimizer step (the
     # constraint of a sparse update: stdo.train.sparse)
+    evaluate: Callable[[int, nn.Module], float] | None = None  # (step, model) -> the PSNR that decides the kept
+    # state, in place of the job's own evaluation crops (a prior: held-out validation content)
 
 
 @dataclass
@@ -126,10 +129,38 @@ def lr_factor(step: int, steps: int, warmup_share: float = 0.1, final: float = 0
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def scheduled_lr_factor(step: int, steps: int, schedule: tuple[int, int, int] | None) -> float:
-    """lr_factor at a job's step, its `steps` spread over its share of a longer schedule (Job.schedule)."""
+WSD_WARMUP = 1000  # steps (fewer for short runs): fixed, so that a longer run repeats a shorter one's steps
+WSD_DECAY_SHARE = 0.2  # the last 20% of the steps
+
+
+def wsd_decay_start(steps: int) -> int:
+    return steps - int(steps * WSD_DECAY_SHARE)
+
+
+def wsd_factor(step: int, steps: int, final: float = 0.01) -> float:
+    """Warmup, stable, decay: linear warmup, the full learning rate, then a cosine down to 1% over the last 20%.
+
+    Unlike the cosine, every step before the decay has the same learning rate whatever the total, so a run
+    can be extended: the state saved where the decay starts resumes under a larger `steps` (a long training,
+    such as a prior's, runs over several sittings and is annealed at each end).
+    """
+    warmup = max(1, min(WSD_WARMUP, steps // 10))
+    if step < warmup:
+        return (step + 1) / warmup
+    decay = wsd_decay_start(steps)
+    if step < decay:
+        return 1.0
+    progress = min(1.0, (step - decay) / max(1, steps - decay))
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {"cosine": lr_factor, "wsd": wsd_factor}  # TrainConfig.schedule -> the learning rate's shape
+
+
+def scheduled_lr_factor(step: int, steps: int, schedule: tuple[int, int, int] | None, shape: str = "cosine") -> float:
+    """The schedule's factor at a job's step, its `steps` spread over its share of a longer schedule (Job.schedule)."""
     first, last, total = schedule or (0, steps, steps)
-    return lr_factor(first + (last - first) * step // max(1, steps), total)
+    return SCHEDULES[shape](first + (last - first) * step // max(1, steps), total)
 
 
 def _masked_squared_error(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -225,6 +256,25 @@ class Checkpoint:
             raise StdoError(f"{path} is unreadable ({e.__class__.__name__}): delete it or pass `restart`") from None
 
 
+def _extendable(state: Checkpoint, stable_path: Path, steps: int) -> Checkpoint:
+    """A wsd run's state to resume under another total of `steps`: the saved state if it is still before both
+    decays, else the state saved where its decay started (the anneal is run again at the new end)."""
+    decay = wsd_decay_start(steps)
+    if state.step > min(decay, wsd_decay_start(state.config.get("steps", steps))):
+        if not stable_path.exists():
+            raise StdoError(f"the run saved at step {state.step} is past where its learning rate decays and keeps no "
+                            f"state from before: rerun with its `steps` {state.config.get('steps')}, or `restart`")
+        state = Checkpoint.load(stable_path)
+    if state.step > decay:
+        raise StdoError(f"the run's stable phase ended at step {state.step}, past where {steps} steps start to decay "
+                        f"(step {decay}): give `steps` of at least {math.ceil(state.step / (1 - WSD_DECAY_SHARE))}")
+    log.info("extending a wsd run from step %d to %d steps", state.step, steps)
+    evaluations = [e for e in state.evaluations if e[0] <= state.step]
+    best = state.best if state.best is not None and state.best["step"] <= state.step else None
+    return Checkpoint(**{**{f.name: getattr(state, f.name) for f in fields(state)}, "evaluations": evaluations,
+                         "best": best})
+
+
 def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, progress: ProgressFn = None,
               job_index: int = 0, runtime: dict | None = None) -> JobResult:
     """Train one job to cfg-defined steps, resuming from state_path when it holds the same signature (what was
@@ -234,18 +284,24 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     world = dist_utils.world()
     model = job.model.to(device, memory_format=torch.channels_last)  # ~1.2x faster convs on CPU and GPU
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.schedule not in SCHEDULES:
+        raise StdoError(f"`schedule` {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(scheduled_lr_factor, steps=job.steps, schedule=job.schedule))
+        optimizer, partial(scheduled_lr_factor, steps=job.steps, schedule=job.schedule, shape=cfg.schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
     rng = np.random.default_rng([cfg.seed, job_index, world.rank])
     step, elapsed, history = 0, 0.0, []
-    evaluator = Evaluator(job, cfg, job_index, device) if cfg.keep_best else None  # drawn before any resume
+    evaluator = Evaluator(job, cfg, job_index, device) if cfg.keep_best and job.evaluate is None else None  # drawn
+    # before any resume
     eval_every = max(1, job.steps // max(1, cfg.eval_points))
     best: dict | None = None  # {"step", "psnr", "model"}
     evaluations: list[tuple[int, float]] = []
 
+    stable_path = state_path.with_name(state_path.name + ".stable")  # the state where a wsd decay starts
     if state_path.exists():
         state = Checkpoint.load(state_path)
+        if cfg.schedule == "wsd" and state.config.get("steps") != job.steps:
+            state = _extendable(state, stable_path, job.steps)
         if state.signature != signature:
             raise StdoError(
                 f"{state_path} was saved by a run with other options: rerun with the same options to resume, "
@@ -269,9 +325,9 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     def consider(at_step: int) -> None:
         """Evaluate the model; keep its state if it is the best so far (ties keep the earlier)."""
         nonlocal best
-        if evaluator is None or (evaluations and evaluations[-1][0] == at_step):
+        if (evaluator is None and job.evaluate is None) or (evaluations and evaluations[-1][0] == at_step):
             return
-        score = evaluator.psnr(model)
+        score = job.evaluate(at_step, model) if job.evaluate is not None else evaluator.psnr(model)
         evaluations.append((at_step, score))
         if best is None or score > best["psnr"]:
             best = {"step": at_step, "psnr": score, "model": _copy_state(model)}
@@ -317,14 +373,19 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
             progress(job.name, step, job.steps, loss_value, _psnr_of(sr, hr_batch, mask))
         if step % eval_every == 0 or step == job.steps:
             consider(step)
-        if step % cfg.checkpoint_every == 0 or step == job.steps:
+        stable_end = cfg.schedule == "wsd" and step == wsd_decay_start(job.steps)
+        if step % cfg.checkpoint_every == 0 or step == job.steps or stable_end:
             rng_states = dist_utils.gather_objects(rng.bit_generator.state) if job.shared else [rng.bit_generator.state]
             if world.rank == 0 or not job.shared:
-                Checkpoint(signature=signature, step=step, model=model.state_dict(),
-                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           scaler=scaler.state_dict(), rng=rng_states, sampler=job.sampler.state_dict(),
-                           elapsed=time.perf_counter() - start, history=history, config=asdict(cfg), best=best,
-                           evaluations=evaluations, runtime=runtime).save(state_path)
+                checkpoint = Checkpoint(signature=signature, step=step, model=model.state_dict(),
+                                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                        scaler=scaler.state_dict(), rng=rng_states, sampler=job.sampler.state_dict(),
+                                        elapsed=time.perf_counter() - start, history=history,
+                                        config={**asdict(cfg), "steps": job.steps}, best=best,
+                                        evaluations=evaluations, runtime=runtime)
+                checkpoint.save(state_path)
+                if stable_end:
+                    checkpoint.save(stable_path)
             last_saved = step
     kept = step
     if best is not None and best["step"] != step:

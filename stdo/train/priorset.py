@@ -1,0 +1,175 @@
+"""The prior's training set: photographs made into short coded clips, built once into a folder.
+
+A prior is carried by every client and runs on whatever stream it receives, so it must learn the LR a
+client really decodes: each clip is a window moving across a photograph (a random pan, or still for
+calm scenes), downscaled by the shipped downscaler (stdo.resample) and then, for most clips, coded as
+a video (H.264 or HEVC at a random CRF, an intra frame then predicted ones) and decoded as a client
+decodes it; the rest stays clean bicubic LR. Photographs are first shrunk by a random factor (a sharp,
+low-noise HR, at several sizes of the same scene), and every clip has its own codec, CRF and motion.
+
+The folder holds `hr.npy` [N, W, W, 3] uint8, `lr_x{s}.npy` [N, W/s, W/s, 3] for each scale (each scale's
+LR coded on its own) and `clips.json` (each clip's photograph, size, motion, codec and CRF). Frames of a
+clip are consecutive; the folder is written atomically, and a build with the same options is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stdo.errors import StdoError
+from stdo.fileio import sha256_of, staged_dir
+from stdo.resample import downscale_bicubic
+from stdo.train.priordata import codec_round_trip
+from stdo.video import read_image
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "clips.json"
+
+
+@dataclass(frozen=True)
+class PriorSetOptions:
+    scales: tuple[int, ...] = (4, 2)
+    window: int = 256  # HR side of a clip's frames (a multiple of 2·scale for 4:2:0 LR)
+    frames: int = 6  # per clip: one intra frame, then predicted ones
+    clips_per_window: float = 0.5  # clips per window-sized area of each shrunk photograph
+    max_clips: int = 16  # per photograph and size
+    sizes: int = 3  # shrunk sizes per photograph
+    max_side: int = 1600  # the shorter side of the largest size
+    still: float = 0.3  # share of clips without motion
+    speed: float = 4.0  # HR pixels per frame, at most, along each axis
+    clean: float = 0.15  # share of clips left as clean bicubic LR
+    codecs: tuple[str, ...] = ("h264", "hevc")
+    crf: tuple[int, int] = (18, 40)  # CRF range, both ends included
+    seed: int = 0
+
+    def check(self) -> None:
+        for s in self.scales:
+            if self.window % (2 * s):
+                raise StdoError(f"`window` {self.window} is not a multiple of 2·{s}: give a multiple of {2 * max(self.scales)}")
+        if self.frames < 1 or self.sizes < 1 or self.max_clips < 1:
+            raise StdoError("`frames`, `sizes` and `max_clips` must be at least 1")
+        if not 0 <= self.still <= 1 or not 0 <= self.clean <= 1:
+            raise StdoError("`still` and `clean` are shares between 0 and 1")
+
+
+def _shrink(image: np.ndarray, short: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if short >= min(h, w):
+        return image
+    f = short / min(h, w)
+    return np.asarray(Image.fromarray(image).resize((round(w * f), round(h * f)), Image.Resampling.LANCZOS))
+
+
+def _clip_windows(image: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """[frames, W, W, 3]: a window moving by a random velocity (or still) across the image."""
+    h, w = image.shape[:2]
+    travel = o.speed * (o.frames - 1)
+    still = rng.random() < o.still
+    v = np.zeros(2) if still else rng.uniform(-o.speed, o.speed, 2)
+    lo = np.maximum(0, -v * (o.frames - 1))
+    hi = np.array([h, w]) - o.window - np.maximum(0, v * (o.frames - 1))
+    if (hi < lo).any():
+        v[:], lo, hi = 0, np.zeros(2), np.array([h, w]) - o.window
+    start = lo + rng.random(2) * (hi - lo)
+    frames = []
+    for t in range(o.frames):
+        y, x = np.round(start + v * t).astype(int)
+        frames.append(image[y : y + o.window, x : x + o.window])
+    return np.stack(frames), {"velocity": [round(float(v[1]), 2), round(float(v[0]), 2)], "travel": travel}
+
+
+def _degrade(lr: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    if rng.random() < o.clean:
+        return lr, {"codec": None, "crf": None}
+    codec = str(rng.choice(o.codecs))
+    crf = int(rng.integers(o.crf[0], o.crf[1] + 1))
+    return codec_round_trip(lr, crf, codec), {"codec": codec, "crf": crf}
+
+
+def _signature(images: list[Path], o: PriorSetOptions) -> dict:
+    return {"options": asdict(o), "images": [sha256_of(p) for p in images]}
+
+
+def is_prior_set(path: Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def build_prior_set(images: list[Path], out: Path, o: PriorSetOptions = PriorSetOptions()) -> Path:
+    """Build the set from `images` into `out` (reused when it was built from the same images and options)."""
+    o.check()
+    if not images:
+        raise StdoError("give at least one photograph to build the prior's set from")
+    out = Path(out)
+    signature = _signature(images, o)
+    if is_prior_set(out) and json.loads((out / MANIFEST).read_text()).get("signature") == signature:
+        return out
+    rng = np.random.default_rng(o.seed)
+    hr_clips, lr_clips, clips = [], {s: [] for s in o.scales}, []
+    for path in images:
+        image = read_image(path)
+        short = min(image.shape[:2])
+        smallest = o.window + int(np.ceil(o.speed * (o.frames - 1))) + 1
+        if short < o.window:
+            log.warning("%s: %d pixels on its shorter side, below the window of %d: skipped", path.name, short, o.window)
+            continue
+        top = min(short, o.max_side)
+        for size in np.linspace(max(smallest, top / 3), top, o.sizes) if top > smallest else [short]:
+            shrunk = _shrink(image, int(size))
+            area = shrunk.shape[0] * shrunk.shape[1]
+            count = int(np.clip(round(o.clips_per_window * area / o.window**2), 1, o.max_clips))
+            for _ in range(count):
+                hr, motion = _clip_windows(shrunk, o, rng)
+                hr_clips.append(hr)
+                facts = {"image": path.name, "size": list(shrunk.shape[1::-1]), **motion}
+                for s in o.scales:
+                    lr, coding = _degrade(downscale_bicubic(hr, s), o, rng)
+                    lr_clips[s].append(lr)
+                    facts[f"x{s}"] = coding
+                clips.append(facts)
+        log.info("%s: %d clips so far", path.name, len(clips))
+    if not clips:
+        raise StdoError(f"no photograph is at least {o.window} pixels on its shorter side: give larger ones")
+    with staged_dir(out) as tmp:
+        np.save(tmp / "hr.npy", np.concatenate(hr_clips))
+        for s in o.scales:
+            np.save(tmp / f"lr_x{s}.npy", np.concatenate(lr_clips[s]))
+        (tmp / MANIFEST).write_text(json.dumps({"signature": signature, "frames": o.frames, "clips": clips}))
+    return out
+
+
+def open_prior_set(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(HR, LR at x`scale`, manifest) of a built set, the arrays memory-mapped."""
+    path = Path(path)
+    lr = path / f"lr_x{scale}.npy"
+    if not lr.is_file():
+        raise StdoError(f"{path} holds no LR at x{scale}: build it with that scale")
+    return np.load(path / "hr.npy", mmap_mode="r"), np.load(lr, mmap_mode="r"), json.loads((path / MANIFEST).read_text())
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Build the prior's training set from photographs.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("images", type=Path, nargs="+")
+    parser.add_argument("--scales", default="4,2")
+    parser.add_argument("--max-clips", type=int, default=PriorSetOptions.max_clips)
+    parser.add_argument("--sizes", type=int, default=PriorSetOptions.sizes)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        options = PriorSetOptions(scales=tuple(int(s) for s in args.scales.split(",")), max_clips=args.max_clips,
+                                  sizes=args.sizes, seed=args.seed)
+        print(build_prior_set(args.images, args.out, options))
+    except StdoError as e:
+        sys.exit(f"Error: {e}")
