@@ -75,7 +75,7 @@ def train_method(run: Path, name: str, steps: int, batch: int, crop: int, seed: 
     method, extra = METHODS[name]
     config = TrainConfig(steps=steps, batch=batch, crop=crop, seed=seed, checkpoint_every=max(100, steps))
     options = TrainOptions(run=run, method=method, config=config, restart=True,
-                           method_options=MethodOptions(crop=crop, **extra))
+                           method_options=MethodOptions(**extra))
     t0 = time.perf_counter()
     report = train(options)
     report["bench_wall_seconds"] = time.perf_counter() - t0

@@ -39,7 +39,7 @@ import numpy as np
 
 import stdo
 from stdo.errors import FormatError
-from stdo.fileio import sha256_of, write_bytes, write_json
+from stdo.fileio import JSONUnreadable, read_json, sha256_of, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
@@ -61,6 +61,19 @@ VIDEO_CODECS = ("h264", "hevc", "av1")
 VIDEO_MATRICES = ("bt601", "bt709", "bt2020", "rgb")
 VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "height", "frames", "fps", "duration_s",
                 "bitrate_kbps")
+
+
+def min_patch(scale: int) -> int:
+    """The smallest patch side, in LR pixels, a grid may have at x`scale` (stdo-cluster refuses finer grids: each HR
+    patch keeps pixels after the STDO protocol's shave of scale + 4)."""
+    return 2 * (scale + 4) // scale + 1
+
+
+def max_rebuilt_bytes(base_bytes: int) -> int:
+    """The largest model file an update of a carried base file may rebuild: a model of the prior's architecture in
+    the base's format and precision is about the base's size; twice that and 64 KiB leaves room for renamed or
+    re-laid-out tensors, and bounds what a hostile manifest can make a client inflate."""
+    return 2 * base_bytes + (64 << 10)
 
 
 class BundleError(FormatError):
@@ -210,6 +223,9 @@ def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
                           f"{str(base_id)[:12]}...): install the stdo that made the bundle, or export it with "
                           "--update off")
     _need(sha256_of(base) == base_id, f"the carried prior file {base} is damaged: reinstall stdo")
+    limit = max_rebuilt_bytes(base.stat().st_size)
+    _need(size <= limit, f"{what}: a file of {size} bytes cannot be an update of a {base.stat().st_size}-byte prior "
+                         f"file (at most {limit})")
     cached = cache_dir() / digest / name
     try:
         data = decode_update(update_path.read_bytes(), base.read_bytes(), size, update.get("ops"))
@@ -248,9 +264,9 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     _need(manifest_path.is_file() and not manifest_path.is_symlink(), f"{root} has no {MANIFEST}")
     _need(manifest_path.stat().st_size <= MAX_MANIFEST_BYTES, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
-        manifest = json.loads(manifest_path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise BundleError(f"bad bundle: {MANIFEST} is not JSON ({e.__class__.__name__})") from None
+        manifest = read_json(manifest_path)
+    except JSONUnreadable as e:
+        raise BundleError(f"bad bundle: {MANIFEST} is not JSON ({e})") from None
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, f"{MANIFEST} is not a {FORMAT} manifest")
     _need(manifest.get("version") == VERSION, f"version {manifest.get('version')!r} is not {VERSION}: update stdo")
 
@@ -261,7 +277,9 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
           "lr_size must be [width, height]")
     frames = _int(manifest, "frames", 1, MAX_FRAMES)
     grid = _dict(manifest, "grid")
-    cols, rows = _int(grid, "cols", 1, min(MAX_GRID, lr_size[0])), _int(grid, "rows", 1, min(MAX_GRID, lr_size[1]))
+    patch = min_patch(manifest["scale"])  # a patch is at least this many LR pixels a side (stdo-cluster's rule)
+    cols = _int(grid, "cols", 1, min(MAX_GRID, max(1, lr_size[0] // patch)))
+    rows = _int(grid, "rows", 1, min(MAX_GRID, max(1, lr_size[1] // patch)))
     _int(grid, "margin", 0, 1024)
     fps = manifest.get("fps")
     _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
@@ -287,6 +305,10 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     _need((actual["width"], actual["height"], actual["frames"]) == (lr_size[0], lr_size[1], frames),
           f"video: the file is {actual['width']}x{actual['height']} with {actual['frames']} frames, the manifest "
           f"says {lr_size[0]}x{lr_size[1]} with {frames}")
+    wrong = [k for k in VIDEO_FIELDS if video.get(k) != actual[k]]  # a client converts colour and times frames by these
+    _need(not wrong, f"video: the manifest's {', '.join(wrong)} differ from the file's own "
+                     f"({', '.join(f'{k} {actual[k]!r}' for k in wrong)})")
+    _need(fps == actual["fps"], f"fps {fps!r} is not the video's {actual['fps']!r}")
     if manifest.get("model_map") is None and len(models) == 1:  # a single (joint) model serves every patch
         model_map = np.zeros((frames, rows, cols), np.uint8)
     else:
@@ -303,7 +325,9 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
                            len(models), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
-    rebuilt = {}
+    rebuilt, paths = {}, {video["path"], plan_entry["path"]} | ({manifest["model_map"]["path"]}
+                                                              if manifest.get("model_map") is not None else set())
+    _need(len(paths) == 2 + (manifest.get("model_map") is not None), "two entries name one file")
     for i, model in enumerate(models):
         _need(isinstance(model, dict) and model.get("model") == i, f"models[{i}] must be model {i}")
         files = model.get("files")
@@ -311,15 +335,29 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
         for j, entry in enumerate(files):
             what = f"models[{i}].files[{j}]"
             _need(isinstance(entry, dict), f"{what} must be an object")
-            if entry.get("update") is not None:
-                _need(isinstance(entry["update"], dict), f"{what}.update must be an object")
-                rebuilt[entry["path"]] = _rebuild(root, entry, what, priors)
-            else:
-                _checked_file(root, entry, what)
-            _need(entry.get("format") in FORMATS, f"{what}: format must be one of {', '.join(FORMATS)}")
-            _need(entry.get("precision") in PRECISIONS, f"{what}: precision must be one of {', '.join(PRECISIONS)}")
+            fmt = RUNTIME_FORMATS.get(entry.get("format")) if isinstance(entry.get("format"), str) else None
+            _need(fmt is not None, f"{what}: format must be one of {', '.join(FORMATS)}")
+            _need(entry.get("precision") in fmt.precisions,
+                  f"{what}: precision of a {fmt.name} file must be one of {', '.join(fmt.precisions)}")
             shape = entry.get("input_shape")
             _need(isinstance(shape, list) and len(shape) == 4
                   and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
                           for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
+            window = tuple(shape[2:]) if fmt.fixed_shape else None  # one file per window shape of the plan
+            _need(shape == fmt.input_shape(window) and (window is None or window in plan.shapes),
+                  f"{what}: input_shape of a {fmt.name} file must be {fmt.input_shape(None)}" +
+                  (f" with [h, w] one of the plan's window shapes {[list(s) for s in plan.shapes]}"
+                   if fmt.fixed_shape else ""))
+            _plain_relative(entry, what)
+            # a file's name says its model, format, precision and shape, so no label can be moved to another file
+            name = f"models/{fmt.filename(i, entry['precision'], window)}"
+            _need(entry.get("path") == name, f"{what}: a {fmt.name} {entry['precision']} file of model {i} is "
+                                             f"{name!r}, not {entry.get('path')!r}")
+            _need(name not in paths, f"{what}: {name!r} is named twice")
+            paths.add(name)
+            if entry.get("update") is not None:
+                _need(isinstance(entry["update"], dict), f"{what}.update must be an object")
+                rebuilt[name] = _rebuild(root, entry, what, priors)
+            else:
+                _checked_file(root, entry, what)
     return Bundle(root, manifest, model_map, plan, rebuilt)

@@ -62,6 +62,25 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
+class JSONUnreadable(ValueError):
+    """The text is not JSON Python can hold: its class name says why (the caller words the error)."""
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON text parsed; every way it can fail (syntax, encoding, nesting too deep, an integer past Python's
+    4,300-digit limit) raises JSONUnreadable with the original error's class name, so each reader turns any of
+    them into its one-line error."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise JSONUnreadable(e.__class__.__name__) from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """parse_json of a file's bytes (OSError as it comes)."""
+    return parse_json(Path(path).read_bytes())
+
+
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 

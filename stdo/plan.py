@@ -261,6 +261,10 @@ def decode_plan(data: bytes, plans: int, runs: int, shapes: list, margin: int, f
           "a window runs outside the frame")
     _need(bool(((h > 0) & (w > 0) & (top >= y) & (left >= x) & (top + h <= y + wh) & (left + w <= x + ww)).all()),
           "a kept rectangle leaves its window")
+    _need(bool(((np.maximum(top - margin, 0) >= y) & (np.maximum(left - margin, 0) >= x)
+                & (np.minimum(top + h + margin, grid.height) <= y + wh)
+                & (np.minimum(left + w + margin, grid.width) <= x + ww)).all()),
+          f"a window holds less than the plan's margin of {margin} around its kept rectangle")
     _need(len(np.unique(plan)) == plans, "a frame plan has no runs")
     counts = np.zeros((grid.height + 1, grid.width + 1), np.int32)
     for p in range(plans):

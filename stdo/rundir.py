@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import atomic_path, save_npy, sha256_of, temp_beside, write_json
+from stdo.fileio import JSONUnreadable, atomic_path, read_json, save_npy, sha256_of, temp_beside, write_json
 from stdo.grid import Grid
 from stdo.locks import LOCK_NAME, is_leftover
 
@@ -92,9 +92,9 @@ def read_run_info(run: Path) -> RunInfo:
     if not path.is_file():
         raise StdoError(f"{run} is not a stdo RUN directory (no {RUN_JSON}): run stdo-cluster first")
     try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StdoError(f"{path} is damaged ({e.__class__.__name__}): rerun stdo-cluster with --overwrite") from None
+        info = read_json(path)
+    except JSONUnreadable as e:
+        raise StdoError(f"{path} is damaged ({e}): rerun stdo-cluster with --overwrite") from None
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
         raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --overwrite")

@@ -113,8 +113,8 @@ def test_sizes_are_trusted_only_after_the_video_confirms_them(tmp_path):
     model map or plan is inflated or any coverage array allocated from the claim."""
     manifest = make_bundle(tmp_path)
     (tmp_path / "modelmap.bin").write_bytes(zlib.compress(bytes(4096 * 4096), 9))  # ~4 KB, inflates to 16 MB
-    manifest.update(lr_size=[4096, 4096], frames=1024, grid={"cols": 1024, "rows": 1024, "margin": 6})
-    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[1024, 1024, 1024])
+    manifest.update(lr_size=[4096, 4096], frames=1024, grid={"cols": 512, "rows": 512, "margin": 6})
+    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[1024, 512, 512])
     manifest["video"].update(width=4096, height=4096, frames=1024)
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="the file is 80x48 with 6 frames, the manifest says 4096x4096 with 1024"):
@@ -141,6 +141,51 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     max_leaves=8)
 
 
+NAMES = ("h264", "hevc", "av1", "High", "Main", "yuv420p", "yuv444p", "bt601", "bt709", "full", "limited", "onnx",
+         "tflite", "torch", "coreml", "fp32", "fp16", "int8", "models/model0.onnx", "models/model1.onnx", "lr.mp4")
+
+
+def plausible(value):
+    """Values of the same kind as `value` that a careless or hostile writer could put in its place."""
+    if isinstance(value, bool) or value is None:
+        return st.sampled_from([True, False, None, 0, 1])
+    if isinstance(value, int):
+        return st.sampled_from([value - 1, value + 1, 2 * value, 0, 1])
+    if isinstance(value, float):
+        return st.sampled_from([value * 1.2, value / 2, round(value), value + 1e-9])
+    if isinstance(value, str):
+        return st.sampled_from(NAMES + (value[::-1], value.upper()))
+    if isinstance(value, list):
+        return st.sampled_from([value[:-1], value + value[-1:], value[::-1]] if value else [[None], [0]])
+    return st.just({})
+
+
+MUTATIONS = {
+    "fps": lambda m: m.update(fps=30.0),
+    "video fps": lambda m: m["video"].update(fps=30.0),
+    "colour matrix": lambda m: m["video"].update(matrix="bt601"),
+    "colour range": lambda m: m["video"].update(range="full"),
+    "codec": lambda m: m["video"].update(codec="hevc"),
+    "profile": lambda m: m["video"].update(profile="Main"),
+    "duration": lambda m: m["video"].update(duration_s=9.0),
+    "bitrate": lambda m: m["video"].update(bitrate_kbps=9.0),
+    "input shape of a dynamic file": lambda m: m["models"][0]["files"][0].update(input_shape=[1, 3, 20, 20]),
+    "one file for two models": lambda m: m["models"][1]["files"].__setitem__(0, copy.deepcopy(m["models"][0]["files"][0])),
+    "a model file that is the video": lambda m: m["models"][0]["files"][0].update(
+        {k: m["video"][k] for k in ("path", "sha256", "bytes")}),
+    "a grid finer than a patch can be": lambda m: m["grid"].update(cols=40, rows=24),
+}
+
+
+@pytest.mark.parametrize("name", MUTATIONS)
+def test_a_manifest_that_lies_about_what_a_client_plays_is_refused(tmp_path, name):
+    manifest = make_bundle(tmp_path)
+    MUTATIONS[name](manifest)
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError):
+        read_bundle(tmp_path)
+
+
 def _paths(obj, prefix=()):
     yield prefix
     if isinstance(obj, dict):
@@ -151,11 +196,48 @@ def _paths(obj, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
+FILE = ("path", "sha256", "bytes")
+UPDATE = (*FILE, "coding", "base", "ops")
+
+
+def _pick(obj, keys):
+    return {k: obj.get(k) for k in keys} if isinstance(obj, dict) else obj
+
+
+def _numbers_as_floats(obj):
+    """25 and 25.0 are one value to every client (JSON has one number type)."""
+    if isinstance(obj, dict):
+        return {k: _numbers_as_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers_as_floats(v) for v in obj]
+    return float(obj) if isinstance(obj, (int, float)) and not isinstance(obj, bool) else obj
+
+
+def client_view(bundle) -> tuple:
+    """Everything a client plays from: the manifest fields the players read (not when the tool ran, which method
+    made the models, nor the margins: the plan's windows are explicit, and its margin a bound the reader checks
+    them against), the model map and the plan."""
+    m = bundle.manifest
+    manifest = {
+        **{k: m.get(k) for k in ("format", "version", "scale", "lr_size", "frames", "fps")},
+        "grid": _pick(m["grid"], ("cols", "rows")),
+        "video": _pick(m["video"], (*FILE, *VIDEO)),
+        "model_map": _pick(m.get("model_map"), (*FILE, "shape")),
+        "plan": _pick(m["plan"], (*FILE, "version", "plans", "runs", "shapes")),  # margin: checked as a bound
+        "models": [[{**_pick(f, (*FILE, "format", "precision", "input_shape")), "update": _pick(f.get("update"), UPDATE)}
+                    for f in model["files"]] for model in m["models"]],
+    }
+    plan = bundle.plan
+    return (json.dumps(_numbers_as_floats(manifest), sort_keys=True), bundle.model_map.tobytes(), plan.runs.tobytes(),
+            plan.frame_plan.tobytes(), tuple(map(tuple, plan.shapes)))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_bundles_fail_only_with_bundle_errors(tmp_path_factory, data):
+def test_fuzzed_bundles_are_refused_or_change_nothing_a_client_plays(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("fuzz")
     manifest = make_bundle(root)
+    original = client_view(read_bundle(root))
     mutated = copy.deepcopy(manifest)
     for _ in range(data.draw(st.integers(1, 3))):
         paths = [p for p in _paths(mutated) if p]
@@ -163,17 +245,21 @@ def test_fuzzed_bundles_fail_only_with_bundle_errors(tmp_path_factory, data):
         parent = mutated
         for key in path[:-1]:
             parent = parent[key]
-        if data.draw(st.booleans()) and isinstance(parent, dict):
+        choice = data.draw(st.integers(0, 2))
+        if choice == 0 and isinstance(parent, dict):
             del parent[path[-1]]
-        else:
+        elif choice == 1:
             parent[path[-1]] = data.draw(JSON)
+        else:  # a value a client would take for a real one: a neighbour of the number, another known name
+            parent[path[-1]] = data.draw(plausible(parent[path[-1]]))
     rewrite(root, mutated)
     if data.draw(st.booleans()):
         (root / "modelmap.bin").write_bytes(data.draw(st.binary(max_size=64)))
     try:
-        read_bundle(root)
+        accepted = read_bundle(root)
     except BundleError:
-        pass
+        return
+    assert client_view(accepted) == original, "a mutation that changes what a client plays was accepted"
 
 
 def test_only_a_single_model_bundle_may_leave_out_the_model_map(tmp_path):

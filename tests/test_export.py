@@ -137,7 +137,7 @@ def test_single_model_method_bundle_has_no_model_map(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop=16),
-                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16)))
+                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8})))
     export(ExportOptions(run=run, method="awdnn", formats=("onnx",), verify_frames=1))
     bundle = read_bundle(run / "bundle")
     assert bundle.manifest["joint"] and bundle.manifest["model_map"] is None and len(bundle.manifest["models"]) == 1

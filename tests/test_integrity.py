@@ -125,7 +125,7 @@ def test_a_run_moved_to_another_machine_resumes_with_a_warning(run, caplog):
     def options(amp):
         return TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=40, batch=4, crop=16, checkpoint_every=10,
                                                                         amp=amp),
-                            method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8}, crop=16))
+                            method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8}))
 
     def stop_at_25(job, step, steps, loss, psnr):
         if step == 25:

@@ -24,7 +24,7 @@ from stdo.clip import Crop
 def options(run, method, steps, keep_best=True, **method_options):
     return TrainOptions(run=run, method=method,
                         config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=50, keep_best=keep_best),
-                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16,
+                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8},
                                                      **method_options))
 
 
@@ -80,7 +80,7 @@ def _weights(run, method, i):
 def _plan(run, method, steps, **method_options):
     hr, lr = load_frames(run)
     return build_training_plan(method, hr, lr, grid_of(read_run_info(run)), 2, load_chunkmap(run / CLUSTERS).chunks,
-                               steps, options(run, method, steps, **method_options).method_options)
+                               TrainConfig(steps=steps), options(run, method, steps, **method_options).method_options)
 
 
 def test_a_joint_start_of_0_is_plain_stdo_and_of_1_is_jstdo_copied_per_chunk(small_run, tmp_path):

@@ -62,7 +62,7 @@ def run_x4(tmp_path_factory, bikes):
 def _train(run: Path, steps: int, **method) -> dict:
     return train(TrainOptions(run=run, method="jstdo", restart=True,
                               config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=steps),
-                              method_options=MethodOptions(crop=16, **method)))
+                              method_options=MethodOptions(**method)))
 
 
 def test_training_from_a_prior_with_channels_changes_only_gains_and_biases(prior, run_x4):
@@ -106,7 +106,7 @@ def test_a_run_from_the_prior_is_never_below_the_prior_alone(prior, run_x4):
         return train(TrainOptions(run=run_x4, method="jstdo", restart=True,
                                   config=TrainConfig(steps=steps, batch=8, crop=16, lr=lr, checkpoint_every=5,
                                                      keep_best=keep_best),
-                                  method_options=MethodOptions(crop=16, init=str(prior), tune="all")))["psnr_video"]
+                                  method_options=MethodOptions(init=str(prior), tune="all")))["psnr_video"]
 
     alone = trained(1, 1e-12)  # one step that cannot move a weight: the prior's own PSNR on the clip
     assert trained(20, 0.05) >= alone - 0.005  # a learning rate that wrecks it: the kept state is the prior
@@ -145,7 +145,7 @@ def coded_bundle(run_x4, tmp_path_factory, monkeypatch_module):
 
     monkeypatch_module.setenv("STDO_CACHE", str(tmp_path_factory.mktemp("cache")))
     report = train(TrainOptions(run=run_x4, method="stdo", restart=True, config=TrainConfig(steps=40, batch=8, crop=16),
-                                method_options=MethodOptions(crop=16, tune="channels")))
+                                method_options=MethodOptions(tune="channels")))
     assert report["prior"] is not None
     out = tmp_path_factory.mktemp("bundles") / "coded"
     export(ExportOptions(run=run_x4, method="stdo", formats=("onnx", "tflite"), quantize=("int8",), out=out,

@@ -13,12 +13,14 @@ import pytest
 import torch
 
 from conftest import copy_run
+from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError
 from stdo.grid import Grid
 from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_amp
-from stdo.train.methods import METHODS, MethodOptions
+from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
+from stdo.train.methods import METHODS, MethodOptions, build_training_plan
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
 
@@ -26,13 +28,11 @@ TINY = ["--blocks", "2", "--units", "8", "--batch", "8", "--crop-size", "16", "-
 BIN = Path(sys.executable).parent
 
 
-
-
 def options(run: Path, method: str, steps: int, **kw) -> TrainOptions:
     cfg = TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=kw.pop("every", 50), lr=kw.pop("lr", 1e-3),
                       amp=kw.pop("amp", "auto"))
     return TrainOptions(run=run, method=method, config=cfg,
-                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8}, crop=16,
+                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8},
                                                      **kw))
 
 
@@ -57,6 +57,21 @@ def test_sampler_windows_are_aligned_and_cover_the_patch():
         assert mask[i].sum() == 8 * 8 * s * s  # the loss covers exactly the crop
         y0, y1, x0, x1 = grid.row_edges[r], grid.row_edges[r + 1], grid.col_edges[c], grid.col_edges[c + 1]
         assert ys.min() >= y0 and ys.max() < y1 and xs.min() >= x0 and xs.max() < x1  # crop inside its patch
+
+
+@pytest.mark.parametrize("method", ["jstdo", "stdo", "mfwdsr", "brvsr"])
+def test_the_crop_and_augmentation_a_library_caller_sets_are_the_ones_sampled(small_run, method):
+    """TrainConfig holds crop and augment once: the samplers of every method draw what it says."""
+    hr, lr = load_frames(small_run)
+    config = TrainConfig(steps=8, crop=12, augment=False)
+    plan = build_training_plan(method, hr, lr, grid_of(read_run_info(small_run)), 2,
+                               load_chunkmap(small_run / CLUSTERS).chunks, config, MethodOptions(init="scratch"))
+    for job in plan.jobs:
+        for group in job.sampler.groups:
+            assert (group.crop, group.augment) == (12, False)
+        _, hr_batch, mask, _ = job.sampler.draw(4, np.random.default_rng(0))
+        per_frame = mask.reshape(4, -1, *mask.shape[-2:]).sum((-2, -1))  # a video model's mask: one per frame
+        assert per_frame.eq(12 * 2 * 12 * 2).all()  # the loss covers a 12-pixel LR crop, at x2
 
 
 def test_augmentation_moves_inputs_targets_and_masks_together():

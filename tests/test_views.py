@@ -148,7 +148,7 @@ def test_order_upscale_eval_on_a_synthetic_scene(orbit_scene, tmp_path):
     cluster(ClusterOptions(source=order / "frames", run=run, scale=4, grid=(2, 2), chunks=2,
                            stream=StreamOptions(lossless=True)))
     train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=150, batch=8, crop=12),
-                       method_options=MethodOptions(overrides={"num_blocks": 2}, crop=12)))
+                       method_options=MethodOptions(overrides={"num_blocks": 2})))
     reports = {}
     for method in ("bicubic", "awdnn"):
         out = tmp_path / f"sr-{method}"
@@ -174,7 +174,7 @@ def test_order_upscale_eval_on_a_synthetic_scene(orbit_scene, tmp_path):
     again = read_views(tmp_path / "sr-other")
     assert all(np.array_equal(views.image(i), again.image(i)) for i in range(len(views)))
     train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=12),
-                       method_options=MethodOptions(overrides={"num_blocks": 2}, crop=12)))
+                       method_options=MethodOptions(overrides={"num_blocks": 2})))
     with pytest.raises(StdoError, match="stdo has 2 models"):
         upscale_views(UpscaleViewsOptions(order=other, run=other_run, out=tmp_path / "sr-x", method="stdo",
                                           models_from=run))

@@ -161,7 +161,7 @@ def coded(tmp_path_factory, bikes):
     cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(2, 2), chunks=2, margin=8, frames=3,
                            crop=Crop(160, 96, 240, 96)))
     train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=16),
-                       method_options=MethodOptions(crop=16, tune="channels")))
+                       method_options=MethodOptions(tune="channels")))
     export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), update="on", verify_frames=1))
     lr = np.load(run / "frames/lr.npy")
     (work / "rgb").mkdir()

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stdo.errors import StdoError
-from stdo.fileio import write_bytes
+from stdo.fileio import JSONUnreadable, parse_json, write_bytes
 from stdo.fleet.jobs import VideoJob
 from stdo.fleet.stages import STAGES
 
@@ -36,9 +36,9 @@ def load_catalogue(folder: Path) -> dict[str, dict]:
     rows = {}
     for line, text in enumerate(path.read_text().splitlines(), 1):
         try:
-            row = json.loads(text)
+            row = parse_json(text)
             rows[row["name"]] = row
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (JSONUnreadable, KeyError, TypeError):
             raise StdoError(f"{path}:{line} is not a catalogue row: move the file aside to start the catalogue "
                             "over") from None
     return rows

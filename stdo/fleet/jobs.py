@@ -24,6 +24,7 @@ from pathlib import Path
 
 from stdo.deliver.pipeline import DeliverOptions, parse_budget
 from stdo.errors import StdoError
+from stdo.fileio import JSONUnreadable, parse_json
 from stdo.grid import parse_grid
 from stdo.models import VIDEO_MODELS, list_models
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
@@ -116,9 +117,9 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise StdoError(f"{path}:{line}: not JSON ({e.msg}): write one JSON object per line") from None
+                row = parse_json(raw)
+            except JSONUnreadable as e:
+                raise StdoError(f"{path}:{line}: not JSON ({e}): write one JSON object per line") from None
             if not isinstance(row, dict):
                 raise StdoError(f"{path}:{line}: not a JSON object: write one object per line, e.g. {{\"video\": \"a.mp4\"}}")
             rows.append((line, {k: v for k, v in row.items() if v is not None and v != ""}))

@@ -201,7 +201,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     report = {
         "bundle": str(o.bundle), "backend": o.backend, "precision": o.precision, "scale": player.scale,
         "lr_size": [player.grid.width, player.grid.height], "hr_size": [width, height],
-        "grid": [player.grid.cols, player.grid.rows], "margin": player.grid.margin,
+        "grid": [player.grid.cols, player.grid.rows], "margin": player.bundle.plan.margin,
         "plan": player.bundle.plan.stats(player.grid), "models": len(player.runners),
         **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
         "delivered": player.delivered_bytes,

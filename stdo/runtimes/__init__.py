@@ -38,6 +38,12 @@ class FileFormat:
     runner: str  # "module:function" (path, threads, reference) -> Runner
     converter: str | None  # "module:function" (model, path, window shape, precision, calibration) -> input shape
     video_converter: str | None = None  # "module:function" (video model, folder) -> {step: path}: brvsr's steps
+    batch: int | None = None  # the batch size its files take (None: any), the first of their input shape
+
+    def input_shape(self, shape: tuple[int, int] | None) -> list[int | None]:
+        """The input shape its files declare: [batch, 3, h, w] for a fixed window shape, sizes None where dynamic."""
+        h, w = shape if self.fixed_shape and shape is not None else (None, None)
+        return [self.batch, 3, h, w]
 
     @property
     def base_precision(self) -> str:
@@ -76,9 +82,10 @@ FORMATS = {
                        "stdo.export.onnx:export_brvsr_onnx"),
     "tflite": FileFormat("tflite", ".tflite", ("fp32", "fp16", "int8"), True, "ai-edge-litert",
                          ("litert_torch", "ai_edge_litert"), "stdo.runtimes.tflite:open_tflite",
-                         "stdo.export.tflite:write_tflite"),
+                         "stdo.export.tflite:write_tflite", batch=1),
     "coreml": FileFormat("coreml", ".mlpackage.zip", ("fp16", "int8"), False, "coremltools spec + weights (torch)",
-                         ("coremltools",), "stdo.runtimes.coreml:open_coreml", "stdo.export.coreml:write_coreml"),
+                         ("coremltools",), "stdo.runtimes.coreml:open_coreml", "stdo.export.coreml:write_coreml",
+                         batch=1),
 }
 EXPORT_FORMATS = tuple(name for name, f in FORMATS.items() if f.converter)  # what stdo-export --format converts to
 # (torch is always written)

@@ -156,7 +156,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
     options = TrainOptions(
         run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
         method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
-                                     sampling=sampling, crop=crop, augment=not no_augment, radius=radius,
+                                     sampling=sampling, radius=radius,
                                      sequence=sequence, joint_start=joint_start,
                                      init=init, tune=tune, sparse_share=sparse_share),
     )

@@ -40,14 +40,14 @@ import torch
 from torch import nn
 
 from stdo.errors import StdoError
-from stdo.fileio import save_torch
+from stdo.fileio import read_json, save_torch
 from stdo.grid import Grid
 from stdo.models import create_model, load_model, model_checkpoint
 from stdo.models.cafm import CaFMWDSR
 from stdo.rundir import MODEL_MAP, REPORT, model_file
 from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.train.data import PatchSampler, patches_of
-from stdo.train.loop import Job
+from stdo.train.loop import Job, TrainConfig
 from stdo.train.sampling import ChunkSampler
 from stdo.train.sparse import SparseProjection, moves_sparsely
 
@@ -61,8 +61,6 @@ class MethodOptions:
     segments: int | None = None  # nas and time-chunked cafm; default: the RUN's chunk count
     cafm_chunks: str = "time"
     sampling: str = "error"  # jstdo
-    crop: int = 32
-    augment: bool = True
     radius: int = 1  # mfwdsr: frames t-r .. t+r
     sequence: int = 5  # brvsr: frames per training sequence
     joint_start: float | None = None  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts
@@ -108,9 +106,9 @@ class _Build:
     resolved, and the pieces a plan is made of (a new model from the prior, a patch sampler, a joint start)."""
 
     def __init__(self, method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-                 steps: int, options: MethodOptions) -> None:
+                 config: TrainConfig, options: MethodOptions) -> None:
         self.method, self.hr, self.lr, self.grid, self.scale, self.chunks = method, hr, lr, grid, scale, chunks
-        self.steps, self.options = steps, options
+        self.steps, self.crop, self.augment, self.options = config.steps, config.crop, config.augment, options
         self.t, self.k = len(lr), int(chunks.max()) + 1
         self.segments = options.segments or self.k
         if options.tune is not None and options.tune not in TUNES:
@@ -131,7 +129,7 @@ class _Build:
         share = (default or 0.0) if options.joint_start is None else options.joint_start
         if default is not None and not 0.0 <= share <= 1.0:
             raise StdoError(f"`joint_start` {share} must be between 0 and 1 (the share of the steps for the joint start)")
-        self.joint_steps = int(round(share * steps)) if default is not None else 0
+        self.joint_steps = int(round(share * self.steps)) if default is not None else 0
 
     @property
     def prior_id(self) -> str | None:
@@ -156,8 +154,8 @@ class _Build:
         return {"project": SparseProjection(model, self.options.sparse_share)} if self.tune == "sparse" else {}
 
     def group(self, patches: np.ndarray, radius: int = 0) -> PatchSampler:
-        return PatchSampler(self.hr, self.lr, self.grid, self.scale, patches, crop=self.options.crop,
-                            augment=self.options.augment, radius=radius)
+        return PatchSampler(self.hr, self.lr, self.grid, self.scale, patches, crop=self.crop,
+                            augment=self.augment, radius=radius)
 
     def chunk_sampler(self) -> ChunkSampler:
         """jstdo's: batches drawn chunk by chunk (stdo.train.sampling)."""
@@ -231,9 +229,9 @@ def _video(b: _Build) -> TrainingPlan:
         from stdo.flow import neighbour_flows
 
         sampler = SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale,
-                                  patches_of(b.chunks), o.sequence, o.crop, o.augment)
+                                  patches_of(b.chunks), o.sequence, b.crop, b.augment)
     else:
-        sampler = PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), o.crop, o.augment)
+        sampler = PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), b.crop, b.augment)
     return TrainingPlan(b.method, [Job("joint", model, b.steps, ChunkSampler([sampler]), shared=True)],
                         np.zeros(b.chunks.shape, np.uint8), 1, model=b.method)
 
@@ -293,11 +291,12 @@ ON_DEVICE_METHODS = tuple(name for name, m in REGISTRY.items() if m.on_device)
 
 
 def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-                        steps: int, options: MethodOptions) -> TrainingPlan:
-    """The jobs a method trains on a RUN's frames and chunks, and its model map."""
+                        config: TrainConfig, options: MethodOptions) -> TrainingPlan:
+    """The jobs a method trains on a RUN's frames and chunks (config: the budget, crop and augmentation), and its
+    model map."""
     if method not in REGISTRY:
         raise StdoError(f"unknown method {method!r}: use one of {', '.join(REGISTRY)}")
-    return REGISTRY[method].build(_Build(method, hr, lr, grid, scale, chunks, steps, options))
+    return REGISTRY[method].build(_Build(method, hr, lr, grid, scale, chunks, config, options))
 
 
 def initial_weights(options: MethodOptions, scale: int) -> tuple[dict, str] | None:
@@ -384,7 +383,7 @@ def load_trained(folder: Path) -> tuple[list[nn.Module], np.ndarray, dict]:
         raise StdoError(f"{folder} holds no finished training: run stdo-train {folder.parent.parent} "
                         f"--method {folder.name} first")
     try:
-        report = json.loads((folder / REPORT).read_text())
+        report = read_json(folder / REPORT)
         with np.load(folder / MODEL_MAP) as z:
             model_map = np.ascontiguousarray(z["model_map"], np.uint8)
     except (OSError, ValueError, KeyError) as e:

@@ -94,7 +94,7 @@ def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> d
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
     precision = resolve_amp(config.amp, config.device).label
     torch.manual_seed(config.seed)  # model initialization
-    training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config.steps, o.method_options)
+    training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config, o.method_options)
     out = method_dir(run, o.method)
     with contextlib.ExitStack() as held:
         if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused

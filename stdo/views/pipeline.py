@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from stdo.errors import StdoError
-from stdo.fileio import save_npy, staged_dir, write_bytes, write_json
+from stdo.fileio import JSONUnreadable, read_json, save_npy, staged_dir, write_bytes, write_json
 from stdo.metrics import psnr, ssim
 from stdo.rundir import fingerprint, load_frames, method_dir, read_run_info
 from stdo.resample import as_nchw, upscale_bicubic
@@ -173,11 +173,11 @@ def _write_video(path: Path, frames: list[np.ndarray]) -> None:
 def read_order(folder: Path) -> dict:
     path = Path(folder) / SEQUENCES
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path)
         record["sequences"][0]["views"]
     except FileNotFoundError:
         raise StdoError(f"{path} does not exist: give a folder written by stdo-views order") from None
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+    except (JSONUnreadable, KeyError, IndexError, TypeError):
         raise StdoError(f"{path} is malformed: rerun stdo-views order") from None
     return record
 

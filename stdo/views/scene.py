@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stdo.errors import StdoError
-from stdo.fileio import save_npy, write_bytes, write_json
+from stdo.fileio import read_json, save_npy, write_bytes, write_json
 from stdo.views.geometry import focal_from_fov, intrinsics, opengl_to_opencv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -80,7 +80,7 @@ def _read_nerf(root: Path, split: str) -> ViewSet:
         found = ", ".join(sorted(p.name for p in root.glob("transforms_*.json")))
         raise StdoError(f"{path} does not exist (found {found}): pick the split with --split")
     try:
-        meta = json.loads(path.read_text())
+        meta = read_json(path)
         frames = meta["frames"]
         angle = float(meta["camera_angle_x"]) if "fl_x" not in meta else None
         names, poses, depth = [], [], []
@@ -92,7 +92,7 @@ def _read_nerf(root: Path, split: str) -> ViewSet:
                 raise ValueError("a transform_matrix is not a finite 4x4 matrix")
             poses.append(opengl_to_opencv(pose))
             depth.append(frame.get("depth_path"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # JSONUnreadable is a ValueError
         raise StdoError(f"{path} is malformed ({e.__class__.__name__}: {str(e)[:100]}): it needs camera_angle_x and "
                         "frames with file_path and a 4x4 transform_matrix") from None
     views = ViewSet(root, "nerf", names, (0, 0), poses=np.stack(poses) if poses else None, split=split,
@@ -220,7 +220,7 @@ def _write_nerf(views: ViewSet, out: Path, factor: float, depth: list[np.ndarray
         if other.name == f"transforms_{views.split}.json" or (out / other.name).exists():
             continue
         shutil.copy2(other, out / other.name)
-        for frame in json.loads(other.read_text()).get("frames", []):
+        for frame in read_json(other).get("frames", []):
             name = frame["file_path"].removeprefix("./")
             source = views.root / (name if Path(name).suffix else name + ".png")
             if source.is_file():
