@@ -23,6 +23,14 @@ sha256 is verified, model indices are in range and the model map's shape matches
 video is probed before anything else is inflated: the frame size and count that bound every
 later allocation are the file's own, not the manifest's claim.
 Anything else raises BundleError with a message saying what is wrong.
+
+What reading costs is bounded by the real video and the carried prior, never by a manifest's claim: the manifest
+is at most 1 MiB; the video is probed before anything is inflated, and its own frame count T and size w x h
+bound the grid (a patch is at least `min_patch(scale)` LR pixels a side, so rows x cols <= w·h / min_patch²),
+the model map (T·rows·cols bytes) and the plan ((T + 9·runs)·4 bytes, runs <= T·rows·cols, with a few int64
+copies while it is checked); a coded model file inflates into one buffer of its declared size, itself at most
+`max_rebuilt_bytes` of the carried base file it updates (twice the base and 64 KiB), beside the update and the
+base. A bundle that claims more is refused before it is inflated.
 """
 
 from __future__ import annotations

@@ -111,25 +111,47 @@ def encode_update(data: bytes, base: bytes) -> tuple[bytes, int]:
     return zlib.compress(table + body.tobytes(), 9), len(ops)
 
 
-def decode_update(update: bytes, base: bytes, size: int, ops: int) -> bytes:
-    """The file of `size` bytes that `update` (of `ops` segments) rebuilds from `base`. Inflation is bounded by the
-    declared sizes (no zip bomb); every segment is checked to lie inside the file and the base."""
+INFLATE_CHUNK = 1 << 20  # bytes of the update fed to zlib at a time
+
+
+def decode_update(update: bytes, base: bytes, size: int, ops: int) -> memoryview:
+    """The file of `size` bytes that `update` (of `ops` segments) rebuilds from `base`.
+
+    Memory is the declared size once: the update is inflated chunk by chunk into one buffer of exactly
+    ops·8 + size bytes, refused as soon as it would run past it, and XORed in place; every segment is checked
+    to lie inside the file and the base. (The caller bounds `size` by the base's: stdo.bundle.max_rebuilt_bytes.)
+    """
     if not (isinstance(ops, int) and 1 <= ops <= min(MAX_OPS, size)):
         raise UpdateError(f"ops must be a whole number from 1 to {min(MAX_OPS, size)}")
     expected = ops * OP.size + size
+    raw = bytearray(expected)
+    filled, trailing = 0, False
     inflate = zlib.decompressobj()
+    view = memoryview(update)
     try:
-        raw = inflate.decompress(update, expected + 1)
+        for at in range(0, len(update), INFLATE_CHUNK):
+            if inflate.eof:  # input left after the end of the deflate stream
+                trailing = True
+                break
+            pending = view[at:at + INFLATE_CHUNK]
+            while pending and not inflate.eof:
+                out = inflate.decompress(pending, expected - filled + 1)
+                if filled + len(out) > expected:
+                    raise UpdateError(f"the update inflates to more than the {expected} bytes its manifest's size "
+                                      "and ops say")
+                raw[filled:filled + len(out)] = out
+                filled += len(out)
+                pending = inflate.unconsumed_tail
     except zlib.error:
         raise UpdateError("the update is not deflate (zlib) data") from None
-    if len(raw) != expected or not inflate.eof or inflate.unconsumed_tail:
-        raise UpdateError(f"the update inflates to {len(raw)}{'+' if not inflate.eof else ''} bytes, "
+    if filled != expected or not inflate.eof or inflate.unused_data or trailing:
+        raise UpdateError(f"the update inflates to {filled}{'+' if not inflate.eof else ''} bytes, "
                           f"the manifest's size and ops say {expected}")
     table = [OP.unpack_from(raw, k * OP.size) for k in range(ops)]
     if sum(length for length, _ in table) != size:
         raise UpdateError(f"the update's segments do not add up to the file's {size} bytes")
     if any(offset != LITERAL and not (0 <= offset and offset + length <= len(base)) for length, offset in table):
         raise UpdateError("the update names bytes outside the prior's file (made for another prior)")
-    body = np.frombuffer(raw, np.uint8, size, ops * OP.size).copy()
+    body = np.frombuffer(raw, np.uint8, size, ops * OP.size)  # a writable view of the buffer: XORed in place
     _apply(body, table, np.frombuffer(base, np.uint8))
-    return body.tobytes()
+    return memoryview(raw)[ops * OP.size:]  # the file's bytes, not copied

@@ -222,3 +222,71 @@ def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, 
     (flipped / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="does not rebuild|not deflate|inflates to"):
         read_bundle(flipped)
+
+
+def _peak_rss_mb(command: list) -> tuple[int, float, str]:
+    """(exit code, peak resident MB, stderr) of a command, measured in a process of its own."""
+    import subprocess
+    import sys
+
+    probe = ("import resource, subprocess, sys\n"
+             "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+             "sys.stderr.write(done.stderr)\n"
+             "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", probe, *map(str, command)], capture_output=True, text=True)
+    code, kb = out.stdout.split()
+    return int(code), int(kb) / 1024, out.stderr
+
+
+def _deflate_zeros(size: int) -> bytes:
+    """zlib of `size` zero bytes, made a block at a time (a bomb, without holding what it inflates to)."""
+    import zlib
+
+    packer, block, parts = zlib.compressobj(9), bytes(16 << 20), []
+    for at in range(0, size, len(block)):
+        parts.append(packer.compress(block[: min(len(block), size - at)]))
+    return b"".join(parts) + packer.flush()
+
+
+def test_bombs_are_refused_in_the_memory_a_real_play_takes(coded_bundle, tmp_path):
+    """An update declaring a 1 GiB model file, and a cheap 1024x1024 stream with a 1-pixel grid and a plan of 16M
+    runs: each refused in one line, at a peak memory no higher than playing the real bundle (stdo.bundle's bound)."""
+    import shutil
+    import sys
+
+    from stdo.bundle import file_entry, VIDEO_FIELDS
+    from stdo.fileio import sha256_of
+    from stdo.stream import encode_stream, stream_info
+
+    play = [Path(sys.executable).parent / "stdo-play", "--backend", "onnxruntime", "--precision", "int8"]
+    code, real, err = _peak_rss_mb([*play, coded_bundle, "-q"])
+    assert code == 0, err
+
+    bomb = tmp_path / "update-bomb"
+    shutil.copytree(coded_bundle, bomb)
+    manifest = json.loads((bomb / "manifest.json").read_text())
+    entry = next(e for m in manifest["models"] for e in m["files"] if e["format"] == "onnx" and e["precision"] == "int8")
+    (bomb / entry["update"]["path"]).write_bytes(_deflate_zeros(8 + (1 << 30)))
+    entry["update"].update(sha256=sha256_of(bomb / entry["update"]["path"]),
+                           bytes=(bomb / entry["update"]["path"]).stat().st_size, ops=1)
+    entry["bytes"] = 1 << 30
+    (bomb / "manifest.json").write_text(json.dumps(manifest))
+
+    wide = tmp_path / "geometry-bomb"
+    shutil.copytree(coded_bundle, wide)
+    manifest = json.loads((wide / "manifest.json").read_text())
+    video = wide / manifest["video"]["path"]
+    encode_stream(video, np.full((16, 1024, 1024, 3), 128, np.uint8))
+    info = stream_info(video)
+    runs = 16 * 1024 * 1024
+    (wide / "plan.bin").write_bytes(_deflate_zeros((16 + 9 * runs) * 4))
+    manifest.update(lr_size=[1024, 1024], frames=16, fps=info["fps"], grid={"cols": 1024, "rows": 1024, "margin": 8},
+                    model_map=None, video=file_entry(wide, video, **{k: info[k] for k in VIDEO_FIELDS}),
+                    plan={**file_entry(wide, wide / "plan.bin"), "version": manifest["plan"]["version"], "plans": 16,
+                          "runs": runs, "shapes": manifest["plan"]["shapes"], "margin": 8})
+    (wide / "manifest.json").write_text(json.dumps(manifest))
+
+    for bundle, message in ((bomb, "cannot be an update"), (wide, "cols must be")):
+        code, peak, err = _peak_rss_mb([*play, bundle, "-q"])
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert peak <= real + 32, f"{bundle.name}: {peak:.0f} MB, a real play {real:.0f} MB"

@@ -19,10 +19,10 @@ import subprocess
 import tempfile
 import threading
 from contextlib import contextmanager
-from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
 from stdo.errors import StdoError
 
@@ -31,10 +31,16 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 class _Handler(SimpleHTTPRequestHandler):
+    """Serves regular files under the mounted folders only: a bundle is untrusted, so a link inside it is followed
+    only to a file inside the same folder, nothing is listed, and a request must name the address served (Host),
+    so a page of another origin that rebinds a name to 127.0.0.1 reads nothing."""
+
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".mjs": "text/javascript",
                       ".wasm": "application/wasm", ".json": "application/json", ".mp4": "video/mp4",
                       ".onnx": "application/octet-stream", ".tflite": "application/octet-stream"}
     isolated = True
+    mounts: dict[str, str] = {}  # URL's first segment -> the real path of the folder (or file) served there
+    hosts: frozenset[str] = frozenset()  # the Host headers accepted
 
     def end_headers(self) -> None:
         if self.isolated:
@@ -43,8 +49,48 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
+    def served_file(self, url: str) -> str | None:
+        """The real path of the regular file `url` names inside its mount, or None."""
+        path = unquote(urlsplit(url).path)
+        parts = [p for p in path.split("/") if p]
+        if "\0" in path or not parts or parts[0] not in self.mounts or any(p in (".", "..") for p in parts):
+            return None
+        root = self.mounts[parts[0]]
+        try:
+            target = os.path.realpath(os.path.join(root, *parts[1:]))
+        except (OSError, ValueError):
+            return None
+        inside = target == root if os.path.isfile(root) else target.startswith(root + os.sep)
+        return target if inside and os.path.isfile(target) else None
+
+    def send_head(self):
+        if self.headers.get("Host") not in self.hosts:
+            self.send_error(403, "this server answers only the address it serves")
+            return None
+        target = self.served_file(self.path)
+        if target is None:
+            self.send_error(404)
+            return None
+        try:
+            f = open(target, "rb")
+        except OSError:
+            self.send_error(404)
+            return None
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(target))
+        self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+        self.end_headers()
+        return f
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up or sends garbage costs its own connection, with no traceback."""
 
 
 @contextmanager
@@ -52,24 +98,27 @@ def serve(folders: dict[str, Path], isolated: bool = True, port: int = 0, web: P
           priors: Path | None = None) -> Iterator[str]:
     """Serve the web player at /web/ (this folder, or `web`: e.g. an APK's assets/web), the priors it carries at
     /priors/ (the package's, as the APK's assets hold them, or `priors`) and each folder at /<name>/; yields the
-    base URL (port 0: any free one)."""
+    base URL (port 0: any free one). Raises StdoError if the port cannot be had."""
     from stdo.priors import PRIORS_DIR
 
-    with tempfile.TemporaryDirectory(prefix="stdo-web-") as tmp:
-        root = Path(tmp)
-        (root / "web").symlink_to(Path(web).resolve(), target_is_directory=True)
-        folders = {"priors": priors or PRIORS_DIR, **folders}
-        for name, folder in folders.items():
-            (root / name).symlink_to(Path(folder).resolve(), target_is_directory=Path(folder).is_dir())
-        handler = type("Handler", (_Handler,), {"isolated": isolated})
-        server = ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(root)))
-        thread = threading.Thread(target=server.serve_forever, name="stdo-web", daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-        finally:
-            server.shutdown()
-            server.server_close()
+    mounts = {name: os.path.realpath(folder) for name, folder in {"web": web, "priors": priors or PRIORS_DIR,
+                                                                   **folders}.items()}
+    handler = type("Handler", (_Handler,), {"isolated": isolated, "mounts": mounts})
+    if not 0 <= port <= 65535:
+        raise StdoError(f"`port` {port} is not a TCP port: give one in 0..65535 (0: any free one)")
+    try:
+        server = _Server(("127.0.0.1", port), handler)
+    except OSError as e:
+        raise StdoError(f"cannot listen on 127.0.0.1:{port} ({e.strerror or e}): give another `port`") from None
+    bound = server.server_address[1]
+    handler.hosts = frozenset({f"127.0.0.1:{bound}", f"localhost:{bound}"})
+    thread = threading.Thread(target=server.serve_forever, name="stdo-web", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{bound}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def missing_tools() -> list[str]:
@@ -115,15 +164,18 @@ def main() -> None:
 
     @click.command()
     @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    @click.option("--port", type=int, default=8000, show_default=True)
+    @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+                  help="Port on 127.0.0.1 (0: any free one).")
     def command(bundle: Path, port: int) -> None:
-        with serve({"bundle": bundle}, port=port) as base:
-            click.echo(f"open {base}web/index.html?bundle=/bundle/  (Ctrl-C stops)")
-            try:
+        try:
+            with serve({"bundle": bundle}, port=port) as base:
+                click.echo(f"open {base}web/index.html?bundle=/bundle/  (Ctrl-C stops)")
                 while True:
                     time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+        except StdoError as e:
+            raise click.UsageError(str(e).replace("`port`", "--port")) from None
+        except KeyboardInterrupt:
+            pass
 
     command()
 
