@@ -269,7 +269,8 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     default the package's); raises BundleError on anything unexpected."""
     root = Path(root)
     manifest_path = root / MANIFEST
-    _need(manifest_path.is_file() and not manifest_path.is_symlink(), f"{root} has no {MANIFEST}")
+    _need(not manifest_path.is_symlink(), f"{MANIFEST} is a link: a bundle's files are its own (copy it in)")
+    _need(manifest_path.is_file(), f"{root} has no {MANIFEST}")
     _need(manifest_path.stat().st_size <= MAX_MANIFEST_BYTES, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         manifest = read_json(manifest_path)

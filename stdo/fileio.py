@@ -130,6 +130,21 @@ def staged_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def restore_swapped(old: Path) -> bool:
+    """Put back the earlier folder a killed replace_dir left in `old` (its `.NAME.*.old` folder) when NAME is
+    missing beside it; True if it did. Whoever sweeps leftovers calls this first, so a kill between the swap's
+    two renames loses nothing."""
+    old = Path(old)
+    name = old.name[1:].rsplit(".", 2)[0] if old.name.startswith(".") and old.name.endswith(".old") else None
+    if not name or not old.is_dir() or old.is_symlink():
+        return False
+    kept, target = old / name, old.parent / name
+    if not kept.exists() or target.exists() or target.is_symlink():
+        return False
+    os.replace(kept, target)
+    return True
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Move the finished folder `new` to `target`; a folder already there is replaced only now, in two renames.
 

@@ -4,9 +4,10 @@
 a stage (train: RUN/models/<method>; cluster: the RUN; export: `.stdo-<bundle name>.lock` in the
 bundle's parent; train and export also hold the RUN's lock shared, so no clustering rewrites it
 under them).
-The lock file holds the holder's pid and command, so a second writer is refused with a line naming
-them. The kernel drops the lock when the holder dies, however it dies (SIGKILL included): a lock
-file left behind by a killed run never blocks the next one.
+The lock file holds the holder's pid and command (for a shared lock, the latest reader's), so a second
+writer is refused with a line naming them. The kernel drops the lock when the holder dies, however it
+dies (SIGKILL included): a lock file left behind by a killed run never blocks the next one. A lock file a
+stage created is removed again when it ends (a writer whose input was refused leaves nothing behind).
 
 Once the lock is held nobody else is writing there, so temp files of killed runs (`.NAME.*.tmp*`
 files and folders, from stdo.fileio's atomic writes, and `.NAME.*.old` folders of an interrupted
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from stdo.errors import StdoError
+from stdo.fileio import restore_swapped
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".stdo.lock"
@@ -49,6 +51,7 @@ def stage_lock(folder: Path, what: str, name: str = LOCK_NAME, shared: bool = Fa
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    fresh = not path.exists()  # a lock file of its own is removed again, under the lock, when the stage ends
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     held = False
     try:
@@ -57,18 +60,27 @@ def stage_lock(folder: Path, what: str, name: str = LOCK_NAME, shared: bool = Fa
         except BlockingIOError:
             raise StdoError(f"{what} is in use by another stdo process (last locked by {_holder(path)}): wait for it "
                             "to finish, or stop it") from None
+        if not _same_file(fd, path):  # its holder removed it as we opened it: that holder has finished
+            raise StdoError(f"{what} was in use by another stdo process a moment ago: run again")
         held = True
-        if not shared:
-            os.ftruncate(fd, 0)
-            command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
-            os.write(fd, f"pid {os.getpid()}: {command}".encode()[:500])
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {command}".encode()[:500], 0)
         yield path
     finally:
-        if held and created and [p.name for p in folder.iterdir()] == [name]:  # the stage wrote nothing: leave no trace
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        os.close(fd)  # releases the lock; otherwise the file stays (removing it would race with a waiting writer)
+        if held and not shared and (fresh or (created and [p.name for p in folder.iterdir()] == [name])):
+            path.unlink(missing_ok=True)  # still locked: whoever opened it meanwhile sees it gone (_same_file)
+            if created:  # the stage wrote nothing there: leave no trace
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def is_leftover(path: Path) -> bool:
@@ -86,6 +98,8 @@ def sweep_leftovers(folder: Path, recursive: bool = True, prefix: str = ".") -> 
     for path in list(folder.rglob(".*") if recursive else folder.glob(".*")):
         if not is_leftover(path) or not path.name.startswith(prefix) or not path.exists():
             continue
+        if restore_swapped(path):
+            log.warning("restored the folder a killed run had moved aside into %s", path)
         if path.is_dir() and not path.is_symlink():
             freed += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
             shutil.rmtree(path, ignore_errors=True)

@@ -166,7 +166,18 @@ class FrameFiles:
     def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         path = temp_beside(self.folder / f"{name}.npy", ".npy")
         self.paths.append(path)
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        frames = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        # the map's file is sparse: a full disk would arrive as SIGBUS on a write through the map, so the blocks
+        # are allocated now, where a full disk is an OSError
+        try:
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            del frames
+            path.unlink(missing_ok=True)
+            raise StdoError(f"no room for the {name} frames ({int(np.prod(shape)):,} bytes) in {self.folder} "
+                            f"({e.strerror}): free space there, or give `run` on another disk") from None
+        return frames
 
     def close(self) -> None:
         for path in self.paths:

@@ -184,3 +184,26 @@ def test_a_given_lr_video_used_whole_is_shipped_as_it_is(cli, bikes, tmp_path):
     assert code == 2 and "shipped as it is" in err and not (tmp_path / "run2").exists()
     # the library names its option fields (`lr`, `codec`); the command prints them as its own flags
     assert f"--lr-video {lr} is shipped as it is: drop --codec, --crf, --bitrate" in err and "`" not in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (root only; skipped, with the reason, where mounts are not allowed)."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(bikes, small_disk):
+    """Frames go to memory-mapped files: their blocks are allocated first, so a full disk is an error, not SIGBUS,
+    and a rerun gets the same message (nothing is left to make it think the folder is something else)."""
+    for _ in range(2):
+        out = subprocess.run([BIN / "stdo-cluster", bikes, small_disk / "run", "--frames", "12", "-q"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("Error: no room for the hr frames") and len(out.stderr.splitlines()) == 1
+        assert list(small_disk.iterdir()) == []

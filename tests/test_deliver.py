@@ -67,7 +67,17 @@ def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, 
 def test_a_budget_below_the_cheapest_stream_is_refused_and_nothing_written(bikes, tmp_path, cli):
     code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
     assert code == 2 and "below the smallest bundle" in err and len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err and tree(tmp_path) == {}  # no OUT, no temp folder left beside it (lock files aside)
+    assert "Traceback" not in err and tree(tmp_path) == {}  # no OUT, no temp folder left beside it
+    assert list(tmp_path.iterdir()) == []  # nor its lock file
+
+
+@pytest.mark.parametrize("args", [["--steps", "0"], ["--budget", "1B"]])
+def test_refused_input_leaves_no_lock_file_beside_out(bikes, tmp_path, cli, args):
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "80KB", *TINY, *args])
+    assert code == 2 and list(tmp_path.iterdir()) == [], err
+    (tmp_path / "notes.txt").write_text("not a video")
+    code, _, err, _ = cli(deliver_command, [tmp_path / "notes.txt", tmp_path / "clip", "--budget", "80KB", *TINY])
+    assert code == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], err
 
 
 def test_a_killed_deliverys_temp_folder_is_swept_by_the_next(bikes, tmp_path, cli):

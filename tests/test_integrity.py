@@ -293,3 +293,48 @@ def test_run_json_is_read_once_into_what_stages_read_by_name(run):
     assert info.scale == raw["scale"] and info.frame_count == raw["frames"]["count"]  # ... and by name
     assert info.fps == (raw["frames"].get("fps") or 25.0) and info.duration_s == info.frame_count / info.fps
     assert info.grid == grid_of(raw)
+
+
+def test_play_names_its_own_flags_and_refuses_what_it_cannot_use(cli, run, tmp_path):
+    from stdo.play.cli import play_command
+
+    code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "", "--verify-frames", "1", "-q"])
+    assert code == 0, err
+    bundle = run / "bundle"
+    for args, message in ((["--out-crf", "99"], "--out-crf 99 is outside"), (["--threads", "-1"], "--threads"),
+                          (["--threads", "0"], "--threads")):
+        code, _, err, _ = cli(play_command, [bundle, *args, "-q"])
+        assert code == 2 and message in err and "--crf" not in err.replace("--out-crf", ""), err
+    manifest = (bundle / "manifest.json").read_text()
+    (bundle / "manifest.json").write_text(manifest.replace('"frames": ', '"frames": ' + "9" * 5000 + ", \"x\": ", 1))
+    code, _, err, _ = cli(play_command, [bundle, "-q"])
+    assert code == 2 and "is not JSON" in err and len(err.strip().splitlines()) == 1, err
+    (bundle / "real.json").write_text(manifest)
+    (bundle / "manifest.json").unlink()
+    (bundle / "manifest.json").symlink_to(bundle / "real.json")
+    code, _, err, _ = cli(play_command, [bundle, "-q"])
+    assert code == 2 and "is a link" in err, err
+
+
+def test_a_json_integer_past_pythons_digit_limit_is_one_line(cli, run):
+    info = (run / "run.json").read_text()
+    (run / "run.json").write_text(info.replace('"scale": ', '"scale": ' + "9" * 5000 + ", \"x\": ", 1))
+    code, _, err, _ = cli(train_command, [run, "--method", "stdo", "--steps", "20", "--restart", *TINY])
+    assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_killed_plays_temp_files_are_swept_by_the_next_play(cli, run, tmp_path):
+    from stdo.play.cli import play_command
+
+    code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "", "--verify-frames", "1", "-q"])
+    assert code == 0, err
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    (tmp_path / ".frames.k1ll3d.tmp").mkdir()  # what a killed stdo-play --out frames leaves
+    (tmp_path / ".frames.k1ll3d.tmp" / "000001.png").write_bytes(b"x" * 1000)
+    (tmp_path / ".sr.mp4.k1ll3d.tmp.mp4").write_bytes(b"x" * 1000)
+    (tmp_path / ".other.k1ll3d.tmp").mkdir()  # not this output's: kept
+    for out in ("frames", "sr.mp4"):
+        code, _, err, _ = cli(play_command, [run / "bundle", "--out", tmp_path / out, "-q"])
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.k1ll3d.tmp", "frames", "sr.mp4"]

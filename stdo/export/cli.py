@@ -80,7 +80,7 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
                    "prior), on to require it, off for whole files.")
 @click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
               help="The priors clients carry (priors.json and their files) [default: stdo's own].")
-@click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT during verification.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of onnxruntime / LiteRT during verification.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv shows the converters' own output).")
 def export_command(run, method, formats, quantize, out, calibration, verify_frames, video_crf, plan_shapes, plan_margin,

@@ -47,7 +47,7 @@ Examples:
               help="x264 preset of the output mp4 (ultrafast .. placebo): slower presets make smaller files and take "
                    "the cores from inference while playing.")
 @click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
-@click.option("--threads", type=int, help="Threads of onnxruntime / LiteRT.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of onnxruntime / LiteRT.")
 @click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
               help="The priors this client carries, which a bundle's coded model updates are rebuilt from "
                    "[default: stdo's own].")

@@ -21,6 +21,7 @@ from PIL import Image
 from stdo.background import BackgroundWriter, prefetch
 from stdo.errors import StdoError
 from stdo.fileio import staged_dir, write_bytes, write_json
+from stdo.locks import stage_lock, sweep_leftovers
 from stdo.scores import QualityScores
 from stdo.play.player import Player, lr_stream
 from stdo.play.report import format_markdown, plot_psnr
@@ -56,14 +57,14 @@ def _check(o: PlayOptions) -> None:
     if o.batch <= 0:
         raise StdoError(f"`batch` {o.batch} must be above 0")
     if not 0 <= o.crf <= 51:
-        raise StdoError(f"--crf {o.crf} is outside 0..51")
+        raise StdoError(f"`crf` {o.crf} is outside 0..51: give a CRF of the output mp4 in that range (0: lossless)")
     output_stream(o.crf, o.preset).check()
-    for path, what in ((o.out, "--out"), (o.report, "--report"), (o.plot, "--plot")):
+    for path, what in ((o.out, "`out`"), (o.report, "`report`"), (o.plot, "`plot`")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or `overwrite` to replace it")
     if o.out is not None and Path(o.out).is_dir() and not (Path(o.out) / PNG_MARKER).is_file():
-        raise StdoError(f"--out {o.out} is a folder stdo-play did not write: give another folder "
-                        "(--overwrite replaces only stdo-play's own frame folders)")
+        raise StdoError(f"`out` {o.out} is a folder stdo-play did not write: give another folder "
+                        "(`overwrite` replaces only stdo-play's own frame folders)")
     if o.out is not None and Path(o.out).suffix and Path(o.out).suffix.lower() != ".mp4":
         raise StdoError(f"`out` {o.out}: give an .mp4 file, or a folder (no suffix) for PNG frames")
     if o.hr is not None and not Path(o.hr).exists():
@@ -179,6 +180,16 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
     encode time counts only where inference waited for it.
     """
     _check(o)
+    if o.out is None:
+        return _play(o, progress)
+    out = Path(o.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with stage_lock(out.parent, f"{out}", name=f".stdo-{out.name}.lock"):
+        sweep_leftovers(out.parent, recursive=False, prefix=f".{out.name}.")  # of a killed stdo-play to OUT
+        return _play(o, progress)
+
+
+def _play(o: PlayOptions, progress: Progress) -> dict:
     player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
     frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size

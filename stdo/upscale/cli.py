@@ -31,7 +31,7 @@ Examples:
 @click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of --out.")
 @click.option("--out-preset", "preset", default="veryfast", show_default=True, help="x264 preset of --out.")
 @click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
-@click.option("--threads", type=int, help="onnxruntime threads.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime threads.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, threads, quiet, verbose):
