@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from stdo.errors import StdoError
 from stdo.grid import Grid, split, stitch
 from stdo.resample import as_nchw
 
@@ -93,6 +94,9 @@ def upscale_planned(lr: torch.Tensor, runs: np.ndarray, shapes: Sequence[tuple[i
             for i, (t, _, _, y, x) in enumerate(windows_of[part]):
                 batch[i] = lr[t - first_frame, :, y : y + sh, x : x + sw]
             sr = runners[model](batch)
+            if tuple(sr.shape[-2:]) != (sh * scale, sw * scale):
+                raise StdoError(f"model {model} turns a {sw}x{sh} window into {sr.shape[-1]}x{sr.shape[-2]}, not x{scale}: "
+                                "the bundle's scale and its models disagree (export it again)")
             for i, window in enumerate(part):
                 t, _, _, y, x = windows_of[window]
                 for top, left, kh, kw in kept[bounds[window] : bounds[window + 1]]:

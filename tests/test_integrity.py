@@ -338,3 +338,16 @@ def test_a_killed_plays_temp_files_are_swept_by_the_next_play(cli, run, tmp_path
         code, _, err, _ = cli(play_command, [run / "bundle", "--out", tmp_path / out, "-q"])
         assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.k1ll3d.tmp", "frames", "sr.mp4"]
+
+
+def test_a_scale_its_models_do_not_make_is_refused_when_played(cli, run, tmp_path):
+    from stdo.play.cli import play_command
+
+    code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "", "--verify-frames", "1", "-q"])
+    assert code == 0, err
+    manifest = json.loads((run / "bundle/manifest.json").read_text())
+    manifest["scale"] = 4  # the models make x2
+    (run / "bundle/manifest.json").write_text(json.dumps(manifest))
+    code, _, err, _ = cli(play_command, [run / "bundle", "--out", tmp_path / "sr.mp4", "-q"])
+    assert code == 2 and "disagree" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "sr.mp4").exists()

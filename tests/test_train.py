@@ -220,6 +220,7 @@ def test_bad_input_is_one_line_exit_2(cli, small_run, tmp_path):
     (no_chunks / "clusters.npz").unlink()
     check([no_chunks, *TINY], "no chunk map")
     check([small_run, "--steps", "0"], "must be above 0")
+    check([small_run, "--steps", "2", "--crop-size", "100000"], "--crop-size 100000 is larger than the 80x48 LR frames")
     check([small_run, "--steps", "1", "--joint-start", "0", *TINY], "fewer than the 2 models")
 
     run = copy_run(small_run, tmp_path / "run")

@@ -72,7 +72,11 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     run = Path(o.run)
     if not run.is_dir():
         raise StdoError(f"{run} does not exist: run stdo-cluster SOURCE {run} first")
-    read_run_info(run)  # a RUN at all, before any lock file is made in it
+    info = read_run_info(run)  # a RUN at all, before any lock file is made in it
+    side = min(info.grid.height, info.grid.width)
+    if o.config.crop > side:
+        raise StdoError(f"`crop` {o.config.crop} is larger than the {info.grid.width}x{info.grid.height} LR frames: "
+                        f"give at most {side}")
     with stage_lock(run, f"RUN {run}", shared=True):
         return _train(o, run, progress, eval_progress)
 

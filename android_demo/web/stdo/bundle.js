@@ -19,8 +19,15 @@ const MAX_GRID = 1024;
 const MAX_SIDE = 16384;
 const MAX_MODELS = 255;
 const MAX_RUNS = 1 << 26;
-const FORMATS = ['torch', 'onnx', 'tflite', 'coreml'];
-const PRECISIONS = ['fp32', 'fp16', 'int8'];
+// stdo.runtimes.FORMATS: each format's precisions (the base first), whether a file holds one window shape, the
+// batch its files take, and the suffix of its file names
+const FILE_FORMATS = {
+  torch: { precisions: ['fp32'], fixedShape: false, batch: null, suffix: '.pt' },
+  onnx: { precisions: ['fp32', 'int8'], fixedShape: false, batch: null, suffix: '.onnx' },
+  tflite: { precisions: ['fp32', 'fp16', 'int8'], fixedShape: true, batch: 1, suffix: '.tflite' },
+  coreml: { precisions: ['fp16', 'int8'], fixedShape: false, batch: 1, suffix: '.mlpackage.zip' },
+};
+const FORMATS = Object.keys(FILE_FORMATS);
 const CODECS = ['h264', 'hevc', 'av1'];
 const MATRICES = ['bt601', 'bt709', 'bt2020', 'rgb'];
 
@@ -138,6 +145,8 @@ async function rebuild(base, entry, what) {
     throw new BundleError(`the bundle's models update a prior this player does not carry (base file ${String(entry.update.base).slice(0, 12)}...): `
       + 'use the player of the stdo that made the bundle, or export it with --update off');
   }
+  const limit = 2 * prior.bytes + (64 << 10); // stdo.bundle.max_rebuilt_bytes
+  need(size <= limit, `${what}: a file of ${size} bytes cannot be an update of a ${prior.bytes}-byte prior file (at most ${limit})`);
   const update = await fetchChecked(base, entry.update, `${what}.update`);
   const priorBytes = new Uint8Array(await fetchChecked(PRIORS, prior, 'prior'));
   const raw = await inflate(update, ops * OP_BYTES + size, `${what}.update`);
@@ -170,24 +179,46 @@ function checkVideo(video, lrSize, frames) {
     'video: profile and pix_fmt must be short strings');
 }
 
-function checkModels(models) {
+// The smallest patch side a grid may have at x`scale` (stdo.bundle.min_patch: stdo-cluster's rule).
+const minPatch = (scale) => Math.floor((2 * (scale + 4)) / scale) + 1;
+
+// stdo.runtimes.FileFormat.filename: a file's name says its model, format, precision and window shape.
+function fileName(format, index, precision, window) {
+  const f = FILE_FORMATS[format];
+  const tag = precision === f.precisions[0] ? '' : `_${precision}`;
+  const size = f.fixedShape && window ? `_${window[0]}x${window[1]}` : '';
+  return `models/model${index}${tag}${size}${f.suffix}`;
+}
+
+function checkModels(models, planShapes, paths) {
+  const shapes = planShapes.map((s) => JSON.stringify(s));
   models.forEach((model, i) => {
     need(model !== null && typeof model === 'object' && model.model === i, `models[${i}] must be model ${i}`);
     need(Array.isArray(model.files) && model.files.length > 0, `models[${i}].files must be a non-empty list`);
     model.files.forEach((entry, j) => {
       const what = `models[${i}].files[${j}]`;
       need(entry !== null && typeof entry === 'object', `${what} must be an object`);
-      safePath(entry, what);
-      int(entry, 'bytes', 0, MAX_FILE_BYTES);
       need(FORMATS.includes(entry.format), `${what}: format must be one of ${FORMATS.join(', ')}`);
-      need(PRECISIONS.includes(entry.precision), `${what}: precision must be one of ${PRECISIONS.join(', ')}`);
+      const f = FILE_FORMATS[entry.format];
+      need(f.precisions.includes(entry.precision), `${what}: precision of a ${entry.format} file must be one of ${f.precisions.join(', ')}`);
+      const shape = entry.input_shape;
+      need(Array.isArray(shape) && shape.length === 4 && shape.every((v) => v === null || (isInt(v) && v >= 1 && v <= MAX_SIDE)),
+        `${what}: input_shape must be 4 sizes (null where dynamic)`);
+      const window = f.fixedShape ? shape.slice(2) : null;
+      const expected = [f.batch, 3, ...(window || [null, null])];
+      need(JSON.stringify(shape) === JSON.stringify(expected) && (window === null || shapes.includes(JSON.stringify(window))),
+        `${what}: input_shape of a ${entry.format} file must be ${JSON.stringify([f.batch, 3, null, null])}` +
+        (f.fixedShape ? ` with [h, w] one of the plan's window shapes ${JSON.stringify(planShapes)}` : ''));
+      safePath(entry, what);
+      const name = fileName(entry.format, i, entry.precision, window);
+      need(entry.path === name, `${what}: a ${entry.format} ${entry.precision} file of model ${i} is '${name}', not ${JSON.stringify(entry.path)}`);
+      need(!paths.has(name), `${what}: '${name}' is named twice`);
+      paths.add(name);
+      int(entry, 'bytes', 0, MAX_FILE_BYTES);
       if (entry.update !== undefined && entry.update !== null) {
         need(typeof entry.update === 'object', `${what}.update must be an object`);
         safePath(entry.update, `${what}.update`);
       }
-      const shape = entry.input_shape;
-      need(Array.isArray(shape) && shape.length === 4 && shape.every((v) => v === null || (isInt(v) && v >= 1 && v <= MAX_SIDE)),
-        `${what}: input_shape must be 4 sizes (null where dynamic)`);
     });
   });
 }
@@ -221,18 +252,19 @@ export async function readBundle(base) {
   const [width, height] = lrSize;
   const frames = int(manifest, 'frames', 1, MAX_FRAMES);
   const grid = object(manifest, 'grid');
-  const cols = int(grid, 'cols', 1, Math.min(MAX_GRID, width));
-  const rows = int(grid, 'rows', 1, Math.min(MAX_GRID, height));
+  const patch = minPatch(scale); // a patch is at least this many LR pixels a side
+  const cols = int(grid, 'cols', 1, Math.min(MAX_GRID, Math.max(1, Math.floor(width / patch))));
+  const rows = int(grid, 'rows', 1, Math.min(MAX_GRID, Math.max(1, Math.floor(height / patch))));
   int(grid, 'margin', 0, 1024);
   need(typeof manifest.fps === 'number' && manifest.fps > 0 && manifest.fps <= 1000, 'fps must be in (0, 1000]');
   const models = manifest.models;
   need(Array.isArray(models) && models.length >= 1 && models.length <= MAX_MODELS, `models must list 1..${MAX_MODELS} models`);
-  checkModels(models);
 
   // Sizes are trusted only once the video itself confirms them: the model map and the plan below are
   // allocated from the stream's real size and frame count, never from what the manifest claims.
   const videoEntry = object(manifest, 'video');
   checkVideo(videoEntry, lrSize, frames);
+  need(manifest.fps === videoEntry.fps, `fps ${JSON.stringify(manifest.fps)} is not the video's ${JSON.stringify(videoEntry.fps)}`);
   const video = await fetchChecked(base, videoEntry, 'video');
   const actual = await probeVideo(video);
   need(actual.width === width && actual.height === height && actual.frames === frames,
@@ -258,6 +290,9 @@ export async function readBundle(base) {
   const planBytes = await fetchChecked(base, planEntry, 'plan');
   const raw = await inflate(planBytes, (frames + runs * 9) * 4, 'plan');
   const plan = decodePlan(raw, { plans, runs, shapes: planEntry.shapes, margin, frames, models: models.length, width, height });
+  const paths = new Set([videoEntry.path, planEntry.path, ...(manifest.model_map ? [manifest.model_map.path] : [])]);
+  need(paths.size === 2 + (manifest.model_map ? 1 : 0), 'two entries name one file');
+  checkModels(models, plan.shapes, paths);
 
   return {
     base, manifest, modelMap, plan, video, scale, width, height, frames,

@@ -48,6 +48,8 @@ export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, w
     const [sh, sw] = shapes[shape];
     need(y >= 0 && x >= 0 && y + sh <= height && x + sw <= width, 'a window runs outside the frame');
     need(h > 0 && w > 0 && top >= y && left >= x && top + h <= y + sh && left + w <= x + sw, 'a kept rectangle leaves its window');
+    need(Math.max(top - margin, 0) >= y && Math.max(left - margin, 0) >= x && Math.min(top + h + margin, height) <= y + sh
+      && Math.min(left + w + margin, width) <= x + sw, `a window holds less than the plan's margin of ${margin} around its kept rectangle`);
     const key = `${model},${shape},${y},${x}`;
     if (!windows[plan].has(key)) windows[plan].set(key, { model, shape, y, x, kept: [] });
     windows[plan].get(key).kept.push([top, left, h, w]);
