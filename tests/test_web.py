@@ -52,11 +52,18 @@ def page(trained_run, tmp_path_factory):
     claims = work / "claims"  # a manifest that claims a huge clip, with the plan and model map to match
     shutil.copytree(run / "bundle", claims)
     manifest = json.loads((claims / "manifest.json").read_text())
-    manifest.update(lr_size=[4096, 4096], frames=1024, grid={**manifest["grid"], "cols": 1024, "rows": 1024})
+    manifest.update(lr_size=[4096, 4096], frames=1024, grid={**manifest["grid"], "cols": 512, "rows": 512})
     manifest["video"].update(width=4096, height=4096, frames=1024)
-    manifest["model_map"]["shape"] = [1024, 1024, 1024]
+    manifest["model_map"]["shape"] = [1024, 512, 512]
     manifest["plan"]["runs"] = 1 << 26
     (claims / "manifest.json").write_text(json.dumps(manifest))
+    lies = {}  # manifests that lie about what a client plays, each refused as the Python reader refuses it
+    for name, change in LIES.items():
+        lies[name] = work / f"lie-{name}"
+        shutil.copytree(run / "bundle", lies[name])
+        manifest = json.loads((lies[name] / "manifest.json").read_text())
+        change[0](manifest)
+        (lies[name] / "manifest.json").write_text(json.dumps(manifest))
     jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "keep": True, "rgb": "/rgb/lr.rgb"}
             for b, p in VARIANTS]
     jobs += [{"bundle": "/bundle/", "kind": "play", "backend": "onnxruntime", "precision": "fp32", "keep": True},
@@ -70,11 +77,30 @@ def page(trained_run, tmp_path_factory):
               "rgb": "/rgb/lr.rgb"},
              {"bundle": "/bundle/", "kind": "play", "backend": "litert", "precision": "fp32", "rgb": "/rgb/lr.rgb",
               "frames": 1}]  # a second LiteRT.js runner of the same files in the page
-    with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims}) as base:
+    jobs += [{"bundle": f"/lie-{name}/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"} for name in LIES]
+    with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims,
+                **{f"lie-{name}": folder for name, folder in lies.items()}}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
                                                                        "page", "played", "claims", "slow", "webgpu",
-                                                                       "litert again"], out["results"]))
+                                                                       "litert again"] + [f"lie {n}" for n in LIES],
+                             out["results"]))
+
+
+def _relabel(manifest: dict) -> None:
+    """The ONNX int8 file of model 0 listed as fp32 (its own path kept)."""
+    entry = next(f for f in manifest["models"][0]["files"] if f["format"] == "onnx" and f["precision"] == "int8")
+    manifest["models"][0]["files"] = [f for f in manifest["models"][0]["files"]
+                                      if not (f["format"] == "onnx" and f["precision"] == "fp32")]
+    entry["precision"] = "fp32"
+
+
+LIES = {  # name -> (change, what the refusal says)
+    "fps": (lambda m: m.update(fps=30.0), "is not the video's"),
+    "relabelled": (_relabel, "file of model 0 is"),
+    "grid finer than a patch": (lambda m: m["grid"].update(cols=40, rows=24), "cols must be"),
+    "input shape": (lambda m: m["models"][0]["files"][0].update(input_shape=[1, 3, 20, 20]), "input_shape"),
+}
 
 
 def _frames(encoded: list[str], dtype, shape) -> np.ndarray:
@@ -90,8 +116,15 @@ def test_web_player_gives_the_python_players_frames(page, backend, precision):
     expected = player.upscale(lr, 0).numpy()
     web = _frames(result["sr"], np.float32, expected.shape[1:])
     assert web.shape == expected.shape and result["fps"] > 0
-    # fp32: float rounding; int8: ONNX Runtime Web's int8 kernels round a few activations differently
-    assert np.abs(web - expected).max() <= (1e-4 if precision == "fp32" else 2 / 255)
+    difference = np.abs(web - expected)
+    print(f"{backend} {precision}: web vs Python player, mean {difference.mean() * 255:.4f}, max {difference.max() * 255:.3f}"
+          " (of 255)")
+    if precision == "fp32":  # float rounding
+        assert difference.max() <= 1e-4
+    else:  # the int8 kernels of ONNX Runtime Web and LiteRT.js (WASM SIMD, whose relaxed int8 dot products are
+        # the CPU's own) round a few activations one step apart from the native runtimes: a few pixels move by up to
+        # a few grey levels, the frame as a whole by a fraction of one (seen on an AMD EPYC: max 2.5, mean 0.29)
+        assert difference.max() <= 4 / 255 and difference.mean() <= 0.5 / 255
 
 
 def test_web_player_decodes_the_stream_itself(page):
@@ -125,6 +158,18 @@ def test_sizes_claimed_by_the_manifest_are_checked_against_the_video_before_any_
     refused = results["claims"]
     assert not refused["ok"] and "the file is 80x48 with 6 frames, the manifest says 4096x4096 with 1024" in \
         refused["error"], refused
+
+
+@pytest.mark.parametrize("name", LIES)
+def test_a_manifest_that_lies_is_refused_in_the_page_as_in_python(page, name):
+    from stdo.bundle import BundleError, read_bundle
+
+    run, _, results = page
+    refused = results[f"lie {name}"]
+    assert not refused["ok"] and LIES[name][1] in refused["error"], refused
+    bundle = run.parent / f"lie-{name}"
+    with pytest.raises(BundleError, match=LIES[name][1]):
+        read_bundle(bundle)
 
 
 def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):
