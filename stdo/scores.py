@@ -37,6 +37,9 @@ class QualityScores:
     def __bool__(self) -> bool:
         return bool(self._frames)
 
+    def has(self, name: str) -> bool:
+        return name in self._frames
+
     def per_frame(self, name: str, metric: str = "psnr") -> np.ndarray:
         return np.concatenate(self._frames[name][metric])
 

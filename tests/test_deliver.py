@@ -44,6 +44,9 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     played = play(PlayOptions(bundle=out / "bundle", backend="onnxruntime", precision="int8", hr=out / "frames/hr.npy"))
     assert played["delivered"]["total"] == kept["total"]  # OUT holds the point reported, exported whole
     assert played["psnr"]["model"] == pytest.approx(kept["psnr"], abs=1e-6)
+    # the carried prior alone on the same decoded stream, the same variant: what the update is worth
+    assert played["psnr"]["prior"] == pytest.approx(kept["prior_psnr"], abs=1e-6)
+    assert f"{kept['psnr'] - kept['prior_psnr']:+.2f} dB over the prior alone" in output
     manifest = json.loads((out / "bundle/manifest.json").read_text())
     assert manifest["method"] == kept["method"] and {f["format"] for f in manifest["models"][0]["files"]} >= {"onnx",
                                                                                                           "tflite"}

@@ -203,6 +203,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_run, tmp_path):
 # ---------------------------------------------------------------------------- bad input
 
 
+def test_a_crop_larger_than_the_frames_is_said(small_run, tmp_path, caplog):
+    run = copy_run(small_run, tmp_path / "run")
+    with caplog.at_level("WARNING"):
+        train(options(run, "awdnn", 2))
+        assert "larger than" not in caplog.text
+        train(TrainOptions(run=run, method="awdnn", restart=True, config=TrainConfig(steps=2, batch=2, crop=100000),
+                           method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8})))
+    assert "crop 100000 is larger than the 80x48 LR frames: crops of 48 are trained" in caplog.text
+
+
 def test_bad_input_is_one_line_exit_2(cli, small_run, tmp_path):
     def check(args, message):
         code, out, err, exc = cli(train_command, args)
@@ -220,7 +230,6 @@ def test_bad_input_is_one_line_exit_2(cli, small_run, tmp_path):
     (no_chunks / "clusters.npz").unlink()
     check([no_chunks, *TINY], "no chunk map")
     check([small_run, "--steps", "0"], "must be above 0")
-    check([small_run, "--steps", "2", "--crop-size", "100000"], "--crop-size 100000 is larger than the 80x48 LR frames")
     check([small_run, "--steps", "1", "--joint-start", "0", *TINY], "fewer than the 2 models")
 
     run = copy_run(small_run, tmp_path / "run")

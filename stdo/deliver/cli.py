@@ -8,7 +8,7 @@ import click
 
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.cluster.pipeline import ClusterOptions
-from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, parse_budget
+from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, kept_line, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
@@ -110,9 +110,7 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
     with StageBars(disable=quiet) as bars:
         report = deliver(options, progress=bars)
     click.echo("\n".join(format_points(report)))
-    kept = report["chosen"]
-    click.echo(f"kept CRF {kept['crf']} {kept['method']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB; bundle in "
-               f"{Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}")
+    click.echo(kept_line(report, out))
 
 
 def main() -> None:

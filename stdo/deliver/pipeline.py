@@ -180,7 +180,8 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
             delivered = played["delivered"]
             point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
                          psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
-                         bicubic_psnr=played["psnr"]["bicubic"], within_budget=delivered["total"] <= budget)
+                         bicubic_psnr=played["psnr"]["bicubic"], prior_psnr=played["psnr"].get("prior"),
+                         within_budget=delivered["total"] <= budget)
             log.info("CRF %d %s: %d bytes, %.3f dB", crf, method, delivered["total"], point["psnr"])
     fitting = [p for p in points if p.get("within_budget")]
     if not fitting:
@@ -202,30 +203,44 @@ def format_points(report: dict) -> list[str]:
     lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
              f"LR {report['codec']}",
              f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map+plan':>8} {'total':>9} {'PSNR dB':>8} "
-             f"{'bicubic':>8}  fits"]
+             f"{'bicubic':>8} {'prior':>8}  fits"]
     for p in report["points"]:
         if "total" not in p:
             lines.append(f"{p['crf']:>4} {p['method']:>7} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} "
-                         f"{'-':>8}  no ({p['note']})")
+                         f"{'-':>8} {'-':>8}  no ({p['note']})")
             continue
         b = p["bytes"]
         lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map'] + b['plan']:>8,} "
-                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f}  "
+                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} {_db(p.get('prior_psnr')):>8}  "
                      f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
     return lines
 
 
+def _db(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def kept_line(report: dict, out: Path) -> str:
+    """The kept point: its bytes, its played PSNR and its gains over bicubic and over the carried prior alone."""
+    kept = report["chosen"]
+    over_prior = "" if kept.get("prior_psnr") is None else f", {kept['psnr'] - kept['prior_psnr']:+.2f} dB over the prior alone"
+    return (f"kept CRF {kept['crf']} {kept['method']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
+            f"({kept['psnr'] - kept['bicubic_psnr']:+.2f} dB over bicubic of its stream{over_prior}); bundle in "
+            f"{Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}")
+
+
 def format_points_md(report: dict) -> str:
-    rows = ["| CRF | method | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | within budget |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| CRF | method | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | prior alone (dB) "
+            "| within budget |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
         if "total" not in p:
-            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | no: {p['note']} |")
+            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | - | no: {p['note']} |")
             continue
         b = p["bytes"]
         kept = " (kept)" if _is_kept(report, p) else ""
         rows.append(f"| {p['crf']}{kept} | {p['method']} | {b['video']:,} | {b['models']:,} | "
                     f"{b['model_map'] + b['plan']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
-                    f"{'yes' if p['within_budget'] else 'no'} |")
+                    f"{_db(p.get('prior_psnr'))} | {'yes' if p['within_budget'] else 'no'} |")
     return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
             f"{report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")

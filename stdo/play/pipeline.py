@@ -28,6 +28,8 @@ from stdo.play.report import format_markdown, plot_psnr
 from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import StreamOptions, StreamWriter
 from stdo.resample import as_nchw, upscale_bicubic
+from stdo.infer import Runner
+from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner
 from stdo.video import iter_frames
 
 Progress = Callable[[str, int, int | None], None] | None
@@ -136,17 +138,33 @@ class _Scores(QualityScores):
         super().__init__(scale)
         self.seconds = 0.0
 
-    def add_frame(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray) -> None:
+    def add_frame(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray, prior: torch.Tensor | None) -> None:
         t0 = time.perf_counter()
         ref = as_nchw(hr[None]).float()
         self.add("model", as_nchw(sr[None]).float(), ref)
         self.add("bicubic", bicubic, ref)
+        if prior is not None:
+            self.add("prior", prior, ref)
         self.seconds += time.perf_counter() - t0
+
+
+def prior_runner(player: Player, o: PlayOptions) -> Runner | None:
+    """The carried prior's own file of the variant played, for a bundle whose models update a prior: what a client
+    plays when the video ships no update (whole frames: a format with one file per window shape has none here)."""
+    from stdo.priors import PRIORS_DIR, prior_bases
+
+    prior, fmt = player.bundle.manifest.get("prior"), BACKENDS[o.backend]
+    if not isinstance(prior, str) or RUNTIME_FORMATS[fmt].fixed_shape:
+        return None
+    root = Path(o.priors) if o.priors else PRIORS_DIR
+    base = next((b for b in prior_bases(prior, root) if (b["format"], b["precision"]) == (fmt, o.precision)), None)
+    return None if base is None else open_runner(fmt, root / base["path"], o.threads)
 
 
 def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], hr_iter: Iterator[np.ndarray | None],
                  writer: BackgroundWriter | None, progress: Progress, scores: _Scores) -> None:
     width, height = player.hr_size
+    prior = prior_runner(player, o) if o.hr is not None else None
     for index, lr, sr in player.play(frames, o.batch):
         hr = next(hr_iter)
         bicubic = None
@@ -158,7 +176,11 @@ def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], h
             if hr.shape != (height, width, 3):
                 raise StdoError(f"`hr` frames are {hr.shape[1]}x{hr.shape[0]}, expected {width}x{height} "
                                 f"(x{player.scale} the bundle's LR size): give the matching HR source")
-            scores.add_frame(sr, bicubic, hr)
+            t0 = time.perf_counter()
+            alone = None if prior is None else \
+                prior(as_nchw(lr[None]).float().div_(255)).float().clamp_(0, 1).mul_(255).round_()
+            scores.seconds += time.perf_counter() - t0
+            scores.add_frame(sr, bicubic, hr, alone)
         elif o.hr is not None:
             raise StdoError(f"`hr` {o.hr} ends after {index} frames, the video has {player.num_frames}")
         if writer is not None:
@@ -221,6 +243,8 @@ def _play(o: PlayOptions, progress: Progress) -> dict:
         report["psnr"] = {**scores.model_and_bicubic(),
                           "per_frame": [round(float(v), 4) for v in scores.per_frame("model")],
                           "bicubic_per_frame": [round(float(v), 4) for v in scores.per_frame("bicubic")]}
+        if scores.has("prior"):  # the carried prior alone, the same variant, on the same decoded frames
+            report["psnr"]["prior"] = scores.mean("prior")
     if o.rate:
         point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, report["psnr"]["model"],
                                          shave=player.scale,

@@ -20,7 +20,9 @@ def format_table(report: dict) -> list[str]:
     if "psnr" in report:
         p = report["psnr"]
         lines.append(f"RGB PSNR model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  "
-                     f"gain {p['model'] - p['bicubic']:+.3f} dB")
+                     f"gain {p['model'] - p['bicubic']:+.3f} dB" + (
+                         f"  prior alone {p['prior']:.3f} dB (update {p['model'] - p['prior']:+.3f} dB)"
+                         if "prior" in p else ""))
         lines.append(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
                      f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")
         lines.append(f"SSIM     model {p['model_ssim']:.4f}  bicubic {p['bicubic_ssim']:.4f}")

@@ -79,7 +79,8 @@ def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, 
         bar.close()
     click.echo(f"general x{scale} {model} over {report['clips']} clip(s), {report['frames']} frames, "
                f"{report['steps']} steps (kept step {report['kept_step']})")
-    click.echo(f"PSNR on its evaluation crops {report['eval_psnr']:.3f} dB (bicubic {report['eval_psnr_start']:.3f} dB)")
+    where = "the held-out validation set" if validation else "its evaluation crops"
+    click.echo(f"PSNR on {where} {report['eval_psnr']:.3f} dB (bicubic {report['eval_psnr_start']:.3f} dB)")
     click.echo(f"wrote {report['out']}: stdo-cluster SOURCE RUN --scorer general --checkpoint {report['out']}")
 
 

@@ -129,7 +129,7 @@ def lr_factor(step: int, steps: int, warmup_share: float = 0.1, final: float = 0
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-WSD_WARMUP = 1000  # steps (fewer for short runs): fixed, so that a longer run repeats a shorter one's steps
+WSD_WARMUP = 1000  # steps (a tenth of the steps for runs shorter than 10,000)
 WSD_DECAY_SHARE = 0.2  # the last 20% of the steps
 
 
@@ -140,9 +140,9 @@ def wsd_decay_start(steps: int) -> int:
 def wsd_factor(step: int, steps: int, final: float = 0.01) -> float:
     """Warmup, stable, decay: linear warmup, the full learning rate, then a cosine down to 1% over the last 20%.
 
-    Unlike the cosine, every step before the decay has the same learning rate whatever the total, so a run
-    can be extended: the state saved where the decay starts resumes under a larger `steps` (a long training,
-    such as a prior's, runs over several sittings and is annealed at each end).
+    Unlike the cosine, every step between the warmup and the decay has the full learning rate whatever the
+    total, so a run can be extended: the state saved where the decay starts resumes under a larger `steps` (a
+    long training, such as a prior's, runs over several sittings and is annealed at each end).
     """
     warmup = max(1, min(WSD_WARMUP, steps // 10))
     if step < warmup:

@@ -74,9 +74,9 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
         raise StdoError(f"{run} does not exist: run stdo-cluster SOURCE {run} first")
     info = read_run_info(run)  # a RUN at all, before any lock file is made in it
     side = min(info.grid.height, info.grid.width)
-    if o.config.crop > side:
-        raise StdoError(f"`crop` {o.config.crop} is larger than the {info.grid.width}x{info.grid.height} LR frames: "
-                        f"give at most {side}")
+    if o.config.crop > side:  # the samplers take the largest square the frames hold
+        log.warning("crop %d is larger than the %dx%d LR frames: crops of %d are trained", o.config.crop,
+                    info.grid.width, info.grid.height, side)
     with stage_lock(run, f"RUN {run}", shared=True):
         return _train(o, run, progress, eval_progress)
 
