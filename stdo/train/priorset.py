@@ -155,22 +155,35 @@ def open_prior_set(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray, dict
     return np.load(path / "hr.npy", mmap_mode="r"), np.load(lr, mmap_mode="r"), json.loads((path / MANIFEST).read_text())
 
 
-if __name__ == "__main__":
-    import argparse
-    import sys
+def main() -> None:
+    import click
 
-    parser = argparse.ArgumentParser(description="Build the prior's training set from photographs.")
-    parser.add_argument("out", type=Path)
-    parser.add_argument("images", type=Path, nargs="+")
-    parser.add_argument("--scales", default="4,2")
-    parser.add_argument("--max-clips", type=int, default=PriorSetOptions.max_clips)
-    parser.add_argument("--sizes", type=int, default=PriorSetOptions.sizes)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        options = PriorSetOptions(scales=tuple(int(s) for s in args.scales.split(",")), max_clips=args.max_clips,
-                                  sizes=args.sizes, seed=args.seed)
-        print(build_prior_set(args.images, args.out, options))
-    except StdoError as e:
-        sys.exit(f"Error: {e}")
+    from stdo.clitools import setup_logging, stdo_command
+
+    @stdo_command("priorset")
+    @click.argument("out", type=click.Path(path_type=Path))
+    @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--scales", default="4,2", show_default=True, help="The scales whose LR the set holds.")
+    @click.option("--sizes", type=click.IntRange(1), default=PriorSetOptions.sizes, show_default=True,
+                  help="Shrunk sizes per photograph.")
+    @click.option("--max-clips", type=click.IntRange(1), default=PriorSetOptions.max_clips, show_default=True,
+                  help="Clips per photograph and size, at most.")
+    @click.option("--seed", type=int, default=PriorSetOptions.seed, show_default=True, help="Seed.")
+    @click.option("-v", "--verbose", count=True, help="More logging.")
+    def command(out, images, scales, sizes, max_clips, seed, verbose):
+        """Build a prior set in OUT from IMAGES: short clips panned across the photographs (or still), their LR
+        coded by H.264 or HEVC at random CRFs (stdo-general reads it as a source; a build with the same
+        photographs and options is reused)."""
+        setup_logging(verbose)
+        try:
+            parsed = tuple(int(v) for v in scales.split(","))
+        except ValueError:
+            raise StdoError(f"`scales` {scales!r}: give whole scales separated by commas, e.g. 4,2") from None
+        options = PriorSetOptions(scales=parsed, sizes=sizes, max_clips=max_clips, seed=seed)
+        click.echo(build_prior_set(list(images), out, options))
+
+    command(prog_name="python -m stdo.train.priorset")
+
+
+if __name__ == "__main__":
+    main()
