@@ -68,6 +68,7 @@ bench: $(VENV)/.bench-installed android-deps
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/train_speed.py --model wdsr_a --steps 10
 	$(PY) benchmarks/play_speed.py
+	$(PY) benchmarks/prior_gain.py --clips bikes,bigbuckbunny,carphone --scales 4,2 --codecs h264,hevc --frames 30
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
 	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --codecs h264,hevc --frames 250 --steps 400
 	$(PY) benchmarks/time_to_quality.py --steps 800
@@ -78,9 +79,9 @@ bench: $(VENV)/.bench-installed android-deps
 # lists (Debian and PyPI packages, none of them a clip the demo, the tests or the benchmarks evaluate), made into
 # short panned or still clips coded by H.264 and HEVC at CRF 18-40 (15% left clean), a held-out validation set picking
 # the kept state. Everything lands in PRIOR_WORK and resumes there; a rerun with a larger PRIOR_STEPS extends the
-# training from where its learning rate began to decay (the wsd schedule). 6,000 steps: about 1.5 hours per scale
+# training from where its learning rate began to decay (the wsd schedule). 5,000 steps: about 1 hour per scale
 # on one x86_64 core (both scales run side by side, one core each).
-PRIOR_STEPS ?= 6000
+PRIOR_STEPS ?= 5000
 PRIOR_WORK ?= $(HOME)/.cache/stdo-prior
 PRIOR_TRAIN := --schedule wsd --crop-size 48 --context 4 --model wdsr_a_mobile -q
 prior: install
