@@ -74,7 +74,7 @@ def write_carried(root: Path, work: Path, steps: int) -> dict:
     """For every prior <model>_x<scale>.pt in `root`: its base files in root/<model>_x<scale>/ (int8 calibrated on
     the prior's own training content), and root/priors.json: the prior's id and size, the recipe and steps, the
     content it learnt from (the catalogue's train split; validation held out), its degradations and its
-    validation curve's last point (from `work`, the recipe's folder)."""
+    validation figure of the kept state (from `work`, the recipe's folder)."""
     from stdo.fileio import write_json
     from stdo.priors import FACTS
     from stdo.train.priorcontent import catalogue
@@ -88,11 +88,11 @@ def write_carried(root: Path, work: Path, steps: int) -> dict:
         model, scale = path.stem.rsplit("_x", 1)
         _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
         curve = read_json(Path(work) / f"x{scale}" / f".{path.name}.curve" / "curve.json")
-        last = curve["points"][-1]
+        kept = max(curve["points"], key=lambda p: p["psnr"])  # the state training kept (the best on validation)
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,
                             "scale": int(scale), "steps": steps, "schedule": "wsd", "recipe": RECIPE.format(steps=steps),
-                            "content": content, "validation": {"content": held_out, "step": last["step"],
-                                                               "psnr": round(last["psnr"], 3),
+                            "content": content, "validation": {"content": held_out, "step": kept["step"],
+                                                               "psnr": round(kept["psnr"], 3),
                                                                "bicubic_psnr": round(curve["bicubic_psnr"], 3)},
                             "degradations": _degradations(Path(work) / "set-train", int(scale)),
                             "bases": build_bases(path, Path(root) / path.stem, lr)}
