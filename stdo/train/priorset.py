@@ -86,10 +86,14 @@ def _clip_windows(image: np.ndarray, o: PriorSetOptions, rng: np.random.Generato
     return np.stack(frames), {"velocity": [round(float(v[1]), 2), round(float(v[0]), 2)], "travel": travel}
 
 
+HEVC_MIN_SIDE = 64  # x265 (through PyAV) corrupted the heap coding 44x36 frames: smaller LR is not coded by HEVC
+
+
 def _degrade(lr: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     if rng.random() < o.clean:
         return lr, {"codec": None, "crf": None}
-    codec = str(rng.choice(o.codecs))
+    small = min(lr.shape[1:3]) < HEVC_MIN_SIDE
+    codec = str(rng.choice([c for c in o.codecs if not (small and c == "hevc")] or ["h264"]))
     crf = int(rng.integers(o.crf[0], o.crf[1] + 1))
     return codec_round_trip(lr, crf, codec), {"codec": codec, "crf": crf}
 
