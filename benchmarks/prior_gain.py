@@ -24,23 +24,13 @@ from results_io import write_results
 from stdo.clip import load_clip
 from stdo.clips import clip_path
 from stdo.fileio import read_json
-from stdo.metrics import mse, psnr_from_mse
 from stdo.priors import FACTS, PRIORS_DIR, find_prior
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.runtimes import open_runner
 from stdo.train.priordata import codec_round_trip
+from stdo.train.validation import frames_psnr
 
 OUT = Path(__file__).parent / "results" / "prior_gain"
-BATCH = 8
-
-
-def psnr_of(hr: np.ndarray, sr_of, lr: np.ndarray, scale: int) -> float:
-    """RGB PSNR of sr_of(lr batch) -> float [B, 3, H, W] in [0, 1], rounded to 8 bits, over all frames."""
-    total = 0.0
-    for a in range(0, len(lr), BATCH):
-        sr = (sr_of(lr[a : a + BATCH]).float().clamp(0, 1) * 255).round()
-        total += float(mse(sr, as_nchw(hr[a : a + BATCH]).float(), shave=scale).sum())
-    return float(psnr_from_mse(total / len(lr)))
 
 
 def measure(clip: str, scale: int, codec: str, crfs: list[int], frames: int) -> list[dict]:
@@ -51,11 +41,11 @@ def measure(clip: str, scale: int, codec: str, crfs: list[int], frames: int) -> 
     rows = []
     for crf in crfs:
         lr = codec_round_trip(data.lr, crf, codec)
-        bicubic = psnr_of(data.hr, lambda x: upscale_bicubic(x, scale) / 255, lr, scale)
+        bicubic = frames_psnr(data.hr, lr, lambda x: upscale_bicubic(x, scale) / 255, scale)
         row = {"clip": clip, "scale": scale, "codec": codec, "crf": crf, "lr_size": list(lr.shape[2:0:-1]),
                "frames": len(lr), "bicubic": round(bicubic, 3)}
         for precision, runner in runners.items():
-            score = psnr_of(data.hr, lambda x: runner(as_nchw(x).float() / 255), lr, scale)
+            score = frames_psnr(data.hr, lr, lambda x: runner(as_nchw(x).float() / 255), scale)
             row[precision] = round(score, 3)
             row[f"gain_{precision}"] = round(score - bicubic, 3)
         rows.append(row)

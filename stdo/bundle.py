@@ -36,7 +36,6 @@ base. A bundle that claims more is refused before it is inflated.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import zlib
 from datetime import datetime, timezone
@@ -49,9 +48,9 @@ import stdo
 from stdo.errors import FormatError
 from stdo.fileio import JSONUnreadable, read_json, sha256_of, write_bytes, write_json
 from stdo.grid import Grid
+from stdo.metrics import min_patch
 from stdo.plan import Plan, PlanError, decode_plan, encode_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
-from stdo.runtimes import PRECISIONS
 from stdo.stream import stream_info
 
 FORMAT, VERSION = "stdo-bundle", 3  # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans
@@ -69,12 +68,6 @@ VIDEO_CODECS = ("h264", "hevc", "av1")
 VIDEO_MATRICES = ("bt601", "bt709", "bt2020", "rgb")
 VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "height", "frames", "fps", "duration_s",
                 "bitrate_kbps")
-
-
-def min_patch(scale: int) -> int:
-    """The smallest patch side, in LR pixels, a grid may have at x`scale` (stdo-cluster refuses finer grids: each HR
-    patch keeps pixels after the STDO protocol's shave of scale + 4)."""
-    return 2 * (scale + 4) // scale + 1
 
 
 def max_rebuilt_bytes(base_bytes: int) -> int:
@@ -334,9 +327,17 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
                            len(models), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
-    rebuilt, paths = {}, {video["path"], plan_entry["path"]} | ({manifest["model_map"]["path"]}
-                                                              if manifest.get("model_map") is not None else set())
-    _need(len(paths) == 2 + (manifest.get("model_map") is not None), "two entries name one file")
+    rebuilt, paths = {}, set()
+
+    def claim(path: str, what: str) -> None:
+        """No file serves two entries (no label can be moved onto another file)."""
+        _need(path not in paths, f"{what}: {path!r} is named twice")
+        paths.add(path)
+
+    claim(video["path"], "video")
+    claim(plan_entry["path"], "plan")
+    if manifest.get("model_map") is not None:
+        claim(manifest["model_map"]["path"], "model_map")
     for i, model in enumerate(models):
         _need(isinstance(model, dict) and model.get("model") == i, f"models[{i}] must be model {i}")
         files = model.get("files")
@@ -362,8 +363,7 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
             name = f"models/{fmt.filename(i, entry['precision'], window)}"
             _need(entry.get("path") == name, f"{what}: a {fmt.name} {entry['precision']} file of model {i} is "
                                              f"{name!r}, not {entry.get('path')!r}")
-            _need(name not in paths, f"{what}: {name!r} is named twice")
-            paths.add(name)
+            claim(name, what)
             if entry.get("update") is not None:
                 _need(isinstance(entry["update"], dict), f"{what}.update must be an object")
                 rebuilt[name] = _rebuild(root, entry, what, priors)

@@ -26,6 +26,12 @@ def stdo_shave(scale: int) -> int:
     return scale + 4
 
 
+def min_patch(scale: int) -> int:
+    """The smallest patch side, in LR pixels, a grid may have at x`scale`: each HR patch keeps pixels after the
+    STDO protocol's shave (stdo-cluster refuses finer grids, and a bundle's reader with them)."""
+    return 2 * stdo_shave(scale) // scale + 1
+
+
 def _shaved(x: torch.Tensor, shave: int) -> torch.Tensor:
     return x[..., shave : x.shape[-2] - shave, shave : x.shape[-1] - shave] if shave else x
 

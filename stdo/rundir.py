@@ -24,7 +24,6 @@ never old metadata over new frames.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -173,7 +172,6 @@ class FrameFiles:
             with open(path, "r+b") as f:
                 os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
-            del frames
             path.unlink(missing_ok=True)
             raise StdoError(f"no room for the {name} frames ({int(np.prod(shape)):,} bytes) in {self.folder} "
                             f"({e.strerror}): free space there, or give `run` on another disk") from None

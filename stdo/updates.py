@@ -111,13 +111,13 @@ def encode_update(data: bytes, base: bytes) -> tuple[bytes, int]:
     return zlib.compress(table + body.tobytes(), 9), len(ops)
 
 
-INFLATE_CHUNK = 1 << 20  # bytes of the update fed to zlib at a time
+INFLATE_CHUNK = 1 << 20  # bytes of output zlib hands back at a time
 
 
 def decode_update(update: bytes, base: bytes, size: int, ops: int) -> memoryview:
     """The file of `size` bytes that `update` (of `ops` segments) rebuilds from `base`.
 
-    Memory is the declared size once: the update is inflated chunk by chunk into one buffer of exactly
+    Memory is the declared size once: the update is inflated a chunk at a time into one buffer of exactly
     ops·8 + size bytes, refused as soon as it would run past it, and XORed in place; every segment is checked
     to lie inside the file and the base. (The caller bounds `size` by the base's: stdo.bundle.max_rebuilt_bytes.)
     """
@@ -125,26 +125,23 @@ def decode_update(update: bytes, base: bytes, size: int, ops: int) -> memoryview
         raise UpdateError(f"ops must be a whole number from 1 to {min(MAX_OPS, size)}")
     expected = ops * OP.size + size
     raw = bytearray(expected)
-    filled, trailing = 0, False
+    filled = 0
     inflate = zlib.decompressobj()
-    view = memoryview(update)
+    pending = update
     try:
-        for at in range(0, len(update), INFLATE_CHUNK):
-            if inflate.eof:  # input left after the end of the deflate stream
-                trailing = True
+        while not inflate.eof:
+            out = inflate.decompress(pending, min(INFLATE_CHUNK, expected - filled + 1))
+            if not out and len(inflate.unconsumed_tail) == len(pending):  # input exhausted: a truncated stream
                 break
-            pending = view[at:at + INFLATE_CHUNK]
-            while pending and not inflate.eof:
-                out = inflate.decompress(pending, expected - filled + 1)
-                if filled + len(out) > expected:
-                    raise UpdateError(f"the update inflates to more than the {expected} bytes its manifest's size "
-                                      "and ops say")
-                raw[filled:filled + len(out)] = out
-                filled += len(out)
-                pending = inflate.unconsumed_tail
+            if filled + len(out) > expected:
+                raise UpdateError(f"the update inflates to more than the {expected} bytes its manifest's size and "
+                                  "ops say")
+            raw[filled:filled + len(out)] = out
+            filled += len(out)
+            pending = inflate.unconsumed_tail
     except zlib.error:
         raise UpdateError("the update is not deflate (zlib) data") from None
-    if filled != expected or not inflate.eof or inflate.unused_data or trailing:
+    if filled != expected or not inflate.eof or inflate.unused_data:  # unused_data: input past the stream's end
         raise UpdateError(f"the update inflates to {filled}{'+' if not inflate.eof else ''} bytes, "
                           f"the manifest's size and ops say {expected}")
     table = [OP.unpack_from(raw, k * OP.size) for k in range(ops)]

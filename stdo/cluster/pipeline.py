@@ -25,7 +25,7 @@ from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition, smo
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
 from stdo.errors import StdoError, check_device
 from stdo.grid import Grid
-from stdo.metrics import stdo_shave
+from stdo.metrics import min_patch
 from stdo.models import load_wdsr
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
@@ -119,7 +119,7 @@ def load_general_model(path: Path, scale: int) -> torch.nn.Module:
 
 def check_grid(grid: Grid, scale: int) -> None:
     """Every HR patch must keep pixels after the STDO protocol's shave (scale+4 on each side)."""
-    need = 2 * stdo_shave(scale) // scale + 1
+    need = min_patch(scale)
     h, w = grid.smallest_patch
     if h < need or w < need:
         raise StdoError(

@@ -60,9 +60,9 @@ CLEAN_LR = "clean bicubic LR"
 
 def _degradations(prior_set: Path, scale: int) -> dict:
     """What the prior's LR was: each codec's share and CRF range, and the clean share (from the set's clips.json)."""
-    clips = read_json(Path(prior_set) / MANIFEST)["clips"]
-    coding = [c[f"x{scale}"] for c in clips]
-    out = {"clips": len(clips), "frames_per_clip": read_json(Path(prior_set) / MANIFEST)["frames"]}
+    manifest = read_json(Path(prior_set) / MANIFEST)
+    coding = [c[f"x{scale}"] for c in manifest["clips"]]
+    out = {"clips": len(coding), "frames_per_clip": manifest["frames"]}
     for codec in sorted({c["codec"] for c in coding if c["codec"]}):
         crfs = [c["crf"] for c in coding if c["codec"] == codec]
         out[codec] = {"share": round(len(crfs) / len(coding), 3), "crf": [min(crfs), max(crfs)]}

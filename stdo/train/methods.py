@@ -30,7 +30,6 @@ models, so methods compare at equal cost.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.fileio import sha256_of, staged_dir
+from stdo.fileio import read_json, sha256_of, staged_dir
 from stdo.resample import downscale_bicubic
 from stdo.train.priordata import codec_round_trip
 from stdo.video import read_image
@@ -71,7 +71,6 @@ def _shrink(image: np.ndarray, short: int) -> np.ndarray:
 def _clip_windows(image: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """[frames, W, W, 3]: a window moving by a random velocity (or still) across the image."""
     h, w = image.shape[:2]
-    travel = o.speed * (o.frames - 1)
     still = rng.random() < o.still
     v = np.zeros(2) if still else rng.uniform(-o.speed, o.speed, 2)
     lo = np.maximum(0, -v * (o.frames - 1))
@@ -83,10 +82,11 @@ def _clip_windows(image: np.ndarray, o: PriorSetOptions, rng: np.random.Generato
     for t in range(o.frames):
         y, x = np.round(start + v * t).astype(int)
         frames.append(image[y : y + o.window, x : x + o.window])
-    return np.stack(frames), {"velocity": [round(float(v[1]), 2), round(float(v[0]), 2)], "travel": travel}
+    return np.stack(frames), {"velocity": [round(float(v[1]), 2), round(float(v[0]), 2)]}
 
 
-HEVC_MIN_SIDE = 64  # x265 (through PyAV) corrupted the heap coding 44x36 frames: smaller LR is not coded by HEVC
+HEVC_MIN_SIDE = 64  # a process coding 44x36 frames with HEVC (x265 through PyAV) died of heap corruption (cause
+# not isolated): LR smaller than one HEVC coding unit is coded by H.264
 
 
 def _degrade(lr: np.ndarray, o: PriorSetOptions, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -114,7 +114,7 @@ def build_prior_set(images: list[Path], out: Path, o: PriorSetOptions = PriorSet
         raise StdoError("give at least one photograph to build the prior's set from")
     out = Path(out)
     signature = _signature(images, o)
-    if is_prior_set(out) and json.loads((out / MANIFEST).read_text()).get("signature") == signature:
+    if is_prior_set(out) and read_json(out / MANIFEST).get("signature") == signature:
         return out
     rng = np.random.default_rng(o.seed)
     hr_clips, lr_clips, clips = [], {s: [] for s in o.scales}, []
@@ -156,7 +156,7 @@ def open_prior_set(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray, dict
     lr = path / f"lr_x{scale}.npy"
     if not lr.is_file():
         raise StdoError(f"{path} holds no LR at x{scale}: build it with that scale")
-    return np.load(path / "hr.npy", mmap_mode="r"), np.load(lr, mmap_mode="r"), json.loads((path / MANIFEST).read_text())
+    return np.load(path / "hr.npy", mmap_mode="r"), np.load(lr, mmap_mode="r"), read_json(path / MANIFEST)
 
 
 def main() -> None:

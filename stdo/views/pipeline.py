@@ -14,7 +14,6 @@ existing one is replaced only with --overwrite and only if stdo-views wrote it (
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time

@@ -190,7 +190,7 @@ function fileName(format, index, precision, window) {
   return `models/model${index}${tag}${size}${f.suffix}`;
 }
 
-function checkModels(models, planShapes, paths) {
+function checkModels(models, planShapes, claim) {
   const shapes = planShapes.map((s) => JSON.stringify(s));
   models.forEach((model, i) => {
     need(model !== null && typeof model === 'object' && model.model === i, `models[${i}] must be model ${i}`);
@@ -212,8 +212,7 @@ function checkModels(models, planShapes, paths) {
       safePath(entry, what);
       const name = fileName(entry.format, i, entry.precision, window);
       need(entry.path === name, `${what}: a ${entry.format} ${entry.precision} file of model ${i} is '${name}', not ${JSON.stringify(entry.path)}`);
-      need(!paths.has(name), `${what}: '${name}' is named twice`);
-      paths.add(name);
+      claim(name, what);
       int(entry, 'bytes', 0, MAX_FILE_BYTES);
       if (entry.update !== undefined && entry.update !== null) {
         need(typeof entry.update === 'object', `${what}.update must be an object`);
@@ -290,9 +289,15 @@ export async function readBundle(base) {
   const planBytes = await fetchChecked(base, planEntry, 'plan');
   const raw = await inflate(planBytes, (frames + runs * 9) * 4, 'plan');
   const plan = decodePlan(raw, { plans, runs, shapes: planEntry.shapes, margin, frames, models: models.length, width, height });
-  const paths = new Set([videoEntry.path, planEntry.path, ...(manifest.model_map ? [manifest.model_map.path] : [])]);
-  need(paths.size === 2 + (manifest.model_map ? 1 : 0), 'two entries name one file');
-  checkModels(models, plan.shapes, paths);
+  const paths = new Set();
+  const claim = (path, what) => { // no file serves two entries (no label can be moved onto another file)
+    need(!paths.has(path), `${what}: '${path}' is named twice`);
+    paths.add(path);
+  };
+  claim(videoEntry.path, 'video');
+  claim(planEntry.path, 'plan');
+  if (manifest.model_map) claim(manifest.model_map.path, 'model_map');
+  checkModels(models, plan.shapes, claim);
 
   return {
     base, manifest, modelMap, plan, video, scale, width, height, frames,
