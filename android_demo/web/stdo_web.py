@@ -151,7 +151,8 @@ def drive(page_url: str, jobs: list[dict], timeout: float = 500) -> dict:
                             f"{' | '.join((stderr or stdout).strip().splitlines()[-5:])}") from None
         done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         if done.returncode != 0 or not out_path.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            tail = [line for line in lines if line.startswith("drive: ")] or lines[-5:]
             raise StdoError(f"the web player's driver failed (exit {done.returncode}): {' | '.join(tail)}")
         return json.loads(out_path.read_text())
 

@@ -19,8 +19,13 @@ const jobs = JSON.parse(await readFile(jobsPath, 'utf8'));
 // A page whose promise never settles must not hold the caller: each job gets JOB_MS, then the driver stops
 // with what it has and says which job timed out.
 const JOB_MS = Number(process.env.STDO_JOB_MS || 240000);
-const withinTime = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
-  setTimeout(() => reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s`)), JOB_MS).unref())]);
+// A job may leave what it has done so far in globalThis.stdoProgress: the timeout's message says it.
+const withinTime = (promise, what, page) => Promise.race([promise, new Promise((_, reject) =>
+  setTimeout(async () => {
+    const progress = await Promise.race([page.evaluate(() => globalThis.stdoProgress ?? null).catch(() => null),
+      new Promise((r) => setTimeout(r, 5000, 'page unresponsive'))]);
+    reject(new Error(`${what} did not finish within ${JOB_MS / 1000} s (progress: ${JSON.stringify(progress)})`));
+  }, JOB_MS).unref())]);
 // A CPU profile's self time (ms) by the script it ran in: the file name of its URL (a package's path under
 // node_modules, so that e.g. LiteRT.js's dist/index.js is named as its package's), or the profiler's own labels
 // ((program), (garbage collector), (idle)).
@@ -170,6 +175,8 @@ try {
             await s.executePlan(bundle.plan, index % bundle.frames, s.rgbToPlanar(rgb, width, height, planar), width,
               height, scale, run, { out: frame, buffers });
             consumed += 1;
+            globalThis.stdoProgress = { frames: consumed, decoded: stats.decoded, held: stats.held,
+              ms: Math.round(performance.now() - t0) };
             if (first === null) first = performance.now() - t0;
             if (job.at.includes(consumed)) { // a full collection, again once pending callbacks have run
               globalThis.gc();
@@ -221,7 +228,7 @@ try {
       } finally {
         await run?.release();
       }
-    }, job), `job ${results.length} (${job.kind} ${job.backend ?? ''} ${job.precision ?? ''})`));
+    }, job), `job ${results.length} (${job.kind} ${job.backend ?? ''} ${job.precision ?? ''})`, page));
     if (cdp) {
       const { profile } = await cdp.send('Profiler.stop');
       results[results.length - 1].profile = selfTimeByScript(profile);
@@ -229,6 +236,9 @@ try {
     }
   }
   await writeFile(outPath, JSON.stringify({ results, logs }));
+} catch (e) { // one line the caller shows: what failed, not node's stack
+  process.stderr.write(`drive: ${e.message.split('\n')[0]}\n`);
+  process.exitCode = 1;
 } finally {
   await browser.close();
 }
