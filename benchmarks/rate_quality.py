@@ -87,7 +87,7 @@ def method_point(run: Path, name: str, steps: int, hr: np.ndarray, scale: int) -
     rgb, y, s = quality(frames, hr, scale)
     sizes = player.delivered_bytes
     return {"bytes": sizes["total"], "video_bytes": sizes["video"], "model_bytes": sizes["models"],
-            "map_bytes": sizes["model_map"] + sizes["plan"], "psnr": rgb, "psnr_y": y, "ssim": s,
+            "map_bytes": sizes["model_map"], "psnr": rgb, "psnr_y": y, "ssim": s,
             "seconds": time.perf_counter() - t0}
 
 

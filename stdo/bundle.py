@@ -1,13 +1,14 @@
 """The delivery bundle's manifest, model map and plan: writing them, and reading them as untrusted input.
 
-bundle/manifest.json (format "stdo-bundle", version 3):
+bundle/manifest.json (format "stdo-bundle", version 4):
   run_id (the clustering the models were trained on), tool, created, method,
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin},
-  model_map {path, sha256, bytes, shape [T, rows, cols]}  (the model index serving each patch: uint8,
-                                                          zlib-compressed; null when one joint model
-                                                          serves every patch)
-  plan {path, sha256, bytes, version, plans, runs, shapes [[h, w]...], margin}
-                                                        (the inference plan: stdo.plan; plan.bin)
+  model_map {path, sha256, bytes, shape [T, rows, cols], coding}
+                                                        (the model index serving each patch, coded across time:
+                                                         null when one joint model serves every patch)
+  plan {shapes [[h, w]...], margin, sha256}             (the inference plan's parameters: clients derive the
+                                                         plan from the model map, stdo.plan.make_plan, and
+                                                         check it against the digest of the one export made)
   video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
          duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
   models [{model, files: [{format, precision, path, sha256, bytes, input_shape, update?}]}]   (model i at index i)
@@ -22,13 +23,16 @@ absolute path, no link), every declared size is bounded and must match the file,
 sha256 is verified, model indices are in range and the model map's shape matches the video. The
 video is probed before anything else is inflated: the frame size and count that bound every
 later allocation are the file's own, not the manifest's claim.
+
+modelmap.bin (coding "by-patch-zlib"): zlib (RFC 1950) of the T x rows x cols model indices ordered patch by
+patch (rows, then columns), each patch's T indices in frame order. A patch's model changes seldom over time, so
+each patch is a few long runs, which deflate codes in a few bits each (stdo-cluster --hold makes them longer).
 Anything else raises BundleError with a message saying what is wrong.
 
 What reading costs is bounded by the real video and the carried prior, never by a manifest's claim: the manifest
 is at most 1 MiB; the video is probed before anything is inflated, and its own frame count T and size w x h
 bound the grid (a patch is at least `min_patch(scale)` LR pixels a side, so rows x cols <= w·h / min_patch²),
-the model map (T·rows·cols bytes) and the plan ((T + 9·runs)·4 bytes, runs <= T·rows·cols, with a few int64
-copies while it is checked); a coded model file inflates into one buffer of its declared size, itself at most
+the model map (T·rows·cols bytes) and the plan derived from it (at most T·rows·cols runs of 9 int32); a coded model file inflates into one buffer of its declared size, itself at most
 `max_rebuilt_bytes` of the carried base file it updates (twice the base and 64 KiB), beside the update and the
 base. A bundle that claims more is refused before it is inflated.
 """
@@ -49,16 +53,16 @@ from stdo.errors import FormatError
 from stdo.fileio import JSONUnreadable, read_json, sha256_of, write_bytes, write_json
 from stdo.grid import Grid
 from stdo.metrics import min_patch
-from stdo.plan import Plan, PlanError, decode_plan, encode_plan
+from stdo.plan import Plan, PlanError, check_parameters, digest, make_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 from stdo.stream import stream_info
 
-FORMAT, VERSION = "stdo-bundle", 3  # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans
+# 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans; 4: the plan derived by
+# clients, the model map coded across time
+FORMAT, VERSION = "stdo-bundle", 4
 MANIFEST = "manifest.json"
 MODEL_MAP = "modelmap.bin"
-PLAN = "plan.bin"
-PLAN_VERSION = 3  # 2: distinct frame plans + a per-frame index; 3: runs stored column by column
-MAX_RUNS = 1 << 26
+MAP_CODING = "by-patch-zlib"
 MAX_MODELS = 255
 MAX_FILE_BYTES = 4 << 30  # no single artifact of a phone bundle is near this
 MAX_MANIFEST_BYTES = 1 << 20
@@ -110,23 +114,36 @@ def video_entry(root: Path, path: Path, info: dict) -> dict:
     return file_entry(root, path, **{k: info[k] for k in VIDEO_FIELDS})
 
 
+def encode_model_map(model_map: np.ndarray) -> bytes:
+    """modelmap.bin: the model map [T, rows, cols] patch by patch through time, deflated (see the module
+    docstring)."""
+    return zlib.compress(np.ascontiguousarray(np.asarray(model_map, np.uint8).transpose(1, 2, 0)).tobytes(), 9)
+
+
+def decode_model_map(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """The model map [T, rows, cols] of modelmap.bin; inflates at most its T·rows·cols bytes (no zip bomb)."""
+    expected = int(np.prod(shape))
+    try:
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(data, expected + 1)
+    except zlib.error:
+        raise BundleError("bad bundle: model_map is not zlib data") from None
+    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
+          f"model_map holds {len(raw)} bytes, expected {expected}")
+    frames, rows, cols = shape
+    return np.ascontiguousarray(np.frombuffer(raw, np.uint8).reshape(rows, cols, frames).transpose(2, 0, 1))
+
+
 def write_model_map(root: Path, model_map: np.ndarray) -> dict:
     path = root / MODEL_MAP
-    write_bytes(path, zlib.compress(np.ascontiguousarray(model_map, np.uint8).tobytes(), 9))
-    return file_entry(root, path, shape=list(model_map.shape))
-
-
-def write_plan(root: Path, plan: Plan) -> dict:
-    path = root / PLAN
-    write_bytes(path, encode_plan(plan))
-    return file_entry(root, path, version=PLAN_VERSION, plans=plan.num_plans, runs=int(len(plan.runs)),
-                      shapes=[list(s) for s in plan.shapes], margin=int(plan.margin))
+    write_bytes(path, encode_model_map(model_map))
+    return file_entry(root, path, shape=list(model_map.shape), coding=MAP_CODING)
 
 
 def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, scale: int, grid: Grid, frames: int,
                    fps: float, model_map: np.ndarray | None, plan: Plan, video: Path, model: str | None,
                    receptive_radius: int, files: list[list[dict]], prior: dict | None) -> dict:
-    """Write the bundle's model map, plan and manifest.json (the layout read_bundle reads) around the model files
+    """Write the bundle's model map and manifest.json (the layout read_bundle reads) around the model files
     and LR stream already in `root`; returns the manifest. `files`: each model's file entries (file_entry, plus
     its coded update)."""
     manifest = {
@@ -139,7 +156,7 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
         "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
         "window": list(grid.window_shape),
         "model_map": None if model_map is None else write_model_map(root, model_map),
-        "plan": write_plan(root, plan),
+        "plan": {"shapes": [list(shape) for shape in plan.shapes], "margin": int(plan.margin), "sha256": digest(plan)},
         "video": video_entry(root, video, stream_info(video)),
         "model": model,
         "receptive_radius": receptive_radius,
@@ -244,15 +261,8 @@ def _read_model_map(root: Path, entry: dict, frames: int, rows: int, cols: int, 
     path = _checked_file(root, entry, "model_map")
     shape = entry.get("shape")
     _need(shape == [frames, rows, cols], f"model_map shape {shape!r} does not match frames x grid {[frames, rows, cols]}")
-    expected = frames * rows * cols
-    try:
-        inflate = zlib.decompressobj()
-        raw = inflate.decompress(path.read_bytes(), expected + 1)  # bounded: no zip bomb
-    except zlib.error:
-        raise BundleError("bad bundle: model_map is not zlib data") from None
-    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
-          f"model_map holds {len(raw)} bytes, expected {expected}")
-    model_map = np.frombuffer(raw, np.uint8).reshape(frames, rows, cols)
+    _need(entry.get("coding") == MAP_CODING, f"model_map: coding must be {MAP_CODING}")
+    model_map = decode_model_map(path.read_bytes(), (frames, rows, cols))
     _need(int(model_map.max()) < models, f"model_map names model {int(model_map.max())}, the bundle has {models}")
     return model_map
 
@@ -316,17 +326,14 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     else:
         model_map = _read_model_map(root, _dict(manifest, "model_map"), frames, rows, cols, len(models))
     plan_entry = _dict(manifest, "plan")
-    plan_path = _checked_file(root, plan_entry, "plan")
-    _need(plan_entry.get("version") == PLAN_VERSION, f"plan version {plan_entry.get('version')!r} is not {PLAN_VERSION}")
-    plans = _int(plan_entry, "plans", 1, frames)
-    runs = _int(plan_entry, "runs", 1, min(MAX_RUNS, plans * rows * cols))  # a kept rectangle holds a patch or more
-    margin = _int(plan_entry, "margin", 0, 1024)
     grid_geometry = Grid(lr_size[1], lr_size[0], rows, cols)
     try:
-        plan = decode_plan(plan_path.read_bytes(), plans, runs, plan_entry.get("shapes"), margin, frames,
-                           len(models), grid_geometry)
+        shapes = check_parameters(plan_entry.get("shapes"), plan_entry.get("margin"), grid_geometry)
     except PlanError as e:
         raise BundleError(str(e)) from None
+    plan = make_plan(model_map, grid_geometry, plan_entry["margin"], shapes)
+    _need(digest(plan) == plan_entry.get("sha256"), "plan: the plan derived from the model map is not the one export "
+                                                    "made (a tampered map or manifest, or another stdo's planner)")
     rebuilt, paths = {}, set()
 
     def claim(path: str, what: str) -> None:
@@ -335,7 +342,6 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
         paths.add(path)
 
     claim(video["path"], "video")
-    claim(plan_entry["path"], "plan")
     if manifest.get("model_map") is not None:
         claim(manifest["model_map"]["path"], "model_map")
     for i, model in enumerate(models):

@@ -25,19 +25,20 @@ below the radius a clip's models can go.
 minimise the pixels run over the whole clip.
 
 Frames with the same model map get the same runs, so a plan stores each distinct frame plan
-once: `frame_plan[t]` names the frame plan of frame t, and `runs` holds the frame plans' rows.
+once, numbered in the order the frames first use them: `frame_plan[t]` names the frame plan of frame t, and
+`runs` holds the frame plans' rows.
 
-File (`plan.bin`, version 3): zlib of little-endian int32: frame_plan [T], then the runs column by column
-[9, N] (plan, model, shape, y, x, top, left, height, width; each column's N values together, which deflates to
-about half of row order), sorted by frame plan; the manifest holds
-the shapes, margin, frame plan count, run count and the file's sha256. `decode_plan` checks a
-plan as untrusted input: bounds, shapes, models, windows inside the frame, kept rectangles
-inside their windows, and every frame plan tiling the frame exactly once.
+Clients derive the plan: a bundle ships the model map, the grid and the plan's parameters (shapes, margin),
+and `make_plan` is a deterministic function of them, so a plan costs no bytes. The web player's
+`derivePlan` (android_demo/web/stdo/plan.js) is its twin, run for run (tests/test_web.py). The tiling
+holds by construction; `check_parameters` checks the shipped parameters as untrusted input, and the manifest
+carries the `digest` of the plan export made, so a client whose derived plan differs (a tampered map or
+parameters, or a planner of another version) refuses the bundle instead of playing other runs.
 """
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,70 +212,42 @@ def choose_shapes(model_map: np.ndarray, grid: Grid, margin: int, count: int = 3
 
 def make_plan(model_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> Plan:
     """The plan of a clip's model map [T, rows, cols]: one frame plan per distinct frame map."""
-    maps, frame_plan = np.unique(model_map.reshape(len(model_map), -1), axis=0, return_inverse=True)
+    flat = np.ascontiguousarray(model_map).reshape(len(model_map), -1)
+    maps, first, frame_plan = np.unique(flat, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # frame plans numbered in the order the frames first use them
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    maps, frame_plan = maps[order], number[frame_plan.reshape(-1)]
     rows = [(p, *run) for p, frame_map in enumerate(maps)
             for run in plan_frame(frame_map.reshape(grid.rows, grid.cols), grid, margin, shapes)]
     runs = np.array(rows, np.int32).reshape(-1, len(FIELDS))
-    return Plan(frame_plan.reshape(-1).astype(np.int32), runs, tuple(shapes), margin)
+    return Plan(frame_plan.astype(np.int32), runs, tuple(shapes), margin)
 
 
-# ---------------------------------------------------------------------------- file
+# ---------------------------------------------------------------------------- shipped parameters
 
 
-def encode_plan(plan: Plan) -> bytes:
-    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs.T, "<i4").tobytes()
-    return zlib.compress(data, 9)
+def digest(plan: Plan) -> str:
+    """sha256 of the plan: little-endian int32, frame_plan [T] then the runs row by row [N, 9]."""
+    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs, "<i4").tobytes()
+    return hashlib.sha256(data).hexdigest()
 
 
 _need = PlanError.need
 
 
-def decode_plan(data: bytes, plans: int, runs: int, shapes: list, margin: int, frames: int, models: int,
-                grid: Grid) -> Plan:
-    """Inflate (bounded) and check a plan file against its manifest entry and the bundle's geometry."""
-    expected = (frames + runs * len(FIELDS)) * 4
-    try:
-        inflate = zlib.decompressobj()
-        raw = inflate.decompress(data, expected + 1)  # bounded: no zip bomb
-    except zlib.error:
-        raise PlanError("bad plan: not zlib data") from None
-    _need(len(raw) == expected and inflate.eof and not inflate.unconsumed_tail,
-          f"holds {len(raw)} bytes, expected {expected} for {frames} frames and {runs} runs")
+def check_parameters(shapes: object, margin: object, grid: Grid) -> tuple[tuple[int, int], ...]:
+    """The window shapes a bundle ships, checked against its grid: 1..MAX_SHAPES [h, w] pairs inside the frame,
+    a margin in 0..MAX_MARGIN, and one shape holding the largest patch with its margins (so every rectangle fits
+    some shape once halved)."""
+    _need(isinstance(margin, int) and not isinstance(margin, bool) and 0 <= margin <= MAX_MARGIN,
+          f"margin must be an integer in 0..{MAX_MARGIN}, got {margin!r}")
     _need(isinstance(shapes, list) and 1 <= len(shapes) <= MAX_SHAPES
           and all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                               and 1 <= v for v in s) for s in shapes),
           f"shapes must be 1..{MAX_SHAPES} [height, width] pairs")
-    values = np.frombuffer(raw, "<i4").astype(np.int64)
-    frame_plan, table = values[:frames], values[frames:].reshape(len(FIELDS), runs).T
-    plan, model, shape, y, x, top, left, h, w = table.T
-    sh = np.array([s[0] for s in shapes])
-    sw = np.array([s[1] for s in shapes])
-    _need(bool((sh <= grid.height).all() and (sw <= grid.width).all()), "a shape is larger than the frame")
-    _need(bool(((frame_plan >= 0) & (frame_plan < plans)).all()), f"a frame names a frame plan outside 0..{plans - 1}")
-    _need(len(np.unique(frame_plan)) == plans, "a frame plan no frame uses")
-    _need(bool(((plan >= 0) & (plan < plans)).all()) and bool((np.diff(plan) >= 0).all()),
-          f"runs must be sorted by frame plan, in 0..{plans - 1}")
-    _need(bool(((model >= 0) & (model < models)).all()), f"a run names a model outside 0..{models - 1}")
-    _need(bool(((shape >= 0) & (shape < len(shapes))).all()), "a run names a shape the plan does not have")
-    wh, ww = sh[np.clip(shape, 0, len(shapes) - 1)], sw[np.clip(shape, 0, len(shapes) - 1)]
-    _need(bool(((y >= 0) & (x >= 0) & (y + wh <= grid.height) & (x + ww <= grid.width)).all()),
-          "a window runs outside the frame")
-    _need(bool(((h > 0) & (w > 0) & (top >= y) & (left >= x) & (top + h <= y + wh) & (left + w <= x + ww)).all()),
-          "a kept rectangle leaves its window")
-    _need(bool(((np.maximum(top - margin, 0) >= y) & (np.maximum(left - margin, 0) >= x)
-                & (np.minimum(top + h + margin, grid.height) <= y + wh)
-                & (np.minimum(left + w + margin, grid.width) <= x + ww)).all()),
-          f"a window holds less than the plan's margin of {margin} around its kept rectangle")
-    _need(len(np.unique(plan)) == plans, "a frame plan has no runs")
-    counts = np.zeros((grid.height + 1, grid.width + 1), np.int32)
-    for p in range(plans):
-        lo, hi = np.searchsorted(plan, [p, p + 1])
-        counts[:] = 0
-        for i in range(lo, hi):  # difference array: +1 over each kept rectangle
-            counts[top[i], left[i]] += 1
-            counts[top[i], left[i] + w[i]] -= 1
-            counts[top[i] + h[i], left[i]] -= 1
-            counts[top[i] + h[i], left[i] + w[i]] += 1
-        cover = counts.cumsum(0).cumsum(1)[: grid.height, : grid.width]
-        _need(bool((cover == 1).all()), f"frame plan {p} does not tile the frame exactly once")
-    return Plan(frame_plan.astype(np.int32), table.astype(np.int32), tuple(tuple(s) for s in shapes), margin)
+    _need(all(h <= grid.height and w <= grid.width for h, w in shapes), "a shape is larger than the frame")
+    bh, bw = base_shape(grid, margin)
+    _need(any(h >= bh and w >= bw for h, w in shapes),
+          f"no shape holds one patch with its margin of {margin} ({bh}x{bw} LR pixels)")
+    return tuple((h, w) for h, w in shapes)

@@ -51,7 +51,7 @@ def test_a_signed_apk_with_a_bundle_builds_and_verifies(trained_run, tmp_path):
     assert "package: name='org.stdo.player'" in badging and "sdkVersion:'23'" in badging
     names = set(zipfile.ZipFile(apk).namelist())
     assert {"classes.dex", "assets/web/index.html", "assets/web/stdo/plan.js", "assets/bundle/manifest.json",
-            "assets/bundle/plan.bin", "assets/web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"} <= names
+            "assets/bundle/modelmap.bin", "assets/web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"} <= names
     assert not any(n.endswith(".pt") for n in names)  # the torch reference is not for the phone
     # one variant per APK by default, the bundle's recommended one: ONNX Runtime Web int8
     assert json.loads(zipfile.ZipFile(apk).read("assets/web/variant.json")) == {"backend": "onnxruntime",

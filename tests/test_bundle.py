@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.bundle import (MANIFEST, BundleError, file_entry, read_bundle, write_manifest,
-                                write_plan)
+from stdo.bundle import MANIFEST, BundleError, decode_model_map, encode_model_map, file_entry, read_bundle, write_manifest
 from stdo.grid import Grid
-from stdo.plan import base_shape, make_plan
+from stdo.plan import base_shape, digest, make_plan
 from stdo.stream import encode_stream
 
 
@@ -65,9 +64,13 @@ def test_a_good_bundle_reads(tmp_path):
     (lambda m: m.update(version=1), "version"),
     (lambda m: m["video"].update(codec="mjpeg"), "codec must be"),
     (lambda m: m.pop("plan"), "plan must be"),
-    (lambda m: m["plan"].update(version=9), "plan version"),
-    (lambda m: m["plan"].update(runs=m["plan"]["runs"] + 1), "bad plan: holds"),
-    (lambda m: m["plan"].update(shapes=[[20, 26]]), "bad plan: a run names a shape"),
+    (lambda m: m["plan"].update(shapes=[[30, 26]]), "bad plan: no shape holds one patch"),
+    (lambda m: m["plan"].update(shapes=[[49, 80]]), "bad plan: a shape is larger than the frame"),
+    (lambda m: m["plan"].update(shapes=[]), "bad plan: shapes must be"),
+    (lambda m: m["plan"].update(margin=-1), "bad plan: margin must be"),
+    (lambda m: m["model_map"].update(coding="zlib"), "coding must be by-patch-zlib"),
+    (lambda m: m["plan"].update(margin=7), "plan derived from the model map is not the one export made"),
+    (lambda m: m["plan"].update(shapes=[[36, 32]]), "plan derived from the model map is not the one"),
     (lambda m: m["video"].update(matrix="bt999"), "matrix and range"),
     (lambda m: m["video"].update(width=81), "does not match lr_size"),
     (lambda m: m["video"].update(frames=5), "frames, the manifest says 6"),
@@ -79,7 +82,6 @@ def test_a_good_bundle_reads(tmp_path):
     (lambda m: m["video"].update(bytes=-1), "bytes must be"),
     (lambda m: m.update(models=m["models"][:1]), "names model 1"),
     (lambda m: m["models"][1].update(model=0), "must be model 1"),
-    (lambda m: m["plan"].update(plans=m["plan"]["plans"] - 1), "bad plan: a frame names a frame plan outside"),
     (lambda m: m.update(frames=7), "frames, the manifest says 7"),
     (lambda m: m["grid"].update(cols=100), "cols must be"),
     (lambda m: m.pop("video"), "video must be"),
@@ -114,7 +116,7 @@ def test_sizes_are_trusted_only_after_the_video_confirms_them(tmp_path):
     manifest = make_bundle(tmp_path)
     (tmp_path / "modelmap.bin").write_bytes(zlib.compress(bytes(4096 * 4096), 9))  # ~4 KB, inflates to 16 MB
     manifest.update(lr_size=[4096, 4096], frames=1024, grid={"cols": 512, "rows": 512, "margin": 6})
-    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[1024, 512, 512])
+    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[1024, 512, 512], coding="by-patch-zlib")
     manifest["video"].update(width=4096, height=4096, frames=1024)
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="the file is 80x48 with 6 frames, the manifest says 4096x4096 with 1024"):
@@ -127,10 +129,31 @@ def test_sizes_are_trusted_only_after_the_video_confirms_them(tmp_path):
         read_bundle(tmp_path / "other")
 
 
+def test_the_model_map_codes_what_holds_over_time_in_little_and_reads_back_exactly():
+    rng = np.random.default_rng(3)
+    steady = np.repeat(rng.integers(0, 3, (1, 10, 20)), 250, 0).astype(np.uint8)
+    steady[100:, :, 5:9] = 2  # a region changes model once
+    flicker = rng.integers(0, 3, steady.shape).astype(np.uint8)
+    for labels in (steady, flicker, rng.integers(0, 256, (7, 3, 5)).astype(np.uint8)):
+        np.testing.assert_array_equal(decode_model_map(encode_model_map(labels), labels.shape), labels)
+    # 250 frames whose labels hold, but for one change, cost about what two frames do
+    assert len(encode_model_map(steady)) < 3 * len(encode_model_map(steady[:2]))
+
+
+def test_the_plan_is_derived_from_the_model_map_not_shipped(tmp_path):
+    manifest = make_bundle(tmp_path)
+    bundle = read_bundle(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.mp4", "manifest.json", "modelmap.bin", "models"]
+    assert manifest["plan"] == {"shapes": [[36, 32], [48, 80]], "margin": 6, "sha256": digest(bundle.plan)}
+    expected = make_plan(bundle.model_map, GRID, 6, ((36, 32), (48, 80)))
+    np.testing.assert_array_equal(bundle.plan.runs, expected.runs)
+    np.testing.assert_array_equal(bundle.plan.frame_plan, expected.frame_plan)
+
+
 def test_a_model_map_bomb_is_refused_without_inflating_it(tmp_path):
     manifest = make_bundle(tmp_path)
     (tmp_path / "modelmap.bin").write_bytes(zlib.compress(bytes(50_000_000), 9))
-    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[6, 2, 4])
+    manifest["model_map"] = file_entry(tmp_path, tmp_path / "modelmap.bin", shape=[6, 2, 4], coding="by-patch-zlib")
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="expected 48"):
         read_bundle(tmp_path)
@@ -214,16 +237,15 @@ def _numbers_as_floats(obj):
 
 
 def client_view(bundle) -> tuple:
-    """Everything a client plays from: the manifest fields the players read (not when the tool ran, which method
-    made the models, nor the margins: the plan's windows are explicit, and its margin a bound the reader checks
-    them against), the model map and the plan."""
+    """Everything a client plays from: the manifest fields the players read (not when the tool ran, nor which
+    method made the models), the model map and the plan derived from it (its runs: the margin is what derived
+    them)."""
     m = bundle.manifest
     manifest = {
         **{k: m.get(k) for k in ("format", "version", "scale", "lr_size", "frames", "fps")},
         "grid": _pick(m["grid"], ("cols", "rows")),
         "video": _pick(m["video"], (*FILE, *VIDEO)),
-        "model_map": _pick(m.get("model_map"), (*FILE, "shape")),
-        "plan": _pick(m["plan"], (*FILE, "version", "plans", "runs", "shapes")),  # margin: checked as a bound
+        "model_map": _pick(m.get("model_map"), (*FILE, "shape", "coding")),
         "models": [[{**_pick(f, (*FILE, "format", "precision", "input_shape")), "update": _pick(f.get("update"), UPDATE)}
                     for f in model["files"]] for model in m["models"]],
     }
@@ -268,8 +290,8 @@ def test_only_a_single_model_bundle_may_leave_out_the_model_map(tmp_path):
     rewrite(tmp_path, manifest)
     with pytest.raises(BundleError, match="model_map must be an object"):
         read_bundle(tmp_path)
-    manifest.update(models=manifest["models"][:1],
-                    plan=write_plan(tmp_path, make_plan(np.zeros((6, 2, 4), np.uint8), GRID, 6, (base_shape(GRID, 6),))))
+    manifest.update(models=manifest["models"][:1])
+    manifest["plan"]["sha256"] = digest(make_plan(np.zeros((6, 2, 4), np.uint8), GRID, 6, ((36, 32), (48, 80))))
     rewrite(tmp_path, manifest)
     bundle = read_bundle(tmp_path)
     assert bundle.model_map.shape == (6, 2, 4) and not bundle.model_map.any()

@@ -114,13 +114,14 @@ def _bad_inputs(tmp_path: Path, bikes: Path) -> dict[str, tuple[list, str]]:
         "preset": ([bikes, "--preset", "fastest"], "not a h264 preset"),
         "gop": ([bikes, "--gop", "0"], "below 1"),
         "smooth": ([bikes, "--smooth", "-1"], "--smooth -1 is negative"),
+        "hold": ([bikes, "--hold", "4"], "--hold 4 is not an odd number of frames"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "empty folder", "lr size", "scale", "grid",
                                   "chunks", "crop", "general needs checkpoint", "lossless with crf", "crf range",
                                   "av1 crf range", "crf and bitrate", "bitrate range", "av1 lossless", "preset", "gop",
-                                  "smooth"])
+                                  "smooth", "hold"])
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, bikes, tmp_path, case):
     args, message = _bad_inputs(tmp_path, bikes)[case]
     run = tmp_path / "run"

@@ -43,6 +43,27 @@ def test_too_many_chunks():
         partition_kmeans(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 1)), 2)
 
 
+def test_holding_keeps_a_patch_on_one_chunk_through_a_flicker_and_follows_a_real_change():
+    from stdo.bundle import encode_model_map
+    from stdo.cluster.partition import hold_chunks
+
+    rng = np.random.default_rng(0)
+    steady = np.zeros((60, 4, 6), np.uint8)
+    steady[30:, :2] = 1  # half the patches really change chunk at frame 30
+    noisy = steady.copy()
+    flicker = (rng.random(steady.shape) < 0.2) & (np.arange(60)[:, None, None] % 4 == 1)
+    noisy[flicker] = 1 - noisy[flicker]  # one-frame flips, at most two in any five frames
+    held = hold_chunks(noisy, 5)
+    assert (held != steady).mean() < 0.2 * (noisy != steady).mean()
+    assert (held[33:, :2] == 1).all() and (held[:27, :2] == 0).all()  # the real change is kept, on time
+    assert len(encode_model_map(held)) < 0.6 * len(encode_model_map(noisy))
+    np.testing.assert_array_equal(hold_chunks(noisy, 1), noisy)
+    three = np.array([0, 2, 1, 2, 0], np.uint8).reshape(5, 1, 1)  # ordered ids: the median is one of them
+    assert hold_chunks(three, 3).ravel().tolist() == [0, 1, 2, 1, 0]
+    with pytest.raises(StdoError, match="not an odd number"):
+        hold_chunks(noisy, 2)
+
+
 def test_smoothing_grows_regions_and_keeps_uniform_maps():
     from stdo.cluster.partition import smooth_chunks
 

@@ -124,8 +124,7 @@ def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_pat
     d, manifest = report["delivery"], json.loads((bundle / "manifest.json").read_text())
     int8 = sum(f["bytes"] for m in manifest["models"] for f in m["files"] if (f["format"], f["precision"]) ==
                ("onnx", "int8"))
-    sizes = {"video": manifest["video"]["bytes"], "models": int8, "model_map": manifest["model_map"]["bytes"],
-             "plan": manifest["plan"]["bytes"]}
+    sizes = {"video": manifest["video"]["bytes"], "models": int8, "model_map": manifest["model_map"]["bytes"]}
     assert d["bundle"] == {**sizes, "total": sum(sizes.values())}
     assert d["hr_h264"]["psnr"] >= report["psnr"]["model"] or d["hr_h264"]["crf"] == 1
     assert d["bytes_ratio"] == pytest.approx(d["bundle"]["total"] / d["hr_h264"]["bytes"])

@@ -305,8 +305,8 @@ def _deflate_zeros(size: int) -> bytes:
 
 
 def test_bombs_are_refused_in_the_memory_a_real_play_takes(coded_bundle, tmp_path):
-    """An update declaring a 1 GiB model file, and a cheap 1024x1024 stream with a 1-pixel grid and a plan of 16M
-    runs: each refused in one line, at a peak memory no higher than playing the real bundle (stdo.bundle's bound)."""
+    """An update declaring a 1 GiB model file, and a cheap 1024x1024 stream with a 1-pixel grid (a model map of
+    16M patches to plan): each refused in one line, at a peak memory no higher than playing the real bundle (stdo.bundle's bound)."""
     import shutil
     import sys
 
@@ -334,12 +334,12 @@ def test_bombs_are_refused_in_the_memory_a_real_play_takes(coded_bundle, tmp_pat
     video = wide / manifest["video"]["path"]
     encode_stream(video, np.full((16, 1024, 1024, 3), 128, np.uint8))
     info = stream_info(video)
-    runs = 16 * 1024 * 1024
-    (wide / "plan.bin").write_bytes(_deflate_zeros((16 + 9 * runs) * 4))
+    (wide / "modelmap.bin").write_bytes(_deflate_zeros(16 * 1024 * 1024))  # a 1-pixel grid: 16M patches to plan
     manifest.update(lr_size=[1024, 1024], frames=16, fps=info["fps"], grid={"cols": 1024, "rows": 1024, "margin": 8},
-                    model_map=None, video=file_entry(wide, video, **{k: info[k] for k in VIDEO_FIELDS}),
-                    plan={**file_entry(wide, wide / "plan.bin"), "version": manifest["plan"]["version"], "plans": 16,
-                          "runs": runs, "shapes": manifest["plan"]["shapes"], "margin": 8})
+                    model_map={**file_entry(wide, wide / "modelmap.bin"), "shape": [16, 1024, 1024],
+                               "coding": "by-patch-zlib"},
+                    video=file_entry(wide, video, **{k: info[k] for k in VIDEO_FIELDS}),
+                    plan={**manifest["plan"], "shapes": [[1, 1]], "margin": 0})
     (wide / "manifest.json").write_text(json.dumps(manifest))
 
     for bundle, message in ((bomb, "cannot be an update"), (wide, "cols must be")):

@@ -49,13 +49,12 @@ def page(trained_run, tmp_path_factory):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
-    claims = work / "claims"  # a manifest that claims a huge clip, with the plan and model map to match
+    claims = work / "claims"  # a manifest that claims a huge clip, with the model map to match
     shutil.copytree(run / "bundle", claims)
     manifest = json.loads((claims / "manifest.json").read_text())
     manifest.update(lr_size=[4096, 4096], frames=1024, grid={**manifest["grid"], "cols": 512, "rows": 512})
     manifest["video"].update(width=4096, height=4096, frames=1024)
     manifest["model_map"]["shape"] = [1024, 512, 512]
-    manifest["plan"]["runs"] = 1 << 26
     (claims / "manifest.json").write_text(json.dumps(manifest))
     lies = {}  # manifests that lie about what a client plays, each refused as the Python reader refuses it
     for name, change in LIES.items():
@@ -76,14 +75,16 @@ def page(trained_run, tmp_path_factory):
              {"bundle": "/bundle/", "kind": "play", "backend": "webgpu", "precision": "fp32", "keep": True,
               "rgb": "/rgb/lr.rgb"},
              {"bundle": "/bundle/", "kind": "play", "backend": "litert", "precision": "fp32", "rgb": "/rgb/lr.rgb",
-              "frames": 1}]  # a second LiteRT.js runner of the same files in the page
+              "frames": 1},  # a second LiteRT.js runner of the same files in the page
+             {"kind": "derive", "cases": [case for case, _ in DERIVE_CASES]}]
     jobs += [{"bundle": f"/lie-{name}/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"} for name in LIES]
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims,
                 **{f"lie-{name}": folder for name, folder in lies.items()}}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
                                                                        "page", "played", "claims", "slow", "webgpu",
-                                                                       "litert again"] + [f"lie {n}" for n in LIES],
+                                                                       "litert again", "derive"]
+                             + [f"lie {n}" for n in LIES],
                              out["results"]))
 
 
@@ -95,11 +96,57 @@ def _relabel(manifest: dict) -> None:
     entry["precision"] = "fp32"
 
 
+def _derive_cases() -> list[tuple[dict, object]]:
+    """Model maps over uneven grids, margins and shape sets (the whole frame among them, and a base shape alone,
+    where rectangles are halved), each with the plan stdo.plan.make_plan makes, or the refusal of shapes that hold
+    no patch."""
+    from stdo.grid import Grid
+    from stdo.plan import PlanError, base_shape, check_parameters, choose_shapes, make_plan
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for height, width, rows, cols, margin, count, models in [(54, 90, 4, 6, 4, 3, 3), (48, 80, 5, 10, 0, 1, 2),
+                                                             (48, 80, 5, 10, 10, 3, 2), (270, 480, 5, 10, 4, 3, 4),
+                                                             (37, 61, 3, 7, 2, 2, 255), (64, 64, 1, 1, 6, 1, 1)]:
+        grid = Grid(height, width, rows, cols)
+        maps = rng.integers(0, models, (6, rows, cols)).astype(np.uint8)
+        maps[2], maps[4] = maps[1], maps[0]  # frames that repeat a frame plan
+        maps[5] = (np.arange(cols)[None] >= cols // 2) * (models > 1)  # two large regions
+        for shapes in {choose_shapes(maps, grid, margin, count), (base_shape(grid, margin),),
+                       (base_shape(grid, margin), (height, width))}:
+            case = {"map": base64.b64encode(maps.tobytes()).decode(), "frames": 6, "rows": rows, "cols": cols,
+                    "width": width, "height": height, "shapes": [list(v) for v in shapes], "margin": margin}
+            cases.append((case, make_plan(maps, grid, margin, shapes)))
+    case = {**cases[0][0], "shapes": [[4, 4]]}
+    with pytest.raises(PlanError) as refused:
+        check_parameters(case["shapes"], case["margin"], Grid(54, 90, 4, 6))
+    return cases + [(case, str(refused.value))]
+
+
+DERIVE_CASES = _derive_cases()
+
+
+def test_the_page_derives_the_python_plan_run_for_run(page):
+    """The plan both players derive from a bundle's model map is the same, run for run, on every case; shapes
+    that hold no patch are refused with the same words."""
+    _, _, results = page
+    derived = results["derive"]
+    assert derived["ok"], derived
+    for (case, expected), got in zip(DERIVE_CASES, derived["plans"], strict=True):
+        if isinstance(expected, str):
+            assert got.get("error") == expected, (case["shapes"], got)
+            continue
+        assert "error" not in got, got
+        assert got["framePlan"] == expected.frame_plan.tolist()
+        assert got["runs"] == expected.runs.reshape(-1).tolist(), (case["shapes"], case["margin"])
+
+
 LIES = {  # name -> (change, what the refusal says)
     "fps": (lambda m: m.update(fps=30.0), "is not the video's"),
     "relabelled": (_relabel, "file of model 0 is"),
     "grid finer than a patch": (lambda m: m["grid"].update(cols=40, rows=24), "cols must be"),
     "input shape": (lambda m: m["models"][0]["files"][0].update(input_shape=[1, 3, 20, 20]), "input_shape"),
+    "plan shapes": (lambda m: m["plan"].update(shapes=[[2, 2]]), "no shape holds one patch"),
 }
 
 

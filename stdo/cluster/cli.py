@@ -71,6 +71,9 @@ Examples:
 @click.option("--smooth", type=int, default=0, show_default=True, metavar="PASSES",
               help="Passes of a 3x3 majority filter over the chunk map: larger same-chunk regions, so playback runs "
                    "fewer, larger windows; some patches then get a neighbouring difficulty's model. 0 = off.")
+@click.option("--hold", type=int, default=ClusterOptions.hold, show_default=True, metavar="FRAMES",
+              help="Each patch's chunk is the median of its chunks over FRAMES frames (odd): a patch at a threshold "
+                   "stops flipping between models, and the model map a client downloads shrinks. 1 = off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for kmeans.")
 @click.option("--start", type=int, default=0, show_default=True, help="First frame to use (0-based).")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
@@ -90,8 +93,8 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace RUN even if it was made from another source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, seed, start, frames,
-                    crop, lr_video, codec, crf, bitrate, preset, gop, lossless, device, overwrite, quiet, verbose):
+def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, hold, seed, start,
+                    frames, crop, lr_video, codec, crf, bitrate, preset, gop, lossless, device, overwrite, quiet, verbose):
     """Cut a clip into patches, score them, and group them into chunks.
 
     SOURCE is a video file (anything FFmpeg decodes), a folder of PNG/JPG frames
@@ -109,7 +112,7 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
                            lossless=lossless) if given else None
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
-        checkpoint=checkpoint, partition=partition, smooth=smooth, seed=seed, start=start, frames=frames, crop=crop, lr_video=lr_video,
+        checkpoint=checkpoint, partition=partition, smooth=smooth, hold=hold, seed=seed, start=start, frames=frames, crop=crop, lr_video=lr_video,
         stream=stream, overwrite=overwrite, device=device,
     )
     with StageBars(disable=quiet) as bars:

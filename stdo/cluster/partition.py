@@ -8,6 +8,12 @@
 Both are deterministic for a seed. Thresholds are the score boundaries between
 consecutive chunks (for kmeans, midpoints between the chunks' mean scores).
 
+`hold_chunks` regularizes a partition in time: each patch's chunk becomes the median of its
+chunks over a few frames centred on it (chunk ids are ordered by difficulty, so the median is
+one of them), so a patch whose score hovers at a threshold does not flip between models
+from frame to frame, and the model map the bundle ships (coded patch by patch through time)
+deflates to far less; the patches it moves sat at a threshold, where either model serves.
+
 `smooth_chunks` optionally regularizes a partition in space: each pass gives every patch
 the chunk most common in its 3x3 neighbourhood (its own on ties), so the chunk map has fewer,
 larger same-chunk regions and the inference plan needs fewer, larger windows, at the price of
@@ -71,6 +77,20 @@ def partition_kmeans(scores: np.ndarray, features: np.ndarray, num_chunks: int, 
     sorted_means = means[order]
     thresholds = ((sorted_means[:-1] + sorted_means[1:]) / 2).astype(np.float32)
     return chunks, thresholds
+
+
+def hold_chunks(chunks: np.ndarray, frames: int) -> np.ndarray:
+    """Each patch's chunk [T, rows, cols] the median of its chunks over `frames` frames centred on it (odd; the
+    clip's ends repeat their first and last frame); 1 leaves the chunks as they are."""
+    if frames < 1 or frames % 2 == 0:
+        raise StdoError(f"`hold` {frames} is not an odd number of frames: give 1 (off), 3, 5, ...")
+    out = np.asarray(chunks, np.uint8)
+    if frames == 1:
+        return out
+    half = frames // 2
+    padded = np.concatenate([np.repeat(out[:1], half, 0), out, np.repeat(out[-1:], half, 0)])
+    window = np.stack([padded[i : i + len(out)] for i in range(frames)])
+    return np.sort(window, axis=0)[half]
 
 
 def smooth_chunks(chunks: np.ndarray, passes: int, num_chunks: int) -> np.ndarray:

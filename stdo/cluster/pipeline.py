@@ -21,7 +21,7 @@ import torch
 
 import stdo
 from stdo.cluster.chunkmap import ChunkMap, save_chunkmap
-from stdo.cluster.partition import PARTITIONS, check_chunk_count, partition, smooth_chunks
+from stdo.cluster.partition import PARTITIONS, check_chunk_count, hold_chunks, partition, smooth_chunks
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
 from stdo.errors import StdoError, check_device
 from stdo.grid import Grid
@@ -54,6 +54,7 @@ class ClusterOptions:
     checkpoint: Path | None = None
     partition: str = "quantile"
     smooth: int = 0  # passes of a 3x3 majority filter over the chunk map (larger regions, cheaper plans)
+    hold: int = 1  # frames of a median over time of each patch's chunk (odd; 1: off): a smaller model map
     seed: int = 0
     start: int = 0
     frames: int | None = None
@@ -98,6 +99,7 @@ def _check_options(o: ClusterOptions) -> None:
         raise StdoError(f"`margin` {o.margin} is negative: give 0 or more LR pixels")
     if o.smooth < 0:
         raise StdoError(f"`smooth` {o.smooth} is negative: give 0 (off) or more passes")
+    hold_chunks(np.zeros((1, 1, 1), np.uint8), o.hold)  # an even or non-positive window is refused here, before work
     if o.stream is not None:
         o.stream.check()
 
@@ -187,7 +189,7 @@ def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: 
         else:
             scores = score_dct(lr, grid, progress=step)
         chunks, thresholds = partition(o.partition, scores.scores, scores.features, o.chunks, o.seed)
-        chunks = smooth_chunks(chunks, o.smooth, o.chunks)
+        chunks = smooth_chunks(hold_chunks(chunks, o.hold), o.smooth, o.chunks)
         timings["score+partition"] = time.perf_counter() - t1
         cmap = ChunkMap(scores.scores, chunks, thresholds, scores.features)
 
@@ -209,7 +211,7 @@ def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: 
             "margin": o.margin,
             "scorer": {"name": o.scorer, "checkpoint": str(o.checkpoint) if o.checkpoint else None,
                        "features": list(scores.feature_names)},
-            "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed, "smooth": o.smooth,
+            "partition": {"name": o.partition, "chunks": o.chunks, "seed": o.seed, "smooth": o.smooth, "hold": o.hold,
                           "thresholds": [float(x) for x in thresholds], "counts": cmap.counts.tolist()},
         }
         t2 = time.perf_counter()

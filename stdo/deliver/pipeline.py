@@ -202,7 +202,7 @@ def format_points(report: dict) -> list[str]:
     """The operating points measured as aligned text lines; the kept one marked."""
     lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
              f"LR {report['codec']}",
-             f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map+plan':>8} {'total':>9} {'PSNR dB':>8} "
+             f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map':>8} {'total':>9} {'PSNR dB':>8} "
              f"{'bicubic':>8} {'prior':>8}  fits"]
     for p in report["points"]:
         if "total" not in p:
@@ -210,7 +210,7 @@ def format_points(report: dict) -> list[str]:
                          f"{'-':>8} {'-':>8}  no ({p['note']})")
             continue
         b = p["bytes"]
-        lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map'] + b['plan']:>8,} "
+        lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map']:>8,} "
                      f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} {_db(p.get('prior_psnr')):>8}  "
                      f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
     return lines
@@ -230,7 +230,7 @@ def kept_line(report: dict, out: Path) -> str:
 
 
 def format_points_md(report: dict) -> str:
-    rows = ["| CRF | method | video | models | map + plan | total bytes | PSNR (dB) | bicubic (dB) | prior alone (dB) "
+    rows = ["| CRF | method | video | models | model map | total bytes | PSNR (dB) | bicubic (dB) | prior alone (dB) "
             "| within budget |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
@@ -240,7 +240,7 @@ def format_points_md(report: dict) -> str:
         b = p["bytes"]
         kept = " (kept)" if _is_kept(report, p) else ""
         rows.append(f"| {p['crf']}{kept} | {p['method']} | {b['video']:,} | {b['models']:,} | "
-                    f"{b['model_map'] + b['plan']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
+                    f"{b['model_map']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
                     f"{_db(p.get('prior_psnr'))} | {'yes' if p['within_budget'] else 'no'} |")
     return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
             f"{report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")

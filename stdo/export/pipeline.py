@@ -6,8 +6,8 @@ and an earlier bundle stays as it was.
 
 bundle/
   manifest.json                  stdo.bundle (versioned; what the player reads)
-  modelmap.bin                   the model map: model index of every patch (absent for a single-model method)
-  plan.bin                       the inference plan: the model runs a client makes per frame (stdo.plan)
+  modelmap.bin                   the model map: model index of every patch, coded across time (absent for a
+                                 single-model method); clients derive the inference plan from it (stdo.plan)
   lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
                                  decoded frames the models were trained and evaluated on)
   models/model{i}.pt             folded fp32 state dict (the reference; the player's torch backend)

@@ -105,10 +105,11 @@ class Player:
 
     @property
     def delivered_bytes(self) -> dict[str, int]:
-        """What a client downloads to play with this variant: the LR video, the models, the model map, the plan."""
+        """What a client downloads to play with this variant: the LR video, the models, the model map (the plan is
+        derived from it)."""
         m = self.bundle.manifest
         parts = {"video": int(m["video"]["bytes"]), "models": self.model_bytes,
-                 "model_map": int(m["model_map"]["bytes"]) if m.get("model_map") else 0, "plan": int(m["plan"]["bytes"])}
+                 "model_map": int(m["model_map"]["bytes"]) if m.get("model_map") else 0}
         return {**parts, "total": sum(parts.values())}
 
     @property

@@ -36,7 +36,7 @@ def delivery_line(report: dict) -> str:
     b, h = d["bundle"], d["hr_h264"]
     reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
     return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + model map "
-            f"{b['model_map']:,} + plan {b['plan']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
+            f"{b['model_map']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
             f"model's RGB PSNR): {d['bytes_ratio']:.2f}x" + _same_psnr(d))
 
 
@@ -67,8 +67,7 @@ def format_markdown(report: dict) -> str:
         d = report["delivery"]
         b, h = d["bundle"], d["hr_h264"]
         out += ["", "| delivered | bytes | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|---|",
-                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + model map {b['model_map']:,} + "
-                f"plan {b['plan']:,}) | "
+                f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + model map {b['model_map']:,}) | "
                 f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |",
                 f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
                 f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",

@@ -4,7 +4,7 @@
 
 import { readBundle } from './bundle.js';
 import { decodeVideo, streamVideo } from './decode.js';
-import { executePlan } from './plan.js';
+import { derivePlan, executePlan } from './plan.js';
 import { hasWebGpu, openRunner, threadCount } from './runtimes.js';
 import { planarToRgba, rgbToPlanar, rgbToRgba } from './yuv.js';
 
@@ -158,6 +158,7 @@ async function main() {
 
 // What tests and benchmarks drive (playwright): the same functions the page uses.
 globalThis.stdo = {
-  readBundle, decodeVideo, streamVideo, openRunner, hasWebGpu, executePlan, rgbToPlanar, planarToRgba, threadCount,
+  readBundle, decodeVideo, streamVideo, openRunner, hasWebGpu, derivePlan, executePlan, rgbToPlanar, planarToRgba,
+  threadCount,
 };
 if (!new URLSearchParams(location.search).has('test')) main();

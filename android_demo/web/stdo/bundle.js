@@ -1,24 +1,23 @@
 // An stdo bundle read as untrusted input, the way stdo.bundle.read_bundle reads it:
 // manifest schema and version, plain relative paths, declared sizes, the sha256 of every file
-// fetched, the model map and the inference plan inflated with a bound and checked (the plan
-// must tile every frame exactly once). Anything else throws BundleError, and nothing is played.
+// fetched, the model map inflated with a bound and checked, and the inference plan derived from it and the
+// manifest's plan parameters (checked). Anything else throws BundleError, and nothing is played.
 
 import { BundleError } from './errors.js';
 import { probeVideo } from './decode.js';
-import { decodePlan } from './plan.js';
+import { derivePlan, planBytes } from './plan.js';
 
 export { BundleError };
 
 export const FORMAT = 'stdo-bundle';
-export const VERSION = 3;
-export const PLAN_VERSION = 3;
+export const VERSION = 4;
+export const MAP_CODING = 'by-patch-zlib';
 const MAX_FILE_BYTES = 4 * 1024 ** 3;
 const MAX_MANIFEST_BYTES = 1 << 20;
 const MAX_FRAMES = 1 << 20;
 const MAX_GRID = 1024;
 const MAX_SIDE = 16384;
 const MAX_MODELS = 255;
-const MAX_RUNS = 1 << 26;
 // stdo.runtimes.FORMATS: each format's precisions (the base first), whether a file holds one window shape, the
 // batch its files take, and the suffix of its file names
 const FILE_FORMATS = {
@@ -277,25 +276,23 @@ export async function readBundle(base) {
     const entry = object(manifest, 'model_map');
     need(JSON.stringify(entry.shape) === JSON.stringify([frames, rows, cols]),
       `model_map shape ${JSON.stringify(entry.shape)} does not match frames x grid ${JSON.stringify([frames, rows, cols])}`);
-    modelMap = await inflate(await fetchChecked(base, entry, 'model_map'), frames * rows * cols, 'model_map');
+    need(entry.coding === MAP_CODING, `model_map: coding must be ${MAP_CODING}`);
+    const byPatch = await inflate(await fetchChecked(base, entry, 'model_map'), frames * rows * cols, 'model_map');
+    modelMap = new Uint8Array(frames * rows * cols); // patch by patch through time -> frame by frame
+    for (let p = 0; p < rows * cols; p++) for (let t = 0; t < frames; t++) modelMap[t * rows * cols + p] = byPatch[p * frames + t];
     need(modelMap.every((m) => m < models.length), `model_map names a model the bundle does not have`);
   }
 
   const planEntry = object(manifest, 'plan');
-  need(planEntry.version === PLAN_VERSION, `plan version ${JSON.stringify(planEntry.version)} is not ${PLAN_VERSION}`);
-  const plans = int(planEntry, 'plans', 1, frames);
-  const runs = int(planEntry, 'runs', 1, Math.min(MAX_RUNS, plans * rows * cols)); // a kept rectangle holds a patch or more
-  const margin = int(planEntry, 'margin', 0, 1024);
-  const planBytes = await fetchChecked(base, planEntry, 'plan');
-  const raw = await inflate(planBytes, (frames + runs * 9) * 4, 'plan');
-  const plan = decodePlan(raw, { plans, runs, shapes: planEntry.shapes, margin, frames, models: models.length, width, height });
+  const plan = derivePlan(modelMap, { frames, rows, cols, width, height, shapes: planEntry.shapes, margin: planEntry.margin });
+  need((await sha256Hex(planBytes(plan))) === planEntry.sha256, 'plan: the plan derived from the model map is not '
+    + "the one export made (a tampered map or manifest, or another stdo's planner)");
   const paths = new Set();
   const claim = (path, what) => { // no file serves two entries (no label can be moved onto another file)
     need(!paths.has(path), `${what}: '${path}' is named twice`);
     paths.add(path);
   };
   claim(videoEntry.path, 'video');
-  claim(planEntry.path, 'plan');
   if (manifest.model_map) claim(manifest.model_map.path, 'model_map');
   checkModels(models, plan.shapes, claim);
 

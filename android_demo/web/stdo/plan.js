@@ -1,85 +1,166 @@
-// The inference plan (stdo.plan): decoding and checking plan.bin, and executing it on a frame.
+// The inference plan (stdo.plan): derived from the model map, as every client derives it, and executed on a
+// frame.
 //
-// plan.bin (version 3), inflated: little-endian int32, the frame plan of each frame [T], then the runs
-// column by column [9, N] = (plan, model, shape, y, x, top, left, height, width), sorted by frame plan. A run
-// cuts the LR window of `shape` at (y, x), runs `model` on it, and keeps the SR pixels of the
-// rectangle (top, left, height, width) (LR coordinates, times the scale). The kept rectangles
-// of a frame plan tile the frame exactly once.
+// A run (model, shape, y, x, top, left, height, width) cuts the LR window of `shape` at (y, x), runs `model` on
+// it, and keeps the SR pixels of the rectangle (top, left, height, width) (LR coordinates, times the scale). The
+// kept rectangles of a frame tile it exactly once. `derivePlan` is stdo.plan.make_plan step for step, so that
+// both players make the same runs from the same bundle (tests/test_web.py compares them run for run).
 
 import { BundleError } from './errors.js';
 
-const FIELDS = 9;
 const MAX_SHAPES = 8;
+const MAX_MARGIN = 256;
 
 function need(cond, message) {
   if (!cond) throw new BundleError(`bad plan: ${message}`);
 }
 
-function littleEndianInt32(bytes) {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Int32Array(bytes.byteLength / 4);
-  for (let i = 0; i < out.length; i++) out[i] = view.getInt32(4 * i, true);
-  return out;
+// floor(i * length / parts) for i = 0..parts (stdo.grid.edges)
+function edges(length, parts) {
+  return Array.from({ length: parts + 1 }, (_, i) => Math.floor((i * length) / parts));
 }
 
-// Check an inflated plan against its manifest entry and the bundle's geometry; returns
-// {framePlan: Int32Array [T], shapes: [[h, w]...], margin, windows, batches} where windows[p] lists the
-// distinct windows of frame plan p with the rectangles each keeps, and batches[p] the same windows grouped by
-// model and shape: each group is one model run of a batch of windows, as the Python player makes it.
-export function decodePlan(raw, { plans, runs, shapes, margin, frames, models, width, height }) {
+// stdo.plan.base_shape: the window of the largest patch plus margins
+function baseShape(rowEdges, colEdges, width, height, margin) {
+  const largest = (e) => Math.max(...e.slice(1).map((v, i) => v - e[i]));
+  return [Math.min(largest(rowEdges) + 2 * margin, height), Math.min(largest(colEdges) + 2 * margin, width)];
+}
+
+// stdo.plan.check_parameters: the shipped shapes and margin, checked against the grid
+export function checkParameters(shapes, margin, { rows, cols, width, height }) {
+  need(Number.isInteger(margin) && margin >= 0 && margin <= MAX_MARGIN,
+    `margin must be an integer in 0..${MAX_MARGIN}, got ${JSON.stringify(margin)}`);
   need(Array.isArray(shapes) && shapes.length >= 1 && shapes.length <= MAX_SHAPES
     && shapes.every((s) => Array.isArray(s) && s.length === 2 && s.every((v) => Number.isInteger(v) && v >= 1)),
   `shapes must be 1..${MAX_SHAPES} [height, width] pairs`);
   need(shapes.every(([h, w]) => h <= height && w <= width), 'a shape is larger than the frame');
-  const values = littleEndianInt32(raw);
-  const framePlan = values.subarray(0, frames);
-  const table = values.subarray(frames);
-  need(framePlan.every((p) => p >= 0 && p < plans), `a frame names a frame plan outside 0..${plans - 1}`);
-  need(new Set(framePlan).size === plans, 'a frame plan no frame uses');
-  const counts = new Int32Array((height + 1) * (width + 1));
-  const windows = Array.from({ length: plans }, () => new Map());
-  let previous = 0;
-  for (let i = 0; i < runs; i++) {
-    const [plan, model, shape, y, x, top, left, h, w] = Array.from({ length: FIELDS }, (_, f) => table[f * runs + i]);
-    need(plan >= previous && plan < plans, `runs must be sorted by frame plan, in 0..${plans - 1}`);
-    previous = plan;
-    need(model >= 0 && model < models, `a run names a model outside 0..${models - 1}`);
-    need(shape >= 0 && shape < shapes.length, 'a run names a shape the plan does not have');
-    const [sh, sw] = shapes[shape];
-    need(y >= 0 && x >= 0 && y + sh <= height && x + sw <= width, 'a window runs outside the frame');
-    need(h > 0 && w > 0 && top >= y && left >= x && top + h <= y + sh && left + w <= x + sw, 'a kept rectangle leaves its window');
-    need(Math.max(top - margin, 0) >= y && Math.max(left - margin, 0) >= x && Math.min(top + h + margin, height) <= y + sh
-      && Math.min(left + w + margin, width) <= x + sw, `a window holds less than the plan's margin of ${margin} around its kept rectangle`);
-    const key = `${model},${shape},${y},${x}`;
-    if (!windows[plan].has(key)) windows[plan].set(key, { model, shape, y, x, kept: [] });
-    windows[plan].get(key).kept.push([top, left, h, w]);
-  }
-  for (let p = 0; p < plans; p++) {
-    need(windows[p].size > 0, 'a frame plan has no runs');
-    counts.fill(0); // difference array: +1 over each kept rectangle, then every pixel must be 1
-    for (const { kept } of windows[p].values()) {
-      for (const [top, left, h, w] of kept) {
-        counts[top * (width + 1) + left] += 1;
-        counts[top * (width + 1) + left + w] -= 1;
-        counts[(top + h) * (width + 1) + left] -= 1;
-        counts[(top + h) * (width + 1) + left + w] += 1;
-      }
-    }
-    for (let r = 0; r <= height; r++) { // prefix sums, rows then columns
-      let run = 0;
-      for (let c = 0; c <= width; c++) {
-        run += counts[r * (width + 1) + c];
-        counts[r * (width + 1) + c] = run + (r > 0 ? counts[(r - 1) * (width + 1) + c] : 0);
-      }
-    }
-    for (let r = 0; r < height; r++) {
-      for (let c = 0; c < width; c++) {
-        need(counts[r * (width + 1) + c] === 1, `frame plan ${p} does not tile the frame exactly once`);
-      }
+  const [bh, bw] = baseShape(edges(height, rows), edges(width, cols), width, height, margin);
+  need(shapes.some(([h, w]) => h >= bh && w >= bw), `no shape holds one patch with its margin of ${margin} (${bh}x${bw} LR pixels)`);
+}
+
+// stdo.plan._rectangles: greedy same-model rectangles of patches [model, r0, c0, r1, c1] (r1, c1 exclusive)
+function rectangles(map, rows, cols) {
+  const covered = new Uint8Array(rows * cols);
+  const out = [];
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      if (covered[r * cols + c]) continue;
+      const m = map[r * cols + c];
+      let c1 = c + 1;
+      while (c1 < cols && map[r * cols + c1] === m && !covered[r * cols + c1]) c1 += 1;
+      let r1 = r + 1;
+      const rowFree = (row) => {
+        for (let k = c; k < c1; k++) if (map[row * cols + k] !== m || covered[row * cols + k]) return false;
+        return true;
+      };
+      while (r1 < rows && rowFree(r1)) r1 += 1;
+      for (let i = r; i < r1; i++) for (let k = c; k < c1; k++) covered[i * cols + k] = 1;
+      out.push([m, r, c, r1, c1]);
     }
   }
-  const lists = windows.map((m) => [...m.values()]);
-  return { framePlan, shapes, margin, windows: lists, batches: lists.map(groupByModelAndShape) };
+  return out;
+}
+
+// stdo.plan._place: top (or left) of a window of `window` pixels holding [start - margin, start + size + margin)
+function place(start, size, window, length, margin) {
+  const lo = Math.max(start - margin, 0);
+  const hi = Math.min(start + size + margin, length);
+  return Math.min(Math.max(lo - Math.floor((window - (hi - lo)) / 2), 0), length - window);
+}
+
+function compareRuns(a, b) {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
+
+// stdo.plan.plan_frame: runs [model, shape, y, x, top, left, h, w] of one frame's model map, sorted
+function planFrame(map, g, margin, shapes) {
+  const areas = shapes.map(([h, w]) => h * w);
+  const order = shapes.map((_, i) => i).sort((a, b) => areas[a] - areas[b] || a - b);
+  const runs = [];
+  const todo = rectangles(map, g.rows, g.cols);
+  while (todo.length) {
+    const [m, r0, c0, r1, c1] = todo.pop();
+    const top = g.rowEdges[r0];
+    const left = g.colEdges[c0];
+    const h = g.rowEdges[r1] - top;
+    const w = g.colEdges[c1] - left;
+    const nh = Math.min(top + h + margin, g.height) - Math.max(top - margin, 0);
+    const nw = Math.min(left + w + margin, g.width) - Math.max(left - margin, 0);
+    const fit = order.find((i) => shapes[i][0] >= nh && shapes[i][1] >= nw);
+    if (fit === undefined) { // halve along the longer side (checkParameters made sure one patch fits)
+      if (r1 - r0 >= c1 - c0 && r1 - r0 > 1) {
+        const mid = Math.floor((r0 + r1) / 2);
+        todo.push([m, r0, c0, mid, c1], [m, mid, c0, r1, c1]);
+      } else {
+        need(c1 - c0 > 1, `no shape holds one patch with its margin of ${margin}`);
+        const mid = Math.floor((c0 + c1) / 2);
+        todo.push([m, r0, c0, r1, mid], [m, r0, mid, r1, c1]);
+      }
+      continue;
+    }
+    const [sh, sw] = shapes[fit];
+    runs.push([m, fit, place(top, h, sh, g.height, margin), place(left, w, sw, g.width, margin), top, left, h, w]);
+  }
+  const full = shapes.findIndex(([h, w]) => h === g.height && w === g.width);
+  if (full >= 0) { // a model whose windows cost more than the frame runs once on the whole frame
+    for (const m of new Set(runs.map((r) => r[0]))) {
+      const mine = runs.filter((r) => r[0] === m);
+      if (mine.reduce((sum, r) => sum + areas[r[1]], 0) > areas[full]) {
+        const rest = runs.filter((r) => r[0] !== m);
+        runs.length = 0;
+        runs.push(...rest, ...mine.map((r) => [m, full, 0, 0, ...r.slice(4)]));
+      }
+    }
+  }
+  return runs.sort(compareRuns);
+}
+
+// What stdo.plan.digest hashes: little-endian int32, framePlan [T] then the runs row by row [N, 9].
+export function planBytes({ framePlan, runs }) {
+  const bytes = new Uint8Array(4 * (framePlan.length + runs.length));
+  const view = new DataView(bytes.buffer);
+  framePlan.forEach((v, i) => view.setInt32(4 * i, v, true));
+  runs.forEach((v, i) => view.setInt32(4 * (framePlan.length + i), v, true));
+  return bytes;
+}
+
+// The plan of a model map (Uint8Array [T, rows, cols]), as stdo.plan.make_plan makes it: one frame plan per
+// distinct frame map, numbered in the order frames first use them. Returns {framePlan: Int32Array [T], shapes,
+// margin, runs: Int32Array [N, 9] (FIELDS of stdo.plan, the Python plan's rows), windows, batches} where
+// windows[p] lists the distinct windows of frame plan p with the rectangles each keeps, and batches[p] the same
+// windows grouped by model and shape: each group is one model run of a batch of windows, as the Python player
+// makes it.
+export function derivePlan(modelMap, { frames, rows, cols, width, height, shapes, margin }) {
+  checkParameters(shapes, margin, { rows, cols, width, height });
+  const g = { rows, cols, width, height, rowEdges: edges(height, rows), colEdges: edges(width, cols) };
+  const size = rows * cols;
+  const framePlan = new Int32Array(frames);
+  const numbered = new Map();
+  const planRuns = [];
+  for (let t = 0; t < frames; t++) {
+    const map = modelMap.subarray(t * size, (t + 1) * size);
+    const key = map.join(',');
+    if (!numbered.has(key)) {
+      numbered.set(key, numbered.size);
+      planRuns.push(planFrame(map, g, margin, shapes));
+    }
+    framePlan[t] = numbered.get(key);
+  }
+  const total = planRuns.reduce((sum, r) => sum + r.length, 0);
+  const runs = new Int32Array(total * 9);
+  const windows = planRuns.map((list, p) => {
+    const byWindow = new Map();
+    for (const [model, shape, y, x, top, left, h, w] of list) {
+      const key = `${model},${shape},${y},${x}`;
+      if (!byWindow.has(key)) byWindow.set(key, { model, shape, y, x, kept: [] });
+      byWindow.get(key).kept.push([top, left, h, w]);
+    }
+    return [...byWindow.values()];
+  });
+  let i = 0;
+  planRuns.forEach((list, p) => list.forEach((run) => { runs.set([p, ...run], 9 * i); i += 1; }));
+  return { framePlan, shapes, margin, runs, windows, batches: windows.map(groupByModelAndShape) };
 }
 
 function groupByModelAndShape(windows) {

@@ -5,6 +5,7 @@
 //
 // A job: {kind: 'page', url, play?, backend?, precision?} opens the player page itself (and presses Play
 // with that runtime) and reports the error it shows or its stats;
+// {kind: 'derive', cases: [{map (base64), frames, rows, cols, width, height, shapes, margin}]} derives plans;
 // otherwise {bundle, kind: 'load'|'play'|'runtime', backend, precision, threads?, rgb?, frames?, keep?}. 'play' runs
 // the bundle's plan over its frames: the RGB frames at `rgb` (raw uint8 [T, h, w, 3]) or, without it,
 // the frames the page decodes itself; `keep` returns the SR frames (base64 float32 planar) and the
@@ -101,6 +102,20 @@ try {
       };
       let run = null; // the job's runner, released when it ends: jobs do not pile up sessions in WASM memory
       try {
+        if (job.kind === 'derive') { // the plan of each case's model map (base64 uint8 [T, rows, cols]): its rows
+          return {
+            ok: true,
+            plans: job.cases.map((c) => {
+              try {
+                const map = Uint8Array.from(atob(c.map), (ch) => ch.charCodeAt(0));
+                const plan = s.derivePlan(map, c);
+                return { runs: Array.from(plan.runs), framePlan: Array.from(plan.framePlan) };
+              } catch (e) {
+                return { error: e.message };
+              }
+            }),
+          };
+        }
         if (job.kind === 'stream') { // streamed decoding against the whole-clip decode, from each start
           const bytes = await (await fetch(job.video)).arrayBuffer();
           const options = { matrix: job.matrix, range: job.range, width: job.width, height: job.height };
