@@ -17,12 +17,12 @@ TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--cr
 
 @pytest.fixture(scope="module")
 def delivered(bikes, tmp_path_factory):
-    """A delivery with a budget every point fits: the best PSNR of two CRFs and two methods is kept (the cheapest of
-    those within --tie of it)."""
+    """A delivery with a budget every point fits: the best PSNR of two CRFs and three methods (the prior alone one
+    of them) is kept (the cheapest of those within --tie of it)."""
     from click.testing import CliRunner
 
     out = tmp_path_factory.mktemp("deliver") / "clip"
-    result = CliRunner().invoke(deliver_command, [str(bikes), str(out), "--budget", "10MB", "--method", "stdo,jstdo",
+    result = CliRunner().invoke(deliver_command, [str(bikes), str(out), "--budget", "10MB", "--method", "stdo,jstdo,prior",
                                                   "--format", "onnx,tflite", *TINY])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "points.json").read_text()), result.output
@@ -32,11 +32,15 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     from stdo.play.pipeline import PlayOptions, play
 
     out, report, output = delivered
-    assert [(p["crf"], p["method"]) for p in report["points"]] == [(23, "jstdo"), (23, "stdo"), (35, "jstdo"),
-                                                                   (35, "stdo")]
+    assert [(p["crf"], p["method"]) for p in report["points"]] == [(c, m) for c in (23, 35)
+                                                                   for m in ("jstdo", "prior", "stdo")]
     by = {(p["crf"], p["method"]): p for p in report["points"]}
     assert by[35, "stdo"]["bytes"]["video"] < by[23, "stdo"]["bytes"]["video"]  # a higher CRF ships fewer video bytes
-    assert by[23, "jstdo"]["bytes"]["model_map"] == 0 < by[23, "stdo"]["bytes"]["model_map"]  # one joint model
+    assert by[23, "jstdo"]["bytes"]["model_map"] == by[23, "prior"]["bytes"]["model_map"] == 0 < \
+        by[23, "stdo"]["bytes"]["model_map"]  # one joint model
+    # the prior alone: its bundle is the carried prior coded against itself, nothing trained
+    assert by[23, "prior"]["bytes"]["models"] < by[23, "jstdo"]["bytes"]["models"]
+    assert all(p["why"] and isinstance(p["pays"], bool) for p in report["points"])
     assert all(p["total"] == sum(v for k, v in p["bytes"].items() if k != "total") for p in report["points"])
     kept, best = report["chosen"], max(p["psnr"] for p in report["points"])
     ties = [p for p in report["points"] if p["psnr"] >= best - report["tie_db"]]  # all fit 10 MB
@@ -51,7 +55,7 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     assert manifest["method"] == kept["method"] and {f["format"] for f in manifest["models"][0]["files"]} >= {"onnx",
                                                                                                           "tflite"}
     assert not list(out.glob("bundle-*"))  # the candidates' measurement bundles are gone
-    assert "<- kept" in output and (out / "points.md").is_file()
+    assert "<- kept" in output and (out / "points.md").is_file() and kept["why"].startswith("kept")
 
 
 def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, cli):
@@ -60,7 +64,8 @@ def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, 
     low, high = by[23, "stdo"], by[35, "stdo"]
     budget = (low["total"] + high["total"]) // 2  # the costlier point is over it
     assert high["total"] < budget < low["total"]
-    code, out, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", str(budget), *TINY])
+    code, out, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", str(budget), "--method", "stdo",
+                                              *TINY])
     assert code == 0, err
     kept = json.loads((tmp_path / "clip/points.json").read_text())
     assert kept["chosen"]["crf"] == 35 and kept["chosen"]["total"] <= budget
@@ -98,6 +103,33 @@ def test_an_earlier_delivery_is_kept_unless_overwrite(delivered, bikes, cli):
     assert code == 2 and "--overwrite" in err and (out / "points.json").read_bytes() == before
     code, _, err, _ = cli(deliver_command, [bikes, out, "--budget", "10MB", "--method", "vinr", *TINY])
     assert code == 2 and "--method" in err and (out / "points.json").read_bytes() == before
+
+
+def _point(crf: int, method: str, video: int, side: int, psnr: float, prior: float) -> dict:
+    return {"crf": crf, "method": method, "video": video, "total": video + side, "psnr": psnr, "prior_psnr": prior,
+            "bytes": {"video": video, "models": side, "model_map": 0}, "within_budget": True}
+
+
+def test_an_update_ships_only_where_it_pays_for_its_bytes():
+    from stdo.deliver.pipeline import choose_point, rate_decisions
+
+    # the stream: 40,000 B more (CRF 31 -> 27) buy 1.0 dB with the prior alone: 0.025 dB per KB
+    def points(gain_27: float) -> list[dict]:
+        return [_point(31, "prior", 40_000, 300, 30.0, 30.0), _point(27, "prior", 80_000, 300, 31.0, 31.0),
+                _point(31, "jstdo", 40_000, 8_000, 30.1, 30.0), _point(27, "jstdo", 80_000, 8_000, 31.0 + gain_27, 31.0)]
+
+    cheap = points(0.03)  # 8 KB for 0.03 dB: inside the tie, and less than the stream buys with 8 KB (0.2 dB)
+    rate_decisions(cheap)
+    assert [p["pays"] for p in cheap] == [False, False, False, False]
+    kept = choose_point(cheap, 0.05)
+    assert (kept["crf"], kept["method"]) == (27, "prior") and "tie with the kept point" in cheap[3]["why"]
+    dear = points(0.6)  # 8 KB for 0.6 dB: three times what the stream buys with them
+    rate_decisions(dear)
+    assert dear[3]["pays"] and dear[3]["over_prior_db"] == pytest.approx(0.6) and dear[3]["side_bytes"] == 8_000
+    assert dear[3]["stream_db_per_byte"] == pytest.approx(1.0 / 40_000)
+    kept = choose_point(dear, 0.05)
+    assert (kept["crf"], kept["method"]) == (27, "jstdo") and kept["why"].startswith("kept")
+    assert "-0.600 dB against the kept point" in dear[1]["why"]
 
 
 def test_budgets_read_as_bytes_or_bitrates():

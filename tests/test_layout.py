@@ -52,7 +52,7 @@ def test_the_method_registry_is_what_the_commands_offer_and_refuse():
         return tuple(next(p for p in command.params if p.name == "method").type.choices)
 
     assert choices(train_command) == choices(export_command) == choices(upscale_command) == tuple(REGISTRY)
-    assert ON_DEVICE_METHODS == ("stdo", "jstdo", "awdnn", "nas", "cafm")
+    assert ON_DEVICE_METHODS == ("stdo", "jstdo", "awdnn", "nas", "cafm", "prior")
     assert {n for n, m in REGISTRY.items() if m.video} == {"brvsr", "vinr"}
     assert {n for n, m in REGISTRY.items() if m.joint_start is not None} == {"stdo", "cafm"}
     with pytest.raises(ValueError, match="registered twice"):

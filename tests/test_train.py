@@ -20,7 +20,7 @@ from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_amp
 from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
-from stdo.train.methods import METHODS, MethodOptions, build_training_plan
+from stdo.train.methods import REGISTRY, MethodOptions, build_training_plan
 from stdo.train.pipeline import TrainOptions, train
 from stdo.train.sampling import ChunkSampler
 
@@ -112,7 +112,7 @@ def test_amp_modes_and_apex_aliases():
 
 
 @pytest.mark.slow  # every method 480 steps / subprocesses / torchrun
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [name for name, m in REGISTRY.items() if m.trains])
 def test_every_method_overfits_and_beats_bicubic(small_run, tmp_path, method):
     run = copy_run(small_run, tmp_path / "run")
     report = train(options(run, method, 480))
@@ -131,6 +131,20 @@ def test_every_method_overfits_and_beats_bicubic(small_run, tmp_path, method):
     state = torch.load(out / "model0.pt", weights_only=True)
     state = state["state"] if "arch" in state else state  # a video model's checkpoint carries its config
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_the_prior_method_serves_the_carried_prior_untrained(small_run, tmp_path):
+    from stdo.priors import PRIORS_DIR
+
+    run = copy_run(small_run, tmp_path / "run")
+    report = train(TrainOptions(run=run, method="prior", config=TrainConfig(steps=50, batch=8, crop=16)))
+    assert report["steps"] == 0 and report["num_models"] == 1
+    prior = torch.load(PRIORS_DIR / f"wdsr_a_mobile_x{report['scale']}.pt", weights_only=True)
+    prior = prior.get("model", prior)
+    served = torch.load(run / "models/prior/model0.pt", weights_only=True)
+    assert served.keys() == prior.keys() and all(torch.equal(served[k], prior[k]) for k in prior)
+    with pytest.raises(StdoError, match="`init` prior"):
+        train(TrainOptions(run=run, method="prior", method_options=MethodOptions(init="scratch")))
 
 
 def test_jstdo_uniform_sampling_option(small_run, tmp_path):

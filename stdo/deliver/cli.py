@@ -60,10 +60,10 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y", help="Crop of the HR frames, in HR pixels.")
-@click.option("--method", "methods", default="stdo", show_default=True, metavar="METHOD,...",
+@click.option("--method", "methods", default=",".join(DeliverOptions.methods), show_default=True, metavar="METHOD,...",
               callback=lambda c, p, v: parse_list(v, ON_DEVICE_METHODS, "--method"),
               help="On-device methods tried at each CRF (stdo-train --method): stdo ships an update per chunk and "
-                   "the chunk map, jstdo one joint update.")
+                   "the chunk map, jstdo one joint update, prior the carried prior alone (no update to pay for).")
 @click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")
 @click.option("--tune", type=click.Choice(TUNES),
               help="What training may change of the prior (stdo-train --tune).  [default: channels from a prior]")

@@ -1,6 +1,9 @@
 """stdo-deliver: a clip delivered within a byte budget, at the operating point of best played quality.
 
-What a client downloads is the LR stream, the model updates (or whole models), the model map and the plan.
+What a client downloads is the LR stream, the model updates (or whole models) and the model map (the plan is
+derived from it). The carried prior alone (method prior) is a candidate like any other: an update ships only
+where its played gain is worth its bytes, and each point says whether its bytes buy more than the same bytes
+spent on the LR stream would (`rate_decisions`) and why it was or was not kept (`choose_point`).
 The LR stream's CRF trades video bytes against what the models can restore, and which side of that trade pays
 depends on the clip. So the operating point is measured, not guessed: for each candidate CRF (cheapest first)
 the clip is clustered, the method trained on that stream's decoded frames (from the prior, by default), exported,
@@ -52,7 +55,8 @@ class DeliverOptions:
     budget_bytes: int | None = None  # everything a client downloads
     budget_kbps: float | None = None  # or as a bitrate over the clip's duration
     crfs: tuple[int, ...] = (23, 27, 31)
-    methods: tuple[str, ...] = ("stdo",)  # per-chunk updates + chunk map, or one joint update (jstdo): both tried
+    methods: tuple[str, ...] = ("stdo", "prior")  # per-chunk updates + chunk map (stdo), one joint update (jstdo),
+    # the carried prior alone (prior): each tried at each CRF
     train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
     export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
     backend: str = "onnxruntime"  # the client runtime whose played frames are scored
@@ -183,15 +187,62 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Pro
                          bicubic_psnr=played["psnr"]["bicubic"], prior_psnr=played["psnr"].get("prior"),
                          within_budget=delivered["total"] <= budget)
             log.info("CRF %d %s: %d bytes, %.3f dB", crf, method, delivered["total"], point["psnr"])
-    fitting = [p for p in points if p.get("within_budget")]
-    if not fitting:
+    if not any(p.get("within_budget") for p in points):
         smallest = min(p["total"] for p in points if "total" in p)
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
                         "with its models): raise `budget` or add a higher `crfs` (nothing written)")
-    best = max(p["psnr"] for p in fitting)
-    chosen = min((p for p in fitting if p["psnr"] >= best - o.tie_db), key=lambda p: (p["total"], -p["psnr"]))
+    rate_decisions(points)
+    chosen = choose_point(points, o.tie_db)
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec, "tie_db": o.tie_db,
             "points": sorted(points, key=lambda p: (p["crf"], p["method"])), "chosen": chosen}
+
+
+def stream_slope(points: list[dict], crf: int) -> float | None:
+    """dB per byte the LR stream itself buys at `crf`: the carried prior's played PSNR against the video's bytes,
+    between `crf` and the next CRF measured below it (or above it, at the lowest CRF); None with one CRF."""
+    alone = {p["crf"]: (p["video"], p["prior_psnr"]) for p in points if p.get("prior_psnr") is not None}
+    crfs = sorted(alone)
+    if crf not in alone or len(crfs) < 2:
+        return None
+    i = crfs.index(crf)
+    lower, upper = (crfs[i - 1], crf) if i > 0 else (crf, crfs[1])
+    (b0, q0), (b1, q1) = alone[lower], alone[upper]
+    return max(q0 - q1, 0.0) / (b0 - b1) if b0 != b1 else None
+
+
+def rate_decisions(points: list[dict]) -> None:
+    """Add to each measured point what its models are worth at its rate: the played PSNR over the carried prior
+    alone on the same stream (`over_prior_db`), the bytes beside the stream that buy it (`side_bytes`: updates and
+    model map), and `pays`: whether those bytes buy more than the same bytes spent on the stream would
+    (`stream_db_per_byte`, the stream's own slope there; with one CRF, any gain pays)."""
+    for p in points:
+        if "total" not in p or p.get("prior_psnr") is None:
+            continue
+        side = p["total"] - p["bytes"]["video"]
+        slope = stream_slope(points, p["crf"])
+        gain = p["psnr"] - p["prior_psnr"]
+        p.update(over_prior_db=gain, side_bytes=side, stream_db_per_byte=slope,
+                 pays=gain > 0 and (slope is None or gain >= slope * side))
+
+
+def choose_point(points: list[dict], tie_db: float) -> dict:
+    """The point kept: the best played PSNR within the budget; points within `tie_db` of it are ties, and the
+    cheapest of them is kept. The carried prior alone is a point too (method prior), so an update that does not buy
+    more than `tie_db` is not shipped. Each point's `why` says how the choice saw it."""
+    fitting = [p for p in points if p.get("within_budget")]
+    best = max(p["psnr"] for p in fitting)
+    chosen = min((p for p in fitting if p["psnr"] >= best - tie_db), key=lambda p: (p["total"], -p["psnr"]))
+    for p in points:
+        if p is chosen:
+            p["why"] = "kept: the best played PSNR within the budget" + (
+                f" (the cheapest point within {tie_db} dB of {best:.3f})" if p["psnr"] < best else "")
+        elif not p.get("within_budget"):
+            p["why"] = p.get("note") or "over the budget"
+        elif p["psnr"] >= best - tie_db:
+            p["why"] = f"a tie with the kept point, {p['total'] - chosen['total']:+,} bytes"
+        else:
+            p["why"] = f"{p['psnr'] - chosen['psnr']:+.3f} dB against the kept point"
+    return chosen
 
 
 def _is_kept(report: dict, p: dict) -> bool:
@@ -203,17 +254,22 @@ def format_points(report: dict) -> list[str]:
     lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
              f"LR {report['codec']}",
              f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map':>8} {'total':>9} {'PSNR dB':>8} "
-             f"{'bicubic':>8} {'prior':>8}  fits"]
+             f"{'bicubic':>8} {'prior':>8} {'pays':>5}  fits"]
     for p in report["points"]:
         if "total" not in p:
             lines.append(f"{p['crf']:>4} {p['method']:>7} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} "
-                         f"{'-':>8} {'-':>8}  no ({p['note']})")
+                         f"{'-':>8} {'-':>8} {'-':>5}  no ({p['note']})")
             continue
         b = p["bytes"]
         lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map']:>8,} "
-                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} {_db(p.get('prior_psnr')):>8}  "
+                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} {_db(p.get('prior_psnr')):>8} "
+                     f"{_pays(p):>5}  "
                      f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
     return lines
+
+
+def _pays(p: dict) -> str:
+    return "-" if p.get("pays") is None or p["method"] == "prior" else "yes" if p["pays"] else "no"
 
 
 def _db(value: float | None) -> str:
@@ -231,16 +287,26 @@ def kept_line(report: dict, out: Path) -> str:
 
 def format_points_md(report: dict) -> str:
     rows = ["| CRF | method | video | models | model map | total bytes | PSNR (dB) | bicubic (dB) | prior alone (dB) "
-            "| within budget |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| over the prior | pays | why |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
         if "total" not in p:
-            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | - | no: {p['note']} |")
+            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | - | - | - | "
+                        f"{p.get('why', p['note'])} |")
             continue
         b = p["bytes"]
         kept = " (kept)" if _is_kept(report, p) else ""
         rows.append(f"| {p['crf']}{kept} | {p['method']} | {b['video']:,} | {b['models']:,} | "
                     f"{b['model_map']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
-                    f"{_db(p.get('prior_psnr'))} | {'yes' if p['within_budget'] else 'no'} |")
+                    f"{_db(p.get('prior_psnr'))} | {_gain(p)} | {_pays(p)} | {p.get('why', '')} |")
     return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
-            f"{report['precision']}; LR {report['codec']}.\n\n" + "\n".join(rows) + "\n")
+            f"{report['precision']}; LR {report['codec']}. An update pays when the dB it adds over the carried prior "
+            "alone are at least what its bytes would buy spent on the LR stream (the stream's own slope between "
+            "the CRFs measured); the kept point is the best played PSNR within the budget, the cheapest of those "
+            f"within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n")
+
+
+def _gain(p: dict) -> str:
+    if p.get("over_prior_db") is None:
+        return "-"
+    return f"{p['over_prior_db']:+.3f} dB for {p['side_bytes']:,} B"

@@ -198,6 +198,17 @@ def _joint(b: _Build) -> TrainingPlan:
                         np.zeros(b.chunks.shape, np.uint8), 1, prior=b.prior_id, tune=b.tune)
 
 
+def _prior_alone(b: _Build) -> TrainingPlan:
+    """prior: the carried prior as it is, untrained. The operating point where no update pays for its bytes: its
+    bundle ships the prior coded against the client's own copy (a few hundred bytes) and no model map."""
+    if b.prior is None:
+        raise StdoError(f"`method` prior serves the carried prior, and `init` {b.options.init} starts from none: "
+                        "give `init` prior")
+    model = b.new_model()
+    return TrainingPlan(b.method, [Job("joint", model, 0, ChunkSampler([b.group(patches_of(b.chunks))]), shared=True)],
+                        np.zeros(b.chunks.shape, np.uint8), 1, prior=b.prior_id, tune=b.tune)
+
+
 def _cafm(b: _Build) -> TrainingPlan:
     """A shared backbone with per-chunk modulation, chunks in time (CaFM's) or the RUN's."""
     if b.options.cafm_chunks not in CAFM_CHUNKS:
@@ -259,6 +270,7 @@ class Method:
     video: bool = False  # a whole-clip model (stdo.videosr), not patch-wise WDSRs: stdo-upscale only
     joint_start: float | None = None  # the default share of a joint start, where the method has one
     upscale_backends: tuple[str, ...] = ("torch", "onnxruntime")  # what stdo-upscale may run it on
+    trains: bool = True  # False: it serves its start as it is (the carried prior), whatever `steps` says
 
 
 REGISTRY: dict[str, Method] = {}
@@ -277,6 +289,7 @@ for _method in (
     Method("awdnn", _joint, on_device=True),
     Method("nas", _per_model, on_device=True),
     Method("cafm", _cafm, on_device=True, joint_start=0.0),  # 0: it trains as CaFM does
+    Method("prior", _prior_alone, on_device=True, trains=False),
     Method("mfwdsr", _server, on_device=False),
     Method("wdsr-large", _server, on_device=False),
     Method("brvsr", _video, on_device=False, video=True),
