@@ -4,7 +4,7 @@ bundle/manifest.json (format "stdo-bundle", version 4):
   run_id (the clustering the models were trained on), tool, created, method,
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin},
   model_map {path, sha256, bytes, shape [T, rows, cols], coding}
-                                                        (the model index serving each patch, coded across time:
+                                                        (the model index serving each patch, coded through time:
                                                          null when one joint model serves every patch)
   plan {shapes [[h, w]...], margin, sha256}             (the inference plan's parameters: clients derive the
                                                          plan from the model map, stdo.plan.make_plan, and
@@ -22,19 +22,21 @@ version are checked, paths must be plain relative paths inside the bundle (no '.
 absolute path, no link), every declared size is bounded and must match the file, every
 sha256 is verified, model indices are in range and the model map's shape matches the video. The
 video is probed before anything else is inflated: the frame size and count that bound every
-later allocation are the file's own, not the manifest's claim.
+later allocation are the file's own, not the manifest's claim. The plan is derived from the model map and
+the manifest's window shapes and margin, and must match the manifest's digest of the plan export made.
+Anything else raises BundleError with a message saying what is wrong.
 
 modelmap.bin (coding "by-patch-zlib"): zlib (RFC 1950) of the T x rows x cols model indices ordered patch by
 patch (rows, then columns), each patch's T indices in frame order. A patch's model changes seldom over time, so
 each patch is a few long runs, which deflate codes in a few bits each (stdo-cluster --hold makes them longer).
-Anything else raises BundleError with a message saying what is wrong.
 
 What reading costs is bounded by the real video and the carried prior, never by a manifest's claim: the manifest
 is at most 1 MiB; the video is probed before anything is inflated, and its own frame count T and size w x h
 bound the grid (a patch is at least `min_patch(scale)` LR pixels a side, so rows x cols <= w·h / min_patch²),
-the model map (T·rows·cols bytes) and the plan derived from it (at most T·rows·cols runs of 9 int32); a coded model file inflates into one buffer of its declared size, itself at most
-`max_rebuilt_bytes` of the carried base file it updates (twice the base and 64 KiB), beside the update and the
-base. A bundle that claims more is refused before it is inflated.
+the model map (T·rows·cols bytes) and the plan derived from it (at most T·rows·cols runs of 9 int32); a coded
+model file inflates into one buffer of its declared size, itself at most `max_rebuilt_bytes` of the carried base
+file it updates (twice the base and 64 KiB), beside the update and the base. A bundle that claims more is
+refused before it is inflated.
 """
 
 from __future__ import annotations

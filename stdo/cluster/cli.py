@@ -112,8 +112,8 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
                            lossless=lossless) if given else None
     options = ClusterOptions(
         source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
-        checkpoint=checkpoint, partition=partition, smooth=smooth, hold=hold, seed=seed, start=start, frames=frames, crop=crop, lr_video=lr_video,
-        stream=stream, overwrite=overwrite, device=device,
+        checkpoint=checkpoint, partition=partition, smooth=smooth, hold=hold, seed=seed, start=start, frames=frames,
+        crop=crop, lr_video=lr_video, stream=stream, overwrite=overwrite, device=device,
     )
     with StageBars(disable=quiet) as bars:
         summary = cluster(options, progress=bars)

@@ -82,10 +82,10 @@ Rerunning the same command resumes from the last checkpoint.
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(METHODS), default="stdo", show_default=True,
               help="stdo: a model per chunk; jstdo: one joint model, data-aware sampling; awdnn: one model; "
-                   "nas: a model per time segment; cafm: shared backbone + per-chunk modulation. Server-side: "
-                   "mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: one WDSR of ~4.8M parameters; "
-                   "brvsr: bidirectional recurrent VSR with DIS flow; vinr: continuous space-time SR (any scale, "
-                   "frames between).")
+                   "nas: a model per time segment; cafm: shared backbone + per-chunk modulation; prior: the carried "
+                   "prior, untrained. Server-side: mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: "
+                   "one WDSR of ~4.8M parameters; brvsr: bidirectional recurrent VSR with DIS flow; vinr: "
+                   "continuous space-time SR (any scale, frames between).")
 @click.option("--steps", type=int, default=TrainConfig.steps, show_default=True,
               help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
 @click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a_mobile",
