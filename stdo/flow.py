@@ -19,9 +19,6 @@ import torch.nn.functional as F
 
 from stdo.errors import StdoError
 
-PRESETS = ("ultrafast", "fast", "medium")
-
-
 def _dis(preset: str):
     try:
         import cv2

@@ -25,23 +25,9 @@ def focal_from_fov(width: int, camera_angle_x: float) -> float:
     return 0.5 * width / math.tan(0.5 * camera_angle_x)
 
 
-def fov_from_focal(width: int, focal: float) -> float:
-    return 2.0 * math.atan(0.5 * width / focal)
-
-
 def opengl_to_opencv(c2w: np.ndarray) -> np.ndarray:
     """A NeRF (OpenGL) camera-to-world matrix in OpenCV's camera frame; the same function converts back."""
     return np.asarray(c2w, dtype=np.float64) @ GL_FLIP
-
-
-def scaled_intrinsics(k: np.ndarray, factor: float) -> np.ndarray:
-    """Intrinsics of the same camera at `factor` times the resolution (pixel centres at +0.5)."""
-    out = np.array(k, dtype=np.float64)
-    out[0, 0] *= factor
-    out[1, 1] *= factor
-    out[0, 2] = (k[0, 2] + 0.5) * factor - 0.5
-    out[1, 2] = (k[1, 2] + 0.5) * factor - 0.5
-    return out
 
 
 def pixel_rays(k: np.ndarray, c2w: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
