@@ -48,7 +48,7 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--budget", required=True, metavar="BYTES|RATE",
-              help="What a client may download for the clip (LR stream + model updates + model map + plan): bytes "
+              help="What a client may download for the clip (LR stream + model updates + model map): bytes "
                    "(120000, 120KB, 1.5MB) or a bitrate over the clip's duration (400kbit/s).")
 @click.option("--crf", "crfs", default="23,27,31", show_default=True, callback=_crfs, metavar="CRF,...",
               help="LR stream CRFs to try; each is clustered, trained, exported and played.")
@@ -58,6 +58,9 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--grid", "grid", default="10x5", show_default=True, callback=_parse(parse_grid), metavar="COLSxROWS",
               help="Patches per LR frame, COLSxROWS.")
 @click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
+@click.option("--hold", type=int, default=ClusterOptions.hold, show_default=True, metavar="FRAMES",
+              help="Each patch's chunk the median of its chunks over FRAMES frames (odd; stdo-cluster --hold): a "
+                   "smaller model map. 1 = off.")
 @click.option("--frames", type=int, help="Number of frames to use [default: all].")
 @click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y", help="Crop of the HR frames, in HR pixels.")
 @click.option("--method", "methods", default=",".join(DeliverOptions.methods), show_default=True, metavar="METHOD,...",
@@ -86,7 +89,7 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frames, crop, methods, steps, tune,
+def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, hold, frames, crop, methods, steps, tune,
                     sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
@@ -99,8 +102,8 @@ def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, frame
     setup_logging(verbose)
     budget_bytes, budget_kbps = parse_budget(budget)
     options = DeliverOptions(
-        cluster=ClusterOptions(source=source, run=out, scale=scale, grid=grid or (10, 5), chunks=chunks, frames=frames,
-                               crop=crop, stream=StreamOptions(codec=codec)),
+        cluster=ClusterOptions(source=source, run=out, scale=scale, grid=grid or (10, 5), chunks=chunks, hold=hold,
+                               frames=frames, crop=crop, stream=StreamOptions(codec=codec)),
         out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, methods=methods,
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
