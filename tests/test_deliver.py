@@ -79,10 +79,11 @@ def test_a_budget_below_the_cheapest_stream_is_refused_and_nothing_written(bikes
     assert list(tmp_path.iterdir()) == []  # nor its lock file
 
 
-@pytest.mark.parametrize("args", [["--steps", "0"], ["--budget", "1B"]])
-def test_refused_input_leaves_no_lock_file_beside_out(bikes, tmp_path, cli, args):
+@pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps 0"), (["--budget", "1B"], "--budget"),
+                                           (["--hold", "2"], "--hold 2 is not an odd number of frames")])
+def test_refused_input_leaves_no_lock_file_beside_out(bikes, tmp_path, cli, args, message):
     code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "80KB", *TINY, *args])
-    assert code == 2 and list(tmp_path.iterdir()) == [], err
+    assert code == 2 and list(tmp_path.iterdir()) == [] and message in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "notes.txt").write_text("not a video")
     code, _, err, _ = cli(deliver_command, [tmp_path / "notes.txt", tmp_path / "clip", "--budget", "80KB", *TINY])
     assert code == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], err
