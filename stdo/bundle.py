@@ -158,7 +158,7 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
         "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
         "window": list(grid.window_shape),
         "model_map": None if model_map is None else write_model_map(root, model_map),
-        "plan": {"shapes": [list(shape) for shape in plan.shapes], "margin": int(plan.margin), "sha256": digest(plan)},
+        "plan": {"shapes": [list(shape) for shape in plan.shapes], "margin": int(plan.margin), "sha256": digest(plan, scale)},
         "video": video_entry(root, video, stream_info(video)),
         "model": model,
         "receptive_radius": receptive_radius,
@@ -334,8 +334,9 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     except PlanError as e:
         raise BundleError(str(e)) from None
     plan = make_plan(model_map, grid_geometry, plan_entry["margin"], shapes)
-    _need(digest(plan) == plan_entry.get("sha256"), "plan: the plan derived from the model map is not the one export "
-                                                    "made (a tampered map or manifest, or another stdo's planner)")
+    _need(digest(plan, manifest["scale"]) == plan_entry.get("sha256"),
+          "plan: the plan derived from the model map is not the one export made (a tampered map, scale or manifest, "
+          "or another stdo's planner)")
     rebuilt, paths = {}, set()
 
     def claim(path: str, what: str) -> None:

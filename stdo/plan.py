@@ -227,9 +227,12 @@ def make_plan(model_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tupl
 # ---------------------------------------------------------------------------- shipped parameters
 
 
-def digest(plan: Plan) -> str:
-    """sha256 of the plan: little-endian int32, frame_plan [T] then the runs row by row [N, 9]."""
-    data = np.ascontiguousarray(plan.frame_plan, "<i4").tobytes() + np.ascontiguousarray(plan.runs, "<i4").tobytes()
+def digest(plan: Plan, scale: int) -> str:
+    """sha256 of the plan as a client executes it at `scale` (the kept rectangles' SR pixels are theirs times the
+    scale, so the scale is part of what it names): little-endian int32, the scale, frame_plan [T], then the runs
+    row by row [N, 9]."""
+    data = (np.array([scale], "<i4").tobytes() + np.ascontiguousarray(plan.frame_plan, "<i4").tobytes()
+            + np.ascontiguousarray(plan.runs, "<i4").tobytes())
     return hashlib.sha256(data).hexdigest()
 
 

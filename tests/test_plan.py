@@ -82,10 +82,10 @@ def test_shipped_parameters_are_checked():
 def test_the_digest_names_the_runs():
     maps = _model_map()
     plan = make_plan(maps, GRID, MARGIN, choose_shapes(maps, GRID, MARGIN, 3))
-    assert digest(plan) == digest(make_plan(maps, GRID, MARGIN, plan.shapes))
-    assert digest(plan) != digest(make_plan(maps, GRID, MARGIN, plan.shapes[:1]))
+    assert digest(plan, 4) == digest(make_plan(maps, GRID, MARGIN, plan.shapes), 4) != digest(plan, 2)
+    assert digest(plan, 4) != digest(make_plan(maps, GRID, MARGIN, plan.shapes[:1]), 4)
     maps[2, 0, 0] = (maps[2, 0, 0] + 1) % 3
-    assert digest(plan) != digest(make_plan(maps, GRID, MARGIN, plan.shapes))
+    assert digest(plan, 4) != digest(make_plan(maps, GRID, MARGIN, plan.shapes), 4)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

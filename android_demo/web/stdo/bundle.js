@@ -285,8 +285,8 @@ export async function readBundle(base) {
 
   const planEntry = object(manifest, 'plan');
   const plan = derivePlan(modelMap, { frames, rows, cols, width, height, shapes: planEntry.shapes, margin: planEntry.margin });
-  need((await sha256Hex(planBytes(plan))) === planEntry.sha256, 'plan: the plan derived from the model map is not '
-    + "the one export made (a tampered map or manifest, or another stdo's planner)");
+  need((await sha256Hex(planBytes(plan, scale))) === planEntry.sha256, 'plan: the plan derived from the model map is '
+    + "not the one export made (a tampered map, scale or manifest, or another stdo's planner)");
   const paths = new Set();
   const claim = (path, what) => { // no file serves two entries (no label can be moved onto another file)
     need(!paths.has(path), `${what}: '${path}' is named twice`);

@@ -116,12 +116,13 @@ function planFrame(map, g, margin, shapes) {
   return runs.sort(compareRuns);
 }
 
-// What stdo.plan.digest hashes: little-endian int32, framePlan [T] then the runs row by row [N, 9].
-export function planBytes({ framePlan, runs }) {
-  const bytes = new Uint8Array(4 * (framePlan.length + runs.length));
+// What stdo.plan.digest hashes: little-endian int32, the scale, framePlan [T], then the runs row by row [N, 9].
+export function planBytes({ framePlan, runs }, scale) {
+  const bytes = new Uint8Array(4 * (1 + framePlan.length + runs.length));
   const view = new DataView(bytes.buffer);
-  framePlan.forEach((v, i) => view.setInt32(4 * i, v, true));
-  runs.forEach((v, i) => view.setInt32(4 * (framePlan.length + i), v, true));
+  view.setInt32(0, scale, true);
+  framePlan.forEach((v, i) => view.setInt32(4 * (1 + i), v, true));
+  runs.forEach((v, i) => view.setInt32(4 * (1 + framePlan.length + i), v, true));
   return bytes;
 }
 
