@@ -345,9 +345,18 @@ def test_a_scale_its_models_do_not_make_is_refused_when_played(cli, run, tmp_pat
 
     code, _, err, _ = cli(export_command, [run, "--format", "onnx", "--quantize", "", "--verify-frames", "1", "-q"])
     assert code == 0, err
+    from stdo.bundle import read_bundle
+    from stdo.plan import digest
+
     manifest = json.loads((run / "bundle/manifest.json").read_text())
-    manifest["scale"] = 4  # the models make x2
+    manifest["scale"] = 4  # the models make x2: the plan's digest names the scale, so the reader refuses it
     (run / "bundle/manifest.json").write_text(json.dumps(manifest))
+    code, _, err, _ = cli(play_command, [run / "bundle", "--out", tmp_path / "sr.mp4", "-q"])
+    assert code == 2 and "tampered map, scale or manifest" in err and len(err.strip().splitlines()) == 1, err
+    manifest["scale"] = 2
+    (run / "bundle/manifest.json").write_text(json.dumps(manifest))
+    manifest.update(scale=4, plan={**manifest["plan"], "sha256": digest(read_bundle(run / "bundle").plan, 4)})
+    (run / "bundle/manifest.json").write_text(json.dumps(manifest))  # consistent, as a faulty exporter would write
     code, _, err, _ = cli(play_command, [run / "bundle", "--out", tmp_path / "sr.mp4", "-q"])
     assert code == 2 and "disagree" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "sr.mp4").exists()
