@@ -79,11 +79,15 @@ def partition_kmeans(scores: np.ndarray, features: np.ndarray, num_chunks: int, 
     return chunks, thresholds
 
 
+def check_hold(frames: int) -> None:
+    if frames < 1 or frames % 2 == 0:
+        raise StdoError(f"`hold` {frames} is not an odd number of frames: give 1 (off), 3, 5, ...")
+
+
 def hold_chunks(chunks: np.ndarray, frames: int) -> np.ndarray:
     """Each patch's chunk [T, rows, cols] the median of its chunks over `frames` frames centred on it (odd; the
     clip's ends repeat their first and last frame); 1 leaves the chunks as they are."""
-    if frames < 1 or frames % 2 == 0:
-        raise StdoError(f"`hold` {frames} is not an odd number of frames: give 1 (off), 3, 5, ...")
+    check_hold(frames)
     out = np.asarray(chunks, np.uint8)
     if frames == 1:
         return out

@@ -21,7 +21,8 @@ import torch
 
 import stdo
 from stdo.cluster.chunkmap import ChunkMap, save_chunkmap
-from stdo.cluster.partition import PARTITIONS, check_chunk_count, hold_chunks, partition, smooth_chunks
+from stdo.cluster.partition import (PARTITIONS, check_chunk_count, check_hold, hold_chunks, partition,
+                                    smooth_chunks)
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
 from stdo.errors import StdoError, check_device
 from stdo.grid import Grid
@@ -99,7 +100,7 @@ def _check_options(o: ClusterOptions) -> None:
         raise StdoError(f"`margin` {o.margin} is negative: give 0 or more LR pixels")
     if o.smooth < 0:
         raise StdoError(f"`smooth` {o.smooth} is negative: give 0 (off) or more passes")
-    hold_chunks(np.zeros((1, 1, 1), np.uint8), o.hold)  # an even or non-positive window is refused here, before work
+    check_hold(o.hold)
     if o.stream is not None:
         o.stream.check()
 

@@ -215,11 +215,12 @@ def rate_decisions(points: list[dict]) -> None:
     alone on the same stream (`over_prior_db`), the bytes beside the stream that buy it (`side_bytes`: updates and
     model map), and `pays`: whether those bytes buy more than the same bytes spent on the stream would
     (`stream_db_per_byte`, the stream's own slope there; with one CRF, any gain pays)."""
+    slopes = {crf: stream_slope(points, crf) for crf in {p["crf"] for p in points}}
     for p in points:
         if "total" not in p or p.get("prior_psnr") is None:
             continue
         side = p["total"] - p["bytes"]["video"]
-        slope = stream_slope(points, p["crf"])
+        slope = slopes[p["crf"]]
         gain = p["psnr"] - p["prior_psnr"]
         p.update(over_prior_db=gain, side_bytes=side, stream_db_per_byte=slope,
                  pays=gain > 0 and (slope is None or gain >= slope * side))
