@@ -78,23 +78,28 @@ bench: $(VENV)/.bench-installed android-deps
 # The shipped priors (stdo/priors/): wdsr_a_mobile at x4 and x2, trained on the photographs stdo/priors/content.json
 # lists (Debian and PyPI packages, none of them a clip the demo, the tests or the benchmarks evaluate), made into
 # short panned or still clips coded by H.264 and HEVC at CRF 18-40 (15% left clean), a held-out validation set picking
-# the kept state. Everything lands in PRIOR_WORK and resumes there; a rerun with a larger PRIOR_STEPS extends the
-# training from where its learning rate began to decay (the wsd schedule). 5,000 steps: about 1 hour per scale
-# on one x86_64 core (both scales run side by side, one core each).
+# the kept state. The content and the coded sets land in PRIOR_WORK (rebuilt the same on any machine); the training
+# state lands in PRIOR_STATE, which the repository keeps, so a rerun with a larger PRIOR_STEPS anywhere extends the
+# training from where its learning rate began to decay (the wsd schedule). A run starts from PRIOR_STATE/x<scale>/
+# init.pt when there is one (the prior it continues; init.json says how it was made). About 5,000 steps an hour per
+# scale on one x86_64 core (both scales run side by side, one core each, nice'd).
 PRIOR_STEPS ?= 5000
 PRIOR_WORK ?= $(HOME)/.cache/stdo-prior
+PRIOR_STATE ?= prior-state
 PRIOR_TRAIN := --schedule wsd --crop-size 48 --context 4 --model wdsr_a_mobile -q
 prior: install
 	$(PIP) install -q -c constraints.txt -e '.[prior]'
 	$(PY) -m stdo.train.priorset $(PRIOR_WORK)/set-train $$($(PY) -m stdo.train.priorcontent $(PRIOR_WORK)/content)
 	$(PY) -m stdo.train.priorset $(PRIOR_WORK)/set-validation --sizes 2 --max-clips 6 --seed 1 \
 		$$($(PY) -m stdo.train.priorcontent $(PRIOR_WORK)/content --split validation)
-	pids=; for scale in 4 2; do OMP_NUM_THREADS=1 $(VENV)/bin/stdo-general $(PRIOR_WORK)/set-train --scale $$scale \
-		--validation $(PRIOR_WORK)/set-validation --steps $(PRIOR_STEPS) $(PRIOR_TRAIN) --work $(PRIOR_WORK)/x$$scale \
+	pids=; for scale in 4 2; do state=$(PRIOR_STATE)/x$$scale; \
+		OMP_NUM_THREADS=1 nice $(VENV)/bin/stdo-general $(PRIOR_WORK)/set-train --scale $$scale \
+		--validation $(PRIOR_WORK)/set-validation --steps $(PRIOR_STEPS) $(PRIOR_TRAIN) --work $$state \
+		$$([ -f $$state/init.pt ] && echo --init $$state/init.pt) \
 		--out $(PRIOR_WORK)/x$$scale/wdsr_a_mobile_x$$scale.pt --overwrite & pids="$$pids $$!"; done; \
 		for pid in $$pids; do wait $$pid || exit 1; done
 	cp $(PRIOR_WORK)/x4/wdsr_a_mobile_x4.pt $(PRIOR_WORK)/x2/wdsr_a_mobile_x2.pt stdo/priors/
-	$(PY) -m stdo.priors $(PRIOR_WORK) $(PRIOR_STEPS)
+	$(PY) -m stdo.priors $(PRIOR_WORK) $(PRIOR_STATE) $(PRIOR_STEPS)
 
 # The documentation site (docs/, mkdocs.yml): built into site/ with every warning an error, as the tests build it
 docs: install

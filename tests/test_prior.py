@@ -168,11 +168,11 @@ def test_the_prior_recipe_runs_tiny_and_a_longer_rerun_extends_it(tmp_path):
     built = (train_set / "hr.npy").stat().st_mtime_ns
     assert build_prior_set(photos[:2], train_set, options) == train_set and (train_set / "hr.npy").stat().st_mtime_ns == built
 
-    def general(steps: int):
+    def general(steps: int, *more: str, work: str = "work", out: str = "prior.pt", scale: int = 4):
         return CliRunner().invoke(general_command, [
-            str(train_set), "--validation", str(validation), "--model", "wdsr_a_mobile", "--scale", "4", "--steps",
-            str(steps), "--schedule", "wsd", "--crop-size", "12", "--context", "2", "--work", str(tmp_path / "work"),
-            "--out", str(tmp_path / "prior.pt"), "--overwrite", "-q"])
+            str(train_set), "--validation", str(validation), "--model", "wdsr_a_mobile", "--scale", str(scale),
+            "--steps", str(steps), "--schedule", "wsd", "--crop-size", "12", "--context", "2", "--work",
+            str(tmp_path / work), "--out", str(tmp_path / out), "--overwrite", "-q", *more])
 
     result = general(20)
     assert result.exit_code == 0, result.output
@@ -188,6 +188,14 @@ def test_the_prior_recipe_runs_tiny_and_a_longer_rerun_extends_it(tmp_path):
     assert again[20] != first[20]  # steps 17-20 were run again, under the longer schedule
     result = general(10)  # shorter than where the stable phase ended: refused, nothing lost
     assert result.exit_code == 2 and "at least" in result.output
+
+    # a run that continues the prior (--init) starts from its weights: its first validation is the prior's own
+    result = general(4, "--init", str(tmp_path / "prior.pt"), work="continued", out="continued.pt")
+    assert result.exit_code == 0, result.output
+    points = json.loads((tmp_path / "continued/.continued.pt.curve/curve.json").read_text())["points"]
+    assert points[0]["psnr"] == pytest.approx(max(again.values()), abs=1e-3)
+    result = general(4, "--init", str(tmp_path / "prior.pt"), work="x2", out="x2.pt", scale=2)
+    assert result.exit_code == 2 and "is not a wdsr_a_mobile at x2" in result.output
 
 
 # ---------------------------------------------------------------------------- coded updates

@@ -70,11 +70,12 @@ def _degradations(prior_set: Path, scale: int) -> dict:
     return out
 
 
-def write_carried(root: Path, work: Path, steps: int) -> dict:
+def write_carried(root: Path, work: Path, state: Path, steps: int) -> dict:
     """For every prior <model>_x<scale>.pt in `root`: its base files in root/<model>_x<scale>/ (int8 calibrated on
     the prior's own training content), and root/priors.json: the prior's id and size, the recipe and steps, the
-    content it learnt from (the catalogue's train split; validation held out), its degradations and its
-    validation figure of the kept state (from `work`, the recipe's folder)."""
+    content it learnt from (the catalogue's train split; validation held out), its degradations (from `work`,
+    the recipe's folder) and the validation figure of the kept state (from `state`, its training state). A run
+    that started from an earlier prior (state/x<scale>/init.json) counts that prior's steps too and names it."""
     from stdo.fileio import write_json
     from stdo.priors import FACTS
     from stdo.train.priorcontent import catalogue
@@ -87,10 +88,13 @@ def write_carried(root: Path, work: Path, steps: int) -> dict:
     for path in sorted(p for p in Path(root).glob("*_x*.pt") if not p.name.startswith(".")):
         model, scale = path.stem.rsplit("_x", 1)
         _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
-        curve = read_json(Path(work) / f"x{scale}" / f".{path.name}.curve" / "curve.json")
+        curve = read_json(Path(state) / f"x{scale}" / f".{path.name}.curve" / "curve.json")
         kept = max(curve["points"], key=lambda p: p["psnr"])  # the state training kept (the best on validation)
+        init = Path(state) / f"x{scale}" / "init.json"
+        started = read_json(init) if init.is_file() else None
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,
-                            "scale": int(scale), "steps": steps, "schedule": "wsd", "recipe": RECIPE.format(steps=steps),
+                            "scale": int(scale), "steps": steps + (started["steps"] if started else 0),
+                            "schedule": "wsd", "recipe": RECIPE.format(steps=steps), "continues": started,
                             "content": content, "validation": {"content": held_out, "step": kept["step"],
                                                                "psnr": round(kept["psnr"], 3),
                                                                "bicubic_psnr": round(curve["bicubic_psnr"], 3)},

@@ -24,6 +24,7 @@ from stdo.fileio import save_torch
 from stdo.grid import Grid
 from stdo.locks import stage_lock
 from stdo.models import create_model
+from stdo.priors import load_prior
 from stdo.rundir import fingerprint
 from stdo.train.data import PatchSampler
 from stdo.train.loop import Job, ProgressFn, TrainConfig, train_job
@@ -52,6 +53,7 @@ class GeneralOptions:
     validation: Path | None = None  # a prior set (stdo.train.priorset) held out: it decides the kept state, and
     # the PSNR over bicubic at each evaluation is the training curve (written beside the state)
     work: Path | None = None  # where the resumable state, snapshots and curve go (default: beside `out`)
+    init: Path | None = None  # start from this checkpoint's weights (a prior to continue on more steps or content)
 
 
 def _check(o: GeneralOptions) -> None:
@@ -70,6 +72,8 @@ def _check(o: GeneralOptions) -> None:
         raise StdoError(f"`out` {o.out}: give a .pt file")
     if Path(o.out).exists() and not o.overwrite:
         raise StdoError(f"`out` {o.out} exists: give another path, or `overwrite` to replace it")
+    if o.init is not None and not Path(o.init).is_file():
+        raise StdoError(f"`init` {o.init} does not exist: give a stdo-general checkpoint to start from")
     if o.frames <= 0 or o.config.steps <= 0:
         raise StdoError("`frames` and `steps` must be above 0")
     for crf in o.crfs:
@@ -113,6 +117,14 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
                                            augment=o.config.augment))
                 frames += t
         model = create_model(o.model, scale=o.scale)
+        start = None
+        if o.init is not None:
+            weights, start = load_prior(Path(o.init))
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError:
+                raise StdoError(f"`init` {o.init} is not a {o.model} at x{o.scale}: give a checkpoint of the same "
+                                "model and scale") from None
         validation = Validation(o.validation, o.scale, o.config.device, work / f".{out.name}.curve") \
             if o.validation is not None else None
         job = Job("general", model, o.config.steps, ChunkSampler(groups), evaluate=validation)
@@ -120,6 +132,7 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
         signature = {"general": 1, "sources": [fingerprint(Path(s)) for s in o.sources], "scale": o.scale,
                      "model": o.model, "frames": o.frames, "crfs": list(o.crfs), "codec": o.codec,
                      "context": o.context, "validation": fingerprint(Path(o.validation)) if o.validation else None,
+                     "init": start,  # the sha256 of the weights it started from
                      "train": {k: v for k, v in asdict(o.config).items()
                                if k not in ("device", "amp", "compile") + (("steps",) if extendable else ())}}
         result = train_job(job, o.config, state, signature, progress,

@@ -55,12 +55,14 @@ Rerunning the same command resumes from the last checkpoint.
               help="A held-out prior set (python -m stdo.train.priorset): it picks the kept state and gives the curve.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Folder of the resumable state, snapshots and validation curve (default: beside --out).")
+@click.option("--init", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Start from this checkpoint's weights (continue a prior on more steps or content).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, steps, batch, crop, learning_rate, amp,
-                    context, schedule, validation, work, seed, device, quiet, verbose):
+                    context, schedule, validation, work, init, seed, device, quiet, verbose):
     """Train a general WDSR over SOURCES (videos, frame folders or photographs; default: the built-in clips),
     for `--scorer general` or as the prior `stdo-train --init` starts from.
 
@@ -75,7 +77,8 @@ def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, 
     try:
         report = train_general(GeneralOptions(sources=sources, out=out, scale=scale, model=model, frames=frames,
                                               crfs=parse_crfs(crfs), codec=codec, config=config,
-                                              overwrite=overwrite, context=context, validation=validation, work=work),
+                                              overwrite=overwrite, context=context, validation=validation, work=work,
+                                              init=init),
                                progress=bar)
     finally:
         bar.close()

@@ -336,15 +336,18 @@ def restrict(model: nn.Module, tune: str) -> None:
     """Freeze what `tune` keeps at its start: channels trains the body's biases and weight-norm gains only (the
     per-channel scale a folded, per-channel int8 weight carries outside its int8 values), biases the biases,
     sparse what channels trains plus the body's weight directions (kept sparse by stdo.train.sparse).
-    The skip branch's weights (5x5, kept fp32 by the int8 exports) stay as they start: a gain there rewrites all
-    of its fp32 weights, 14 KB of update for wdsr_a_mobile at x4; its bias and the tail conv's stay too."""
+    The weights int8 exports keep in fp32 (the skip branch's 5x5 conv and the first conv: stdo.export.onnx.
+    float_convs) stay as they start: a gain there rewrites all of its fp32 weights (14 KB of update for the skip of
+    wdsr_a_mobile at x4); the skip's bias and the tail conv's stay too."""
     if tune == "all":
         return
     body = model.backbone.body if isinstance(model, CaFMWDSR) else model.body
+    head_gain = "body.0.parametrizations.weight.original0"
     tail_bias = f"body.{len(body) - 1}.bias"  # equal to the skip's in a prior trained whole: ONNX stores them once,
     # and both frozen they stay one tensor (trained apart they drift by float rounding and shift the layout)
     for name, p in model.named_parameters():
-        gain = tune in ("channels", "sparse") and name.endswith("weight.original0") and "skip." not in name
+        gain = tune in ("channels", "sparse") and name.endswith("weight.original0") and "skip." not in name \
+            and name.removeprefix("backbone.") != head_gain
         direction = tune == "sparse" and moves_sparsely(name)
         bias = name.endswith("bias") and "skip." not in name and not name.endswith(tail_bias)
         p.requires_grad_(name.startswith("mods.") or bias or gain or direction)  # mods: CaFM's modulation
