@@ -130,3 +130,10 @@ def vinr_between(model: VINR, hr: np.ndarray, lr: np.ndarray, device: str = "cpu
         model_scores.append(_scores(sr, ref, scale))
         bicubic_scores.append(_scores(blend, ref, scale))
     return {"frames": len(dropped), **_summary(model_scores, bicubic_scores)}
+
+
+def vinr_evaluations(model: VINR, hr: np.ndarray, lr: np.ndarray, scale: int, device: str = "cpu") -> dict:
+    """What vinr can do beyond the RUN's scale (its method entry's `evaluations`): a scale between (any_scale) and
+    twice the frame rate (frame_rate_2x)."""
+    return {"any_scale": vinr_any_scale(model, hr, lr, scale - 0.5, device),
+            "frame_rate_2x": vinr_between(model, hr, lr, device)}

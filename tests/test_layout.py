@@ -59,6 +59,27 @@ def test_the_method_registry_is_what_the_commands_offer_and_refuse():
         register_method(Method("stdo", REGISTRY["stdo"].build, on_device=True))
 
 
+def test_no_code_asks_a_method_its_name_again():
+    """What sets a method apart is data on its registry entry: no `x == "nas"` (or `!=`, `in (...)`) in the package."""
+    from stdo.train.methods import REGISTRY
+
+    def names(node: ast.AST) -> set[str]:
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return {i.value for i in items if isinstance(i, ast.Constant) and i.value in REGISTRY}
+
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                     for op in node.ops):
+                sides = [node.left, *node.comparators]
+                if not any("method" in ast.unparse(side) for side in sides):
+                    continue  # "prior" is also an `init` and a key of scores: only a method's name is asked here
+                hit = set().union(*(names(side) for side in sides))
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} {sorted(hit)}"] if hit else []
+    assert not found, found
+
+
 def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_path):
     from stdo.clitools import FLAG_VOCABULARY
     from stdo.play.cli import play_command

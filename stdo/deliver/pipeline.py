@@ -33,7 +33,7 @@ from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions
-from stdo.train.methods import ON_DEVICE_METHODS
+from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
 from stdo.train.pipeline import TrainOptions, train
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def format_points(report: dict) -> list[str]:
 
 
 def _pays(p: dict) -> str:
-    return "-" if p.get("pays") is None or p["method"] == "prior" else "yes" if p["pays"] else "no"
+    return "-" if p.get("pays") is None or not REGISTRY[p["method"]].trains else "yes" if p["pays"] else "no"
 
 
 def _db(value: float | None) -> str:

@@ -107,12 +107,13 @@ class _Build:
     def __init__(self, method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
                  config: TrainConfig, options: MethodOptions) -> None:
         self.method, self.hr, self.lr, self.grid, self.scale, self.chunks = method, hr, lr, grid, scale, chunks
+        self.entry = REGISTRY[method]
         self.steps, self.crop, self.augment, self.options = config.steps, config.crop, config.augment, options
         self.t, self.k = len(lr), int(chunks.max()) + 1
         self.segments = options.segments or self.k
         if options.tune is not None and options.tune not in TUNES:
             raise StdoError(f"`tune` {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
-        on_device = REGISTRY[method].on_device
+        on_device = self.entry.on_device
         if options.tune not in (None, "all") and not on_device:
             raise StdoError(f"`tune` {options.tune} restricts a per-video update of a prior; {method} trains whole: "
                             "drop `tune`")
@@ -124,7 +125,7 @@ class _Build:
         if self.tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
             raise StdoError(f"`sparse_share` {options.sparse_share} must be between 0 and 1 (the share of the conv "
                             "weights that may differ from the prior)")
-        default = REGISTRY[method].joint_start
+        default = self.entry.joint_start
         share = (default or 0.0) if options.joint_start is None else options.joint_start
         if default is not None and not 0.0 <= share <= 1.0:
             raise StdoError(f"`joint_start` {share} must be between 0 and 1 (the share of the steps for the joint start)")
@@ -175,10 +176,10 @@ class _Build:
 
 
 def _per_model(b: _Build) -> TrainingPlan:
-    """stdo (one model per chunk) and nas (one per temporal segment)."""
-    if b.method == "nas":
+    """stdo (one model per chunk) and nas (one per temporal segment: `per_segment`)."""
+    if b.entry.per_segment:
         b.check_segments()
-    labels, n = (b.chunks, b.k) if b.method == "stdo" else (b.segment_map(), b.segments)
+    labels, n = (b.segment_map(), b.segments) if b.entry.per_segment else (b.chunks, b.k)
     start = b.joint_start()
     models = [b.new_model() for _ in range(n)]
     jobs = [Job(f"model{i}", model, s, ChunkSampler([b.group(patches_of(labels, i))], ids=[i]),
@@ -191,8 +192,8 @@ def _per_model(b: _Build) -> TrainingPlan:
 
 
 def _joint(b: _Build) -> TrainingPlan:
-    """awdnn (uniform over the clip) and jstdo (drawn chunk by chunk): one model."""
-    sampler = ChunkSampler([b.group(patches_of(b.chunks))]) if b.method == "awdnn" else b.chunk_sampler()
+    """awdnn (uniform over the clip) and jstdo (drawn chunk by chunk: `by_chunk`): one model."""
+    sampler = b.chunk_sampler() if b.entry.by_chunk else ChunkSampler([b.group(patches_of(b.chunks))])
     model = b.new_model()
     return TrainingPlan(b.method, [Job("joint", model, b.steps, sampler, shared=True, **b.projection(model))],
                         np.zeros(b.chunks.shape, np.uint8), 1, prior=b.prior_id, tune=b.tune)
@@ -229,30 +230,36 @@ def _cafm(b: _Build) -> TrainingPlan:
                         joint_start=b.joint_steps / b.steps, prior=b.prior_id, tune=b.tune)
 
 
-def _video(b: _Build) -> TrainingPlan:
-    """brvsr (sequences with DIS flow) and vinr (frame pairs): one whole-clip model."""
-    o = b.options
-    model = create_model(b.method, scale=b.scale, **o.overrides)
-    if b.method == "brvsr":
-        if o.sequence < 2:
-            raise StdoError(f"`sequence` {o.sequence} must be at least 2: brvsr learns from neighbours")
-        from stdo.flow import neighbour_flows
+def _sequences(b: _Build) -> SequenceSampler:
+    """brvsr's: sequences of `sequence` frames with DIS flow between neighbours."""
+    if b.options.sequence < 2:
+        raise StdoError(f"`sequence` {b.options.sequence} must be at least 2: brvsr learns from neighbours")
+    from stdo.flow import neighbour_flows
 
-        sampler = SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale,
-                                  patches_of(b.chunks), o.sequence, b.crop, b.augment)
-    else:
-        sampler = PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), b.crop, b.augment)
-    return TrainingPlan(b.method, [Job("joint", model, b.steps, ChunkSampler([sampler]), shared=True)],
-                        np.zeros(b.chunks.shape, np.uint8), 1, model=b.method)
+    return SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale, patches_of(b.chunks),
+                           b.options.sequence, b.crop, b.augment)
+
+
+def _pairs(b: _Build) -> PairSampler:
+    """vinr's: frame pairs one and two frames apart."""
+    return PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), b.crop, b.augment)
+
+
+def _video(b: _Build) -> TrainingPlan:
+    """brvsr and vinr: one whole-clip model of the entry's `model`, fed by the entry's `sampler`."""
+    model = create_model(b.entry.model, scale=b.scale, **b.options.overrides)
+    return TrainingPlan(b.method, [Job("joint", model, b.steps, ChunkSampler([b.entry.sampler(b)]), shared=True)],
+                        np.zeros(b.chunks.shape, np.uint8), 1, model=b.entry.model)
 
 
 def _server(b: _Build) -> TrainingPlan:
-    """mfwdsr (frames t-r .. t+r at once) and wdsr-large: one model over whole frames, trained whole."""
-    radius = b.options.radius if b.method == "mfwdsr" else 0
+    """mfwdsr (frames t-r .. t+r at once: `multi_frame`) and wdsr-large (the entry's `model`): one model over whole
+    frames, trained whole."""
+    radius = b.options.radius if b.entry.multi_frame else 0
     if not 0 <= radius <= (b.t - 1) // 2:
         raise StdoError(f"`radius` {radius} needs {2 * radius + 1} frames, the RUN has {b.t}: give at most "
                         f"{(b.t - 1) // 2}")
-    name = "wdsr_large" if b.method == "wdsr-large" else b.options.model
+    name = b.entry.model or b.options.model
     model = create_model(name, scale=b.scale, **{**b.options.overrides, "frames": 2 * radius + 1})
     sampler = ChunkSampler([b.group(patches_of(b.chunks), radius)])
     return TrainingPlan(b.method, [Job("joint", model, b.steps, sampler, shared=True)],
@@ -271,6 +278,15 @@ class Method:
     joint_start: float | None = None  # the default share of a joint start, where the method has one
     upscale_backends: tuple[str, ...] = ("torch", "onnxruntime")  # what stdo-upscale may run it on
     trains: bool = True  # False: it serves its start as it is (the carried prior), whatever `steps` says
+    model: str | None = None  # the registry model it always trains; None: the `model` option's
+    per_segment: bool = False  # one model per temporal segment (nas), not per chunk (stdo)
+    by_chunk: bool = True  # a joint model's batches drawn chunk by chunk (jstdo's rule); False: uniformly (awdnn)
+    multi_frame: bool = False  # reads frames t-r .. t+r at once (`radius`)
+    sampler: Callable[[_Build], object] | None = None  # a video model's batches
+    upscale: str | None = None  # a video model's frames for stdo-upscale: 'module:function' (stdo.runtimes.resolve)
+    evaluations: str | None = None  # what stdo-train adds to its report: 'module:function' (model, hr, lr, scale,
+    # device) -> dict
+    reads: str | None = None  # the frames each output frame reads, in words; None: t-radius .. t+radius
 
 
 REGISTRY: dict[str, Method] = {}
@@ -286,14 +302,17 @@ def register_method(method: Method) -> Method:
 for _method in (
     Method("stdo", _per_model, on_device=True, joint_start=0.75),
     Method("jstdo", _joint, on_device=True),
-    Method("awdnn", _joint, on_device=True),
-    Method("nas", _per_model, on_device=True),
+    Method("awdnn", _joint, on_device=True, by_chunk=False),
+    Method("nas", _per_model, on_device=True, per_segment=True),
     Method("cafm", _cafm, on_device=True, joint_start=0.0),  # 0: it trains as CaFM does
     Method("prior", _prior_alone, on_device=True, trains=False),
-    Method("mfwdsr", _server, on_device=False),
-    Method("wdsr-large", _server, on_device=False),
-    Method("brvsr", _video, on_device=False, video=True),
-    Method("vinr", _video, on_device=False, video=True,
+    Method("mfwdsr", _server, on_device=False, multi_frame=True),
+    Method("wdsr-large", _server, on_device=False, model="wdsr_large"),
+    Method("brvsr", _video, on_device=False, video=True, model="brvsr", sampler=_sequences,
+           upscale="stdo.upscale.pipeline:brvsr_upscale", reads="the whole clip, recurrent"),
+    Method("vinr", _video, on_device=False, video=True, model="vinr", sampler=_pairs,
+           upscale="stdo.upscale.pipeline:vinr_upscale", evaluations="stdo.videosr:vinr_evaluations",
+           reads="frames t and t+1",
            upscale_backends=("torch",)),  # its decoder's output size is an argument of each call: no fixed graph
 ):
     register_method(_method)

@@ -30,12 +30,13 @@ from stdo.grid import Grid
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
                          read_run_info)
+from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
 from stdo.train.methods import (REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
                                 start_from)
-from stdo.videosr import video_frames, vinr_any_scale, vinr_between
+from stdo.videosr import video_frames
 
 log = logging.getLogger(__name__)
 REPORT_FORMAT = 1
@@ -96,9 +97,9 @@ def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> d
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
-    precision = resolve_amp(config.amp, config.device).label
     torch.manual_seed(config.seed)  # model initialization
     training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config, o.method_options)
+    precision = resolve_amp(config.amp, config.device, multi_frame=training.radius > 0).label
     out = method_dir(run, o.method)
     with contextlib.ExitStack() as held:
         if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused
@@ -178,9 +179,8 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         if REGISTRY[o.method].video:
             frames = video_frames(models[0], lr, config.device)
             report.update(evaluate_frames(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, frames, eval_progress))
-            if o.method == "vinr":  # any scale, and 2x frame rate
-                report["any_scale"] = vinr_any_scale(models[0], hr, lr, scale - 0.5, config.device)
-                report["frame_rate_2x"] = vinr_between(models[0], hr, lr, config.device)
+            if REGISTRY[o.method].evaluations:  # what the model does beyond the RUN's scale and frame rate
+                report.update(resolve(REGISTRY[o.method].evaluations)(models[0], hr, lr, scale, config.device))
         else:
             report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
                                    device=config.device, progress=eval_progress, radius=training.radius))

@@ -58,10 +58,8 @@ def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, th
         for bar in bars:
             bar.close()
     p = report["psnr"]
-    reads = {"brvsr": "the whole clip, recurrent", "vinr": "frames t and t+1"}.get(
-        report["video_model"], f"frames t-{report['radius']}..t+{report['radius']}")
     click.echo(f"{report['frames']} frames  {report['fps']:.2f} fps  {report['method']} ({report['backend']}, "
-               f"{report['models']} model(s), {reads})")
+               f"{report['models']} model(s), {report['reads']})")
     click.echo(f"RGB PSNR model {p['model']:.3f} dB  bicubic {p['bicubic']:.3f} dB  gain {p['model'] - p['bicubic']:+.3f} dB")
     click.echo(f"Y-PSNR   model {p['model_y']:.3f} dB  bicubic {p['bicubic_y']:.3f} dB  "
                f"gain {p['model_y'] - p['bicubic_y']:+.3f} dB")

@@ -27,7 +27,7 @@ from stdo.scores import QualityScores
 from stdo.play.pipeline import output_stream
 from stdo.rundir import load_frames, method_dir, read_run_info
 from stdo.stream import StreamWriter
-from stdo.runtimes import BACKENDS, FORMATS
+from stdo.runtimes import BACKENDS, FORMATS, resolve
 from stdo.train.methods import METHODS, REGISTRY, load_trained
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.videosr import brvsr_frames, vinr_frames
@@ -86,15 +86,7 @@ def sr_frames(method: str, models: list[torch.nn.Module], model_map: np.ndarray,
     model over the whole clip, one model over whole frames (reading t-r .. t+r), several patch-wise by the model map.
     `work`: a folder for exported models (onnxruntime)."""
     if REGISTRY[method].video:
-        if method == "vinr":
-            return vinr_frames(models[0], lr, batch=batch)
-        steps = None
-        if backend == "onnxruntime":
-            from stdo.runtimes.onnx import OnnxStep
-
-            paths = FORMATS[BACKENDS[backend]].convert_video_model(models[0], work)
-            steps = (OnnxStep(paths["backward"], "backward", threads), OnnxStep(paths["forward"], "forward", threads))
-        return brvsr_frames(models[0], lr, steps=steps)
+        return resolve(REGISTRY[method].upscale)(models[0], lr, backend, batch, threads, work)
     radius = models[0].config.frames // 2
     if len(models) == 1:
         runner = _runners(models, backend, threads, work)[0]
@@ -102,6 +94,22 @@ def sr_frames(method: str, models: list[torch.nn.Module], model_map: np.ndarray,
                            .float().div_(255)).clamp_(0, 1).mul_(255).round_())
                 for i in range(0, len(lr), batch))
     return iter_upscaled(lr, grid, scale, model_map, _runners(models, backend, threads, work), frames_per_batch=batch)
+
+
+def brvsr_upscale(model: torch.nn.Module, lr: np.ndarray, backend: str, batch: int, threads: int | None, work: Path):
+    """brvsr's frames (its method entry's `upscale`): the torch model, or its two recurrence steps in ONNX Runtime."""
+    steps = None
+    if backend == "onnxruntime":
+        from stdo.runtimes.onnx import OnnxStep
+
+        paths = FORMATS[BACKENDS[backend]].convert_video_model(model, work)
+        steps = (OnnxStep(paths["backward"], "backward", threads), OnnxStep(paths["forward"], "forward", threads))
+    return brvsr_frames(model, lr, steps=steps)
+
+
+def vinr_upscale(model: torch.nn.Module, lr: np.ndarray, backend: str, batch: int, threads: int | None, work: Path):
+    """vinr's frames (its method entry's `upscale`): torch only, `batch` frames at a time."""
+    return vinr_frames(model, lr, batch=batch)
 
 
 @torch.no_grad()
@@ -136,6 +144,7 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
             t0 = time.perf_counter()
     return {"method": o.method, "backend": o.backend, "frames": int(len(lr)), "scale": scale, "radius": radius,
             "video_model": o.method if video else None,  # brvsr, vinr or None
+            "reads": REGISTRY[o.method].reads or f"frames t-{radius}..t+{radius}",
             "models": len(models), "fps": len(lr) / max(seconds, 1e-9), "seconds": seconds,
             "psnr": scores.model_and_bicubic(),
             "train_psnr_video": trained.get("psnr_video"), "out": str(o.out) if o.out else None}
