@@ -236,6 +236,9 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
 # ---------------------------------------------------------------------------- encoding
 
 
+X265_CTU = 64  # pixels: x265's largest coding unit, its default
+
+
 def _yuv_frame(rgb: np.ndarray) -> av.VideoFrame:
     frame = av.VideoFrame(rgb.shape[1], rgb.shape[0], "yuv420p")
     for plane, data in zip(frame.planes, rgb_to_yuv420(rgb)):
@@ -293,6 +296,9 @@ class StreamWriter:
             options["profile"] = codec.profile
         if o.codec == "hevc":
             options.setdefault("x265-params", "log-level=error")
+            if min(height, width) < X265_CTU:
+                options["x265-params"] += ":cutree=0"  # x265's CU-tree corrupts the heap on frames smaller than a
+                # CTU (about half the runs on 44x36 crashed the process; none of 22 with it off)
             self.stream.codec_tag = "hvc1"  # what Apple's players need to play HEVC in mp4
         self.stream.options = options
 
