@@ -4,8 +4,13 @@ decoded LR stream, per clip, scale, codec and CRF, for the files clients carry (
 For each real clip (none of which the prior was trained on: its facts list its content): the first --frames HR
 frames, LR made by the shipped downscaler and coded by the LR codec at each CRF (what stdo-cluster ships), decoded
 as a client decodes it; then bicubic, and the prior's carried ONNX files on whole decoded frames. RGB PSNR against
-the HR frames, a border of `scale` pixels shaved, over all frames. Also the validation curve of each prior (its
-held-out photographs, from the recipe's folder, when it is on this machine). Writes results/prior_gain/.
+the HR frames, a border of `scale` pixels shaved, over all frames.
+
+Also each prior's validation curve: its gain over bicubic on the held-out photographs (mixed codecs and CRFs) at
+each evaluated step, fp32 from the training's own curve (the repository's prior-state/), and int8 measured here
+from the step's snapshot, quantized exactly as the carried int8 file is (calibrated on the training content;
+needs the recipe's folder, make prior's PRIOR_WORK, for the sets). Steps count from the start of the recipe: a
+run that continued an earlier prior adds that prior's steps. Writes results/prior_gain/.
 
     python benchmarks/prior_gain.py --clips bikes,bigbuckbunny,carphone --scales 4,2 --crfs 23,27,31 --frames 60
 """
@@ -13,8 +18,8 @@ held-out photographs, from the recipe's folder, when it is on this machine). Wri
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +58,41 @@ def measure(clip: str, scale: int, codec: str, crfs: list[int], frames: int) -> 
     return rows
 
 
-def curves(work: Path) -> dict:
-    """Each prior's validation curve (step, gain over bicubic) from the recipe's folder, if present."""
+def curves(state: Path, work: Path, int8_points: int) -> dict:
+    """Each prior's validation curve {scale: [(step, fp32 gain, int8 gain or None)]} from the training state in
+    `state`; the int8 gain of about `int8_points` evenly spaced steps (and the last), when `work` holds the sets."""
+    from stdo.export.bases import REFERENCE_WINDOW, _calibration
+    from stdo.export.onnx import write_onnx
+    from stdo.models import fold_weight_norm, load_wdsr
+    from stdo.train.priorset import open_prior_set
+
     out = {}
-    for path in sorted(work.glob("x*/.wdsr_a_mobile_x*.pt.curve/curve.json")):
-        curve = json.loads(path.read_text())
-        out[path.parent.name.split("_x")[1].split(".")[0]] = [(p["step"], round(p["gain"], 3)) for p in curve["points"]]
+    for path in sorted(state.glob("x*/.wdsr_a_mobile_x*.pt.curve/curve.json")):
+        scale = int(path.parent.parent.name.removeprefix("x"))
+        init = path.parent.parent / "init.json"
+        offset = read_json(init)["steps"] if init.is_file() else 0  # the steps of the prior this run continued
+        curve = read_json(path)
+        points = curve["points"]
+        measured = set()
+        if int8_points and (work / "set-validation").is_dir():
+            measured = {p["step"] for p in points[:: max(1, len(points) // int8_points)]} | {points[-1]["step"]}
+            hr, lr, _ = open_prior_set(work / "set-validation", scale)
+            calibration = _calibration(open_prior_set(work / "set-train", scale)[1], REFERENCE_WINDOW)
+        rows = []
+        for p in points:
+            int8 = None
+            snapshot = path.parent / "snapshots" / f"step{p['step']:07d}.pt"
+            if p["step"] in measured and snapshot.is_file():
+                model = fold_weight_norm(load_wdsr(torch.load(snapshot, weights_only=True))).eval()
+                with tempfile.TemporaryDirectory() as tmp:
+                    onnx = Path(tmp) / "int8.onnx"
+                    write_onnx(model, onnx, REFERENCE_WINDOW, "int8", calibration)
+                    runner = open_runner("onnx", onnx)
+                    int8 = frames_psnr(hr, lr, lambda x: runner(as_nchw(x).float() / 255), scale)
+                print({"scale": scale, "step": offset + p["step"], "fp32": p["psnr"], "int8": int8}, flush=True)
+            rows.append((offset + p["step"], round(p["gain"], 3),
+                         None if int8 is None else round(int8 - curve["bicubic_psnr"], 3)))
+        out[str(scale)] = rows
     return out
 
 
@@ -81,11 +115,13 @@ def markdown(rows: list[dict], curve: dict, args) -> str:
             lines.append(f"\nx{scale} {precision}: mean gain {np.mean(gains):+.2f} dB, lowest {min(gains):+.2f} dB "
                          f"over {len(gains)} clip x codec x CRF points")
     if curve:
-        lines += ["", "## Validation curve (held-out photographs, mixed codecs and CRFs, fp32): step, gain over bicubic",
-                  ""]
+        lines += ["", "## Validation curve: gain over bicubic on the held-out photographs (mixed codecs and CRFs)", "",
+                  "Steps from the start of the recipe; int8 where measured (the carried file's quantization).", "",
+                  "| scale | step | fp32 | int8 |", "|---|---|---|---|"]
         for scale, points in curve.items():
-            lines.append(f"- x{scale}: " + ", ".join(f"{s}: {g:+.3f}" for s, g in points[:: max(1, len(points) // 12)]
-                                                     + ([points[-1]] if len(points) % 12 else [])))
+            for step, fp32, int8 in points:
+                if int8 is not None:
+                    lines.append(f"| x{scale} | {step} | {fp32:+.3f} | {int8:+.3f} |")
     return "\n".join(lines)
 
 
@@ -98,13 +134,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--out", type=Path, default=OUT, help="Results folder.")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "stdo-prior",
-                        help="The prior recipe's folder (make prior's PRIOR_WORK), for the validation curves.")
+                        help="The prior recipe's folder (make prior's PRIOR_WORK): the sets the int8 curve needs.")
+    parser.add_argument("--state", type=Path, default=Path(__file__).parent.parent / "prior-state",
+                        help="The priors' training state (make prior's PRIOR_STATE): the validation curves.")
+    parser.add_argument("--int8-points", type=int, default=8, help="Steps of each curve measured in int8 (0: none).")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = [row for clip in args.clips.split(",") for scale in map(int, args.scales.split(","))
             for codec in args.codecs.split(",")
             for row in measure(clip, scale, codec, [int(c) for c in args.crfs.split(",")], args.frames)]
-    curve = curves(args.work)
+    curve = curves(args.state, args.work, args.int8_points)
     write_results(args.out, "prior_gain", {"machine": platform.machine(), "rows": rows, "validation_curves": curve},
                   markdown(rows, curve, args))
 

@@ -11,6 +11,9 @@ RUN/models/<method>/  written by stdo-train: model{i}.pt, model_map.npz (the mod
                       each patch), state/, report.json (written last)
 RUN/bundle/           written by stdo-export
 
+A stage opens a RUN once, `open_run(path)`: run.json read and checked there, the frames memory-mapped when first
+asked for, and the RUN's own places (a method's trainings, the bundle) named by it.
+
 Every file is written atomically (temp file + os.replace).
 
 Provenance: each clustering gets a run id (run.json "run_id"); a training records the run id it
@@ -47,6 +50,7 @@ CLUSTERS = "clusters.npz"
 MODELS = "models"
 MODEL_MAP = "model_map.npz"
 REPORT = "report.json"
+BUNDLE = "bundle"
 REQUIRED_KEYS = ("source", "scale", "frames", "hr_size", "lr_size", "grid", "margin")  # what later stages read
 
 
@@ -143,7 +147,7 @@ def clear_earlier_clustering(run: Path) -> list[str]:
     run = Path(run)
     (run / RUN_JSON).unlink(missing_ok=True)
     removed = []
-    for name in (MODELS, "bundle"):
+    for name in (MODELS, BUNDLE):
         if (run / name).exists():
             shutil.rmtree(run / name)
             removed.append(name)
@@ -214,3 +218,55 @@ def load_frames(run: Path) -> tuple[np.ndarray, np.ndarray]:
         raise StdoError(f"{run} is incomplete ({Path(e.filename).name} missing): rerun stdo-cluster") from None
     except ValueError as e:
         raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster --overwrite") from None
+
+
+class Run:
+    """A RUN directory opened once (as av.open opens a video): run.json read and checked when opened, the frames
+    memory-mapped read-only on first use, and where the RUN keeps what later stages write."""
+
+    def __init__(self, path: Path, missing: str = "run stdo-cluster first") -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise StdoError(f"{self.path} does not exist: {missing}")
+        self.info = read_run_info(self.path)
+        self._frames: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def scale(self) -> int:
+        return self.info.scale
+
+    @property
+    def grid(self) -> Grid:
+        return self.info.grid
+
+    @property
+    def frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hr, lr) uint8 [T, H, W, 3], memory-mapped (read once, then kept)."""
+        if self._frames is None:
+            self._frames = load_frames(self.path)
+        return self._frames
+
+    @property
+    def hr(self) -> np.ndarray:
+        return self.frames[0]
+
+    @property
+    def lr(self) -> np.ndarray:
+        return self.frames[1]
+
+    def trained(self, method: str) -> Path:
+        """The folder of a method's training (stdo-train's output)."""
+        return method_dir(self.path, method)
+
+    @property
+    def bundle_dir(self) -> Path:
+        """Where stdo-export writes the bundle unless told otherwise."""
+        return self.path / BUNDLE
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def open_run(path: Path, missing: str = "run stdo-cluster first") -> Run:
+    """Open a RUN directory (`missing`: the advice when there is none)."""
+    return Run(path, missing)

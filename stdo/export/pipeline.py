@@ -43,8 +43,7 @@ from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (LR_STREAM, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
-                         read_run_info)
+from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, Run, model_file, open_run
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner, parse_list
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 
@@ -108,8 +107,8 @@ def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Varian
     return out
 
 
-def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
-    """Everything that can be refused before any work: returns (RUN, run info, bundle path)."""
+def _check(o: ExportOptions) -> tuple[Run, Path]:
+    """Everything that can be refused before any work: returns (the RUN, opened; the bundle path)."""
     if o.method not in METHODS:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
     if not o.formats:
@@ -124,28 +123,25 @@ def _check(o: ExportOptions) -> tuple[Path, dict, Path]:
         raise StdoError(f"`update` {o.update!r} is unknown: use one of {', '.join(UPDATES)}")
     if o.calibration_windows <= 0 or o.verify_frames < 0:
         raise StdoError("`calibration` must be above 0 and `verify_frames` at least 0 (0 = all frames)")
-    run = Path(o.run)
-    if not run.is_dir():
-        raise StdoError(f"{run} does not exist: run stdo-cluster and stdo-train first")
-    info = read_run_info(run)
-    if not (run / LR_STREAM).is_file():
+    run = open_run(o.run, missing="run stdo-cluster and stdo-train first")
+    if not (run.path / LR_STREAM).is_file():
         raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --overwrite")
-    models = method_dir(run, o.method)
+    models = run.trained(o.method)
     if not (models / REPORT).is_file() or not (models / MODEL_MAP).is_file():
         raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
-    out = Path(o.out) if o.out else run / "bundle"
+    out = Path(o.out) if o.out else run.bundle_dir
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
         raise StdoError(f"{out} exists and is not a bundle: give another `out`, or remove it")
     for f in o.formats:
         for module in RUNTIME_FORMATS[f].converters:
             require(module)
-    return run, info, out
+    return run, out
 
 
-def check_provenance(run: Path, info: RunInfo, method: str, report: dict) -> None:
+def check_provenance(run: Run, method: str, report: dict) -> None:
     """Refuse models trained on another clustering of the RUN, or model files of different trainings."""
-    folder = method_dir(run, method)
-    if report.get("run_id") != info.get("run_id"):
+    folder = run.trained(method)
+    if report.get("run_id") != run.info.get("run_id"):
         raise StdoError(f"{folder} was trained on an earlier clustering of {run}: retrain it "
                         f"(stdo-train {run} --method {method} --restart)")
     for name, digest in (report.get("model_sha256") or {}).items():
@@ -154,9 +150,9 @@ def check_provenance(run: Path, info: RunInfo, method: str, report: dict) -> Non
                             f"rerun stdo-train {run} --method {method} to finish it")
 
 
-def _trained(run: Path, info: RunInfo, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
-    models, model_map, report = load_trained(method_dir(run, method))
-    check_provenance(run, info, method, report)
+def _trained(run: Run, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
+    models, model_map, report = load_trained(run.trained(method))
+    check_provenance(run, method, report)
     if REGISTRY[method].video:
         raise StdoError(f"{method} is a server-side video model, not a phone bundle's per-patch WDSR: run it with "
                         f"stdo-upscale {run} --method {method}")
@@ -275,30 +271,29 @@ def _targets(variant: Variant, figures: dict, int8_max_loss_db: float) -> str:
 
 def export(o: ExportOptions, progress: Progress = None) -> dict:
     """Export a trained method of a RUN into a verified bundle; returns the report."""
-    run, info, out = _check(o)
-    with stage_lock(run, f"RUN {run}", shared=True), \
+    run, out = _check(o)
+    with stage_lock(run.path, f"RUN {run}", shared=True), \
             stage_lock(out.parent, f"bundle {out}", name=f".stdo-{out.name}.lock"):
         sweep_leftovers(out.parent, recursive=False, prefix=f".{out.name}.")  # of a killed export to this bundle
-        return _export(o, run, info, out, progress)
+        return _export(o, open_run(run.path), out, progress)  # read again, now that no clustering can run
 
 
-def _export(o: ExportOptions, run: Path, info: RunInfo, out: Path, progress: Progress) -> dict:
-    models, model_map, train_report = _trained(run, info, o.method)
-    hr, lr = load_frames(run)
-    grid, scale = info.grid, info.scale
-    if model_map.shape != (len(lr), grid.rows, grid.cols):
-        raise StdoError(f"{method_dir(run, o.method)} does not match the RUN's frames: rerun stdo-train --restart")
+def _export(o: ExportOptions, run: Run, out: Path, progress: Progress) -> dict:
+    models, model_map, train_report = _trained(run, o.method)
+    if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
+        raise StdoError(f"{run.trained(o.method)} does not match the RUN's frames: rerun stdo-train --restart")
     wanted = variants(tuple(o.formats), tuple(o.quantize))
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
-        report = _build(o, tmp, info, models, model_map, train_report, hr, lr, grid, scale, wanted, progress, t0)
+        report = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
         bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
     report["bundle"] = str(out)
     return report
 
 
-def _build(o: ExportOptions, root: Path, info: RunInfo, models, model_map, train_report, hr, lr, grid: Grid, scale: int,
-           wanted: list[Variant], progress: Progress, t0: float) -> dict:
+def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_report, wanted: list[Variant],
+           progress: Progress, t0: float) -> dict:
+    info, hr, lr, grid, scale = run.info, run.hr, run.lr, run.grid, run.scale
     num_models = len(models)
     joint = num_models == 1
     bases = _carried_bases(o, train_report)
@@ -366,7 +361,7 @@ def _build(o: ExportOptions, root: Path, info: RunInfo, models, model_map, train
     for entry in (e for model_files in files for e in model_files if "update" in e):
         (root / entry["path"]).unlink()  # verified; clients rebuild it from the prior's file and the update
     video_path = root / "lr.mp4"
-    shutil.copyfile(Path(o.run) / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
+    shutil.copyfile(run.path / LR_STREAM, video_path)  # the bytes the models were trained on; never re-encoded
     fps = info.fps
     if progress:
         progress("video", 1, 1)

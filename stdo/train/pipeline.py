@@ -19,17 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 import stdo
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError, check_device
 from stdo.fileio import save_npz, sha256_of, write_json
-from stdo.grid import Grid
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.rundir import (CLUSTERS, MODEL_MAP, REPORT, RunInfo, load_frames, method_dir, model_file,
-                         read_run_info)
+from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, Run, model_file, open_run
 from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
@@ -70,54 +67,48 @@ def _check(o: TrainOptions) -> None:
 def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[[int], None] | None = None) -> dict | None:
     """Train (or resume) a method on a RUN and evaluate it; returns the report (on rank 0; None elsewhere)."""
     _check(o)
-    run = Path(o.run)
-    if not run.is_dir():
-        raise StdoError(f"{run} does not exist: run stdo-cluster SOURCE {run} first")
-    info = read_run_info(run)  # a RUN at all, before any lock file is made in it
-    side = min(info.grid.height, info.grid.width)
+    run = open_run(o.run, missing=f"run stdo-cluster SOURCE {o.run} first")  # a RUN at all, before any lock file
+    side = min(run.grid.height, run.grid.width)
     if o.config.crop > side:  # the samplers take the largest square the frames hold
         log.warning("crop %d is larger than the %dx%d LR frames: crops of %d are trained", o.config.crop,
-                    info.grid.width, info.grid.height, side)
-    with stage_lock(run, f"RUN {run}", shared=True):
-        return _train(o, run, progress, eval_progress)
+                    run.grid.width, run.grid.height, side)
+    with stage_lock(run.path, f"RUN {run}", shared=True):
+        return _train(o, open_run(run.path), progress, eval_progress)  # read again, now that no clustering can run
 
 
-def _train(o: TrainOptions, run: Path, progress: ProgressFn, eval_progress) -> dict | None:
-    info = read_run_info(run)
-    if not (run / CLUSTERS).is_file():
+def _train(o: TrainOptions, run: Run, progress: ProgressFn, eval_progress) -> dict | None:
+    if not (run.path / CLUSTERS).is_file():
         raise StdoError(f"{run} has no chunk map ({CLUSTERS}): rerun stdo-cluster, methods need its chunks")
-    hr_map, lr_map = load_frames(run)
-    cmap = load_chunkmap(run / CLUSTERS)
-    grid, scale = info.grid, info.scale
-    if hr_map.shape[0] != cmap.chunks.shape[0] or lr_map.shape[1:3] != (grid.height, grid.width):
+    # the frames memory-mapped, not copied: crops are read from the page cache, which every rank of a torchrun
+    # shares, so a process's memory does not grow with the clip (a copy per rank was ~3 GB for 15 s of 1080p at x4)
+    cmap = load_chunkmap(run.path / CLUSTERS)
+    if run.hr.shape[0] != cmap.chunks.shape[0] or run.lr.shape[1:3] != (run.grid.height, run.grid.width):
         raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --overwrite")
-    # memory-mapped, not copied: crops are read from the page cache, which every rank of a torchrun shares, so a
-    # process's memory does not grow with the clip (a copy per rank was ~3 GB for 15 s of 1080p at x4)
-    hr, lr = hr_map, lr_map
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
     torch.manual_seed(config.seed)  # model initialization
-    training = build_training_plan(o.method, hr, lr, grid, scale, cmap.chunks, config, o.method_options)
+    training = build_training_plan(o.method, run.hr, run.lr, run.grid, run.scale, cmap.chunks, config,
+                                   o.method_options)
     precision = resolve_amp(config.amp, config.device, multi_frame=training.radius > 0).label
-    out = method_dir(run, o.method)
+    out = run.trained(o.method)
     with contextlib.ExitStack() as held:
         if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused
             held.enter_context(stage_lock(out, f"{out}"))
             sweep_leftovers(out)
-        return _train_jobs(o, run, info, training, out, world, config, precision, hr, lr, grid, scale, cmap,
-                           progress, eval_progress)
+        return _train_jobs(o, run, cmap, training, world, config, precision, progress, eval_progress)
 
 
-def _train_jobs(o: TrainOptions, run: Path, info: RunInfo, training: TrainingPlan, out: Path, world, config: TrainConfig,
-                precision: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap, progress: ProgressFn,
-                eval_progress) -> dict | None:
+def _train_jobs(o: TrainOptions, run: Run, cmap, training: TrainingPlan, world, config: TrainConfig, precision: str,
+                progress: ProgressFn, eval_progress) -> dict | None:
+    out = run.trained(o.method)
     state_dir = out / "state"
     if o.restart and world.rank == 0 and state_dir.exists():
         shutil.rmtree(state_dir)
     dist_utils.barrier()
     out.mkdir(parents=True, exist_ok=True)
 
+    info = run.info
     signature_base = {
         "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256"),
                                     "run_id": info.get("run_id")},
@@ -146,16 +137,15 @@ def _train_jobs(o: TrainOptions, run: Path, info: RunInfo, training: TrainingPla
     jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
     report = None
     if world.rank == 0:
-        report = _report(o, training, jobs, hr, lr, grid, scale, cmap, config, precision, world.size, out,
-                         eval_progress, t0, info.get("run_id"))
+        report = _report(o, run, cmap, training, jobs, config, precision, world.size, eval_progress, t0)
     dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
     return report
 
 
-def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, cmap,
-            config: TrainConfig, precision: str, world_size: int, out: Path, eval_progress, t0: float,
-            run_id: str | None) -> dict:
+def _report(o: TrainOptions, run: Run, cmap, training: TrainingPlan, jobs: dict, config: TrainConfig, precision: str,
+            world_size: int, eval_progress, t0: float) -> dict:
     """Write model_map.npz and report.json (cost, and the evaluation unless disabled); return the report."""
+    out, hr, lr, grid, scale = run.trained(o.method), run.hr, run.lr, run.grid, run.scale
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -172,7 +162,7 @@ def _report(o: TrainOptions, training: TrainingPlan, jobs: dict, hr: np.ndarray,
         "prior": training.prior,  # the sha256 of the prior the models started from (None: from scratch)
     }
     save_npz(out / MODEL_MAP, model_map=training.model_map)
-    report["run_id"] = run_id  # the clustering these models were trained on
+    report["run_id"] = run.info.get("run_id")  # the clustering these models were trained on
     report["model_sha256"] = {model_file(i): sha256_of(out / model_file(i)) for i in range(training.num_models)}
     if o.evaluate:
         models = load_models(out, training.num_models, config.device)

@@ -25,7 +25,7 @@ from stdo.errors import StdoError
 from stdo.infer import Runner, iter_upscaled, temporal_stack
 from stdo.scores import QualityScores
 from stdo.play.pipeline import output_stream
-from stdo.rundir import load_frames, method_dir, read_run_info
+from stdo.rundir import open_run
 from stdo.stream import StreamWriter
 from stdo.runtimes import BACKENDS, FORMATS, resolve
 from stdo.train.methods import METHODS, REGISTRY, load_trained
@@ -116,14 +116,12 @@ def vinr_upscale(model: torch.nn.Module, lr: np.ndarray, backend: str, batch: in
 def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) -> dict:
     """Run a trained method over the RUN's clip; returns the report (and writes o.out if given)."""
     _check(o)
-    run = Path(o.run)
-    info = read_run_info(run)
-    models, model_map, trained = load_trained(method_dir(run, o.method))
+    run = open_run(o.run)
+    models, model_map, trained = load_trained(run.trained(o.method))
     video = REGISTRY[o.method].video  # brvsr / vinr: whole-clip models
     radius = 0 if video else models[0].config.frames // 2
-    hr, lr = load_frames(run)
-    grid, scale = info.grid, info.scale
-    fps_clip = info.fps
+    hr, lr, grid, scale = run.hr, run.lr, run.grid, run.scale
+    fps_clip = run.info.fps
     scores = QualityScores(scale)
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None

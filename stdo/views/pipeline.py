@@ -27,7 +27,7 @@ import torch
 from stdo.errors import StdoError
 from stdo.fileio import JSONUnreadable, read_json, save_npy, staged_dir, write_bytes, write_json
 from stdo.metrics import psnr, ssim
-from stdo.rundir import fingerprint, load_frames, method_dir, read_run_info
+from stdo.rundir import fingerprint, open_run
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.views import geometry, order as ordering, scene as scenes, synth
 
@@ -204,23 +204,21 @@ def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
 
     record = read_order(o.order)
     views = scenes.read_views(Path(record["scene"]), record["split"])
-    run = Path(o.run)
-    info = read_run_info(run)
-    if info["source"].get("sha256") != fingerprint(Path(o.order) / FRAMES):
+    run = open_run(o.run)
+    if run.info["source"].get("sha256") != fingerprint(Path(o.order) / FRAMES):
         raise StdoError(f"{run} was not made from {Path(o.order) / FRAMES}: run stdo-cluster on that frame folder "
                         "(with --lossless) and train on it")
     out = Path(o.out)
     _claim(out, o.overwrite)
-    hr, lr = load_frames(run)
+    lr, grid, scale = run.lr, run.grid, run.scale
     if len(lr) != record["frames"]:
         raise StdoError(f"{run} has {len(lr)} frames, the ordering {record['frames']}: cluster all of ORDER/frames "
                         "(no --start, --frames or --crop)")
-    grid, scale = info.grid, info.scale
     if o.method == "bicubic":
         models, model_map = None, None
     else:
-        source = Path(o.models_from) if o.models_from is not None else run
-        models, model_map, trained = load_trained(method_dir(source, o.method))
+        source = open_run(o.models_from) if o.models_from is not None else run
+        models, model_map, trained = load_trained(source.trained(o.method))
         if o.models_from is not None:
             if len(models) > 1:
                 raise StdoError(f"{o.method} has {len(models)} models and a model map of {source}'s patches: train "
