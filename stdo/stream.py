@@ -42,13 +42,14 @@ class Codec:
     presets: tuple[str, ...]
     default_preset: str
     profile: str | None  # asked of the encoder for 4:2:0 8-bit
+    label: str  # its name in reports
 
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 CODECS = {
-    "h264": Codec("libx264", "libx264rgb", (1, 51), 23, _X26X_PRESETS, "medium", "high"),
-    "hevc": Codec("libx265", "libx265", (0, 51), 28, _X26X_PRESETS, "medium", "main"),
-    "av1": Codec("libsvtav1", None, (1, 63), 35, tuple(str(p) for p in range(14)), "8", None),
+    "h264": Codec("libx264", "libx264rgb", (1, 51), 23, _X26X_PRESETS, "medium", "high", "H.264"),
+    "hevc": Codec("libx265", "libx265", (0, 51), 28, _X26X_PRESETS, "medium", "main", "HEVC"),
+    "av1": Codec("libsvtav1", None, (1, 63), 35, tuple(str(p) for p in range(14)), "8", None, "AV1"),
 }
 MAX_KBPS = 500_000
 

@@ -113,7 +113,7 @@ def test_report_and_plot(bundle, tmp_path, cli):
     assert code == 0 and len(per_frame) == 6
 
 
-def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_path, cli):
+def test_rate_puts_the_bundle_bytes_beside_hr_h264_and_hevc_at_equal_psnr(bundle, tmp_path, cli):
     hr = bundle.parent / "frames/hr.npy"
     code, _, err, _ = cli(play_command, [bundle, "--rate", "-q"])
     assert code == 2 and "--rate needs --hr" in err
@@ -126,12 +126,18 @@ def test_rate_puts_the_bundle_bytes_beside_hr_h264_at_equal_psnr(bundle, tmp_pat
                ("onnx", "int8"))
     sizes = {"video": manifest["video"]["bytes"], "models": int8, "model_map": manifest["model_map"]["bytes"]}
     assert d["bundle"] == {**sizes, "total": sum(sizes.values())}
-    assert d["hr_h264"]["psnr"] >= report["psnr"]["model"] or d["hr_h264"]["crf"] == 1
-    assert d["bytes_ratio"] == pytest.approx(d["bundle"]["total"] / d["hr_h264"]["bytes"])
-    if d["hr_h264_same_psnr"] is not None:  # at the model's PSNR exactly: no more than the stream that reaches it
-        assert d["hr_h264_same_psnr"] <= d["hr_h264"]["bytes"]
-        assert d["bytes_ratio_same_psnr"] == pytest.approx(d["bundle"]["total"] / d["hr_h264_same_psnr"])
-    assert "bytes    bundle" in out and "HR H.264 crf" in out
+    assert list(d["hr"]) == ["h264", "hevc"]  # what users stream today, in both codecs
+    for codec, lowest in (("h264", 1), ("hevc", 0)):
+        hr_stream = d["hr"][codec]
+        point = hr_stream["point"]
+        assert point["psnr"] >= report["psnr"]["model"] or point["crf"] == lowest
+        assert hr_stream["bytes_ratio"] == pytest.approx(d["bundle"]["total"] / point["bytes"])
+        if hr_stream["same_psnr"] is not None:  # at the model's PSNR exactly: no more than the stream that reaches it
+            assert hr_stream["same_psnr"] <= point["bytes"]
+            assert hr_stream["bytes_ratio_same_psnr"] == pytest.approx(d["bundle"]["total"] / hr_stream["same_psnr"])
+    assert "bytes    bundle" in out and "HR H.264 crf" in out and "HR HEVC crf" in out
+    code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--rate", "--rate-codec", "vp8", "-q"])
+    assert code == 2 and "--rate-codec 'vp8' is unknown" in err
 
 
 def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):

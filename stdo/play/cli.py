@@ -9,7 +9,8 @@ import click
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.report import format_table
-from stdo.runtimes import BACKENDS, PRECISIONS
+from stdo.runtimes import BACKENDS, PRECISIONS, parse_list
+from stdo.stream import CODECS
 
 
 @stdo_command(
@@ -38,9 +39,11 @@ Examples:
 @click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
 @click.option("--rate", is_flag=True,
-              help="With --hr: also encode the HR frames with H.264 (yuv420p, CRF search) to find the cheapest HR "
-                   "stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
-                   "(LR video + the models played + model map + plan).")
+              help="With --hr: also encode the HR frames with each --rate-codec (yuv420p, CRF search) to find the "
+                   "cheapest HR stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
+                   "(LR video + the models played + model map).")
+@click.option("--rate-codec", "rate_codecs", default=",".join(PlayOptions.rate_codecs), show_default=True,
+              metavar="CODEC[,CODEC]", help=f"The HR streams --rate compares with: {', '.join(CODECS)}.")
 @click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
 @click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
 @click.option("--out-preset", "preset", default="veryfast", show_default=True,
@@ -53,8 +56,8 @@ Examples:
                    "[default: stdo's own].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, overwrite, crf, preset,
-                 batch, threads, priors, quiet, verbose):
+def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, rate_codecs, overwrite, crf,
+                 preset, batch, threads, priors, quiet, verbose):
     """Play a bundle: decode its LR video, upscale every frame with its models by the bundle's
     inference plan, and write the result.
 
@@ -67,7 +70,7 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     setup_logging(verbose)
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
                           video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, priors=priors, report=report,
-                          plot=plot, rate=rate)
+                          plot=plot, rate=rate, rate_codecs=parse_list(rate_codecs, tuple(CODECS), "--rate-codec"))
     with StageBars(disable=quiet) as bars:
         result = play(options, progress=bars)
     click.echo("\n".join(format_table(result)))

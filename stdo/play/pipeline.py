@@ -26,7 +26,7 @@ from stdo.scores import QualityScores
 from stdo.play.player import Player, lr_stream
 from stdo.play.report import format_markdown, plot_psnr
 from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
-from stdo.stream import StreamOptions, StreamWriter
+from stdo.stream import CODECS, StreamOptions, StreamWriter
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.infer import Runner
 from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner
@@ -52,7 +52,8 @@ class PlayOptions:
     priors: Path | None = None  # the priors this client carries (default: the package's)
     report: Path | None = None  # .json or .md
     plot: Path | None = None  # PNG: PSNR per frame, bicubic vs the models (needs hr)
-    rate: bool = False  # also find the HR H.264 stream reaching the models' PSNR, and compare bytes (needs hr)
+    rate: bool = False  # also find the HR streams reaching the models' PSNR, and compare bytes (needs hr)
+    rate_codecs: tuple[str, ...] = ("h264", "hevc")  # the HR streams `rate` compares with (each its CRF search)
 
 
 def _check(o: PlayOptions) -> None:
@@ -75,6 +76,9 @@ def _check(o: PlayOptions) -> None:
         raise StdoError("`plot` needs `hr`: PSNR per frame is measured against the HR frames")
     if o.rate and o.hr is None:
         raise StdoError("`rate` needs `hr`: the HR stream is encoded from the HR frames and measured against them")
+    unknown = [c for c in o.rate_codecs if c not in CODECS]
+    if unknown or not o.rate_codecs:
+        raise StdoError(f"`rate_codecs` {','.join(o.rate_codecs)!r}: give one or more of {', '.join(CODECS)}")
     if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
         raise StdoError(f"`report` {o.report}: give a .json or .md file")
     if o.plot is not None:
@@ -246,16 +250,17 @@ def _play(o: PlayOptions, progress: Progress) -> dict:
         if scores.has("prior"):  # the carried prior alone, the same variant, on the same decoded frames
             report["psnr"]["prior"] = scores.mean("prior")
     if o.rate:
-        point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, report["psnr"]["model"],
-                                         shave=player.scale,
-                                         progress=partial(progress, "HR crf", total=None) if progress else None)
-        bundle_bytes = player.delivered_bytes
-        same = bytes_at_psnr(tried, report["psnr"]["model"])
-        report["delivery"] = {"bundle": bundle_bytes, "hr_h264": point.to_dict(),
-                              "hr_h264_tried": [p.to_dict() for p in tried],
-                              "bytes_ratio": bundle_bytes["total"] / point.bytes,
-                              "hr_h264_same_psnr": same,  # interpolated between the CRFs around the PSNR
-                              "bytes_ratio_same_psnr": None if same is None else bundle_bytes["total"] / same}
+        total, target = player.delivered_bytes["total"], report["psnr"]["model"]
+        report["delivery"] = {"bundle": player.delivered_bytes, "hr": {}}
+        for codec in o.rate_codecs:  # the HR stream the user would otherwise ship, in each codec
+            point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, target, shave=player.scale,
+                                             codec=codec,
+                                             progress=partial(progress, f"HR {codec} crf", total=None) if progress
+                                             else None)
+            same = bytes_at_psnr(tried, target)  # interpolated between the CRFs around the PSNR
+            report["delivery"]["hr"][codec] = {
+                "point": point.to_dict(), "tried": [p.to_dict() for p in tried], "bytes_ratio": total / point.bytes,
+                "same_psnr": same, "bytes_ratio_same_psnr": None if same is None else total / same}
     if o.report is not None:
         if Path(o.report).suffix == ".json":
             write_json(o.report, report)

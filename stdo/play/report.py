@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stdo.stream import CODECS
+
 
 def format_table(report: dict) -> list[str]:
     """Speed, where the time went, and PSNR as aligned text lines."""
@@ -32,18 +34,18 @@ def format_table(report: dict) -> list[str]:
 
 
 def delivery_line(report: dict) -> str:
+    """The bundle's bytes beside each HR stream's at the models' PSNR."""
     d = report["delivery"]
-    b, h = d["bundle"], d["hr_h264"]
-    reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
+    b = d["bundle"]
+    streams = []
+    for codec, hr in d["hr"].items():
+        h = hr["point"]
+        reached = "reaches" if h["psnr"] >= report["psnr"]["model"] else "falls short of"
+        same = "" if hr["same_psnr"] is None else f", {hr['bytes_ratio_same_psnr']:.2f}x at the same PSNR"
+        streams.append(f"HR {CODECS[codec].label} crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, "
+                       f"{reached} the model's): {hr['bytes_ratio']:.2f}x{same}")
     return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + model map "
-            f"{b['model_map']:,})  vs  HR H.264 crf {h['crf']} {h['bytes']:,} ({h['psnr']:.3f} dB, {reached} the "
-            f"model's RGB PSNR): {d['bytes_ratio']:.2f}x" + _same_psnr(d))
-
-
-def _same_psnr(d: dict) -> str:
-    same = d.get("hr_h264_same_psnr")
-    return "" if same is None else (f"; {d['bytes_ratio_same_psnr']:.2f}x HR H.264 interpolated to the same PSNR "
-                                    f"({same:,.0f} bytes)")
+            f"{b['model_map']:,})  vs  " + "; ".join(streams))
 
 
 def format_markdown(report: dict) -> str:
@@ -65,17 +67,19 @@ def format_markdown(report: dict) -> str:
                 f"{p['model_ssim'] - p['bicubic_ssim']:+.4f} |"]
     if "delivery" in report:
         d = report["delivery"]
-        b, h = d["bundle"], d["hr_h264"]
+        b = d["bundle"]
         out += ["", "| delivered | bytes | RGB PSNR (dB) | Y-PSNR (dB) | SSIM |", "|---|---|---|---|---|",
                 f"| stdo bundle (LR video {b['video']:,} + models {b['models']:,} + model map {b['model_map']:,}) | "
-                f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |",
-                f"| HR H.264 yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
-                f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",
-                f"| bundle / HR stream | {d['bytes_ratio']:.2f}x | | | |"]
-        if d.get("hr_h264_same_psnr") is not None:
-            out += [f"| HR H.264 interpolated to the same RGB PSNR (log-bytes between the CRFs around it) | "
-                    f"{d['hr_h264_same_psnr']:,.0f} | {p['model']:.3f} | | |",
-                    f"| bundle / HR stream at the same PSNR | {d['bytes_ratio_same_psnr']:.2f}x | | | |"]
+                f"{b['total']:,} | {p['model']:.3f} | {p['model_y']:.3f} | {p['model_ssim']:.4f} |"]
+        for codec, hr in d["hr"].items():
+            h, name = hr["point"], CODECS[codec].label
+            out += [f"| HR {name} yuv420p, crf {h['crf']} (the largest CRF reaching that RGB PSNR) | {h['bytes']:,} | "
+                    f"{h['psnr']:.3f} | {h['psnr_y']:.3f} | {h['ssim']:.4f} |",
+                    f"| bundle / HR {name} | {hr['bytes_ratio']:.2f}x | | | |"]
+            if hr["same_psnr"] is not None:
+                out += [f"| HR {name} interpolated to the same RGB PSNR (log-bytes between the CRFs around it) | "
+                        f"{hr['same_psnr']:,.0f} | {p['model']:.3f} | | |",
+                        f"| bundle / HR {name} at the same PSNR | {hr['bytes_ratio_same_psnr']:.2f}x | | | |"]
     return "\n".join(out) + "\n"
 
 
