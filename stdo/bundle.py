@@ -100,6 +100,53 @@ class Bundle:
     def file(self, entry: dict) -> Path:
         return self.rebuilt.get(entry["path"], self.root / entry["path"])
 
+    # what a client asks of a bundle, typed; read_bundle has checked every field these read
+
+    @property
+    def scale(self) -> int:
+        return int(self.manifest["scale"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.manifest["fps"])
+
+    @property
+    def frames(self) -> int:
+        return int(self.manifest["frames"])
+
+    @property
+    def grid(self) -> Grid:
+        """The LR patch grid, with the margin of the export."""
+        width, height = self.manifest["lr_size"]
+        g = self.manifest["grid"]
+        return Grid(height, width, g["rows"], g["cols"], g["margin"])
+
+    @property
+    def models(self) -> list[list[dict]]:
+        """Each model's file entries (model i at index i)."""
+        return [model["files"] for model in self.manifest["models"]]
+
+    @property
+    def video(self) -> dict:
+        """The LR stream's entry (path, bytes, sha256 and what the container says)."""
+        return self.manifest["video"]
+
+    @property
+    def model_map_bytes(self) -> int:
+        """What the coded model map weighs (0: a single model serves every patch and none is shipped)."""
+        entry = self.manifest.get("model_map")
+        return int(entry["bytes"]) if entry else 0
+
+    @property
+    def prior(self) -> str | None:
+        """The sha256 of the prior whose carried files the model updates are coded against, if any."""
+        return self.manifest.get("prior")
+
+    @property
+    def receptive_radius(self) -> int | None:
+        radius = self.manifest.get("receptive_radius")
+        return radius if isinstance(radius, int) else None
+
 
 def cache_dir() -> Path:
     """Where rebuilt model files are kept, content-addressed by sha256: $STDO_CACHE or ~/.cache/stdo."""

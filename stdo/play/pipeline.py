@@ -157,7 +157,7 @@ def prior_runner(player: Player, o: PlayOptions) -> Runner | None:
     plays when the video ships no update (whole frames: a format with one file per window shape has none here)."""
     from stdo.priors import PRIORS_DIR, prior_bases
 
-    prior, fmt = player.bundle.manifest.get("prior"), BACKENDS[o.backend]
+    prior, fmt = player.bundle.prior, BACKENDS[o.backend]
     if not isinstance(prior, str) or RUNTIME_FORMATS[fmt].fixed_shape:
         return None
     root = Path(o.priors) if o.priors else PRIORS_DIR

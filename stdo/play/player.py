@@ -25,7 +25,6 @@ import torch
 
 from stdo.errors import StdoError
 from stdo.bundle import Bundle, read_bundle
-from stdo.grid import Grid
 from stdo.infer import ByShape, TimedRunner, upscale_planned
 from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
@@ -73,18 +72,16 @@ class Player:
         if precision not in PRECISIONS:
             raise StdoError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(Path(bundle), priors)
-        m = self.bundle.manifest
-        self.scale, self.fps, self.num_frames = int(m["scale"]), float(m["fps"]), int(m["frames"])
-        width, height = m["lr_size"]
-        self.grid = Grid(height, width, m["grid"]["rows"], m["grid"]["cols"], m["grid"]["margin"])
+        self.scale, self.fps, self.num_frames = self.bundle.scale, self.bundle.fps, self.bundle.frames
+        self.grid = self.bundle.grid
         self.backend, self.precision = backend, precision
         self.timings = Timings()
         fmt = BACKENDS[backend]
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
         plan_shapes = set(self.bundle.plan.shapes)
-        for index, model in enumerate(m["models"]):
-            entries = [f for f in model["files"] if f["format"] == fmt and f["precision"] == precision]
+        for index, files in enumerate(self.bundle.models):
+            entries = [f for f in files if f["format"] == fmt and f["precision"] == precision]
             flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
             if not entries:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for model {index}: "
@@ -98,8 +95,8 @@ class Player:
             self.model_bytes += sum(int((e.get("update") or e)["bytes"]) for e in chosen)  # coded: the update's
             runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
             self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
-        radius = m.get("receptive_radius")
-        if isinstance(radius, int) and self.bundle.plan.margin < radius:
+        radius = self.bundle.receptive_radius
+        if radius is not None and self.bundle.plan.margin < radius:
             log.info("plan margin %d < receptive radius %d: the exporter measured the output unchanged within its "
                      "tolerance (bundle/report.json: plan.margin_check)", self.bundle.plan.margin, radius)
 
@@ -107,9 +104,8 @@ class Player:
     def delivered_bytes(self) -> dict[str, int]:
         """What a client downloads to play with this variant: the LR video, the models, the model map (the plan is
         derived from it)."""
-        m = self.bundle.manifest
-        parts = {"video": int(m["video"]["bytes"]), "models": self.model_bytes,
-                 "model_map": int(m["model_map"]["bytes"]) if m.get("model_map") else 0}
+        parts = {"video": int(self.bundle.video["bytes"]), "models": self.model_bytes,
+                 "model_map": self.bundle.model_map_bytes}
         return {**parts, "total": sum(parts.values())}
 
     @property
@@ -172,8 +168,7 @@ class Player:
 
 def lr_stream(player: Player, video: Path | None = None) -> Iterator[np.ndarray]:
     """The LR frames to play: the bundle's own video, or `video`, checked up front where the container says."""
-    m = player.bundle.manifest
-    path = Path(video) if video is not None else player.bundle.file(m["video"])
+    path = Path(video) if video is not None else player.bundle.file(player.bundle.video)
     if path.suffix != ".npy" and path.is_file():
         width, height, declared, _ = probe_video(path)
         if (width, height) != (player.grid.width, player.grid.height) or (declared and declared != player.num_frames):
