@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
+from stdo.progress import CountProgress
 from stdo.resample import downscale_bicubic
 from stdo.stream import StreamOptions, decode_stream, encode_stream
-from stdo.video import (Allocator, Progress, VideoReader, frame_range, frame_size, in_memory, list_frame_files,
+from stdo.video import (Allocator, VideoReader, frame_range, frame_size, in_memory, list_frame_files,
                         read_images)
 
 VSD4K_HR = "DIV2K_train_HR"
@@ -129,7 +130,7 @@ def load_clip(
     count: int | None = None,
     crop: Crop | None = None,
     stream: StreamOptions | None = None,
-    progress: Progress = None,
+    progress: CountProgress = None,
     allocate: Allocator | None = None,
 ) -> Clip:
     """Read HR frames and their LR counterpart from a video, a frame folder or a VSD4K folder.

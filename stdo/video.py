@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from stdo.errors import StdoError
 from stdo.stream import decode_stream, frame_to_rgb, open_video
+from stdo.progress import CountProgress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int], None] | None
 # (name, shape) -> a uint8 array to fill: in memory, or memory-mapped files so that a clip's frames never need
 # to fit in RAM (stdo-cluster)
 Allocator = Callable[[str, tuple[int, ...]], np.ndarray]
@@ -126,7 +126,7 @@ class VideoReader:
         return self._counted
 
     def frames(self, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
-               progress: Progress = None, allocate: Allocator | None = None) -> np.ndarray:
+               progress: CountProgress = None, allocate: Allocator | None = None) -> np.ndarray:
         """Decode frames [start, start+count) cropped to box=(x, y, w, h), uint8 [T, H, W, 3].
 
         With `allocate` (e.g. memory-mapped files) the frames go straight into the array it gives, whose length
@@ -184,7 +184,7 @@ def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def read_video(path: Path, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
-               progress: Progress = None, allocate: Allocator | None = None) -> tuple[np.ndarray, float]:
+               progress: CountProgress = None, allocate: Allocator | None = None) -> tuple[np.ndarray, float]:
     """Frames [start, start+count) of a video cropped to box, and its fps (VideoReader.frames, opened once)."""
     with VideoReader(path) as reader:
         return reader.frames(start, count, box, progress, allocate), reader.info.fps
@@ -199,7 +199,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_images(
-    files: Sequence[Path], box: tuple[int, int, int, int] | None = None, progress: Progress = None,
+    files: Sequence[Path], box: tuple[int, int, int, int] | None = None, progress: CountProgress = None,
     allocate: Allocator | None = None,
 ) -> np.ndarray:
     """Read image files into T×H×W×3 uint8; all must have one size."""

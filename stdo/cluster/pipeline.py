@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,10 +33,10 @@ from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_c
 from stdo.stream import StreamOptions, stream_info
 from stdo.clip import Crop, load_clip, ship_lr_stream, source_kind
 from stdo.video import probe_video
+from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
-StageProgress = Callable[[str, int, int | None], None] | None
 
 
 @dataclass

@@ -24,9 +24,9 @@ from torch import nn
 from stdo.grid import Grid, patch_means, region_sums
 from stdo.metrics import PEAK, psnr_from_mse
 from stdo.resample import as_nchw, frames_per_batch, upscale_bicubic
+from stdo.progress import CountProgress
 
 SCORERS = ("bicubic", "general", "dct")
-Progress = Callable[[int], None] | None
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Scores:
 
 
 def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, lr: np.ndarray, grid: Grid,
-                 scale: int, context: int | None, progress: Progress) -> Scores:
+                 scale: int, context: int | None, progress: CountProgress) -> Scores:
     """Per-patch PSNR of upscale(lr) against hr.
 
     With `context` (the LR rows the upscaler reads beyond a row of patches), frames are
@@ -65,14 +65,14 @@ def _psnr_scores(upscale: Callable[[np.ndarray], torch.Tensor], hr: np.ndarray, 
     return Scores(out, out[..., None].copy(), ("psnr",))
 
 
-def score_bicubic(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, progress: Progress = None) -> Scores:
+def score_bicubic(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, progress: CountProgress = None) -> Scores:
     """PSNR of each patch of the bicubic upsampled LR frames against HR."""
     # The a = -0.5 cubic reads 2 LR pixels on each side; 3 rows of context make stripes exact.
     return _psnr_scores(lambda x: upscale_bicubic(x, scale), hr, lr, grid, scale, 3, progress)
 
 
 def score_model(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, model: nn.Module, device: str = "cpu",
-                progress: Progress = None) -> Scores:
+                progress: CountProgress = None) -> Scores:
     """PSNR of each patch of a general SR model's output (whole frames in, [0,1] RGB) against HR."""
     model = model.to(device).eval()
 
@@ -123,7 +123,7 @@ def temporal_dct_energy(y: np.ndarray, window: int = 4, frames: range | None = N
     return out
 
 
-def score_dct(lr: np.ndarray, grid: Grid, batch: int = 16, window: int = 4, progress: Progress = None) -> Scores:
+def score_dct(lr: np.ndarray, grid: Grid, batch: int = 16, window: int = 4, progress: CountProgress = None) -> Scores:
     """Difficulty from the LR frames alone: spatial and temporal DCT energy per patch, `batch` frames at a time
     (with the frames their time windows reach), so memory does not grow with the clip."""
     t = len(lr)

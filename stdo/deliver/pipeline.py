@@ -22,7 +22,6 @@ import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
@@ -35,11 +34,11 @@ from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
 from stdo.train.pipeline import TrainOptions, train
+from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
 POINTS = "points.json"  # in OUT: every operating point measured, and the one kept
-Progress = Callable[[str, int, int | None], None] | None
 
 
 @dataclass
@@ -107,7 +106,7 @@ def _check(o: DeliverOptions) -> StreamOptions:
     return stream
 
 
-def _stage_progress(progress: Progress, prefix: str) -> Progress:
+def _stage_progress(progress: StageProgress, prefix: str) -> StageProgress:
     """The stages' progress callbacks (stage, advance, total) under the candidate's name."""
     if progress is None:
         return None
@@ -120,7 +119,7 @@ def _budget(o: DeliverOptions, info: RunInfo) -> int:
     return int(o.budget_kbps * 1000 / 8 * info.duration_s)
 
 
-def deliver(o: DeliverOptions, progress: Progress = None) -> dict:
+def deliver(o: DeliverOptions, progress: StageProgress = None) -> dict:
     """Measure the candidate points, keep the best played PSNR within the budget in OUT; returns the points report."""
     stream = _check(o)
     out = Path(o.out)
@@ -130,7 +129,7 @@ def deliver(o: DeliverOptions, progress: Progress = None) -> dict:
         return _deliver_to(o, stream, out, progress)
 
 
-def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: Progress) -> dict:
+def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: StageProgress) -> dict:
     work = temp_dir_beside(out)
     try:
         report = _deliver(o, stream, work, progress)
@@ -155,7 +154,7 @@ def _measured_variant(o: DeliverOptions) -> dict:
             "quantize": (o.precision,) if o.precision != "fp32" else ()}
 
 
-def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Progress) -> dict:
+def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: StageProgress) -> dict:
     points: list[dict] = []
     budget = None
     for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold

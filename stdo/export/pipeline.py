@@ -28,7 +28,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from torch import nn
@@ -49,13 +48,13 @@ from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 
 from stdo.train.methods import METHODS, REGISTRY, load_trained
 from stdo.resample import as_nchw
+from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
 UPDATES = ("auto", "on", "off")
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 
-Progress = Callable[[str, int, int | None], None] | None
 
 
 @dataclass
@@ -221,7 +220,7 @@ def verification_frames(total: int, wanted: int) -> np.ndarray:
 
 
 def verify(hr: np.ndarray, lr: np.ndarray, plan: Plan, scale: int, models: list[nn.Module],
-           runners: dict[str, list[Runner]], frames: np.ndarray, progress: Progress = None) -> dict:
+           runners: dict[str, list[Runner]], frames: np.ndarray, progress: StageProgress = None) -> dict:
     """PSNR of each variant executing the plan against the fp32 torch models' and against HR (RGB and
     Y-PSNR), and its time per window.
 
@@ -269,7 +268,7 @@ def _targets(variant: Variant, figures: dict, int8_max_loss_db: float) -> str:
     return "-"
 
 
-def export(o: ExportOptions, progress: Progress = None) -> dict:
+def export(o: ExportOptions, progress: StageProgress = None) -> dict:
     """Export a trained method of a RUN into a verified bundle; returns the report."""
     run, out = _check(o)
     with stage_lock(run.path, f"RUN {run}", shared=True), \
@@ -278,7 +277,7 @@ def export(o: ExportOptions, progress: Progress = None) -> dict:
         return _export(o, open_run(run.path), out, progress)  # read again, now that no clustering can run
 
 
-def _export(o: ExportOptions, run: Run, out: Path, progress: Progress) -> dict:
+def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> dict:
     models, model_map, train_report = _trained(run, o.method)
     if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
         raise StdoError(f"{run.trained(o.method)} does not match the RUN's frames: rerun stdo-train --restart")
@@ -292,7 +291,7 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: Progress) -> dict:
 
 
 def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_report, wanted: list[Variant],
-           progress: Progress, t0: float) -> dict:
+           progress: StageProgress, t0: float) -> dict:
     info, hr, lr, grid, scale = run.info, run.hr, run.lr, run.grid, run.scale
     num_models = len(models)
     joint = num_models == 1

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ from stdo.resample import as_nchw, upscale_bicubic
 from stdo.infer import Runner
 from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner
 from stdo.video import iter_frames
+from stdo.progress import StageProgress
 
-Progress = Callable[[str, int, int | None], None] | None
 
 
 @dataclass
@@ -166,7 +166,7 @@ def prior_runner(player: Player, o: PlayOptions) -> Runner | None:
 
 
 def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], hr_iter: Iterator[np.ndarray | None],
-                 writer: BackgroundWriter | None, progress: Progress, scores: _Scores) -> None:
+                 writer: BackgroundWriter | None, progress: StageProgress, scores: _Scores) -> None:
     width, height = player.hr_size
     prior = prior_runner(player, o) if o.hr is not None else None
     for index, lr, sr in player.play(frames, o.batch):
@@ -199,7 +199,7 @@ def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], h
             progress("play", 1, player.num_frames)
 
 
-def play(o: PlayOptions, progress: Progress = None) -> dict:
+def play(o: PlayOptions, progress: StageProgress = None) -> dict:
     """Play a bundle; returns the report (timings, and PSNR per frame and in total with --hr).
 
     Frames are decoded ahead and encoded behind in threads (stdo.background), so decode and
@@ -215,7 +215,7 @@ def play(o: PlayOptions, progress: Progress = None) -> dict:
         return _play(o, progress)
 
 
-def _play(o: PlayOptions, progress: Progress) -> dict:
+def _play(o: PlayOptions, progress: StageProgress) -> dict:
     player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
     frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size

@@ -19,7 +19,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,12 +29,12 @@ from stdo.metrics import psnr, ssim
 from stdo.rundir import fingerprint, open_run
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.views import geometry, order as ordering, scene as scenes, synth
+from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
 MARKER = ".stdo-views"
 SEQUENCES = "sequences.json"
 FRAMES = "frames"
-Progress = Callable[[str, int, int | None], None] | None
 
 
 def _claim(out: Path, overwrite: bool) -> None:
@@ -67,7 +66,7 @@ class SynthOptions:
     overwrite: bool = False
 
 
-def make_synthetic(o: SynthOptions, progress: Progress = None) -> dict:
+def make_synthetic(o: SynthOptions, progress: StageProgress = None) -> dict:
     """A room of real photos seen along a camera path, in the NeRF layout with exact depth per view."""
     if o.path not in ("orbit", "walk"):
         raise StdoError(f"unknown camera path {o.path!r}: use orbit or walk")
@@ -121,7 +120,7 @@ class OrderOptions:
     overwrite: bool = False
 
 
-def order_scene(o: OrderOptions, progress: Progress = None) -> dict:
+def order_scene(o: OrderOptions, progress: StageProgress = None) -> dict:
     views = scenes.read_views(Path(o.scene), o.split)
     out = Path(o.out)
     _claim(out, o.overwrite)
@@ -196,7 +195,7 @@ class UpscaleViewsOptions:
 
 
 @torch.no_grad()
-def upscale_views(o: UpscaleViewsOptions, progress: Progress = None) -> dict:
+def upscale_views(o: UpscaleViewsOptions, progress: StageProgress = None) -> dict:
     """SR views from a RUN made of ORDER/frames: the method runs over each sequence on its own (a video model's
     recurrence never crosses sequences) and each view keeps the output its sequence marks as kept."""
     from stdo.train.methods import load_trained
@@ -275,7 +274,7 @@ class EvalOptions:
     shave: int = 4
 
 
-def evaluate_views(o: EvalOptions, progress: Progress = None) -> dict:
+def evaluate_views(o: EvalOptions, progress: StageProgress = None) -> dict:
     """Per-view PSNR/SSIM against the reference views, and multi-view consistency of both: each view warped into
     its neighbours with the reference's depth and poses, mean absolute error (grey levels) and PSNR in the overlap."""
     sr = scenes.read_views(Path(o.views), o.split)
