@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Codec:
+    """A codec the LR stream may use, and everything its encoder is told that another codec's is not."""
+
     encoder: str
     lossless_encoder: str | None  # encoder for the lossless RGB stream (None: no lossless)
     crf_range: tuple[int, int]
@@ -43,14 +45,31 @@ class Codec:
     default_preset: str
     profile: str | None  # asked of the encoder for 4:2:0 8-bit
     label: str  # its name in reports
+    lossless_pix_fmt: str | None = None  # the lossless stream's RGB layout
+    lossless_options: tuple[tuple[str, str], ...] = ()  # encoder options of the lossless stream
+    params_option: str | None = None  # the encoder's own parameter string ("a=1:b=2"), and what goes in it:
+    params: tuple[str, ...] = ()  # always,
+    lossless_params: tuple[str, ...] = ()  # for the lossless stream,
+    small_frame_params: tuple[str, ...] = ()  # for frames smaller than SMALL_FRAME pixels on a side
+    tag: str | None = None  # the mp4 sample entry players want
+    environment: tuple[tuple[str, str], ...] = ()  # variables the encoder library reads (set if unset)
 
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 CODECS = {
-    "h264": Codec("libx264", "libx264rgb", (1, 51), 23, _X26X_PRESETS, "medium", "high", "H.264"),
-    "hevc": Codec("libx265", "libx265", (0, 51), 28, _X26X_PRESETS, "medium", "main", "HEVC"),
-    "av1": Codec("libsvtav1", None, (1, 63), 35, tuple(str(p) for p in range(14)), "8", None, "AV1"),
+    "h264": Codec("libx264", "libx264rgb", (1, 51), 23, _X26X_PRESETS, "medium", "high", "H.264",
+                  lossless_pix_fmt="rgb24", lossless_options=(("qp", "0"),)),
+    "hevc": Codec("libx265", "libx265", (0, 51), 28, _X26X_PRESETS, "medium", "main", "HEVC",
+                  lossless_pix_fmt="gbrp", params_option="x265-params", params=("log-level=error",),
+                  lossless_params=("lossless=1",),
+                  # x265's CU-tree corrupts the heap on frames smaller than a CTU (about half the runs on 44x36
+                  # crashed the process; none of 22 with it off)
+                  small_frame_params=("cutree=0",),
+                  tag="hvc1"),  # what Apple's players need to play HEVC in mp4
+    "av1": Codec("libsvtav1", None, (1, 63), 35, tuple(str(p) for p in range(14)), "8", None, "AV1",
+                 environment=(("SVT_LOG", "1"),)),  # SVT-AV1 prints its whole configuration otherwise
 }
+SMALL_FRAME = 64  # pixels: x265's largest coding unit, its default CTU
 MAX_KBPS = 500_000
 
 # AVColorSpace / AVColorRange values as FFmpeg numbers them
@@ -237,9 +256,6 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
 # ---------------------------------------------------------------------------- encoding
 
 
-X265_CTU = 64  # pixels: x265's largest coding unit, its default
-
-
 def _yuv_frame(rgb: np.ndarray) -> av.VideoFrame:
     frame = av.VideoFrame(rgb.shape[1], rgb.shape[0], "yuv420p")
     for plane, data in zip(frame.planes, rgb_to_yuv420(rgb)):
@@ -272,13 +288,13 @@ class StreamWriter:
     def _open(self, height: int, width: int) -> None:
         o, codec = self.options, CODECS[self.options.codec]
         encoder = codec.lossless_encoder if o.lossless else codec.encoder
-        if o.codec == "av1":
-            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration otherwise
+        for name, value in codec.environment:
+            os.environ.setdefault(name, value)
         self.stream = self.container.add_stream(encoder, rate=Fraction(self.fps).limit_denominator(1001))
         cc = self.stream.codec_context
         if o.lossless:
             self.stream.width, self.stream.height = width, height
-            self.stream.pix_fmt = "rgb24" if o.codec == "h264" else "gbrp"
+            self.stream.pix_fmt = codec.lossless_pix_fmt
             cc.colorspace, cc.color_range = SPACE_RGB, RANGE_FULL
         else:
             self.stream.width, self.stream.height = width + width % 2, height + height % 2
@@ -288,19 +304,19 @@ class StreamWriter:
         cc.gop_size = o.gop or max(1, round(2 * self.fps))
         options = {"preset": o.preset or codec.default_preset}
         if o.lossless:
-            options.update({"qp": "0"} if o.codec == "h264" else {"x265-params": "lossless=1:log-level=error"})
+            options.update(codec.lossless_options)
         elif o.bitrate is not None:
             cc.bit_rate = o.bitrate * 1000
         else:
             options["crf"] = str(o.effective_crf)
         if codec.profile and not o.lossless:
             options["profile"] = codec.profile
-        if o.codec == "hevc":
-            options.setdefault("x265-params", "log-level=error")
-            if min(height, width) < X265_CTU:
-                options["x265-params"] += ":cutree=0"  # x265's CU-tree corrupts the heap on frames smaller than a
-                # CTU (about half the runs on 44x36 crashed the process; none of 22 with it off)
-            self.stream.codec_tag = "hvc1"  # what Apple's players need to play HEVC in mp4
+        params = codec.params + (codec.lossless_params if o.lossless else ()) \
+            + (codec.small_frame_params if min(height, width) < SMALL_FRAME else ())
+        if params:
+            options[codec.params_option] = ":".join(params)
+        if codec.tag:
+            self.stream.codec_tag = codec.tag
         self.stream.options = options
 
     def write(self, frame: np.ndarray) -> None:
@@ -313,8 +329,8 @@ class StreamWriter:
         frame = np.ascontiguousarray(frame)
         if self.options.lossless:
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            if self.options.codec != "h264":
-                video_frame = video_frame.reformat(format="gbrp")
+            if self.stream.pix_fmt != "rgb24":
+                video_frame = video_frame.reformat(format=self.stream.pix_fmt)
             video_frame.colorspace, video_frame.color_range = SPACE_RGB, RANGE_FULL
         else:
             video_frame = _yuv_frame(frame)

@@ -59,13 +59,18 @@ def test_the_method_registry_is_what_the_commands_offer_and_refuse():
         register_method(Method("stdo", REGISTRY["stdo"].build, on_device=True))
 
 
-def test_no_code_asks_a_method_its_name_again():
-    """What sets a method apart is data on its registry entry: no `x == "nas"` (or `!=`, `in (...)`) in the package."""
+@pytest.mark.parametrize("family", ["method", "codec"])
+def test_no_code_asks_a_method_or_a_codec_its_name_again(family):
+    """What sets a method or a codec apart is data on its table entry: no `x.method == "nas"` or `codec != "h264"`
+    (nor `in (...)`) anywhere in the package."""
+    from stdo.stream import CODECS
     from stdo.train.methods import REGISTRY
+
+    table = {"method": REGISTRY, "codec": CODECS}[family]
 
     def names(node: ast.AST) -> set[str]:
         items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
-        return {i.value for i in items if isinstance(i, ast.Constant) and i.value in REGISTRY}
+        return {i.value for i in items if isinstance(i, ast.Constant) and i.value in table}
 
     found = []
     for path in sorted(ROOT.rglob("*.py")):
@@ -73,8 +78,8 @@ def test_no_code_asks_a_method_its_name_again():
             if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
                                                      for op in node.ops):
                 sides = [node.left, *node.comparators]
-                if not any("method" in ast.unparse(side) for side in sides):
-                    continue  # "prior" is also an `init` and a key of scores: only a method's name is asked here
+                if not any(family in ast.unparse(side) for side in sides):
+                    continue  # "prior" is also an `init` and a key of scores: only a name of the family is asked
                 hit = set().union(*(names(side) for side in sides))
                 found += [f"{path.relative_to(ROOT)}:{node.lineno} {sorted(hit)}"] if hit else []
     assert not found, found
