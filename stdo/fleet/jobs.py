@@ -26,7 +26,7 @@ from stdo.deliver.pipeline import DeliverOptions, parse_budget
 from stdo.errors import StdoError
 from stdo.fileio import JSONUnreadable, parse_json
 from stdo.grid import parse_grid
-from stdo.models import VIDEO_MODELS, list_models
+from stdo.models import list_models
 from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
@@ -207,7 +207,7 @@ def _check_values(job: VideoJob) -> None:
                         f"({', '.join(ON_DEVICE_METHODS)})")
     if len(set(job.crfs)) != len(job.crfs) or len(set(job.methods)) != len(job.methods):
         raise StdoError("crf and method list each value once: drop the repeats")
-    patch_models = [m for m in list_models() if m not in VIDEO_MODELS]
+    patch_models = list_models(patch=True)
     if job.model not in patch_models:
         raise StdoError(f"model {job.model!r} is unknown: use one of {', '.join(patch_models)}")
     parse_list(job.formats, EXPORT_FORMATS, "formats")

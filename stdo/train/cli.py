@@ -88,7 +88,7 @@ Rerunning the same command resumes from the last checkpoint.
                    "continuous space-time SR (any scale, frames between).")
 @click.option("--steps", type=int, default=TrainConfig.steps, show_default=True,
               help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
-@click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a_mobile",
+@click.option("--model", type=click.Choice(list_models(patch=True)), default="wdsr_a_mobile",
               show_default=True, help="wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.")
 @click.option("--blocks", type=int, help="Override the number of residual blocks (brvsr: per step; vinr: encoder).")
 @click.option("--units", type=int, help="Override the residual units (channels; brvsr/vinr: feature channels).")

@@ -33,7 +33,7 @@ Rerunning the same command resumes from the last checkpoint.
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The checkpoint to write (.pt).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor the model learns.")
-@click.option("--model", type=click.Choice([m for m in list_models() if m.startswith("wdsr_a")]), default="wdsr_a",
+@click.option("--model", type=click.Choice(list_models(patch=True)), default="wdsr_a",
               show_default=True, help="WDSR size (wdsr_a: the released STDO scorer's).")
 @click.option("--frames", type=int, default=60, show_default=True,
               help="Frames from the start of each clip (a photograph is panned over at most 16).")
