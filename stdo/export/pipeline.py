@@ -317,7 +317,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
     calibrations: dict[tuple[int, tuple[int, int]], list[np.ndarray]] = {}  # ONNX and TFLite int8 share them
 
     def calibration(variant: Variant, i: int, shape: tuple[int, int]) -> list[np.ndarray] | None:
-        if variant.precision != "int8" or variant.format == "coreml":
+        if variant.precision != "int8" or not RUNTIME_FORMATS[variant.format].calibrated:
             return None
         if (i, shape) not in calibrations:
             calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration_windows, shape)
@@ -402,7 +402,7 @@ def format_table(report: dict) -> list[str]:
              f"{'format':8}{'precision':>10}{'KiB':>9}{'vs torch dB':>13}{'RGB vs HR':>11}{'Y vs HR':>9}{'delta':>8}"
              f"{'ms/window':>11}  target"]
     for r in report["artifacts"]:
-        ms = "-" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
+        ms = f"{r['ms_per_window']:.2f}" if RUNTIME_FORMATS[r["format"]].runs_here else "-"
         lines.append(f"{r['format']:8}{r['precision']:>10}{r['bytes'] / 1024:9.1f}{r['psnr_vs_torch']:13.2f}"
                      f"{r['psnr_vs_hr']:11.3f}{r['psnr_y_vs_hr']:9.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  "
                      f"{r['target']}")
@@ -430,7 +430,7 @@ def format_report_md(report: dict) -> str:
             "vs fp32 torch (dB)", "ms per window", "target", "checked by"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in report["artifacts"]:
-        ms = "n/a (macOS)" if r["format"] == "coreml" else f"{r['ms_per_window']:.2f}"
+        ms = f"{r['ms_per_window']:.2f}" if RUNTIME_FORMATS[r["format"]].runs_here else "n/a (runtime not here)"
         lines.append(f"| {r['format']} | {r['precision']} | {r['bytes']:,} | {r['psnr_vs_torch']:.2f} | "
                      f"{r['psnr_vs_hr']:.3f} | {r['psnr_y_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
     notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "

@@ -39,6 +39,9 @@ class FileFormat:
     converter: str | None  # "module:function" (model, path, window shape, precision, calibration) -> input shape
     video_converter: str | None = None  # "module:function" (video model, folder) -> {step: path}: brvsr's steps
     batch: int | None = None  # the batch size its files take (None: any), the first of their input shape
+    calibrated: bool = True  # its int8 is calibrated on the clip's LR windows (False: weight-only int8, no data)
+    runs_here: bool = True  # its own runtime runs here (False: checked by its validator, timed nowhere: CoreML on
+    # Linux runs its decompressed weights in torch)
 
     def input_shape(self, shape: tuple[int, int] | None) -> list[int | None]:
         """The input shape its files declare: [batch, 3, h, w] for a fixed window shape, sizes None where dynamic."""
@@ -85,7 +88,7 @@ FORMATS = {
                          "stdo.export.tflite:write_tflite", batch=1),
     "coreml": FileFormat("coreml", ".mlpackage.zip", ("fp16", "int8"), False, "coremltools spec + weights (torch)",
                          ("coremltools",), "stdo.runtimes.coreml:open_coreml", "stdo.export.coreml:write_coreml",
-                         batch=1),
+                         batch=1, calibrated=False, runs_here=False),
 }
 EXPORT_FORMATS = tuple(name for name, f in FORMATS.items() if f.converter)  # what stdo-export --format converts to
 # (torch is always written)
