@@ -59,14 +59,14 @@ def test_the_method_registry_is_what_the_commands_offer_and_refuse():
         register_method(Method("stdo", REGISTRY["stdo"].build, on_device=True))
 
 
-@pytest.mark.parametrize("family", ["method", "codec"])
-def test_no_code_asks_a_method_or_a_codec_its_name_again(family):
-    """What sets a method or a codec apart is data on its table entry: no `x.method == "nas"` or `codec != "h264"`
-    (nor `in (...)`) anywhere in the package."""
+@pytest.mark.parametrize("family", ["method", "codec", "format"])
+def test_no_code_asks_a_method_a_codec_or_a_format_its_name_again(family):
+    """What sets a method, a codec or a file format apart is data on its table entry: no `x.method == "nas"`,
+    `codec != "h264"` or `format == "coreml"` (nor `in (...)`) anywhere in the package."""
     from stdo.stream import CODECS
     from stdo.train.methods import REGISTRY
 
-    table = {"method": REGISTRY, "codec": CODECS}[family]
+    table = {"method": REGISTRY, "codec": CODECS, "format": FORMATS}[family]
 
     def names(node: ast.AST) -> set[str]:
         items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
