@@ -11,7 +11,7 @@ from stdo.cluster.pipeline import ClusterOptions
 from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, kept_line, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions
-from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
+from stdo.runtimes import BACKENDS, EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.grid import parse_grid
 from stdo.stream import CODECS, StreamOptions
 from stdo.train.loop import TrainConfig
@@ -81,7 +81,7 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--quantize", default="int8", show_default=True,
               callback=lambda c, p, v: parse_list(v, QUANTIZE, "--quantize") if v else (),
               help="Quantized variants of the kept point's bundle (stdo-export --quantize).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "litert", "torch"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxruntime",
               show_default=True, help="The client runtime whose played frames are scored (stdo-play --backend).")
 @click.option("--precision", default="int8", show_default=True, help="The variant played (stdo-play --precision).")
 @click.option("--tie", "tie_db", type=float, default=0.05, show_default=True, metavar="DB",

@@ -10,6 +10,7 @@ import click
 from stdo.clitools import CONTEXT_SETTINGS, StageBars, setup_logging, stdo_command
 from stdo.errors import StdoError
 from stdo.grid import parse_grid
+from stdo.upscale.pipeline import UPSCALE_BACKENDS
 from stdo.views.order import SIMILARITIES, STRATEGIES
 from stdo.views.sfm import recover_poses
 from stdo.views.pipeline import (EvalOptions, OrderOptions, SynthOptions, UpscaleViewsOptions, evaluate_views,
@@ -104,7 +105,7 @@ def order_command(scene, out, strategy, similarity, length, thresholds, random_s
 @click.option("--models-from", type=click.Path(path_type=Path),
               help="Use METHOD as trained on this other RUN (one-model methods: a VSR trained on videos, as "
                    "SequenceMatters uses a pretrained one) [default: the --run's own].")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option("--backend", type=click.Choice(UPSCALE_BACKENDS), default="torch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-views wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def upscale_command(order, run, method, models_from, out, backend, overwrite, quiet):
