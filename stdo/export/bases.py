@@ -1,8 +1,8 @@
 """The files of a prior that clients carry: what a bundle's model updates are coded against (stdo.updates).
 
 For each variant export writes (torch fp32, ONNX fp32 and int8, TFLite fp32, fp16 and int8 at one reference
-window) the prior's own file, converted exactly as export converts a per-video model; int8 is calibrated on
-the prior's own coded training content. Written by `python -m stdo.priors` into stdo/priors/<prior>/ and listed in priors.json.
+window, CoreML fp16 and int8) the prior's own file, converted exactly as export converts a per-video model; int8 is
+calibrated on the prior's own coded training content (CoreML's int8 is weight-only: no data). Written by `python -m stdo.priors` into stdo/priors/<prior>/ and listed in priors.json.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stdo.train.priorset import MANIFEST
 
 REFERENCE_WINDOW = (32, 32)
 BASE_VARIANTS = (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
-                 ("tflite", "int8"))
+                 ("tflite", "int8"), ("coreml", "fp16"), ("coreml", "int8"))
 
 
 def _calibration(lr: np.ndarray, shape: tuple[int, int], count: int = 256) -> list[np.ndarray]:
@@ -70,12 +70,19 @@ def _degradations(prior_set: Path, scale: int) -> dict:
     return out
 
 
+PRIOR_TIE_DB = 0.03  # a run's prior replaces the one it continued only when it beats it on the held-out validation
+# by more than this (the curve's wander between evaluations late in a run): on a tie clients keep the files they carry
+
+
 def write_carried(root: Path, work: Path, state: Path, steps: int) -> dict:
-    """For every prior <model>_x<scale>.pt in `root`: its base files in root/<model>_x<scale>/ (int8 calibrated on
-    the prior's own training content), and root/priors.json: the prior's id and size, the recipe and steps, the
-    content it learnt from (the catalogue's train split; validation held out), its degradations (from `work`,
-    the recipe's folder) and the validation figure of the kept state (from `state`, its training state). A run
-    that started from an earlier prior (state/x<scale>/init.json) counts that prior's steps too and names it."""
+    """Ship the priors `make prior` trained: for each scale, the run's output (work/x<scale>/<model>_x<scale>.pt) or,
+    when the run continued a prior (state/x<scale>/init.json) and did not beat it on the held-out validation by more
+    than PRIOR_TIE_DB, that prior (state/x<scale>/init.pt). The chosen file goes to root/, its base files to
+    root/<model>_x<scale>/ (int8 calibrated on the prior's own training content), and root/priors.json gets its
+    id and size, the recipe and steps (a continued prior's count too), the content it learnt from (the
+    catalogue's train split; validation held out), its degradations and its validation figure."""
+    import shutil
+
     from stdo.fileio import write_json
     from stdo.priors import FACTS
     from stdo.train.priorcontent import catalogue
@@ -85,19 +92,29 @@ def write_carried(root: Path, work: Path, state: Path, steps: int) -> dict:
                if e["split"] == "train"]
     held_out = [f"{e['package']}: {e['path']}" for e in catalogue() if e["split"] == "validation"]
     facts = {}
-    for path in sorted(p for p in Path(root).glob("*_x*.pt") if not p.name.startswith(".")):
-        model, scale = path.stem.rsplit("_x", 1)
-        _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
-        curve = read_json(Path(state) / f"x{scale}" / f".{path.name}.curve" / "curve.json")
+    for trained in sorted(Path(work).glob("x*/*_x*.pt")):
+        model, scale = trained.stem.rsplit("_x", 1)
+        folder = Path(state) / f"x{scale}"
+        curve = read_json(folder / f".{trained.name}.curve" / "curve.json")
         kept = max(curve["points"], key=lambda p: p["psnr"])  # the state training kept (the best on validation)
-        init = Path(state) / f"x{scale}" / "init.json"
-        started = read_json(init) if init.is_file() else None
+        validation = {"content": held_out, "step": kept["step"], "psnr": round(kept["psnr"], 3),
+                      "bicubic_psnr": round(curve["bicubic_psnr"], 3)}
+        started = read_json(folder / "init.json") if (folder / "init.json").is_file() else None
+        fact = {"steps": steps + (started["steps"] if started else 0), "recipe": RECIPE.format(steps=steps),
+                "continues": started, "validation": validation}
+        chosen = trained
+        if started and validation["psnr"] - started["validation"]["psnr"] <= PRIOR_TIE_DB:
+            chosen = folder / "init.pt"  # a tie: the carried prior stays, and says what did not replace it
+            fact = {"steps": started["steps"], "recipe": started["recipe"], "continues": None,
+                    "validation": {**validation, **started["validation"]},
+                    "not_replaced_by": {"steps": fact["steps"], "recipe": fact["recipe"], **{
+                        k: validation[k] for k in ("step", "psnr")}, "tie_db": PRIOR_TIE_DB}}
+        path = Path(root) / trained.name
+        shutil.copyfile(chosen, path)
+        _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,
-                            "scale": int(scale), "steps": steps + (started["steps"] if started else 0),
-                            "schedule": "wsd", "recipe": RECIPE.format(steps=steps), "continues": started,
-                            "content": content, "validation": {"content": held_out, "step": kept["step"],
-                                                               "psnr": round(kept["psnr"], 3),
-                                                               "bicubic_psnr": round(curve["bicubic_psnr"], 3)},
+                            "scale": int(scale), **{k: fact[k] for k in ("steps", "recipe")}, "schedule": "wsd",
+                            **{k: v for k, v in fact.items() if k not in ("steps", "recipe")}, "content": content,
                             "degradations": _degradations(Path(work) / "set-train", int(scale)),
                             "bases": build_bases(path, Path(root) / path.stem, lr)}
     write_json(Path(root) / FACTS, facts)

@@ -1,6 +1,7 @@
-"""python -m stdo.priors WORK STATE STEPS: write each shipped prior's base files and priors.json (stdo.export.bases),
-from the recipe's folders WORK (its training set) and STATE (training state, validation curves) after `make prior`
-trained STEPS steps."""
+"""python -m stdo.priors WORK STATE STEPS: ship the priors `make prior` trained for STEPS steps (stdo.export.bases.
+write_carried: each scale's new prior, or the one it continued where the new one only ties it on validation), with
+their base files and priors.json, from the recipe's folders WORK (training set, trained priors) and STATE
+(training state, validation curves)."""
 
 from __future__ import annotations
 
