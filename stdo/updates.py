@@ -20,6 +20,23 @@ further from its prior costs more bytes, never a wrong file.
 
 Layout of the inflated update (little-endian): `ops` records of (uint32 length, int32 base offset, -1 for a
 literal), then the file's bytes with every segment XORed with base[offset : offset + length].
+
+Rebuilding on a client, in any language (stdo.bundle and the web player's bundle.js do this; an iOS app does the
+same in Swift for CoreML, an Android app in Kotlin for LiteRT):
+
+1. From the manifest's file entry take the file's `bytes` and `sha256` and its `update`: `path`, `sha256`, `ops`
+   and `base` (the sha256 of the carried file it is coded against). Refuse the update when the app carries no file
+   of that sha256, or when `ops` is not between 1 and min(65536, bytes).
+2. Inflate the update into a buffer of exactly ops·8 + bytes, refusing any more. It is a zlib stream (RFC 1950):
+   a 2-byte header, raw DEFLATE (RFC 1951), a 4-byte Adler-32. Decoders of raw DEFLATE (Apple's Compression
+   framework with COMPRESSION_ZLIB, for one) take the bytes after the header; the trailer may go unchecked, since
+   step 4 checks everything.
+3. Walk the table with a running position p from 0: for each (length, offset), refuse unless p + length <= bytes
+   and the offset is -1 (a literal: those bytes stay) or 0 <= offset with offset + length <= the base's size;
+   XOR body[p : p + length] with base[offset : offset + length]; p += length. The lengths must add up to `bytes`.
+4. Check the body's sha256 against the file entry's `sha256`, then use it: an .onnx or .tflite file as it is; an
+   .mlpackage.zip holds the .mlpackage folder as stored (uncompressed) zip entries, to unzip and hand to
+   MLModel.compileModel(at:).
 """
 
 from __future__ import annotations
