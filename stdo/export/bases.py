@@ -100,21 +100,21 @@ def write_carried(root: Path, work: Path, state: Path, steps: int) -> dict:
         validation = {"content": held_out, "step": kept["step"], "psnr": round(kept["psnr"], 3),
                       "bicubic_psnr": round(curve["bicubic_psnr"], 3)}
         started = read_json(folder / "init.json") if (folder / "init.json").is_file() else None
-        fact = {"steps": steps + (started["steps"] if started else 0), "recipe": RECIPE.format(steps=steps),
-                "continues": started, "validation": validation}
-        chosen = trained
+        run = {"steps": steps + (started["steps"] if started else 0), "recipe": RECIPE.format(steps=steps)}
         if started and validation["psnr"] - started["validation"]["psnr"] <= PRIOR_TIE_DB:
-            chosen = folder / "init.pt"  # a tie: the carried prior stays, and says what did not replace it
-            fact = {"steps": started["steps"], "recipe": started["recipe"], "continues": None,
-                    "validation": {**validation, **started["validation"]},
-                    "not_replaced_by": {"steps": fact["steps"], "recipe": fact["recipe"], **{
-                        k: validation[k] for k in ("step", "psnr")}, "tie_db": PRIOR_TIE_DB}}
+            # a tie: the carried prior stays, and says what did not replace it
+            chosen, made = folder / "init.pt", {"steps": started["steps"], "recipe": started["recipe"]}
+            history = {"continues": None, "validation": {**validation, **started["validation"]},
+                       "not_replaced_by": {**run, "step": validation["step"], "psnr": validation["psnr"],
+                                           "tie_db": PRIOR_TIE_DB}}
+        else:
+            chosen, made = trained, run
+            history = {"continues": started, "validation": validation}
         path = Path(root) / trained.name
         shutil.copyfile(chosen, path)
         _, lr, _ = open_prior_set(Path(work) / "set-train", int(scale))
         facts[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size, "model": model,
-                            "scale": int(scale), **{k: fact[k] for k in ("steps", "recipe")}, "schedule": "wsd",
-                            **{k: v for k, v in fact.items() if k not in ("steps", "recipe")}, "content": content,
+                            "scale": int(scale), **made, "schedule": "wsd", **history, "content": content,
                             "degradations": _degradations(Path(work) / "set-train", int(scale)),
                             "bases": build_bases(path, Path(root) / path.stem, lr)}
     write_json(Path(root) / FACTS, facts)

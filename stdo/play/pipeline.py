@@ -29,7 +29,7 @@ from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import CODECS, StreamOptions, StreamWriter
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.infer import Runner
-from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner
+from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner, parse_list
 from stdo.video import iter_frames
 from stdo.progress import StageProgress
 
@@ -76,9 +76,9 @@ def _check(o: PlayOptions) -> None:
         raise StdoError("`plot` needs `hr`: PSNR per frame is measured against the HR frames")
     if o.rate and o.hr is None:
         raise StdoError("`rate` needs `hr`: the HR stream is encoded from the HR frames and measured against them")
-    unknown = [c for c in o.rate_codecs if c not in CODECS]
-    if unknown or not o.rate_codecs:
-        raise StdoError(f"`rate_codecs` {','.join(o.rate_codecs)!r}: give one or more of {', '.join(CODECS)}")
+    parse_list(o.rate_codecs, tuple(CODECS), "`rate_codecs`")
+    if not o.rate_codecs:
+        raise StdoError(f"`rate_codecs` is empty: give one or more of {', '.join(CODECS)}")
     if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
         raise StdoError(f"`report` {o.report}: give a .json or .md file")
     if o.plot is not None:

@@ -65,6 +65,13 @@ def resolve_amp(mode: str, device: str, multi_frame: bool = False) -> Precision:
     return Precision(torch.float16, True, "fp16+GradScaler")  # fp16 gradients underflow without loss scaling
 
 
+def model_precision(cfg: "TrainConfig", model: nn.Module) -> Precision:
+    """What autocast runs when `model` trains under `cfg` (its amp mode and device; a model reading several LR
+    frames at once stays in fp32 under auto)."""
+    frames = getattr(getattr(model, "config", None), "frames", 1)
+    return resolve_amp(cfg.amp, cfg.device, multi_frame=frames > 1)
+
+
 @dataclass
 class TrainConfig:
     steps: int = 2000  # the optimizer-step budget of a whole method (stdo-train, stdo-general, stdo-fleet rows)
@@ -282,8 +289,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     """Train one job to cfg-defined steps, resuming from state_path when it holds the same signature (what was
     trained); `runtime` (device, amp) may differ from the saved one's: resumed with a warning."""
     device = torch.device(cfg.device)
-    frames = getattr(getattr(job.model, "config", None), "frames", 1)  # LR frames the model reads at once
-    precision = resolve_amp(cfg.amp, cfg.device, multi_frame=frames > 1)
+    precision = model_precision(cfg, job.model)
     world = dist_utils.world()
     model = job.model.to(device, memory_format=torch.channels_last)  # ~1.2x faster convs on CPU and GPU
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

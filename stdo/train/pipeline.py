@@ -30,7 +30,7 @@ from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, Run, model_file, open_run
 from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
-from stdo.train.loop import ProgressFn, TrainConfig, resolve_amp, train_job
+from stdo.train.loop import ProgressFn, TrainConfig, model_precision, resolve_amp, train_job
 from stdo.train.methods import (REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
                                 start_from)
 from stdo.videosr import video_frames
@@ -90,7 +90,7 @@ def _train(o: TrainOptions, run: Run, progress: ProgressFn, eval_progress) -> di
     torch.manual_seed(config.seed)  # model initialization
     training = build_training_plan(o.method, run.hr, run.lr, run.grid, run.scale, cmap.chunks, config,
                                    o.method_options)
-    precision = resolve_amp(config.amp, config.device, multi_frame=training.radius > 0).label
+    precision = model_precision(config, training.jobs[0].model).label  # what train_job runs the jobs under
     out = run.trained(o.method)
     with contextlib.ExitStack() as held:
         if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused
