@@ -17,6 +17,11 @@ bundle/manifest.json (format "stdo-bundle", version 4):
              prior file of sha256 `base` (stdo.updates); path, sha256 and bytes are the rebuilt file's
   prior                                                 (the sha256 of the prior the updates code against, or null)
 
+A plain bundle is the stream alone (`write_plain_bundle`): models [], model_map and plan null, grid 1x1 with no
+margin, method "bicubic". A client plays it by bicubic upsampling (stdo.resample.upscale_bicubic; MATLAB's kernel)
+by `scale`, which may then be 1: the HR stream itself, played as it decodes. stdo-deliver ships one where no model
+earns its bytes, or where the HR stream beats every reduced scale.
+
 A bundle is what a client downloads, so `read_bundle` trusts nothing: the schema and
 version are checked, paths must be plain relative paths inside the bundle (no '..', no
 absolute path, no link), every declared size is bounded and must match the file, every
@@ -93,8 +98,8 @@ class BundleError(FormatError):
 class Bundle:
     root: Path
     manifest: dict
-    model_map: np.ndarray  # uint8 [T, rows, cols]: the model index serving each patch
-    plan: Plan
+    model_map: np.ndarray | None  # uint8 [T, rows, cols]: the model index serving each patch; None: a plain bundle
+    plan: Plan | None  # None: a plain bundle (no model; played by bicubic upsampling)
     rebuilt: dict[str, Path] = field(default_factory=dict)  # a coded model file's path -> the file rebuilt from it
 
     def file(self, entry: dict) -> Path:
@@ -125,6 +130,11 @@ class Bundle:
     def models(self) -> list[list[dict]]:
         """Each model's file entries (model i at index i)."""
         return [model["files"] for model in self.manifest["models"]]
+
+    @property
+    def plain(self) -> bool:
+        """No model: the stream alone, upsampled bicubically by `scale` (1: the HR stream itself)."""
+        return not self.manifest["models"]
 
     @property
     def video(self) -> dict:
@@ -211,6 +221,32 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
         "receptive_radius": receptive_radius,
         "models": [{"model": i, "files": f} for i, f in enumerate(files)],
         "prior": prior,
+    }
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+PLAIN_METHOD = "bicubic"  # what a plain bundle's client runs: no model
+PLAIN_GRID = {"cols": 1, "rows": 1, "margin": 0}
+
+
+def write_plain_bundle(root: Path, video: Path, *, scale: int, run_id: str | None = None) -> dict:
+    """A plain bundle in `root` (created; must not exist): `video` (copied) alone, played by bicubic upsampling by
+    `scale` (1: the stream is the HR stream itself); returns its manifest."""
+    import shutil
+
+    root.mkdir(parents=True)
+    path = root / "video.mp4"
+    shutil.copyfile(video, path)
+    info = stream_info(path)
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "tool": f"stdo {stdo.__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id, "method": PLAIN_METHOD, "joint": False,
+        "scale": scale, "lr_size": [info["width"], info["height"]], "frames": info["frames"], "fps": info["fps"],
+        "grid": dict(PLAIN_GRID), "window": None, "model_map": None, "plan": None,
+        "video": video_entry(root, path, info), "model": None, "receptive_radius": None, "models": [], "prior": None,
     }
     write_json(root / MANIFEST, manifest)
     return manifest
@@ -331,7 +367,10 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, f"{MANIFEST} is not a {FORMAT} manifest")
     _need(manifest.get("version") == VERSION, f"version {manifest.get('version')!r} is not {VERSION}: update stdo")
 
-    _int(manifest, "scale", 2, 8)
+    models = manifest.get("models")
+    _need(isinstance(models, list) and len(models) <= MAX_MODELS, f"models must list 0..{MAX_MODELS} models")
+    plain = not models  # the stream alone: played by bicubic upsampling, at scale 1 the HR stream as it decodes
+    _int(manifest, "scale", 1 if plain else 2, 8)
     lr_size = manifest.get("lr_size")
     _need(isinstance(lr_size, list) and len(lr_size) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in lr_size),
@@ -345,8 +384,6 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     fps = manifest.get("fps")
     _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
 
-    models = manifest.get("models")
-    _need(isinstance(models, list) and 1 <= len(models) <= MAX_MODELS, f"models must list 1..{MAX_MODELS} models")
     video = _dict(manifest, "video")
     _checked_file(root, video, "video")
     _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")
@@ -370,6 +407,11 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     _need(not wrong, f"video: the manifest's {', '.join(wrong)} differ from the file's own "
                      f"({', '.join(f'{k} {actual[k]!r}' for k in wrong)})")
     _need(fps == actual["fps"], f"fps {fps!r} is not the video's {actual['fps']!r}")
+    if plain:
+        _need(manifest.get("model_map") is None and manifest.get("plan") is None and grid == PLAIN_GRID
+              and manifest.get("prior") is None,
+              f"a bundle without models has no model_map, plan or prior, and grid {PLAIN_GRID}")
+        return Bundle(root, manifest, None, None)
     if manifest.get("model_map") is None and len(models) == 1:  # a single (joint) model serves every patch
         model_map = np.zeros((frames, rows, cols), np.uint8)
     else:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.bundle import MANIFEST, BundleError, decode_model_map, encode_model_map, file_entry, read_bundle, write_manifest
+from stdo.bundle import (MANIFEST, BundleError, decode_model_map, encode_model_map, file_entry, read_bundle,
+                         write_manifest, write_plain_bundle)
 from stdo.grid import Grid
 from stdo.plan import base_shape, digest, make_plan
 from stdo.stream import encode_stream
@@ -253,6 +254,8 @@ def client_view(bundle) -> tuple:
                     for f in model["files"]] for model in m["models"]],
     }
     plan = bundle.plan
+    if plan is None:  # a plain bundle: the stream alone
+        return json.dumps(_numbers_as_floats(manifest), sort_keys=True), None
     return (json.dumps(_numbers_as_floats(manifest), sort_keys=True), bundle.model_map.tobytes(), plan.runs.tobytes(),
             plan.frame_plan.tobytes(), tuple(map(tuple, plan.shapes)))
 
@@ -298,3 +301,37 @@ def test_only_a_single_model_bundle_may_leave_out_the_model_map(tmp_path):
     rewrite(tmp_path, manifest)
     bundle = read_bundle(tmp_path)
     assert bundle.model_map.shape == (6, 2, 4) and not bundle.model_map.any()
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_plain_bundle_is_the_stream_alone(tmp_path, scale):
+    """No model, no model map, no plan: the stream a client plays by bicubic upsampling (at x1, as it decodes)."""
+    (tmp_path / "v.mp4").write_bytes(_video_bytes())
+    manifest = write_plain_bundle(tmp_path / "b", tmp_path / "v.mp4", scale=scale)
+    bundle = read_bundle(tmp_path / "b")
+    assert bundle.plain and bundle.plan is None and bundle.model_map is None and bundle.scale == scale
+    assert manifest["models"] == [] and manifest["video"]["bytes"] == len(_video_bytes()) and bundle.frames == 6
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(scale=0), "scale must be an integer in 1..8"),
+    (lambda m: m.update(plan={"shapes": [[48, 80]], "margin": 0, "sha256": "0" * 64}), "has no model_map, plan"),
+    (lambda m: m.update(prior="0" * 64), "has no model_map, plan or prior"),
+    (lambda m: m["grid"].update(cols=2), "grid"),
+    (lambda m: m["video"].update(sha256="0" * 64), "sha256"),
+])
+def test_a_plain_bundle_that_claims_more_is_refused(tmp_path, change, message):
+    (tmp_path / "v.mp4").write_bytes(_video_bytes())
+    manifest = write_plain_bundle(tmp_path / "b", tmp_path / "v.mp4", scale=1)
+    change(manifest)
+    rewrite(tmp_path / "b", manifest)
+    with pytest.raises(BundleError, match=message):
+        read_bundle(tmp_path / "b")
+
+
+def test_a_bundle_with_models_needs_a_scale_of_2_or_more(tmp_path):
+    manifest = make_bundle(tmp_path)
+    manifest["scale"] = 1
+    rewrite(tmp_path, manifest)
+    with pytest.raises(BundleError, match="scale must be an integer in 2..8"):
+        read_bundle(tmp_path)

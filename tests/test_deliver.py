@@ -1,7 +1,9 @@
 """stdo-deliver: the operating point of best played PSNR within a byte budget, every point measured."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stdo.deliver.cli import deliver_command
@@ -32,15 +34,17 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     from stdo.play.pipeline import PlayOptions, play
 
     out, report, output = delivered
-    assert [(p["crf"], p["method"]) for p in report["points"]] == [(c, m) for c in (23, 35)
-                                                                   for m in ("jstdo", "prior", "stdo")]
+    assert [(p["scale"], p["crf"], p["method"]) for p in report["points"]] == [
+        (4, c, m) for c in (23, 35) for m in ("bicubic", "jstdo", "prior", "stdo")]  # the stream alone a point too
     by = {(p["crf"], p["method"]): p for p in report["points"]}
     assert by[35, "stdo"]["bytes"]["video"] < by[23, "stdo"]["bytes"]["video"]  # a higher CRF ships fewer video bytes
     assert by[23, "jstdo"]["bytes"]["model_map"] == by[23, "prior"]["bytes"]["model_map"] == 0 < \
         by[23, "stdo"]["bytes"]["model_map"]  # one joint model
     # the prior alone: its bundle is the carried prior coded against itself, nothing trained
     assert by[23, "prior"]["bytes"]["models"] < by[23, "jstdo"]["bytes"]["models"]
-    assert all(p["why"] and isinstance(p["pays"], bool) for p in report["points"])
+    assert all(p["why"] and isinstance(p["pays"], bool) for p in report["points"] if p["method"] != "bicubic")
+    assert all(by[c, "bicubic"]["psnr"] == pytest.approx(by[c, "stdo"]["bicubic_psnr"], abs=1e-6)  # bicubic played
+               and by[c, "bicubic"]["total"] == by[c, "stdo"]["video"] for c in (23, 35))
     assert all(p["total"] == sum(v for k, v in p["bytes"].items() if k != "total") for p in report["points"])
     kept, best = report["chosen"], max(p["psnr"] for p in report["points"])
     ties = [p for p in report["points"] if p["psnr"] >= best - report["tie_db"]]  # all fit 10 MB
@@ -68,12 +72,63 @@ def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, 
                                               *TINY])
     assert code == 0, err
     kept = json.loads((tmp_path / "clip/points.json").read_text())
-    assert kept["chosen"]["crf"] == 35 and kept["chosen"]["total"] <= budget
-    assert [p["within_budget"] for p in kept["points"]] == [False, True]
+    fitting = [p for p in kept["points"] if p["within_budget"]]
+    assert kept["chosen"]["total"] <= budget and kept["chosen"]["psnr"] == max(p["psnr"] for p in fitting)
+    assert (kept["chosen"]["crf"], kept["chosen"]["method"]) != (23, "stdo")  # over the budget
+    assert [p["within_budget"] for p in kept["points"] if p["method"] == "stdo"] == [False, True]
+
+
+def _clip(bikes, tmp_path, start: int, count: int, still: bool) -> Path:
+    """bikes.mp4's frames from `start` (640x272), or its first frame held still, as a lossless source."""
+    from stdo.stream import StreamOptions, encode_stream
+    from stdo.video import read_video
+
+    frames, _ = read_video(bikes, start=start, count=count)
+    if still:
+        frames = np.repeat(frames[:1], count, 0)
+    path = tmp_path / ("still.mp4" if still else "moving.mp4")
+    encode_stream(path, iter(frames), 25.0, StreamOptions(lossless=True))
+    return path
+
+
+RUNGS = ["--scale", "4,1", "--grid", "2x2", "--chunks", "2", "--steps", "20", "--crf", "27,35", "--method", "prior",
+         "-q"]
+
+
+def test_the_hr_stream_is_kept_where_no_reduced_scale_plays_better(bikes, tmp_path, cli):
+    """A still scene: the HR codec codes every frame after the first in a few bytes, so the HR stream itself, at
+    the best CRF that fits, beats every x4 point; OUT/bundle is that stream alone, and plays as HR streaming would."""
+    from stdo.bundle import read_bundle
+    from stdo.play.pipeline import PlayOptions, play
+
+    source = _clip(bikes, tmp_path, 20, 8, still=True)
+    code, output, err, _ = cli(deliver_command, [source, tmp_path / "out", "--budget", "6KB", *RUNGS])
+    assert code == 0, err
+    report = json.loads((tmp_path / "out/points.json").read_text())
+    kept = report["chosen"]
+    assert (kept["scale"], kept["method"]) == (1, "bicubic") and kept["total"] <= 6000
+    assert kept["psnr"] > max(p["psnr"] for p in report["points"] if p["scale"] == 4 and "psnr" in p) + 3
+    assert "kept the HR stream itself" in output and " HR " in output
+    bundle = read_bundle(tmp_path / "out/bundle")
+    assert bundle.plain and bundle.scale == 1 and bundle.video["bytes"] == kept["total"]
+    played = play(PlayOptions(bundle=tmp_path / "out/bundle", hr=tmp_path / "out/frames/hr.npy", shave=4))
+    assert played["psnr"]["model"] == pytest.approx(kept["psnr"], abs=1e-6) and played["delivered"]["models"] == 0
+
+
+def test_a_detailed_moving_scene_keeps_a_reduced_scale_within_a_tight_budget(bikes, tmp_path, cli):
+    """Where the bikes ride past: within 4 KB the HR stream needs its highest CRF, and x4 plays better."""
+    source = _clip(bikes, tmp_path, 150, 12, still=False)
+    code, output, err, _ = cli(deliver_command, [source, tmp_path / "out", "--budget", "4KB", *RUNGS])
+    assert code == 0, err
+    report = json.loads((tmp_path / "out/points.json").read_text())
+    kept, hr = report["chosen"], next(p for p in report["points"] if p["scale"] == 1)
+    assert kept["scale"] == 4 and kept["psnr"] > hr["psnr"] and hr["within_budget"] and hr["crf"] == 51
+    assert "why" in hr and "against the kept point" in hr["why"]
+    assert (tmp_path / "out/run.json").is_file() and (tmp_path / "out/bundle/manifest.json").is_file()
 
 
 def test_a_budget_below_the_cheapest_stream_is_refused_and_nothing_written(bikes, tmp_path, cli):
-    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "1KB", *TINY])
     assert code == 2 and "below the smallest bundle" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err and tree(tmp_path) == {}  # no OUT, no temp folder left beside it
     assert list(tmp_path.iterdir()) == []  # nor its lock file
@@ -93,7 +148,7 @@ def test_a_killed_deliverys_temp_folder_is_swept_by_the_next(bikes, tmp_path, cl
     left = tmp_path / ".clip.abc123.tmp"  # what a killed stdo-deliver to tmp_path/clip leaves
     (left / "crf35").mkdir(parents=True)
     (left / "crf35/run.json").write_text("{}")
-    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "2KB", *TINY])
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "1KB", *TINY])
     assert code == 2 and not left.exists()
 
 

@@ -210,3 +210,29 @@ def test_hr_that_does_not_match_is_refused(bundle, tmp_path, cli):
 def test_stdo_play_is_also_a_subcommand(cli):
     code, out, _, _ = cli(stdo_main, ["play", "--help"])
     assert code == 0 and "--backend" in out and "--compare" in out
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_plain_bundle_plays_its_stream_upsampled_by_bicubic_on_any_backend(bikes_frames, tmp_path, cli, scale):
+    """No model: at x1 the frames are the HR stream as it decodes (what HR streaming shows), above it bicubic of
+    the stream, and the report says so."""
+    from stdo.bundle import write_plain_bundle
+    from stdo.resample import upscale_bicubic
+    from stdo.stream import decode_stream
+
+    lr = bikes_frames[:, ::scale, ::scale] if scale > 1 else bikes_frames
+    encode_stream(tmp_path / "v.mp4", iter(np.ascontiguousarray(lr)), 25.0, StreamOptions(crf=23))
+    write_plain_bundle(tmp_path / "bundle", tmp_path / "v.mp4", scale=scale)
+    decoded = np.stack(list(decode_stream(tmp_path / "v.mp4")))
+    for backend in ("torch", "onnxruntime", "litert"):
+        player = Player(tmp_path / "bundle", backend, "int8" if backend != "torch" else "fp32")
+        played = np.stack([sr for _, _, sr in player.play(iter(decoded))])
+        expected = upscale_bicubic(decoded, scale).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(played, expected) and player.delivered_bytes["models"] == 0
+        if scale == 1:
+            assert np.array_equal(played, decoded)
+    np.save(tmp_path / "hr.npy", bikes_frames)
+    code, out, err, _ = cli(play_command, [tmp_path / "bundle", "--hr", tmp_path / "hr.npy", "-q"])
+    assert code == 0, err
+    assert ("no model: the HR stream as decoded" if scale == 1 else "no model: bicubic upsampling") in out
+    assert "gain +0.000 dB" in out

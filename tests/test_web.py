@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stdo.bundle import write_plain_bundle
 from stdo.export.pipeline import ExportOptions, export
 from stdo.play.player import Player
 from tampering import flip_update_bit
@@ -63,6 +64,8 @@ def page(trained_run, tmp_path_factory):
         manifest = json.loads((lies[name] / "manifest.json").read_text())
         change[0](manifest)
         (lies[name] / "manifest.json").write_text(json.dumps(manifest))
+    for scale in (1, 2):  # the stream alone: at x1 the HR stream as it decodes, at x2 upsampled by bicubic
+        write_plain_bundle(work / f"plain{scale}", run / "bundle/lr.mp4", scale=scale)
     jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "keep": True, "rgb": "/rgb/lr.rgb"}
             for b, p in VARIANTS]
     jobs += [{"bundle": "/bundle/", "kind": "play", "backend": "onnxruntime", "precision": "fp32", "keep": True},
@@ -78,13 +81,17 @@ def page(trained_run, tmp_path_factory):
               "frames": 1},  # a second LiteRT.js runner of the same files in the page
              {"kind": "derive", "cases": [case for case, _ in DERIVE_CASES]}]
     jobs += [{"bundle": f"/lie-{name}/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"} for name in LIES]
+    jobs += [{"bundle": f"/plain{scale}/", "kind": "play", "backend": backend, "precision": "int8", "keep": True,
+              "rgb": "/rgb/lr.rgb"} for scale, backend in ((1, "onnxruntime"), (2, "litert"))]
+    jobs += [{"kind": "page", "url": "index.html?bundle=/plain1/", "play": True}]
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims,
+                "plain1": work / "plain1", "plain2": work / "plain2",
                 **{f"lie-{name}": folder for name, folder in lies.items()}}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
                                                                        "page", "played", "claims", "slow", "webgpu",
                                                                        "litert again", "derive"]
-                             + [f"lie {n}" for n in LIES],
+                             + [f"lie {n}" for n in LIES] + ["plain 1", "plain 2", "plain page"],
                              out["results"]))
 
 
@@ -186,6 +193,20 @@ def test_web_player_decodes_the_stream_itself(page):
     difference = np.abs(web - expected)
     print(f"web player, own decoding, vs Python player: mean {difference.mean():.2e}, max {difference.max():.2e}")
     assert difference.mean() <= 2 / 255
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_bundle_without_models_plays_the_python_players_frames(page, scale):
+    """The stream alone: the page plays the HR stream as it decodes (x1), or upsamples it as stdo.resample does
+    (x2), with no model fetched."""
+    run, lr, results = page
+    result = results[f"plain {scale}"]
+    assert result["ok"], result
+    expected = Player(run.parent / f"plain{scale}", "onnxruntime", "int8").upscale(lr, 0).numpy()
+    web = _frames(result["sr"], np.float32, expected.shape[1:])
+    assert web.shape == expected.shape and np.abs(web - expected).max() <= 1e-6
+    shown = results["plain page"]
+    assert shown["ok"] and "frame 6/6" in shown["stats"] and "no model: the HR stream" in shown["stats"], shown
 
 
 def test_a_tampered_bundle_is_refused_in_the_page(page):

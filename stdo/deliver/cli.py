@@ -20,11 +20,17 @@ from stdo.train.pipeline import TrainOptions
 from stdo.clip import Crop
 
 
-def _crfs(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise StdoError(f"--crf {value!r}: give CRFs separated by commas, e.g. 23,27,31") from None
+def _integers(example: str):
+    """A click callback reading a comma-separated list of integers (`example` shows one)."""
+
+    def callback(ctx, param, value: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in value.split(","))
+        except ValueError:
+            raise StdoError(f"--{param.name.rstrip('s')} {value!r}: give integers separated by commas, e.g. "
+                            f"{example}") from None
+
+    return callback
 
 
 def _parse(fn):
@@ -40,9 +46,10 @@ def _parse(fn):
 Examples:
   stdo-deliver clip.mp4 runs/clip --budget 120KB
   stdo-deliver clip.mp4 runs/clip --budget 400kbit/s --crf 23,27,31,35 --method stdo,jstdo
-  stdo-deliver clip.mp4 runs/clip --budget 1MB --scale 2 --grid 20x10 --format onnx,tflite --quantize int8
+  stdo-deliver clip.mp4 runs/clip --budget 1MB --scale 2,1 --grid 20x10 --format onnx,tflite --quantize int8
 \b
-OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in OUT/points.md.
+OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in OUT/points.md. Where the HR
+stream itself is kept, OUT/bundle is that stream alone (every client plays it as it decodes).
 """,
 )
 @click.argument("source", type=click.Path(path_type=Path))
@@ -50,11 +57,16 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--budget", required=True, metavar="BYTES|RATE",
               help="What a client may download for the clip (LR stream + model updates + model map): bytes "
                    "(120000, 120KB, 1.5MB) or a bitrate over the clip's duration (400kbit/s).")
-@click.option("--crf", "crfs", default="23,27,31", show_default=True, callback=_crfs, metavar="CRF,...",
+@click.option("--crf", "crfs", default=",".join(map(str, DeliverOptions.crfs)), show_default=True,
+              callback=_integers("23,27,31"), metavar="CRF,...",
               help="LR stream CRFs to try; each is clustered, trained, exported and played.")
 @click.option("--codec", type=click.Choice(tuple(CODECS)), default="h264", show_default=True,
               help="Codec of the LR stream.")
-@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor (2 or more).")
+@click.option("--scale", "scales", default=",".join(map(str, DeliverOptions.scales)), show_default=True,
+              callback=_integers("4,2,1"), metavar="SCALE,...",
+              help="The rungs tried: each reduced scale's LR stream (with the carried prior of that scale), and 1: "
+                   "the HR stream itself at the best CRF that fits --budget, kept where no reduced scale plays "
+                   "better.")
 @click.option("--grid", "grid", default="10x5", show_default=True, callback=_parse(parse_grid), metavar="COLSxROWS",
               help="Patches per LR frame, COLSxROWS.")
 @click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
@@ -89,22 +101,23 @@ OUT is the chosen point's RUN: its bundle in OUT/bundle, every point measured in
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source, out, budget, crfs, codec, scale, grid, chunks, hold, frames, crop, methods, steps, tune,
+def deliver_command(source, out, budget, crfs, codec, scales, grid, chunks, hold, frames, crop, methods, steps, tune,
                     sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
-    For each LR CRF (cheapest first) and method: cluster, train from the prior, export with coded updates,
-    and play with the client's runtime against the HR frames. Keeps the point of best PSNR whose delivered
-    bytes fit --budget (the cheapest of those within --tie of it), and reports every point measured. A budget
-    the cheapest LR stream alone exceeds is refused before any training; nothing is written unless a point
-    fits.
+    For each scale and LR CRF (cheapest first): the stream alone upsampled by bicubic, then each method:
+    cluster, train from the prior, export with coded updates, and play with the client's runtime against the
+    HR frames; then the HR stream itself at the best CRF that fits. Keeps the point of best PSNR whose
+    delivered bytes fit --budget (the cheapest of those within --tie of it), and reports every point
+    measured. A budget the cheapest stream alone exceeds is refused before any training; nothing is written
+    unless a point fits.
     """
     setup_logging(verbose)
     budget_bytes, budget_kbps = parse_budget(budget)
     options = DeliverOptions(
-        cluster=ClusterOptions(source=source, run=out, scale=scale, grid=grid or (10, 5), chunks=chunks, hold=hold,
+        cluster=ClusterOptions(source=source, run=out, scale=max(scales), grid=grid or (10, 5), chunks=chunks, hold=hold,
                                frames=frames, crop=crop, stream=StreamOptions(codec=codec)),
-        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, methods=methods,
+        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, scales=scales, methods=methods,
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),

@@ -11,8 +11,15 @@ and played by the client's runtime against the HR frames; the point of best play
 the budget is kept (points within `tie_db` of it are ties, and the cheapest of them is kept: a few hundredths of
 a dB are run-to-run noise, bytes are not), and every point measured is reported beside it.
 
-The chosen RUN (its bundle in OUT/bundle) replaces OUT only at the end; a budget that not even the cheapest LR
-stream fits is refused before any training, and nothing is written.
+The scale is part of the operating point, as the rungs of an adaptive-bitrate ladder are resolutions as well as
+bitrates: each reduced scale of `scales` (x4, x2: the carried prior of each) is measured at each CRF, and so is
+its stream alone played by bicubic upsampling (a plain bundle, stdo.bundle.write_plain_bundle: no model to pay
+for); scale 1 is the HR stream itself at the best CRF that fits the budget (the HR codec's own rate control
+search), what users ship today. Where the HR stream beats every reduced scale, it is kept: a delivery is never
+worse than the stream it replaces. Every point is scored on the same HR frames with the same border left out.
+
+The chosen point (its bundle in OUT/bundle, beside its RUN where it has one) replaces OUT only at the end; a
+budget that not even the cheapest stream fits is refused before any training, and nothing is written.
 """
 
 from __future__ import annotations
@@ -23,15 +30,17 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from stdo.bundle import PLAIN_METHOD, write_plain_bundle
+from stdo.clip import Crop
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.play.pipeline import PlayOptions, play
-from stdo.rundir import HR_FRAMES, RunInfo, read_run_info
+from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
-from stdo.stream import CODECS, StreamOptions
+from stdo.stream import CODECS, StreamOptions, encode_stream
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
 from stdo.train.pipeline import TrainOptions, train
 from stdo.progress import StageProgress
@@ -54,6 +63,10 @@ class DeliverOptions:
     budget_bytes: int | None = None  # everything a client downloads
     budget_kbps: float | None = None  # or as a bitrate over the clip's duration
     crfs: tuple[int, ...] = (23, 27, 31)
+    scales: tuple[int, ...] = (4, 2, 1)  # the rungs tried: LR streams at each reduced scale (with the carried prior
+    # of that scale), and 1: the HR stream itself (no model) at the best CRF that fits the budget
+    stream_alone: bool = True  # each reduced scale's stream alone (bicubic, no model) a point too; stdo-fleet, whose
+    # later stages need a model, turns it off
     methods: tuple[str, ...] = ("stdo", "prior")  # per-chunk updates + chunk map (stdo), one joint update (jstdo),
     # the carried prior alone (prior): each tried at each CRF
     train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
@@ -91,6 +104,12 @@ def _check(o: DeliverOptions) -> StreamOptions:
         raise StdoError(f"`crfs` must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
     if not o.methods or len(set(o.methods)) != len(o.methods) or any(m not in ON_DEVICE_METHODS for m in o.methods):
         raise StdoError(f"`methods` must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
+    if not o.scales or len(set(o.scales)) != len(o.scales) or any(not 1 <= v <= 8 for v in o.scales) \
+            or max(o.scales) < 2:
+        raise StdoError(f"`scales` {','.join(map(str, o.scales))} must list distinct scales in 1..8, one of them 2 or "
+                        "more (1: the HR stream itself)")
+    if 1 in o.scales and not o.stream_alone:
+        raise StdoError("`scales` 1 is the HR stream alone: it needs `stream_alone`")
     if o.cluster.lr_video is not None:
         raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")
     out = Path(o.out)
@@ -134,18 +153,26 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
     try:
         report = _deliver(o, stream, work, progress)
         kept = report["chosen"]
-        run = work / f"crf{kept['crf']}"
-        for method in o.methods:
-            shutil.rmtree(run / f"bundle-{method}")  # measured; the kept method's bundle is written whole below
-        export(replace(o.export, run=run, method=kept["method"], out=run / "bundle"),
-               _stage_progress(progress, "kept"))
-        write_json(run / POINTS, report)
-        write_bytes(run / "points.md", format_points_md(report).encode())
-        replace_dir(run, out)
+        folder = work / _folder(kept)
+        if kept["method"] == PLAIN_METHOD:  # the stream alone: the bundle measured is the bundle shipped
+            (folder / f"bundle-{PLAIN_METHOD}").rename(folder / "bundle")
+        for measured in folder.glob("bundle-*"):
+            shutil.rmtree(measured)  # measured; the kept method's bundle is written whole below
+        if kept["method"] != PLAIN_METHOD:
+            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle"),
+                   _stage_progress(progress, "kept"))
+        write_json(folder / POINTS, report)
+        write_bytes(folder / "points.md", format_points_md(report).encode())
+        replace_dir(folder, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["out"] = str(out)
     return report
+
+
+def _folder(point: dict) -> str:
+    """The point's folder in the work folder (a RUN for a reduced scale; the HR stream's bundle for scale 1)."""
+    return f"x{point['scale']}-crf{point['crf']}"
 
 
 def _measured_variant(o: DeliverOptions) -> dict:
@@ -156,50 +183,122 @@ def _measured_variant(o: DeliverOptions) -> dict:
 
 def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: StageProgress) -> dict:
     points: list[dict] = []
-    budget = None
-    for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
-        run = work / f"crf{crf}"
-        stage = _stage_progress(progress, f"CRF {crf}")
-        summary = cluster(replace(o.cluster, run=run, stream=replace(stream, crf=crf), overwrite=True), stage)
-        info = read_run_info(run)
-        budget = _budget(o, info) if budget is None else budget
-        video = int(summary.stream["bytes"])
-        if not points and video >= budget:
-            raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR stream "
-                            f"alone is {video:,} bytes at CRF {crf}; raise `budget` or add a higher `crfs` "
-                            "(nothing written)")
-        for method in o.methods:
-            point = {"crf": crf, "method": method, "video": video}
-            points.append(point)
-            if video >= budget:
-                point.update(within_budget=False, note="LR stream alone over budget: not trained")
-                continue
-            bundle = run / f"bundle-{method}"
-            train(replace(o.train, run=run, method=method, restart=True),
-                  progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage else None)
-            export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
-            played = play(PlayOptions(bundle=bundle, backend=o.backend, precision=o.precision, hr=run / HR_FRAMES,
-                                      threads=o.export.threads, priors=o.export.priors), stage)
-            delivered = played["delivered"]
-            point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
-                         psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
-                         bicubic_psnr=played["psnr"]["bicubic"], prior_psnr=played["psnr"].get("prior"),
-                         within_budget=delivered["total"] <= budget)
-            log.info("CRF %d %s: %d bytes, %.3f dB", crf, method, delivered["total"], point["psnr"])
+    budget = hr = crop = fps = None
+    shave = max(o.scales)  # every point scored with the same border left out, whatever its scale
+    for scale in sorted((s for s in o.scales if s > 1), reverse=True):  # the smallest streams first
+        for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
+            run = work / f"x{scale}-crf{crf}"
+            stage = _stage_progress(progress, f"x{scale} CRF {crf}")
+            # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
+            summary = cluster(replace(o.cluster, run=run, scale=scale, crop=crop or o.cluster.crop,
+                                      stream=replace(stream, crf=crf), overwrite=True), stage)
+            if budget is None:
+                info = read_run_info(run)
+                budget, hr, fps = _budget(o, info), run / HR_FRAMES, info.fps
+                x, y = (o.cluster.crop.x, o.cluster.crop.y) if o.cluster.crop else (0, 0)
+                crop = Crop(*info["hr_size"], x, y)
+            video = int(summary.stream["bytes"])
+            if not points and video >= budget and 1 not in o.scales:
+                raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR "
+                                f"stream alone is {video:,} bytes at x{scale} CRF {crf}; raise `budget` or add a "
+                                "higher `crfs` (nothing written)")
+            plain = {"scale": scale, "crf": crf, "method": PLAIN_METHOD, "video": video}
+            if o.stream_alone:
+                points.append(plain)
+            if o.stream_alone and video < budget:
+                write_plain_bundle(run / f"bundle-{PLAIN_METHOD}", run / LR_STREAM, scale=scale)
+                _score(plain, run / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, stage)
+            for method in o.methods:
+                point = {"scale": scale, "crf": crf, "method": method, "video": video}
+                points.append(point)
+                if video >= budget:
+                    continue
+                bundle = run / f"bundle-{method}"
+                train(replace(o.train, run=run, method=method, restart=True),
+                      progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage
+                      else None)
+                export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
+                _score(point, bundle, o, hr, shave, budget, stage)
+    for p in points:
+        if "total" not in p:
+            p.update(within_budget=False, note="LR stream alone over budget: not played")
+    if 1 in o.scales:
+        points.append(_hr_stream(o, stream, work, hr, fps, budget, shave, progress))
     if not any(p.get("within_budget") for p in points):
-        smallest = min(p["total"] for p in points if "total" in p)
+        smallest = min((p["total"] for p in points if "total" in p), default=min(p["video"] for p in points))
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
                         "with its models): raise `budget` or add a higher `crfs` (nothing written)")
     rate_decisions(points)
     chosen = choose_point(points, o.tie_db)
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec, "tie_db": o.tie_db,
-            "points": sorted(points, key=lambda p: (p["crf"], p["method"])), "chosen": chosen}
+            "scales": list(o.scales), "shave": shave,
+            "points": sorted(points, key=lambda p: (-p["scale"], p["crf"], p["method"])), "chosen": chosen}
 
 
-def stream_slope(points: list[dict], crf: int) -> float | None:
-    """dB per byte the LR stream itself buys at `crf`: the carried prior's played PSNR against the video's bytes,
-    between `crf` and the next CRF measured below it (or above it, at the lowest CRF); None with one CRF."""
-    alone = {p["crf"]: (p["video"], p["prior_psnr"]) for p in points if p.get("prior_psnr") is not None}
+def _score(point: dict, bundle: Path, o: DeliverOptions, hr: Path, shave: int, budget: int,
+           progress: StageProgress) -> None:
+    """Play the point's bundle as the client would, against the HR frames; its bytes and quality into `point`."""
+    played = play(PlayOptions(bundle=bundle, backend=o.backend, precision=o.precision, hr=hr, shave=shave,
+                              threads=o.export.threads, priors=o.export.priors), progress)
+    delivered = played["delivered"]
+    point.update(bytes=delivered, total=delivered["total"], psnr=played["psnr"]["model"],
+                 psnr_y=played["psnr"]["model_y"], ssim=played["psnr"]["model_ssim"],
+                 bicubic_psnr=played["psnr"]["bicubic"], prior_psnr=played["psnr"].get("prior"),
+                 within_budget=delivered["total"] <= budget)
+    log.info("x%d CRF %d %s: %d bytes, %.3f dB", point["scale"], point["crf"], point["method"], delivered["total"],
+             point["psnr"])
+
+
+def _hr_stream(o: DeliverOptions, stream: StreamOptions, work: Path, hr: Path, fps: float, budget: int, shave: int,
+               progress: StageProgress) -> dict:
+    """Scale 1: the HR stream itself at the lowest CRF (the best quality) whose bytes fit the budget, found by
+    bisection (bytes fall as the CRF rises), played as a plain bundle."""
+    import numpy as np
+
+    frames = np.load(hr, mmap_mode="r")
+    lo, hi = CODECS[stream.codec].crf_range
+    streams = work / "x1"
+    streams.mkdir()
+    sizes: dict[int, int] = {}
+
+    def size(crf: int) -> int:
+        if crf not in sizes:
+            encode_stream(streams / f"crf{crf}.mp4", iter(frames), fps, replace(stream, crf=crf))
+            sizes[crf] = (streams / f"crf{crf}.mp4").stat().st_size
+            if progress:
+                progress("x1 HR stream crf", 1, None)
+        return sizes[crf]
+
+    if size(hi) > budget:
+        return {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": size(hi), "within_budget": False,
+                "note": f"the HR stream alone is over budget even at CRF {hi}"}
+    while lo < hi:  # invariant: size(hi) fits
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if size(mid) <= budget else (mid + 1, hi)
+    point = {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": size(hi)}
+    folder = work / _folder(point)
+    (folder / "frames").mkdir(parents=True)
+    _link_or_copy(hr, folder / HR_FRAMES)  # the HR frames beside the bundle, as a kept RUN has them
+    write_plain_bundle(folder / f"bundle-{PLAIN_METHOD}", streams / f"crf{hi}.mp4", scale=1)
+    _score(point, folder / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, _stage_progress(progress, "x1"))
+    return point
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    import os
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def stream_slope(points: list[dict], crf: int, scale: int | None = None) -> float | None:
+    """dB per byte the LR stream of `scale` itself buys at `crf`: the carried prior's played PSNR against the
+    video's bytes, between `crf` and the next CRF measured below it (or above it, at the lowest CRF); None with one
+    CRF."""
+    alone = {p["crf"]: (p["video"], p["prior_psnr"]) for p in points
+             if p.get("prior_psnr") is not None and p.get("scale") == scale}
     crfs = sorted(alone)
     if crf not in alone or len(crfs) < 2:
         return None
@@ -214,12 +313,12 @@ def rate_decisions(points: list[dict]) -> None:
     alone on the same stream (`over_prior_db`), the bytes beside the stream that buy it (`side_bytes`: updates and
     model map), and `pays`: whether those bytes buy more than the same bytes spent on the stream would
     (`stream_db_per_byte`, the stream's own slope there; with one CRF, any gain pays)."""
-    slopes = {crf: stream_slope(points, crf) for crf in {p["crf"] for p in points}}
+    slopes = {(p.get("scale"), p["crf"]): stream_slope(points, p["crf"], p.get("scale")) for p in points}
     for p in points:
         if "total" not in p or p.get("prior_psnr") is None:
             continue
         side = p["total"] - p["bytes"]["video"]
-        slope = slopes[p["crf"]]
+        slope = slopes[p.get("scale"), p["crf"]]
         gain = p["psnr"] - p["prior_psnr"]
         p.update(over_prior_db=gain, side_bytes=side, stream_db_per_byte=slope,
                  pays=gain > 0 and (slope is None or gain >= slope * side))
@@ -246,30 +345,47 @@ def choose_point(points: list[dict], tie_db: float) -> dict:
 
 
 def _is_kept(report: dict, p: dict) -> bool:
-    return (p["crf"], p["method"]) == (report["chosen"]["crf"], report["chosen"]["method"])
+    return _key(p) == _key(report["chosen"])
+
+
+def _key(p: dict) -> tuple:
+    return p.get("scale"), p["crf"], p["method"]
+
+
+def _rung(p: dict) -> str:
+    """The point's scale as a ladder rung: x4, x2, or the HR stream itself."""
+    return "HR" if p.get("scale") == 1 else f"x{p.get('scale')}"
+
+
+def _what(p: dict) -> str:
+    """The point's method, or what a plain bundle plays."""
+    if p["method"] != PLAIN_METHOD:
+        return p["method"]
+    return "HR stream" if p.get("scale") == 1 else "bicubic"
 
 
 def format_points(report: dict) -> list[str]:
     """The operating points measured as aligned text lines; the kept one marked."""
     lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
-             f"LR {report['codec']}",
-             f"{'crf':>4} {'method':>7} {'video':>9} {'models':>8} {'map':>8} {'total':>9} {'PSNR dB':>8} "
+             f"{report['codec']} streams, PSNR with {report.get('shave', '-')} border pixels left out",
+             f"{'scale':>5} {'crf':>4} {'method':>9} {'video':>9} {'models':>8} {'map':>8} {'total':>9} {'PSNR dB':>8} "
              f"{'bicubic':>8} {'prior':>8} {'pays':>5}  fits"]
     for p in report["points"]:
         if "total" not in p:
-            lines.append(f"{p['crf']:>4} {p['method']:>7} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} {'-':>8} "
-                         f"{'-':>8} {'-':>8} {'-':>5}  no ({p['note']})")
+            lines.append(f"{_rung(p):>5} {p['crf']:>4} {_what(p):>9} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} "
+                         f"{'-':>8} {'-':>8} {'-':>8} {'-':>5}  no ({p['note']})")
             continue
         b = p["bytes"]
-        lines.append(f"{p['crf']:>4} {p['method']:>7} {b['video']:>9,} {b['models']:>8,} {b['model_map']:>8,} "
-                     f"{p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} {_db(p.get('prior_psnr')):>8} "
-                     f"{_pays(p):>5}  "
+        lines.append(f"{_rung(p):>5} {p['crf']:>4} {_what(p):>9} {b['video']:>9,} {b['models']:>8,} "
+                     f"{b['model_map']:>8,} {p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} "
+                     f"{_db(p.get('prior_psnr')):>8} {_pays(p):>5}  "
                      f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
     return lines
 
 
 def _pays(p: dict) -> str:
-    return "-" if p.get("pays") is None or not REGISTRY[p["method"]].trains else "yes" if p["pays"] else "no"
+    method = REGISTRY.get(p["method"])
+    return "-" if p.get("pays") is None or method is None or not method.trains else "yes" if p["pays"] else "no"
 
 
 def _db(value: float | None) -> str:
@@ -279,31 +395,37 @@ def _db(value: float | None) -> str:
 def kept_line(report: dict, out: Path) -> str:
     """The kept point: its bytes, its played PSNR and its gains over bicubic and over the carried prior alone."""
     kept = report["chosen"]
+    where = f"bundle in {Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}"
+    if kept["scale"] == 1:
+        return (f"kept the HR stream itself, CRF {kept['crf']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
+                f"(no reduced scale played better within the budget); {where}")
     over_prior = "" if kept.get("prior_psnr") is None else f", {kept['psnr'] - kept['prior_psnr']:+.2f} dB over the prior alone"
-    return (f"kept CRF {kept['crf']} {kept['method']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
-            f"({kept['psnr'] - kept['bicubic_psnr']:+.2f} dB over bicubic of its stream{over_prior}); bundle in "
-            f"{Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}")
+    return (f"kept x{kept['scale']} CRF {kept['crf']} {_what(kept)}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
+            f"({kept['psnr'] - kept['bicubic_psnr']:+.2f} dB over bicubic of its stream{over_prior}); {where}")
 
 
 def format_points_md(report: dict) -> str:
-    rows = ["| CRF | method | video | models | model map | total bytes | PSNR (dB) | bicubic (dB) | prior alone (dB) "
-            "| over the prior | pays | why |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| scale | CRF | method | video | models | model map | total bytes | PSNR (dB) | bicubic (dB) "
+            "| prior alone (dB) | over the prior | pays | why |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
         if "total" not in p:
-            rows.append(f"| {p['crf']} | {p['method']} | {p['video']:,} | - | - | - | - | - | - | - | - | "
+            rows.append(f"| {_rung(p)} | {p['crf']} | {_what(p)} | {p['video']:,} | - | - | - | - | - | - | - | - | "
                         f"{p.get('why', p['note'])} |")
             continue
         b = p["bytes"]
         kept = " (kept)" if _is_kept(report, p) else ""
-        rows.append(f"| {p['crf']}{kept} | {p['method']} | {b['video']:,} | {b['models']:,} | "
+        rows.append(f"| {_rung(p)} | {p['crf']}{kept} | {_what(p)} | {b['video']:,} | {b['models']:,} | "
                     f"{b['model_map']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
                     f"{_db(p.get('prior_psnr'))} | {_gain(p)} | {_pays(p)} | {p.get('why', '')} |")
     return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
-            f"{report['precision']}; LR {report['codec']}. An update pays when the dB it adds over the carried prior "
-            "alone are at least what its bytes would buy spent on the LR stream (the stream's own slope between "
-            "the CRFs measured); the kept point is the best played PSNR within the budget, the cheapest of those "
-            f"within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n")
+            f"{report['precision']}; {report['codec']} streams; PSNR against the same HR frames with "
+            f"{report.get('shave', '-')} border pixels left out at every scale. Each reduced scale (x4, x2) is tried "
+            "with its stream alone upsampled by bicubic (no model to pay for) and with each method; HR is the HR "
+            "stream itself at the lowest CRF that fits the budget. An update pays when the dB it adds over the "
+            "carried prior alone are at least what its bytes would buy spent on the LR stream (the stream's own "
+            "slope between the CRFs measured); the kept point is the best played PSNR within the budget, the "
+            f"cheapest of those within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n")
 
 
 def _gain(p: dict) -> str:

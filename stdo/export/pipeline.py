@@ -335,10 +335,16 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         for i, model in enumerate(models):
             shapes = plan.shapes if variant.fixed_shape else (plan.shapes[0],)
             by_shape: dict[tuple[int, int], Runner] = {}
+            carried = bases.get((variant.format, variant.precision))
             for shape in shapes:
                 path = root / "models" / variant.filename(i, shape if variant.fixed_shape else None)
                 try:
-                    input_shape = _write_model(variant, model, path, shape, calibration(variant, i, shape))
+                    if carried is not None and not variant.fixed_shape and not REGISTRY[o.method].trains:
+                        # the prior served as it is: the very file clients carry, so its update is next to nothing
+                        shutil.copyfile(carried, path)
+                        input_shape = RUNTIME_FORMATS[variant.format].input_shape(None)
+                    else:
+                        input_shape = _write_model(variant, model, path, shape, calibration(variant, i, shape))
                 except StdoError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line

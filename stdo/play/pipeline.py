@@ -43,6 +43,7 @@ class PlayOptions:
     out: Path | None = None  # .mp4 file, or a folder for PNG frames; None: play without writing
     compare: bool = False  # write bicubic | SR side by side
     hr: Path | None = None  # HR reference (video, frame folder or .npy) for PSNR
+    shave: int | None = None  # border pixels PSNR leaves out; None: the bundle's scale (STDO's protocol)
     video: Path | None = None  # LR video to play instead of the bundle's own
     overwrite: bool = False
     crf: int = 18  # H.264 yuv420p (BT.709 limited, tagged) at this CRF; 0: lossless RGB H.264
@@ -57,6 +58,8 @@ class PlayOptions:
 
 
 def _check(o: PlayOptions) -> None:
+    if o.shave is not None and not 0 <= o.shave <= 64:
+        raise StdoError(f"`shave` {o.shave} must be in 0..64 (border pixels left out of PSNR)")
     if o.batch <= 0:
         raise StdoError(f"`batch` {o.batch} must be above 0")
     if not 0 <= o.crf <= 51:
@@ -138,8 +141,8 @@ def _hr_frames(hr: Path | None) -> Iterator[np.ndarray | None]:
 class _Scores(QualityScores):
     """The played frames' quality against HR (stdo.scores), and the seconds spent measuring it."""
 
-    def __init__(self, scale: int) -> None:
-        super().__init__(scale)
+    def __init__(self, shave: int) -> None:
+        super().__init__(shave)  # QualityScores leaves `scale` pixels out at each border
         self.seconds = 0.0
 
     def add_frame(self, sr: np.ndarray, bicubic: torch.Tensor, hr: np.ndarray, prior: torch.Tensor | None) -> None:
@@ -219,7 +222,7 @@ def _play(o: PlayOptions, progress: StageProgress) -> dict:
     player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
     frames = prefetch(lr_stream(player, o.video))
     width, height = player.hr_size
-    scores = _Scores(player.scale)
+    scores = _Scores(player.scale if o.shave is None else o.shave)
     writer = _writer(o, player.fps)
     with writer if writer is not None else contextlib.nullcontext():
         background = BackgroundWriter(writer) if writer is not None else None
@@ -238,8 +241,9 @@ def _play(o: PlayOptions, progress: StageProgress) -> dict:
     report = {
         "bundle": str(o.bundle), "backend": o.backend, "precision": o.precision, "scale": player.scale,
         "lr_size": [player.grid.width, player.grid.height], "hr_size": [width, height],
-        "grid": [player.grid.cols, player.grid.rows], "margin": player.bundle.plan.margin,
-        "plan": player.bundle.plan.stats(player.grid), "models": len(player.runners),
+        "grid": [player.grid.cols, player.grid.rows], "method": player.bundle.manifest["method"],
+        "margin": None if player.bundle.plain else player.bundle.plan.margin,
+        "plan": None if player.bundle.plain else player.bundle.plan.stats(player.grid), "models": len(player.runners),
         **player.timings.to_dict(), "out": str(o.out) if o.out else None, "compare": o.compare,
         "delivered": player.delivered_bytes,
     }
@@ -253,7 +257,7 @@ def _play(o: PlayOptions, progress: StageProgress) -> dict:
         total, target = player.delivered_bytes["total"], report["psnr"]["model"]
         report["delivery"] = {"bundle": player.delivered_bytes, "hr": {}}
         for codec in o.rate_codecs:  # the HR stream the user would otherwise ship, in each codec
-            point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, target, shave=player.scale,
+            point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, target, shave=scores.scale,
                                              codec=codec,
                                              progress=partial(progress, f"HR {codec} crf", total=None) if progress
                                              else None)

@@ -10,6 +10,9 @@ exporter's tolerance. Backends read the bundle's own files:
   torch        models/model{i}.pt                (fp32, the reference)
   onnxruntime  models/model{i}*.onnx             (fp32, int8; any window shape)
   litert       models/model{i}*_{h}x{w}.tflite   (fp32, fp16, int8; one file per plan shape)
+
+A plain bundle (no model: stdo.bundle.write_plain_bundle) plays by bicubic upsampling on any backend, and at
+scale 1 as the stream decodes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from stdo.infer import ByShape, TimedRunner, upscale_planned
 from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
-from stdo.resample import as_nchw
+from stdo.resample import as_nchw, upscale_bicubic
 from stdo.video import iter_frames, probe_video
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ class Player:
         fmt = BACKENDS[backend]
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
-        plan_shapes = set(self.bundle.plan.shapes)
+        plan_shapes = set(self.bundle.plan.shapes) if self.bundle.plan is not None else set()
         for index, files in enumerate(self.bundle.models):
             entries = [f for f in files if f["format"] == fmt and f["precision"] == precision]
             flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
@@ -96,7 +99,7 @@ class Player:
             runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
             self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
         radius = self.bundle.receptive_radius
-        if radius is not None and self.bundle.plan.margin < radius:
+        if radius is not None and self.bundle.plan is not None and self.bundle.plan.margin < radius:
             log.info("plan margin %d < receptive radius %d: the exporter measured the output unchanged within its "
                      "tolerance (bundle/report.json: plan.margin_check)", self.bundle.plan.margin, radius)
 
@@ -114,6 +117,11 @@ class Player:
 
     def upscale(self, lr: np.ndarray, first_frame: int) -> torch.Tensor:
         """uint8 LR frames [B, h, w, 3] from frame `first_frame` on -> float SR [B, 3, H, W] in [0, 1], by the plan."""
+        if self.bundle.plain:
+            t0 = time.perf_counter()
+            sr = upscale_bicubic(lr, self.scale).div_(255)
+            self.timings.stitch += time.perf_counter() - t0
+            return sr
         t0, before = time.perf_counter(), sum(r.seconds for r in self.runners)
         windows_before = sum(r.windows for r in self.runners)
         plan = self.bundle.plan

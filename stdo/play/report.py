@@ -14,9 +14,10 @@ def format_table(report: dict) -> list[str]:
     """Speed, where the time went, and PSNR as aligned text lines."""
     s = report["seconds"]
     plan = report["plan"]
+    served = (f"{report['models']} model(s)  plan {plan['runs_per_frame']:.1f} runs/frame, "
+              f"{plan['pixels_run_per_needed']:.2f}x the frame's pixels") if plan else _plain(report)
     lines = [f"{report['frames']} frames  {report['fps']:.2f} fps  backend {report['backend']} {report['precision']}  "
-             f"{report['models']} model(s)  plan {plan['runs_per_frame']:.1f} runs/frame, "
-             f"{plan['pixels_run_per_needed']:.2f}x the frame's pixels",
+             + served,
              "time     " + "  ".join(f"{k} {s[k]:.2f} s ({100 * s[k] / max(s['playback'], 1e-9):.0f}%)"
                                     for k in ("decode", "inference", "stitch", "encode"))]
     if "psnr" in report:
@@ -31,6 +32,11 @@ def format_table(report: dict) -> list[str]:
     if "delivery" in report:
         lines.append(delivery_line(report))
     return lines
+
+
+def _plain(report: dict) -> str:
+    """What a bundle without models plays."""
+    return "no model: the HR stream as decoded" if report["scale"] == 1 else "no model: bicubic upsampling"
 
 
 def delivery_line(report: dict) -> str:
@@ -53,7 +59,8 @@ def format_markdown(report: dict) -> str:
     out = [f"# stdo-play: {report['bundle']}", "",
            f"{report['frames']} frames, {report['lr_size'][0]}x{report['lr_size'][1]} -> "
            f"{report['hr_size'][0]}x{report['hr_size'][1]} (x{report['scale']}), backend {report['backend']} "
-           f"{report['precision']}, {report['models']} model(s): **{report['fps']:.2f} fps**.", "",
+           f"{report['precision']}, {_plain(report) if report['plan'] is None else str(report['models']) + ' model(s)'}: "
+           f"**{report['fps']:.2f} fps**.", "",
            "| stage | seconds | share |", "|---|---|---|"]
     out += [f"| {k} | {s[k]:.2f} | {100 * s[k] / max(s['playback'], 1e-9):.0f}% |"
             for k in ("decode", "inference", "stitch", "encode")]

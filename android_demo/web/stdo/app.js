@@ -81,8 +81,9 @@ async function play(bundle, from) {
       player.frame = t;
       $('seek').value = String(t);
       $('stats').textContent = `frame ${t + 1}/${frames}  ${((1000 * shown) / busy).toFixed(1)} fps  `
-        + `dropped ${player.dropped}  ${backend} ${precision}, ${threadCount()} thread(s)${threadedNote(run)}, `
-        + `runtime ${Math.round((100 * timing.run_ms) / busy)}% of SR time`;
+        + `dropped ${player.dropped}  ` + (bundle.plain ? served(bundle)
+        : `${backend} ${precision}, ${threadCount()} thread(s)${threadedNote(run)}, `
+          + `runtime ${Math.round((100 * timing.run_ms) / busy)}% of SR time`);
       const wait = due - performance.now();
       await new Promise((r) => (wait > 4 ? setTimeout(r, wait) : requestAnimationFrame(r)));
       if (generation !== player.generation) return;
@@ -107,6 +108,12 @@ async function carriedVariant() {
   } catch {
     return null;
   }
+}
+
+// What the bundle plays: its models, or without any the stream upsampled (at x1, the HR stream as it decodes).
+function served(bundle) {
+  if (!bundle.plain) return `${bundle.manifest.models.length} model(s)`;
+  return bundle.scale === 1 ? 'no model: the HR stream' : 'no model: bicubic upsampling';
 }
 
 function keepOnly(select, value) {
@@ -137,7 +144,7 @@ async function main() {
     $(id).height = bundle.height * bundle.scale;
   }
   $('stats').textContent = `${bundle.frames} frames, ${bundle.width}x${bundle.height} -> x${bundle.scale}, `
-    + `${bundle.manifest.models.length} model(s); ${threadCount()} thread(s)`;
+    + `${served(bundle)}; ${threadCount()} thread(s)`;
   $('seek').max = String(bundle.frames - 1);
   $('seek').disabled = false;
   $('play').onclick = () => {

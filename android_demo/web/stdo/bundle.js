@@ -243,7 +243,10 @@ export async function readBundle(base) {
   need(manifest !== null && typeof manifest === 'object' && manifest.format === FORMAT, `manifest.json is not a ${FORMAT} manifest`);
   need(manifest.version === VERSION, `version ${JSON.stringify(manifest.version)} is not ${VERSION}: update the web player`);
 
-  const scale = int(manifest, 'scale', 2, 8);
+  const models = manifest.models;
+  need(Array.isArray(models) && models.length <= MAX_MODELS, `models must list 0..${MAX_MODELS} models`);
+  const plain = models.length === 0; // the stream alone: bicubic upsampling, at scale 1 the HR stream as it decodes
+  const scale = int(manifest, 'scale', plain ? 1 : 2, 8);
   const lrSize = manifest.lr_size;
   need(Array.isArray(lrSize) && lrSize.length === 2 && lrSize.every((v) => isInt(v) && v >= 1 && v <= MAX_SIDE),
     'lr_size must be [width, height]');
@@ -255,8 +258,6 @@ export async function readBundle(base) {
   const rows = int(grid, 'rows', 1, Math.min(MAX_GRID, Math.max(1, Math.floor(height / patch))));
   int(grid, 'margin', 0, 1024);
   need(typeof manifest.fps === 'number' && manifest.fps > 0 && manifest.fps <= 1000, 'fps must be in (0, 1000]');
-  const models = manifest.models;
-  need(Array.isArray(models) && models.length >= 1 && models.length <= MAX_MODELS, `models must list 1..${MAX_MODELS} models`);
 
   // Sizes are trusted only once the video itself confirms them: the model map and the plan below are
   // allocated from the stream's real size and frame count, never from what the manifest claims.
@@ -269,6 +270,12 @@ export async function readBundle(base) {
     `video: the file is ${actual.width}x${actual.height} with ${actual.frames} frames, the manifest says ` +
     `${width}x${height} with ${frames}`);
 
+  if (plain) {
+    need(manifest.model_map == null && manifest.plan == null && manifest.prior == null && cols === 1 && rows === 1
+      && grid.margin === 0, 'a bundle without models has no model_map, plan or prior, and grid {"cols": 1, "rows": 1, '
+      + '"margin": 0}');
+    return { base, manifest, modelMap: null, plan: null, video, scale, width, height, frames, plain, file: null };
+  }
   let modelMap;
   if ((manifest.model_map === null || manifest.model_map === undefined) && models.length === 1) {
     modelMap = new Uint8Array(frames * rows * cols);
@@ -297,7 +304,7 @@ export async function readBundle(base) {
   checkModels(models, plan.shapes, claim);
 
   return {
-    base, manifest, modelMap, plan, video, scale, width, height, frames,
+    base, manifest, modelMap, plan, video, scale, width, height, frames, plain,
     file: (entry) => (entry.update ? rebuild(base, entry, entry.path) : fetchChecked(base, entry, entry.path)),
   };
 }

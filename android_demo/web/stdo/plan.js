@@ -6,6 +6,7 @@
 // kept rectangles of a frame tile it exactly once. `derivePlan` is stdo.plan.make_plan step for step, so that
 // both players make the same runs from the same bundle (tests/test_web.py compares them run for run).
 
+import { upscaleBicubic } from './bicubic.js';
 import { BundleError } from './errors.js';
 
 const MAX_SHAPES = 8;
@@ -190,6 +191,15 @@ function scratch(buffers, name, length) {
 // benchmark's comparison).
 export async function executePlan(plan, t, lr, width, height, scale, run,
   { out, buffers = new Map(), timing, batch = true } = {}) {
+  if (plan === null) { // a plain bundle: no model, the stream upsampled as stdo.resample.upscale_bicubic does
+    const began = performance.now();
+    const frame = upscaleBicubic(lr, width, height, scale, out);
+    if (timing) {
+      timing.run_ms = timing.run_ms || 0;
+      timing.copy_ms = (timing.copy_ms || 0) + performance.now() - began;
+    }
+    return frame;
+  }
   const W = width * scale;
   const H = height * scale;
   const frame = out ?? new Float32Array(3 * H * W);

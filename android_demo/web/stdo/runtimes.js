@@ -135,6 +135,10 @@ async function liteRtRunner(bundle, precision, threads) {
 // A runner for the bundle's files of one backend and precision.
 export async function openRunner(bundle, backend, precision, threads = threadCount()) {
   if (!(backend in BACKENDS)) throw new Error(`unknown backend ${backend}: use ${Object.keys(BACKENDS).join(' or ')}`);
+  if (bundle.plain) { // no model to fetch or run: the plan executes bicubic upsampling itself
+    const none = async () => { throw new Error('a bundle without models has nothing to run'); };
+    return Object.assign(none, { release: async () => {}, threaded: null });
+  }
   if (backend === 'litert') return liteRtRunner(bundle, precision, threads);
   return onnxRunner(bundle, precision, threads, backend === 'webgpu');
 }
