@@ -16,6 +16,9 @@ bundle/manifest.json (format "stdo-bundle", version 4):
       update {path, sha256, bytes, coding, base}: the file is not in the bundle but coded against the carried
              prior file of sha256 `base` (stdo.updates); path, sha256 and bytes are the rebuilt file's
   prior                                                 (the sha256 of the prior the updates code against, or null)
+  recommended {format, precision}                       (the variant the export's headline counts: what a client
+                                                         plays by default where it has that runtime; absent or
+                                                         null: the first of VARIANT_PREFERENCE it carries)
 
 A plain bundle is the stream alone (`write_plain_bundle`): models [], model_map and plan null, grid 1x1 with no
 margin, method "bicubic". A client plays it by bicubic upsampling (stdo.resample.upscale_bicubic; MATLAB's kernel)
@@ -79,6 +82,18 @@ VIDEO_CODECS = ("h264", "hevc", "av1")
 VIDEO_MATRICES = ("bt601", "bt709", "bt2020", "rgb")
 VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "height", "frames", "fps", "duration_s",
                 "bitrate_kbps")
+
+
+# The variant a client plays when the bundle names none, or the one it names is missing: int8 first (the smallest
+# download), ONNX before TFLite (any window shape, one file per model).
+VARIANT_PREFERENCE = (("onnx", "int8"), ("onnx", "fp32"), ("tflite", "int8"), ("tflite", "fp16"), ("tflite", "fp32"),
+                      ("coreml", "int8"), ("coreml", "fp16"))
+
+
+def variants_of(files: list[list[dict]]) -> list[tuple[str, str]]:
+    """The (format, precision) variants every model of a bundle has files of, in VARIANT_PREFERENCE order."""
+    common = set.intersection(*({(f["format"], f["precision"]) for f in model} for model in files)) if files else set()
+    return [v for v in VARIANT_PREFERENCE if v in common]
 
 
 def max_rebuilt_bytes(base_bytes: int) -> int:
@@ -153,6 +168,12 @@ class Bundle:
         return self.manifest.get("prior")
 
     @property
+    def recommended(self) -> tuple[str, str] | None:
+        """The (format, precision) the bundle's headline counts, if it names one (read_bundle checked its names)."""
+        entry = self.manifest.get("recommended")
+        return None if entry is None else (entry["format"], entry["precision"])
+
+    @property
     def receptive_radius(self) -> int | None:
         radius = self.manifest.get("receptive_radius")
         return radius if isinstance(radius, int) else None
@@ -201,7 +222,8 @@ def write_model_map(root: Path, model_map: np.ndarray) -> dict:
 
 def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, scale: int, grid: Grid, frames: int,
                    fps: float, model_map: np.ndarray | None, plan: Plan, video: Path, model: str | None,
-                   receptive_radius: int, files: list[list[dict]], prior: dict | None) -> dict:
+                   receptive_radius: int, files: list[list[dict]], prior: dict | None,
+                   recommended: tuple[str, str] | None = None) -> dict:
     """Write the bundle's model map and manifest.json (the layout read_bundle reads) around the model files
     and LR stream already in `root`; returns the manifest. `files`: each model's file entries (file_entry, plus
     its coded update)."""
@@ -221,6 +243,7 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
         "receptive_radius": receptive_radius,
         "models": [{"model": i, "files": f} for i, f in enumerate(files)],
         "prior": prior,
+        "recommended": None if recommended is None else {"format": recommended[0], "precision": recommended[1]},
     }
     write_json(root / MANIFEST, manifest)
     return manifest
@@ -384,6 +407,12 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     fps = manifest.get("fps")
     _need(isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 1000, "fps must be in (0, 1000]")
 
+    recommended = manifest.get("recommended")
+    if recommended is not None:  # a name only: a client without that variant plays the next it has
+        _need(isinstance(recommended, dict) and isinstance(recommended.get("format"), str)
+              and recommended["format"] in RUNTIME_FORMATS
+              and recommended.get("precision") in RUNTIME_FORMATS[recommended["format"]].precisions,
+              "recommended must name a format and one of its precisions")
     video = _dict(manifest, "video")
     _checked_file(root, video, "video")
     _need(video.get("codec") in VIDEO_CODECS, f"video: codec must be one of {', '.join(VIDEO_CODECS)}")

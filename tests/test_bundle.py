@@ -89,6 +89,8 @@ def test_a_good_bundle_reads(tmp_path):
     (lambda m: m["grid"].update(cols=100), "cols must be"),
     (lambda m: m.pop("video"), "video must be"),
     (lambda m: m["models"][0]["files"][0].update(format="exe"), "format must be"),
+    (lambda m: m.update(recommended={"format": "onnx", "precision": "fp16"}), "recommended must name"),
+    (lambda m: m.update(recommended="onnx int8"), "recommended must name"),
 ])
 def test_malformed_or_tampered_manifests_are_refused(tmp_path, change, message):
     manifest = make_bundle(tmp_path)

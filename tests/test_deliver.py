@@ -58,6 +58,7 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     manifest = json.loads((out / "bundle/manifest.json").read_text())
     assert manifest["method"] == kept["method"] and {f["format"] for f in manifest["models"][0]["files"]} >= {"onnx",
                                                                                                           "tflite"}
+    assert manifest["recommended"] == {"format": "onnx", "precision": "int8"}  # what the points counted
     assert not list(out.glob("bundle-*"))  # the candidates' measurement bundles are gone
     assert "<- kept" in output and (out / "points.md").is_file() and kept["why"].startswith("kept")
 

@@ -46,10 +46,10 @@ def page(trained_run, tmp_path_factory):
     (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())
     tampered = work / "tampered"
     shutil.copytree(run / "bundle", tampered)
-    model = tampered / "models/model1.onnx"
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    model.write_bytes(bytes(data))
+    for model in (tampered / "models/model1.onnx", tampered / "models/model1_int8.onnx"):  # the page opens on int8
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
     claims = work / "claims"  # a manifest that claims a huge clip, with the model map to match
     shutil.copytree(run / "bundle", claims)
     manifest = json.loads((claims / "manifest.json").read_text())
@@ -64,6 +64,11 @@ def page(trained_run, tmp_path_factory):
         manifest = json.loads((lies[name] / "manifest.json").read_text())
         change[0](manifest)
         (lies[name] / "manifest.json").write_text(json.dumps(manifest))
+    elsewhere = work / "recommend-coreml"  # a bundle whose headline variant a browser cannot play
+    shutil.copytree(run / "bundle", elsewhere)
+    manifest = json.loads((elsewhere / "manifest.json").read_text())
+    manifest["recommended"] = {"format": "coreml", "precision": "int8"}
+    (elsewhere / "manifest.json").write_text(json.dumps(manifest))
     for scale in (1, 2):  # the stream alone: at x1 the HR stream as it decodes, at x2 upsampled by bicubic
         write_plain_bundle(work / f"plain{scale}", run / "bundle/lr.mp4", scale=scale)
     jobs = [{"bundle": "/bundle/", "kind": "play", "backend": b, "precision": p, "keep": True, "rgb": "/rgb/lr.rgb"}
@@ -83,15 +88,16 @@ def page(trained_run, tmp_path_factory):
     jobs += [{"bundle": f"/lie-{name}/", "kind": "play", "backend": "onnxruntime", "precision": "fp32"} for name in LIES]
     jobs += [{"bundle": f"/plain{scale}/", "kind": "play", "backend": backend, "precision": "int8", "keep": True,
               "rgb": "/rgb/lr.rgb"} for scale, backend in ((1, "onnxruntime"), (2, "litert"))]
-    jobs += [{"kind": "page", "url": "index.html?bundle=/plain1/", "play": True}]
+    jobs += [{"kind": "page", "url": "index.html?bundle=/plain1/", "play": True},
+             {"kind": "page", "url": "index.html?bundle=/recommend-coreml/"}]
     with serve({"bundle": run / "bundle", "rgb": work / "rgb", "tampered": tampered, "claims": claims,
-                "plain1": work / "plain1", "plain2": work / "plain2",
+                "plain1": work / "plain1", "plain2": work / "plain2", "recommend-coreml": elsewhere,
                 **{f"lie-{name}": folder for name, folder in lies.items()}}) as base:
         out = drive(base + "web/index.html?test=1", jobs)
     return run, lr, dict(zip(["rgb " + " ".join(v) for v in VARIANTS] + ["decoded", "tampered", "tampered page",
                                                                        "page", "played", "claims", "slow", "webgpu",
                                                                        "litert again", "derive"]
-                             + [f"lie {n}" for n in LIES] + ["plain 1", "plain 2", "plain page"],
+                             + [f"lie {n}" for n in LIES] + ["plain 1", "plain 2", "plain page", "coreml page"],
                              out["results"]))
 
 
@@ -209,11 +215,29 @@ def test_a_bundle_without_models_plays_the_python_players_frames(page, scale):
     assert shown["ok"] and "frame 6/6" in shown["stats"] and "no model: the HR stream" in shown["stats"], shown
 
 
+def test_the_page_first_fetches_the_variant_the_bundle_recommends(page):
+    """The page opens on the bundle's recommended variant (the one its report counts: ONNX int8 here) and fetches
+    only its files; each precision says what it downloads. A recommended variant the browser cannot play (CoreML)
+    falls back to the next the bundle has, and the page says so."""
+    run, _, results = page
+    manifest = json.loads((run / "bundle/manifest.json").read_text())
+    assert manifest["recommended"] == {"format": "onnx", "precision": "int8"}
+    shown = results["page"]
+    assert (shown["backend"], shown["precision"]) == ("onnxruntime", "int8")
+    assert sorted(set(shown["fetched"])) == ["model0_int8.onnx", "model1_int8.onnx"], shown["fetched"]
+    int8 = sum(f["bytes"] for m in manifest["models"] for f in m["files"] if (f["format"], f["precision"]) ==
+               ("onnx", "int8"))
+    assert f"int8 ({int8 / 1024:.1f} KB)" in shown["precisions"] and "fp16 (not in the bundle)" in shown["precisions"]
+    fallback = results["coreml page"]
+    assert fallback["ok"] and (fallback["backend"], fallback["precision"]) == ("onnxruntime", "int8")
+    assert "recommended coreml int8 is not playable in a browser: playing onnx int8" in fallback["stats"]
+
+
 def test_a_tampered_bundle_is_refused_in_the_page(page):
     _, _, results = page
     assert not results["tampered"]["ok"] and "fails its sha256 check" in results["tampered"]["error"]
     shown = results["tampered page"]
-    assert not shown["ok"] and "model1.onnx" in shown["error"]
+    assert not shown["ok"] and "model1_int8.onnx" in shown["error"]
     assert "sha256" in shown["error"] and not shown["canPlay"]
     ready = results["page"]
     assert ready["ok"] and ready["canPlay"] and "6 frames, 80x48 -> x2" in ready["stats"]

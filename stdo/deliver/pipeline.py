@@ -159,8 +159,10 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
         for measured in folder.glob("bundle-*"):
             shutil.rmtree(measured)  # measured; the kept method's bundle is written whole below
         if kept["method"] != PLAIN_METHOD:
-            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle"),
-                   _stage_progress(progress, "kept"))
+            played = (BACKENDS[o.backend], o.precision)
+            played = played if played[0] in o.export.formats else None
+            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played),
+                   _stage_progress(progress, "kept"))  # clients play by default the variant the points counted
         write_json(folder / POINTS, report)
         write_bytes(folder / "points.md", format_points_md(report).encode())
         replace_dir(folder, out)

@@ -77,6 +77,8 @@ class ExportOptions:
     update: str = "auto"  # model files as updates of the prior's files clients carry (stdo.updates): auto (when the
     # models started from a carried prior), on (required), off (whole files)
     priors: Path | None = None  # the priors clients carry (default: the package's, stdo.priors)
+    recommended: tuple[str, str] | None = None  # (format, precision): the variant the bundle's headline counts and
+    # clients play by default; None: the first exported of stdo.bundle.VARIANT_PREFERENCE
 
 
 @dataclass
@@ -112,6 +114,9 @@ def _check(o: ExportOptions) -> tuple[Run, Path]:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
     if not o.formats:
         raise StdoError("`formats` is empty: give one or more of " + ",".join(EXPORT_FORMATS))
+    if o.recommended is not None and o.recommended[0] != "torch" and \
+            tuple(o.recommended) not in {(v.format, v.precision) for v in variants(tuple(o.formats), tuple(o.quantize))}:
+        raise StdoError(f"`recommended` {' '.join(o.recommended)} is not exported: add it to `formats` and `quantize`")
     parse_list(list(o.formats), EXPORT_FORMATS, "--format")
     parse_list(list(o.quantize), QUANTIZE, "--quantize")
     if not 1 <= o.plan_shapes <= MAX_SHAPES:
@@ -375,7 +380,8 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         root, run_id=info.get("run_id"), method=o.method, joint=joint, scale=scale, grid=grid, frames=int(len(lr)),
         fps=fps, model_map=None if joint else model_map, plan=plan, video=video_path, model=train_report.get("model"),
         receptive_radius=max(m.receptive_radius for m in models), files=files,
-        prior=train_report.get("prior") if bases else None)  # the prior whose carried files the updates code against
+        prior=train_report.get("prior") if bases else None,  # the prior whose carried files the updates code against
+        recommended=o.recommended or next(iter(bundle_format.variants_of(files)), None))
 
     rows = []
     for variant in wanted:

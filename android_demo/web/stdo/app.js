@@ -99,6 +99,48 @@ async function play(bundle, from) {
   }
 }
 
+// The variants the page can play, in the order stdo.bundle.VARIANT_PREFERENCE gives them (its web formats), and
+// the runtime that plays each format.
+const PREFERENCE = [['onnx', 'int8'], ['onnx', 'fp32'], ['tflite', 'int8'], ['tflite', 'fp16'], ['tflite', 'fp32']];
+const RUNTIME = { onnx: 'onnxruntime', tflite: 'litert' };
+
+// What a variant downloads for its models: each file's update where it is coded, else the file (TFLite: one file
+// per plan shape).
+function variantBytes(bundle, format, precision) {
+  let total = 0;
+  for (const model of bundle.manifest.models) {
+    for (const f of model.files) if (f.format === format && f.precision === precision) total += (f.update || f).bytes;
+  }
+  return total;
+}
+
+function hasVariant(bundle, format, precision) {
+  return bundle.manifest.models.every((m) => m.files.some((f) => f.format === format && f.precision === precision));
+}
+
+// The variant the page plays first: the bundle's recommended one (what its report counts), or where the bundle
+// lacks it or the page cannot run it, the first of PREFERENCE the bundle has, with a note saying so.
+function defaultVariant(bundle) {
+  const rec = bundle.manifest.recommended;
+  if (rec && RUNTIME[rec.format] && hasVariant(bundle, rec.format, rec.precision)) {
+    return { backend: RUNTIME[rec.format], precision: rec.precision, note: '' };
+  }
+  const [format, precision] = PREFERENCE.find(([f, p]) => hasVariant(bundle, f, p)) || PREFERENCE[0];
+  const note = rec ? `the bundle's recommended ${rec.format} ${rec.precision} is ${RUNTIME[rec.format] ? 'not in it'
+    : 'not playable in a browser'}: playing ${format} ${precision}` : '';
+  return { backend: RUNTIME[format], precision, note };
+}
+
+// Each precision option says what it downloads with the chosen runtime.
+function labelPrecisions(bundle) {
+  const format = { onnxruntime: 'onnx', webgpu: 'onnx', litert: 'tflite' }[$('backend').value];
+  for (const option of $('precision').options) {
+    const has = hasVariant(bundle, format, option.value);
+    option.textContent = has ? `${option.value} (${(variantBytes(bundle, format, option.value) / 1024).toFixed(1)} KB)`
+      : `${option.value} (not in the bundle)`;
+  }
+}
+
 // An APK built for one variant (android_demo/app/build.sh) says which in variant.json beside the page: only that
 // runtime's WebAssembly files and that precision's model files are inside, so the switch offers only them.
 async function carriedVariant() {
@@ -131,8 +173,17 @@ async function main() {
     keepOnly($('precision'), variant.precision);
   }
   let bundle;
+  let note = '';
   try {
     bundle = await readBundle(base); // reads the stream's header and sample table; nothing is decoded before Play
+    if (!variant && !bundle.plain) {
+      const chosen = defaultVariant(bundle);
+      $('backend').value = chosen.backend;
+      $('precision').value = chosen.precision;
+      note = chosen.note;
+      labelPrecisions(bundle);
+      $('backend').addEventListener('change', () => labelPrecisions(bundle));
+    }
     await runner(bundle); // the default variant's model files, checked before anything plays
   } catch (e) {
     showError(e);
@@ -144,7 +195,7 @@ async function main() {
     $(id).height = bundle.height * bundle.scale;
   }
   $('stats').textContent = `${bundle.frames} frames, ${bundle.width}x${bundle.height} -> x${bundle.scale}, `
-    + `${served(bundle)}; ${threadCount()} thread(s)`;
+    + `${served(bundle)}; ${threadCount()} thread(s)${note ? `; ${note}` : ''}`;
   $('seek').max = String(bundle.frames - 1);
   $('seek').disabled = false;
   $('play').onclick = () => {

@@ -259,6 +259,12 @@ export async function readBundle(base) {
   int(grid, 'margin', 0, 1024);
   need(typeof manifest.fps === 'number' && manifest.fps > 0 && manifest.fps <= 1000, 'fps must be in (0, 1000]');
 
+  const recommended = manifest.recommended; // a name only: a client without that variant plays the next it has
+  need(recommended === undefined || recommended === null || (typeof recommended === 'object'
+    && Object.hasOwn(FILE_FORMATS, recommended.format)
+    && FILE_FORMATS[recommended.format].precisions.includes(recommended.precision)),
+  'recommended must name a format and one of its precisions');
+
   // Sizes are trusted only once the video itself confirms them: the model map and the plan below are
   // allocated from the stream's real size and frame count, never from what the manifest claims.
   const videoEntry = object(manifest, 'video');

@@ -4,7 +4,7 @@
 //   node test/drive.mjs PAGE_URL JOBS.json OUT.json
 //
 // A job: {kind: 'page', url, play?, backend?, precision?} opens the player page itself (and presses Play
-// with that runtime) and reports the error it shows or its stats;
+// with that runtime) and reports the error it shows or its stats, the variant selected and the model files fetched;
 // {kind: 'derive', cases: [{map (base64), frames, rows, cols, width, height, shapes, margin}]} derives plans;
 // otherwise {bundle, kind: 'load'|'play'|'runtime', backend, precision, threads?, rgb?, frames?, keep?}. 'play' runs
 // the bundle's plan over its frames: the RGB frames at `rgb` (raw uint8 [T, h, w, 3]) or, without it,
@@ -64,6 +64,8 @@ try {
   for (const job of jobs) {
     if (job.kind === 'page') { // the player page itself: the error it shows, or that it is ready to play
       const other = await browser.newPage();
+      const fetched = []; // the model files the page downloads (its network log)
+      other.on('request', (r) => { if (r.url().includes('/models/')) fetched.push(r.url().split('/models/').pop()); });
       await other.goto(new URL(job.url, url).href);
       await other.waitForFunction(() => !document.getElementById('error').hidden
         || document.getElementById('stats').textContent !== '', null, { timeout: 60000 });
@@ -74,12 +76,15 @@ try {
         await other.waitForFunction(() => /^frame (\d+)\/\1 /.test(document.getElementById('stats').textContent)
           || !document.getElementById('error').hidden, null, { timeout: 120000 });
       }
-      results.push(await other.evaluate(() => ({
+      results.push({ ...await other.evaluate(() => ({
         ok: document.getElementById('error').hidden,
         error: document.getElementById('error').textContent,
         stats: document.getElementById('stats').textContent,
         canPlay: !document.getElementById('play').disabled,
-      })));
+        backend: document.getElementById('backend').value,
+        precision: document.getElementById('precision').value,
+        precisions: [...document.getElementById('precision').options].map((o) => o.textContent),
+      })), fetched });
       await other.close();
       continue;
     }
