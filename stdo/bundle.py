@@ -96,6 +96,32 @@ def variants_of(files: list[list[dict]]) -> list[tuple[str, str]]:
     return [v for v in VARIANT_PREFERENCE if v in common]
 
 
+# The client that plays each format: what a report names beside each variant's bytes.
+CLIENT_OF_FORMAT = {"onnx": "web / onnxruntime", "tflite": "Android / LiteRT", "coreml": "iOS / CoreML",
+                    "torch": "torch"}
+
+
+def bytes_per_variant(manifest: dict) -> dict[str, dict[str, int]]:
+    """What a client of each variant ("onnx int8", "tflite int8", "coreml int8", ...) downloads: the LR stream, that
+    variant's file of every model (its coded update where it has one), the model map. Only variants every model has
+    are listed, in VARIANT_PREFERENCE order; torch files (the server's) are not a client's."""
+    files = [model["files"] for model in manifest["models"]]
+    video = int(manifest["video"]["bytes"])
+    model_map = int(manifest["model_map"]["bytes"]) if manifest.get("model_map") else 0
+    out = {}
+    for fmt, precision in variants_of(files) if files else []:
+        models = sum(int((f.get("update") or f)["bytes"]) for model in files for f in model
+                     if (f["format"], f["precision"]) == (fmt, precision))
+        out[f"{fmt} {precision}"] = {"video": video, "models": models, "model_map": model_map,
+                                     "total": video + models + model_map}
+    return out
+
+
+def format_variant_bytes(per_variant: dict[str, dict[str, int]]) -> str:
+    """One line: each client's download, e.g. 'onnx int8 (web / onnxruntime) 66,980 B · tflite int8 ...'."""
+    return " · ".join(f"{name} ({CLIENT_OF_FORMAT[name.split()[0]]}) {b['total']:,} B" for name, b in per_variant.items())
+
+
 def max_rebuilt_bytes(base_bytes: int) -> int:
     """The largest model file an update of a carried base file may rebuild: a model of the prior's architecture in
     the base's format and precision is about the base's size; twice that and 64 KiB leaves room for renamed or
@@ -166,6 +192,11 @@ class Bundle:
     def prior(self) -> str | None:
         """The sha256 of the prior whose carried files the model updates are coded against, if any."""
         return self.manifest.get("prior")
+
+    @property
+    def bytes_per_variant(self) -> dict[str, dict[str, int]]:
+        """What a client of each variant downloads (bytes_per_variant)."""
+        return bytes_per_variant(self.manifest)
 
     @property
     def recommended(self) -> tuple[str, str] | None:

@@ -128,7 +128,7 @@ def _window_size(grid: Grid, margin: int, top: int, left: int, h: int, w: int) -
 
 
 def base_shape(grid: Grid, margin: int) -> tuple[int, int]:
-    """The window of the largest patch plus margins: always in a plan's shapes."""
+    """The window of the largest patch plus margins: some shape of every plan holds it."""
     ph, pw = grid.patch_shape
     return min(ph + 2 * margin, grid.height), min(pw + 2 * margin, grid.width)
 
@@ -207,7 +207,28 @@ def choose_shapes(model_map: np.ndarray, grid: Grid, margin: int, count: int = 3
         shapes.append(pick)
         candidates.remove(pick)
         best = value
-    return tuple(shapes)
+    return _used(tuple(shapes), maps, grid, margin)
+
+
+def _used(shapes: tuple[tuple[int, int], ...], maps: np.ndarray, grid: Grid, margin: int) -> tuple[tuple[int, int], ...]:
+    """`shapes` less those no window of the plan uses (the base shape, where one model serves whole frames): a
+    fixed-shape runtime ships a file per shape, so a shape no run needs would be downloaded for nothing. The base
+    shape stays where no shape left holds it (check_parameters), and all stay where dropping some would change a
+    window."""
+    def windows(candidate: tuple[tuple[int, int], ...]) -> list[list[tuple]]:
+        return [[(m, candidate[s], *rest) for m, s, *rest in plan_frame(frame_map, grid, margin, candidate)]
+                for frame_map in maps]
+
+    try:
+        planned = windows(shapes)
+        bh, bw = base_shape(grid, margin)
+        needed = {run[1] for frame in planned for run in frame}
+        if not any(h >= bh and w >= bw for h, w in needed):
+            needed.add((bh, bw))  # clients check that one shape holds a patch with its margins
+        used = tuple(s for s in shapes if s in needed)
+        return used if used != shapes and windows(used) == planned else shapes
+    except StdoError:  # a run the smaller set cannot place
+        return shapes
 
 
 def make_plan(model_map: np.ndarray, grid: Grid, margin: int, shapes: tuple[tuple[int, int], ...]) -> Plan:

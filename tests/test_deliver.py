@@ -14,7 +14,7 @@ from conftest import tree
 pytestmark = pytest.mark.slow  # whole deliveries: several trainings each
 
 TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--crop", "160x96+240+96",
-        "--steps", "20", "--crf", "23,35", "-q"]
+        "--steps", "20", "--crf", "23,35", "--no-fill-budget", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,9 @@ def test_every_point_is_measured_and_the_best_within_budget_kept(delivered):
     assert manifest["method"] == kept["method"] and {f["format"] for f in manifest["models"][0]["files"]} >= {"onnx",
                                                                                                           "tflite"}
     assert manifest["recommended"] == {"format": "onnx", "precision": "int8"}  # what the points counted
+    # what each client of the kept bundle downloads: the played variant's is the total the points counted
+    assert report["clients"]["onnx int8"]["total"] == kept["total"] and "tflite int8" in report["clients"]
+    assert "clients  onnx int8 (web / onnxruntime)" in output and "per client" in (out / "points.md").read_text()
     assert not list(out.glob("bundle-*"))  # the candidates' measurement bundles are gone
     assert "<- kept" in output and (out / "points.md").is_file() and kept["why"].startswith("kept")
 
@@ -125,6 +128,14 @@ def test_a_detailed_moving_scene_keeps_a_reduced_scale_within_a_tight_budget(bik
     kept, hr = report["chosen"], next(p for p in report["points"] if p["scale"] == 1)
     assert kept["scale"] == 4 and kept["psnr"] > hr["psnr"] and hr["within_budget"] and hr["crf"] == 51
     assert "why" in hr and "against the kept point" in hr["why"]
+    # x4 at the CRF that fills the budget, played by the prior alone and by bicubic (nothing to train): the 4 KB
+    # the CRFs given leave unspent buy quality on the stream
+    filled = {p["method"]: p for p in report["points"] if p.get("fills")}
+    assert set(filled) == {"bicubic", "prior"} and filled["prior"]["crf"] < 35 and filled["prior"]["within_budget"]
+    given = next(p for p in report["points"] if (p["scale"], p["crf"], p["method"]) == (4, 35, "prior"))
+    assert given["total"] < filled["prior"]["total"] <= 4000 and filled["prior"]["psnr"] > given["psnr"]
+    assert f"x4 CRF {filled['prior']['crf']}: the lowest CRF whose stream fits the budget" in output
+    assert "(fills the budget)" in (tmp_path / "out/points.md").read_text()
     assert (tmp_path / "out/run.json").is_file() and (tmp_path / "out/bundle/manifest.json").is_file()
 
 

@@ -138,10 +138,16 @@ def test_single_model_method_bundle_has_no_model_map(trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop=16),
                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8})))
-    export(ExportOptions(run=run, method="awdnn", formats=("onnx",), verify_frames=1))
+    report = export(ExportOptions(run=run, method="awdnn", formats=("onnx", "tflite"), quantize=("int8",),
+                                  verify_frames=1))
     bundle = read_bundle(run / "bundle")
     assert bundle.manifest["joint"] and bundle.manifest["model_map"] is None and len(bundle.manifest["models"]) == 1
     assert not (run / "bundle/modelmap.bin").exists() and not bundle.model_map.any()
+    # one model on every patch runs once on the whole frame: an Android client downloads one TFLite file per variant
+    tflite = [f for f in bundle.models[0] if f["format"] == "tflite"]
+    assert bundle.plan.shapes == ((bundle.grid.height, bundle.grid.width),)
+    assert len(tflite) == len({f["precision"] for f in tflite}) == 2  # fp32, int8
+    assert report["clients"]["tflite int8"]["models"] == next(f["bytes"] for f in tflite if f["precision"] == "int8")
 
 
 def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, tmp_path, monkeypatch):

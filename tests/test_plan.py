@@ -67,6 +67,21 @@ def test_merging_cuts_the_runs_and_pixels():
     assert whole["runs_per_frame"] == 2 and whole["pixels_run_per_needed"] == 2  # each model once on the frame
 
 
+def test_a_shape_no_window_uses_is_not_shipped():
+    """One model on every patch (jstdo) runs once on the whole frame: the per-patch base shape would be a TFLite
+    file downloaded for nothing, so the plan ships the frame's shape alone, with the same windows."""
+    joint = np.zeros((3, GRID.rows, GRID.cols), np.uint8)
+    shapes = choose_shapes(joint, GRID, MARGIN, 3)
+    assert shapes == ((GRID.height, GRID.width),)
+    with_base = make_plan(joint, GRID, MARGIN, (base_shape(GRID, MARGIN), (GRID.height, GRID.width)))
+    alone = make_plan(joint, GRID, MARGIN, shapes)
+    def windows(plan):
+        return [[(m, plan.shapes[shape], *rest) for _, m, shape, *rest in plan.frame_runs(t)] for t in range(3)]
+
+    assert windows(alone) == windows(with_base) and alone.stats(GRID)["runs_per_frame"] == 1
+    _check_tiling(alone, joint, GRID, MARGIN)
+    check_parameters([list(s) for s in shapes], MARGIN, GRID)  # a client accepts it
+    assert choose_shapes(_model_map(), GRID, MARGIN, 3)[0] == base_shape(GRID, MARGIN)  # patches still need it
 
 
 def test_shipped_parameters_are_checked():

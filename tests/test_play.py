@@ -136,6 +136,17 @@ def test_rate_puts_the_bundle_bytes_beside_hr_h264_and_hevc_at_equal_psnr(bundle
             assert hr_stream["same_psnr"] <= point["bytes"]
             assert hr_stream["bytes_ratio_same_psnr"] == pytest.approx(d["bundle"]["total"] / hr_stream["same_psnr"])
     assert "bytes    bundle" in out and "HR H.264 crf" in out and "HR HEVC crf" in out
+    # every client the bundle serves: its own download, priced against the same HR streams
+    clients = d["clients"]
+    assert list(clients)[0] == "onnx int8" and clients["onnx int8"]["total"] == d["bundle"]["total"]
+    for name, c in clients.items():
+        fmt, precision = name.split()
+        models = sum(int((f.get("update") or f)["bytes"]) for m in manifest["models"] for f in m["files"]
+                     if (f["format"], f["precision"]) == (fmt, precision))
+        assert c["total"] == sizes["video"] + models + sizes["model_map"]
+        assert c["vs_hr"]["h264"] == pytest.approx(c["total"] / (d["hr"]["h264"]["same_psnr"] or
+                                                                  d["hr"]["h264"]["point"]["bytes"]))
+    assert "clients  onnx int8" in out
     code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--rate", "--rate-codec", "vp8", "-q"])
     assert code == 2 and "--rate-codec 'vp8' is unknown" in err
 

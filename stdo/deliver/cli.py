@@ -8,6 +8,7 @@ import click
 
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.cluster.pipeline import ClusterOptions
+from stdo.bundle import format_variant_bytes
 from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, kept_line, parse_budget
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions
@@ -67,6 +68,10 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
               help="The rungs tried: each reduced scale's LR stream (with the carried prior of that scale), and 1: "
                    "the HR stream itself at the best CRF that fits --budget, kept where no reduced scale plays "
                    "better.")
+@click.option("--fill-budget/--no-fill-budget", default=DeliverOptions.fill_budget, show_default=True,
+              help="Also play each reduced scale's stream at the lowest CRF that fits --budget, by what needs no "
+                   "training (bicubic, the prior alone): an update then ships only where it beats its bytes spent "
+                   "on the stream.")
 @click.option("--grid", "grid", default="10x5", show_default=True, callback=_parse(parse_grid), metavar="COLSxROWS",
               help="Patches per LR frame, COLSxROWS.")
 @click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
@@ -101,8 +106,9 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source, out, budget, crfs, codec, scales, grid, chunks, hold, frames, crop, methods, steps, tune,
-                    sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet, verbose):
+def deliver_command(source, out, budget, crfs, codec, scales, fill_budget, grid, chunks, hold, frames, crop, methods,
+                    steps, tune, sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet,
+                    verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
     For each scale and LR CRF (cheapest first): the stream alone upsampled by bicubic, then each method:
@@ -117,7 +123,8 @@ def deliver_command(source, out, budget, crfs, codec, scales, grid, chunks, hold
     options = DeliverOptions(
         cluster=ClusterOptions(source=source, run=out, scale=max(scales), grid=grid or (10, 5), chunks=chunks, hold=hold,
                                frames=frames, crop=crop, stream=StreamOptions(codec=codec)),
-        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, scales=scales, methods=methods,
+        out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, crfs=crfs, scales=scales, fill_budget=fill_budget,
+        methods=methods,
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
@@ -127,6 +134,8 @@ def deliver_command(source, out, budget, crfs, codec, scales, grid, chunks, hold
         report = deliver(options, progress=bars)
     click.echo("\n".join(format_points(report)))
     click.echo(kept_line(report, out))
+    if report.get("clients"):
+        click.echo(f"clients  {format_variant_bytes(report['clients'])}")
 
 
 def main() -> None:

@@ -18,6 +18,10 @@ for); scale 1 is the HR stream itself at the best CRF that fits the budget (the 
 search), what users ship today. Where the HR stream beats every reduced scale, it is kept: a delivery is never
 worse than the stream it replaces. Every point is scored on the same HR frames with the same border left out.
 
+What needs no training (the stream alone, the prior alone) is also measured at the CRF that fills the budget
+(`fill_budget`, found by bisection on the stream's bytes, as the HR rung's): the bytes an update costs are then
+weighed against the same bytes spent on the stream by measurement, not only by the slope between the CRFs given.
+
 The chosen point (its bundle in OUT/bundle, beside its RUN where it has one) replaces OUT only at the end; a
 budget that not even the cheapest stream fits is refused before any training, and nothing is written.
 """
@@ -30,12 +34,13 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stdo.bundle import PLAIN_METHOD, write_plain_bundle
+from stdo.bundle import (MANIFEST, PLAIN_METHOD, bytes_per_variant, format_variant_bytes,
+                         write_plain_bundle)
 from stdo.clip import Crop
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
-from stdo.fileio import replace_dir, temp_dir_beside, write_bytes, write_json
+from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
@@ -67,6 +72,9 @@ class DeliverOptions:
     # of that scale), and 1: the HR stream itself (no model) at the best CRF that fits the budget
     stream_alone: bool = True  # each reduced scale's stream alone (bicubic, no model) a point too; stdo-fleet, whose
     # later stages need a model, turns it off
+    fill_budget: bool = True  # each reduced scale's stream also at the lowest CRF that fits the budget, played by
+    # what needs no training (bicubic, the prior alone): an update then ships only where it beats its bytes spent on
+    # the stream
     methods: tuple[str, ...] = ("stdo", "prior")  # per-chunk updates + chunk map (stdo), one joint update (jstdo),
     # the carried prior alone (prior): each tried at each CRF
     train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
@@ -163,6 +171,7 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
             played = played if played[0] in o.export.formats else None
             export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played),
                    _stage_progress(progress, "kept"))  # clients play by default the variant the points counted
+        report["clients"] = bytes_per_variant(read_json(folder / "bundle" / MANIFEST))  # each client's download
         write_json(folder / POINTS, report)
         write_bytes(folder / "points.md", format_points_md(report).encode())
         replace_dir(folder, out)
@@ -189,38 +198,24 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
     shave = max(o.scales)  # every point scored with the same border left out, whatever its scale
     for scale in sorted((s for s in o.scales if s > 1), reverse=True):  # the smallest streams first
         for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
-            run = work / f"x{scale}-crf{crf}"
-            stage = _stage_progress(progress, f"x{scale} CRF {crf}")
-            # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
-            summary = cluster(replace(o.cluster, run=run, scale=scale, crop=crop or o.cluster.crop,
-                                      stream=replace(stream, crf=crf), overwrite=True), stage)
+            measured = _measure_stream(o, stream, work, scale, crf, crop, o.methods, budget, shave, hr, progress,
+                                       refuse=not points and 1 not in o.scales)
+            points += measured["points"]
             if budget is None:
-                info = read_run_info(run)
-                budget, hr, fps = _budget(o, info), run / HR_FRAMES, info.fps
-                x, y = (o.cluster.crop.x, o.cluster.crop.y) if o.cluster.crop else (0, 0)
-                crop = Crop(*info["hr_size"], x, y)
-            video = int(summary.stream["bytes"])
-            if not points and video >= budget and 1 not in o.scales:
-                raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR "
-                                f"stream alone is {video:,} bytes at x{scale} CRF {crf}; raise `budget` or add a "
-                                "higher `crfs` (nothing written)")
-            plain = {"scale": scale, "crf": crf, "method": PLAIN_METHOD, "video": video}
-            if o.stream_alone:
-                points.append(plain)
-            if o.stream_alone and video < budget:
-                write_plain_bundle(run / f"bundle-{PLAIN_METHOD}", run / LR_STREAM, scale=scale)
-                _score(plain, run / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, stage)
-            for method in o.methods:
-                point = {"scale": scale, "crf": crf, "method": method, "video": video}
-                points.append(point)
-                if video >= budget:
-                    continue
-                bundle = run / f"bundle-{method}"
-                train(replace(o.train, run=run, method=method, restart=True),
-                      progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage
-                      else None)
-                export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
-                _score(point, bundle, o, hr, shave, budget, stage)
+                budget, hr, fps, crop = measured["budget"], measured["hr"], measured["fps"], measured["crop"]
+        untrained = tuple(m for m in o.methods if not REGISTRY[m].trains)
+        if o.fill_budget and (o.stream_alone or untrained):
+            side = max((p["total"] - p["video"] for p in points if p["method"] in untrained and "total" in p),
+                       default=0)
+            crf = _filling_crf(o, stream, scale, crop, fps, budget - side, work, progress)
+            while crf is not None and crf not in o.crfs:
+                filled = _measure_stream(o, stream, work, scale, crf, crop, untrained, budget, shave, hr, progress,
+                                         refuse=False, fills=True)["points"]
+                if filled[0]["video"] <= budget - side or crf == CODECS[stream.codec].crf_range[1]:
+                    points += filled
+                    break
+                shutil.rmtree(work / f"x{scale}-crf{crf}")  # the encoder's bytes vary by a few: one CRF higher
+                crf += 1
     for p in points:
         if "total" not in p:
             p.update(within_budget=False, note="LR stream alone over budget: not played")
@@ -235,6 +230,85 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "codec": stream.codec, "tie_db": o.tie_db,
             "scales": list(o.scales), "shave": shave,
             "points": sorted(points, key=lambda p: (-p["scale"], p["crf"], p["method"])), "chosen": chosen}
+
+
+def _measure_stream(o: DeliverOptions, stream: StreamOptions, work: Path, scale: int, crf: int, crop: Crop | None,
+                    methods: tuple[str, ...], budget: int | None, shave: int, hr: Path | None,
+                    progress: StageProgress, refuse: bool, fills: bool = False) -> dict:
+    """The points of one LR stream (scale, CRF): clustered once, then its stream alone and each method played.
+    The first stream measured also gives the budget (a bitrate needs the clip's duration), the HR frames every
+    point is scored on and the crop every scale shares."""
+    run = work / f"x{scale}-crf{crf}"
+    stage = _stage_progress(progress, f"x{scale} CRF {crf}")
+    # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
+    summary = cluster(replace(o.cluster, run=run, scale=scale, crop=crop or o.cluster.crop,
+                              stream=replace(stream, crf=crf), overwrite=True), stage)
+    found = {}
+    if budget is None:
+        info = read_run_info(run)
+        budget, hr = _budget(o, info), run / HR_FRAMES
+        x, y = (o.cluster.crop.x, o.cluster.crop.y) if o.cluster.crop else (0, 0)
+        crop = Crop(*info["hr_size"], x, y)
+        found = {"budget": budget, "hr": hr, "fps": info.fps, "crop": crop}
+    video = int(summary.stream["bytes"])
+    if refuse and video >= budget:
+        raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR "
+                        f"stream alone is {video:,} bytes at x{scale} CRF {crf}; raise `budget` or add a "
+                        "higher `crfs` (nothing written)")
+    points = []
+    extra = {"fills": True} if fills else {}
+    if o.stream_alone:
+        plain = {"scale": scale, "crf": crf, "method": PLAIN_METHOD, "video": video, **extra}
+        points.append(plain)
+        if video < budget:
+            write_plain_bundle(run / f"bundle-{PLAIN_METHOD}", run / LR_STREAM, scale=scale)
+            _score(plain, run / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, stage)
+    for method in methods:
+        point = {"scale": scale, "crf": crf, "method": method, "video": video, **extra}
+        points.append(point)
+        if video >= budget:
+            continue
+        bundle = run / f"bundle-{method}"
+        train(replace(o.train, run=run, method=method, restart=True),
+              progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage else None)
+        export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
+        _score(point, bundle, o, hr, shave, budget, stage)
+    return {"points": points, **found}
+
+
+def _lowest_crf_within(frames, fps: float, stream: StreamOptions, limit: int, folder: Path,
+                       progress: StageProgress, stage: str) -> int | None:
+    """The lowest CRF (the best quality) at which `frames` code within `limit` bytes, by bisection (bytes fall as
+    the CRF rises); None where not even the highest fits. The streams tried stay in `folder` as crf{N}.mp4."""
+    lo, hi = CODECS[stream.codec].crf_range
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes: dict[int, int] = {}
+
+    def size(crf: int) -> int:
+        if crf not in sizes:
+            encode_stream(folder / f"crf{crf}.mp4", iter(frames), fps, replace(stream, crf=crf))
+            sizes[crf] = (folder / f"crf{crf}.mp4").stat().st_size
+            if progress:
+                progress(stage, 1, None)
+        return sizes[crf]
+
+    if size(hi) > limit:
+        return None
+    while lo < hi:  # invariant: size(hi) fits
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if size(mid) <= limit else (mid + 1, hi)
+    return hi
+
+
+def _filling_crf(o: DeliverOptions, stream: StreamOptions, scale: int, crop: Crop, fps: float, limit: int,
+                 work: Path, progress: StageProgress) -> int | None:
+    """The lowest CRF whose LR stream at `scale` fits `limit` bytes: the clip's LR frames (as stdo-cluster makes
+    them) coded at the CRFs the bisection tries."""
+    from stdo.clip import load_clip
+
+    clip = load_clip(o.cluster.source, scale, start=o.cluster.start, count=o.cluster.frames, crop=crop)
+    return _lowest_crf_within(clip.lr, fps, stream, limit, work / f"x{scale}-fill", progress,
+                              f"x{scale} stream crf")
 
 
 def _score(point: dict, bundle: Path, o: DeliverOptions, hr: Path, shave: int, budget: int,
@@ -258,30 +332,17 @@ def _hr_stream(o: DeliverOptions, stream: StreamOptions, work: Path, hr: Path, f
     import numpy as np
 
     frames = np.load(hr, mmap_mode="r")
-    lo, hi = CODECS[stream.codec].crf_range
     streams = work / "x1"
-    streams.mkdir()
-    sizes: dict[int, int] = {}
-
-    def size(crf: int) -> int:
-        if crf not in sizes:
-            encode_stream(streams / f"crf{crf}.mp4", iter(frames), fps, replace(stream, crf=crf))
-            sizes[crf] = (streams / f"crf{crf}.mp4").stat().st_size
-            if progress:
-                progress("x1 HR stream crf", 1, None)
-        return sizes[crf]
-
-    if size(hi) > budget:
-        return {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": size(hi), "within_budget": False,
-                "note": f"the HR stream alone is over budget even at CRF {hi}"}
-    while lo < hi:  # invariant: size(hi) fits
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if size(mid) <= budget else (mid + 1, hi)
-    point = {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": size(hi)}
+    crf = _lowest_crf_within(frames, fps, stream, budget, streams, progress, "x1 HR stream crf")
+    if crf is None:
+        hi = CODECS[stream.codec].crf_range[1]
+        return {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": (streams / f"crf{hi}.mp4").stat().st_size,
+                "within_budget": False, "note": f"the HR stream alone is over budget even at CRF {hi}"}
+    point = {"scale": 1, "crf": crf, "method": PLAIN_METHOD, "video": (streams / f"crf{crf}.mp4").stat().st_size}
     folder = work / _folder(point)
     (folder / "frames").mkdir(parents=True)
     _link_or_copy(hr, folder / HR_FRAMES)  # the HR frames beside the bundle, as a kept RUN has them
-    write_plain_bundle(folder / f"bundle-{PLAIN_METHOD}", streams / f"crf{hi}.mp4", scale=1)
+    write_plain_bundle(folder / f"bundle-{PLAIN_METHOD}", streams / f"crf{crf}.mp4", scale=1)
     _score(point, folder / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, _stage_progress(progress, "x1"))
     return point
 
@@ -366,13 +427,26 @@ def _what(p: dict) -> str:
     return "HR stream" if p.get("scale") == 1 else "bicubic"
 
 
+def _shown(points: list[dict]) -> list[dict]:
+    """The points as tables show them: the points of one stream that were not played (its LR stream alone is
+    over the budget) become one row, method "all", since they differ in nothing else."""
+    shown, seen = [], set()
+    for p in points:
+        if "total" in p:
+            shown.append(p)
+        elif (p["scale"], p["crf"]) not in seen:
+            seen.add((p["scale"], p["crf"]))
+            shown.append({**p, "method": "all"})
+    return shown
+
+
 def format_points(report: dict) -> list[str]:
     """The operating points measured as aligned text lines; the kept one marked."""
     lines = [f"budget {report['budget']:,} bytes, played by {report['backend']} {report['precision']}, "
              f"{report['codec']} streams, PSNR with {report.get('shave', '-')} border pixels left out",
              f"{'scale':>5} {'crf':>4} {'method':>9} {'video':>9} {'models':>8} {'map':>8} {'total':>9} {'PSNR dB':>8} "
              f"{'bicubic':>8} {'prior':>8} {'pays':>5}  fits"]
-    for p in report["points"]:
+    for p in _shown(report["points"]):
         if "total" not in p:
             lines.append(f"{_rung(p):>5} {p['crf']:>4} {_what(p):>9} {p['video']:>9,} {'-':>8} {'-':>8} {'-':>9} "
                          f"{'-':>8} {'-':>8} {'-':>8} {'-':>5}  no ({p['note']})")
@@ -382,6 +456,10 @@ def format_points(report: dict) -> list[str]:
                      f"{b['model_map']:>8,} {p['total']:>9,} {p['psnr']:>8.3f} {p['bicubic_psnr']:>8.3f} "
                      f"{_db(p.get('prior_psnr')):>8} {_pays(p):>5}  "
                      f"{'yes' if p['within_budget'] else 'no'}{'  <- kept' if _is_kept(report, p) else ''}")
+    fills = sorted({(p["scale"], p["crf"]) for p in report["points"] if p.get("fills")}, reverse=True)
+    if fills:
+        lines.append(", ".join(f"x{scale} CRF {crf}" for scale, crf in fills) + ": the lowest CRF whose stream fits "
+                     "the budget, played by what needs no training")
     return lines
 
 
@@ -410,24 +488,27 @@ def format_points_md(report: dict) -> str:
     rows = ["| scale | CRF | method | video | models | model map | total bytes | PSNR (dB) | bicubic (dB) "
             "| prior alone (dB) | over the prior | pays | why |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for p in report["points"]:
+    for p in _shown(report["points"]):
         if "total" not in p:
             rows.append(f"| {_rung(p)} | {p['crf']} | {_what(p)} | {p['video']:,} | - | - | - | - | - | - | - | - | "
                         f"{p.get('why', p['note'])} |")
             continue
         b = p["bytes"]
-        kept = " (kept)" if _is_kept(report, p) else ""
+        kept = (" (fills the budget)" if p.get("fills") else "") + (" (kept)" if _is_kept(report, p) else "")
         rows.append(f"| {_rung(p)} | {p['crf']}{kept} | {_what(p)} | {b['video']:,} | {b['models']:,} | "
                     f"{b['model_map']:,} | {p['total']:,} | {p['psnr']:.3f} | {p['bicubic_psnr']:.3f} | "
                     f"{_db(p.get('prior_psnr'))} | {_gain(p)} | {_pays(p)} | {p.get('why', '')} |")
     return (f"# Operating points within {report['budget']:,} bytes\n\nPlayed by {report['backend']} "
             f"{report['precision']}; {report['codec']} streams; PSNR against the same HR frames with "
             f"{report.get('shave', '-')} border pixels left out at every scale. Each reduced scale (x4, x2) is tried "
-            "with its stream alone upsampled by bicubic (no model to pay for) and with each method; HR is the HR "
+            "with its stream alone upsampled by bicubic (no model to pay for) and with each method, and at the lowest "
+            "CRF whose stream fits the budget with what needs no training (bicubic, the prior alone); HR is the HR "
             "stream itself at the lowest CRF that fits the budget. An update pays when the dB it adds over the "
             "carried prior alone are at least what its bytes would buy spent on the LR stream (the stream's own "
             "slope between the CRFs measured); the kept point is the best played PSNR within the budget, the "
-            f"cheapest of those within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n")
+            f"cheapest of those within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n"
+            + (f"\nThe kept bundle, per client: {format_variant_bytes(report['clients'])}.\n" if report.get("clients")
+               else ""))
 
 
 def _gain(p: dict) -> str:

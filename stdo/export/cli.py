@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from stdo.bundle import format_variant_bytes
 from stdo.errors import StdoError
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.export.pipeline import UPDATES, ExportOptions, export, format_table
@@ -108,6 +109,7 @@ def export_command(run, method, formats, quantize, out, calibration, verify_fram
                f"shape(s), {plan['runs_per_frame']:.1f} runs/frame, {plan['pixels_run_per_needed']:.2f}x the frame's "
                f"pixels, {plan['frame_plans']} distinct frame plan(s)")
     click.echo("\n".join(format_table(report)))
+    click.echo(f"clients  {format_variant_bytes(report['clients'])}")
     click.echo(f"bundle {report['bundle']}  (report.md inside)")
 
 

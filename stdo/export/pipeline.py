@@ -399,7 +399,8 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         "train_psnr_video": train_report.get("psnr_video"),
         "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
         "video": {k: manifest["video"][k] for k in bundle_format.VIDEO_FIELDS + ("bytes", "sha256")},
-        "artifacts": rows, "seconds": time.perf_counter() - t0,
+        "artifacts": rows, "clients": bundle_format.bytes_per_variant(manifest),
+        "recommended": manifest.get("recommended"), "seconds": time.perf_counter() - t0,
     }
     write_json(root / "report.json", report)
     write_bytes(root / "report.md", format_report_md(report).encode())
@@ -445,6 +446,12 @@ def format_report_md(report: dict) -> str:
         ms = f"{r['ms_per_window']:.2f}" if RUNTIME_FORMATS[r["format"]].runs_here else "n/a (runtime not here)"
         lines.append(f"| {r['format']} | {r['precision']} | {r['bytes']:,} | {r['psnr_vs_torch']:.2f} | "
                      f"{r['psnr_vs_hr']:.3f} | {r['psnr_y_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
+    lines += ["", "What each client downloads for the clip (LR stream + its variant's model files or updates + model map):",
+              "", "| variant | client | video | models | model map | total bytes |", "|---|---|---|---|---|---|"]
+    for name, b in report.get("clients", {}).items():
+        mark = " (recommended)" if report.get("recommended") and name == " ".join(report["recommended"].values()) else ""
+        lines.append(f"| {name}{mark} | {bundle_format.CLIENT_OF_FORMAT[name.split()[0]]} | {b['video']:,} | "
+                     f"{b['models']:,} | {b['model_map']:,} | {b['total']:,} |")
     notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "
              "CoreML runs only on Apple devices: here its spec is checked and its decompressed weights run in torch.\n")
     return head + "\n".join(lines) + notes

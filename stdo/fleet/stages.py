@@ -82,7 +82,8 @@ def _deliver(job: VideoJob, run: Path, device: str) -> dict:
         else ("int8",)
     report = deliver(DeliverOptions(
         cluster=_cluster_options(job, run), out=run, budget_bytes=budget_bytes, budget_kbps=budget_kbps,
-        crfs=job.crfs, scales=(job.scale,), stream_alone=False, methods=job.methods, train=_train_options(job, run, device),
+        crfs=job.crfs, scales=(job.scale,), stream_alone=False, fill_budget=False,  # the job's CRFs, each with a model
+        methods=job.methods, train=_train_options(job, run, device),
         export=ExportOptions(run=run, formats=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
                              strict=True),
         overwrite=True))

@@ -265,6 +265,11 @@ def _play(o: PlayOptions, progress: StageProgress) -> dict:
             report["delivery"]["hr"][codec] = {
                 "point": point.to_dict(), "tried": [p.to_dict() for p in tried], "bytes_ratio": total / point.bytes,
                 "same_psnr": same, "bytes_ratio_same_psnr": None if same is None else total / same}
+        # every client the bundle serves, priced against the same HR streams at the PSNR this variant played
+        report["delivery"]["clients"] = {
+            name: {**b, "vs_hr": {codec: b["total"] / (hr["same_psnr"] or hr["point"]["bytes"])
+                                  for codec, hr in report["delivery"]["hr"].items()}}
+            for name, b in player.bundle.bytes_per_variant.items()}
     if o.report is not None:
         if Path(o.report).suffix == ".json":
             write_json(o.report, report)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stdo.bundle import CLIENT_OF_FORMAT
 from stdo.stream import CODECS
 
 
@@ -31,6 +32,8 @@ def format_table(report: dict) -> list[str]:
         lines.append(f"SSIM     model {p['model_ssim']:.4f}  bicubic {p['bicubic_ssim']:.4f}")
     if "delivery" in report:
         lines.append(delivery_line(report))
+        if report["delivery"].get("clients"):
+            lines.append(clients_line(report))
     return lines
 
 
@@ -52,6 +55,15 @@ def delivery_line(report: dict) -> str:
                        f"{reached} the model's): {hr['bytes_ratio']:.2f}x{same}")
     return (f"bytes    bundle {b['total']:,} (video {b['video']:,} + models {b['models']:,} + model map "
             f"{b['model_map']:,})  vs  " + "; ".join(streams))
+
+
+def clients_line(report: dict) -> str:
+    """Each client variant's download beside the HR streams of the played PSNR."""
+    parts = []
+    for name, c in report["delivery"]["clients"].items():
+        ratios = ", ".join(f"{r:.2f}x {CODECS[codec].label}" for codec, r in c["vs_hr"].items())
+        parts.append(f"{name} {c['total']:,} ({ratios})")
+    return "clients  " + " · ".join(parts) + "  (each against the HR streams at the PSNR played here)"
 
 
 def format_markdown(report: dict) -> str:
@@ -87,6 +99,18 @@ def format_markdown(report: dict) -> str:
                 out += [f"| HR {name} interpolated to the same RGB PSNR (log-bytes between the CRFs around it) | "
                         f"{hr['same_psnr']:,.0f} | {p['model']:.3f} | | |",
                         f"| bundle / HR {name} at the same PSNR | {hr['bytes_ratio_same_psnr']:.2f}x | | | |"]
+        clients = d.get("clients") or {}
+        if clients:
+            codecs = list(d["hr"])
+            out += ["", "What each client downloads, against the HR streams of the PSNR played here (each variant's own "
+                    "PSNR is in the bundle's report.md):", "",
+                    "| variant | client | video | models | model map | total bytes | "
+                    + " | ".join(f"/ HR {CODECS[c].label}" for c in codecs) + " |",
+                    "|---|---|---|---|---|---|" + "---|" * len(codecs)]
+            for name, c in clients.items():
+                out.append(f"| {name} | {CLIENT_OF_FORMAT[name.split()[0]]} | {c['video']:,} | {c['models']:,} | "
+                           f"{c['model_map']:,} | {c['total']:,} | "
+                           + " | ".join(f"{c['vs_hr'][k]:.2f}x" for k in codecs) + " |")
     return "\n".join(out) + "\n"
 
 
