@@ -53,7 +53,7 @@ demo: install
 	$(VENV)/bin/stdo-deliver "$$($(PY) -m stdo.clips bikes)" $(DEMO_DIR)/run --budget $(DEMO_BUDGET) \
 		--crf 23,27,31 --method stdo,jstdo,prior --scale 4,2,1 --grid 10x5 --chunks 2 --hold 5 --steps 800 \
 		--format onnx,tflite,coreml --quantize int8,fp16 --overwrite
-	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --precision int8 --compare \
+	$(VENV)/bin/stdo-play $(DEMO_DIR)/run/bundle --backend onnxruntime --precision int8 --shave 4 --compare \
 		--out $(DEMO_DIR)/compare.mp4 --hr $(DEMO_DIR)/run/frames/hr.npy --rate \
 		--report $(DEMO_DIR)/psnr.md --plot $(DEMO_DIR)/psnr.png --overwrite
 	@echo "demo: in $(DEMO_DIR)/: compare.mp4 (bicubic | the kept point), psnr.md, psnr.png, run/ (the kept RUN:" \

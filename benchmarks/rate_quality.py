@@ -200,6 +200,15 @@ def staircase(points: list[dict]) -> list[dict]:
     return kept
 
 
+def _bd_cells(bd: dict) -> str:
+    """A BD-rate row's cells: RGB PSNR and Y-PSNR, each with the share of the PSNR range both curves cover."""
+    cells = []
+    for metric in ("psnr", "psnr_y"):
+        v = bd[metric]["bd_rate_percent"]
+        cells += ["no overlap" if v is None else f"{v:+.1f}%", f"{100 * bd[metric]['overlap']:.0f}%"]
+    return " | ".join(cells)
+
+
 def write_markdown(all_results: list[dict], args, path: Path) -> None:
     lines = ["# Rate-quality: bytes delivered vs quality against the original HR", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Every "
@@ -230,13 +239,9 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
         lines += ["", f"| BD-rate against HR {r['codec']} | RGB PSNR | overlap | Y-PSNR | overlap |",
                   "|---|---|---|---|---|"]
         for name, bd in r["bd_rate"].items():
-            cells = []
-            for metric in ("psnr", "psnr_y"):
-                v = bd[metric]["bd_rate_percent"]
-                cells += ["no overlap" if v is None else f"{v:+.1f}%", f"{100 * bd[metric]['overlap']:.0f}%"]
             label = (f"{name.removesuffix(' vs prior alone')} against LR + prior alone" if name.endswith("prior alone")
                      else f"LR + {name}")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | {_bd_cells(bd)} |")
         lines.append("")
     for c in chooser(all_results):
         lines += [f"## The scale chosen with the operating point: {c['clip']}, {c['codec']}", "",
@@ -252,11 +257,7 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
                   "| BD-rate of the chosen curve against | RGB PSNR | overlap | Y-PSNR | overlap |",
                   "|---|---|---|---|---|"]
         for name, bd in c["bd_rate"].items():
-            cells = []
-            for metric in ("psnr", "psnr_y"):
-                v = bd[metric]["bd_rate_percent"]
-                cells += ["no overlap" if v is None else f"{v:+.1f}%", f"{100 * bd[metric]['overlap']:.0f}%"]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {_bd_cells(bd)} |")
         lines.append("")
     lines.append("BD-rate: average bytes change at equal quality (negative = fewer bytes), over the PSNR range both "
                  "curves cover. A low overlap means the curves share little of their PSNR range.")

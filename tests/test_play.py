@@ -111,6 +111,15 @@ def test_report_and_plot(bundle, tmp_path, cli):
     code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--report", tmp_path / "psnr.json", "-q"])
     per_frame = json.loads((tmp_path / "psnr.json").read_text())["psnr"]["per_frame"]
     assert code == 0 and len(per_frame) == 6
+    # --shave: the border PSNR leaves out, as stdo-deliver scores every scale with the largest one's
+    from stdo.play.pipeline import PlayOptions, play
+
+    code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--shave", "8", "--report", tmp_path / "s8.json", "-q"])
+    wide = json.loads((tmp_path / "s8.json").read_text())["psnr"]
+    assert code == 0 and wide["model"] == pytest.approx(play(PlayOptions(bundle=bundle, hr=hr, shave=8))["psnr"]["model"])
+    assert wide["model"] != pytest.approx(json.loads((tmp_path / "psnr.json").read_text())["psnr"]["model"], abs=1e-4)
+    code, _, err, _ = cli(play_command, [bundle, "--hr", hr, "--shave", "99", "-q"])
+    assert code == 2 and "--shave 99 must be in 0..64" in err
 
 
 def test_rate_puts_the_bundle_bytes_beside_hr_h264_and_hevc_at_equal_psnr(bundle, tmp_path, cli):

@@ -8,8 +8,9 @@
 # One variant per APK, as a user downloads it: VARIANT=RUNTIME-PRECISION (onnxruntime-int8, litert-fp32,
 # webgpu-fp32, ...)
 # carries that runtime's WebAssembly and only the bundle's and priors' model files of that format and precision
-# (the page offers only it: web/variant.json). Default: the bundle's recommended variant (ONNX Runtime Web int8
-# when exported, else fp32, else LiteRT.js), or onnxruntime with no bundle; VARIANT=all carries everything.
+# (the page offers only it: web/variant.json). Default: the variant the manifest recommends where a WebView runs it,
+# else ONNX Runtime Web int8 when exported, else fp32, else LiteRT.js; onnxruntime with no bundle; VARIANT=all
+# carries everything.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WEB="$HERE/../web"
@@ -30,10 +31,13 @@ if [ -z "${VARIANT:-}" ]; then
     if [ -n "$BUNDLE" ]; then
         VARIANT="$(python3 - "$BUNDLE/manifest.json" <<'PY'
 import json, sys
-files = {(f["format"], f["precision"]) for m in json.load(open(sys.argv[1]))["models"] for f in m["files"]}
-runtime = {"onnx": "onnxruntime", "tflite": "litert"}
-print(next((f"{runtime[f]}-{p}" for f, p in (("onnx", "int8"), ("onnx", "fp32"), ("tflite", "int8"),
-                                             ("tflite", "fp32")) if (f, p) in files), "onnxruntime"))
+manifest = json.load(open(sys.argv[1]))
+files = {(f["format"], f["precision"]) for m in manifest["models"] for f in m["files"]}
+runtime = {"onnx": "onnxruntime", "tflite": "litert"}  # what a WebView runs
+named = manifest.get("recommended") or {}
+order = ((named.get("format"), named.get("precision")), ("onnx", "int8"), ("onnx", "fp32"), ("tflite", "int8"),
+         ("tflite", "fp32"))
+print(next((f"{runtime[f]}-{p}" for f, p in order if f in runtime and (f, p) in files), "onnxruntime"))
 PY
 )"
     fi

@@ -479,7 +479,12 @@ def kept_line(report: dict, out: Path) -> str:
     if kept["scale"] == 1:
         return (f"kept the HR stream itself, CRF {kept['crf']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
                 f"(no reduced scale played better within the budget); {where}")
-    over_prior = "" if kept.get("prior_psnr") is None else f", {kept['psnr'] - kept['prior_psnr']:+.2f} dB over the prior alone"
+    if kept.get("prior_psnr") is None:
+        over_prior = ""
+    elif not REGISTRY[kept["method"]].trains:
+        over_prior = "; the carried prior alone, no update"
+    else:
+        over_prior = f", {kept['psnr'] - kept['prior_psnr']:+.2f} dB over the prior alone"
     return (f"kept x{kept['scale']} CRF {kept['crf']} {_what(kept)}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
             f"({kept['psnr'] - kept['bicubic_psnr']:+.2f} dB over bicubic of its stream{over_prior}); {where}")
 

@@ -38,6 +38,9 @@ Examples:
               help="Play this LR video instead of the bundle's own (it must match the bundle).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
+@click.option("--shave", type=int, metavar="PIXELS",
+              help="Border pixels PSNR leaves out (0..64) [default: the bundle's scale]; stdo-deliver scores every "
+                   "scale with the largest one's.")
 @click.option("--rate", is_flag=True,
               help="With --hr: also encode the HR frames with each --rate-codec (yuv420p, CRF search) to find the "
                    "cheapest HR stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
@@ -56,8 +59,8 @@ Examples:
                    "[default: stdo's own].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, rate, rate_codecs, overwrite, crf,
-                 preset, batch, threads, priors, quiet, verbose):
+def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, shave, rate, rate_codecs, overwrite,
+                 crf, preset, batch, threads, priors, quiet, verbose):
     """Play a bundle: decode its LR video, upscale every frame with its models by the bundle's
     inference plan, and write the result.
 
@@ -69,8 +72,9 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     """
     setup_logging(verbose)
     options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
-                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads, priors=priors, report=report,
-                          plot=plot, rate=rate, rate_codecs=parse_list(rate_codecs, tuple(CODECS), "--rate-codec"))
+                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads,
+                          priors=priors, report=report, plot=plot, shave=shave, rate=rate,
+                          rate_codecs=parse_list(rate_codecs, tuple(CODECS), "--rate-codec"))
     with StageBars(disable=quiet) as bars:
         result = play(options, progress=bars)
     click.echo("\n".join(format_table(result)))
