@@ -207,3 +207,18 @@ def test_budgets_read_as_bytes_or_bitrates():
     assert parse_budget("400kbit/s") == (None, 400.0) and parse_budget("0.5Mbps") == (None, 500.0)
     with pytest.raises(StdoError, match="give bytes"):
         parse_budget("lots")
+
+
+def test_every_client_counts_each_point_at_its_largest_download(bikes, tmp_path, cli):
+    """--every-client: the budget holds for the web, Android and iOS clients alike, so a point counts as its largest
+    download (a LiteRT client gets the prior's file at the stream's frame size: more than ONNX's 170 bytes)."""
+    code, output, err, _ = cli(deliver_command, [bikes, tmp_path / "out", "--budget", "12KB", "--scale", "4", "--grid",
+                                                 "2x2", "--chunks", "2", "--frames", "8", "--crop", "160x96+240+96",
+                                                 "--crf", "27", "--method", "prior", "--format", "onnx,tflite",
+                                                 "--every-client", "--no-fill-budget", "-q"])
+    assert code == 0, err
+    report = json.loads((tmp_path / "out/points.json").read_text())
+    prior, clients = next(p for p in report["points"] if p["method"] == "prior"), report["clients"]
+    assert prior["counted"] == "tflite int8" and report["chosen"]["method"] == "prior"
+    assert prior["total"] == clients["tflite int8"]["total"] > clients["onnx int8"]["total"]
+    assert "largest client download" in output and "(tflite int8)" in (tmp_path / "out/points.md").read_text()

@@ -101,14 +101,17 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxruntime",
               show_default=True, help="The client runtime whose played frames are scored (stdo-play --backend).")
 @click.option("--precision", default="int8", show_default=True, help="The variant played (stdo-play --precision).")
+@click.option("--every-client", is_flag=True,
+              help="The budget holds for every --format's client at --precision (web, Android, iOS): each candidate "
+                   "is exported in each and counted at its largest download; played by --backend.")
 @click.option("--tie", "tie_db", type=float, default=0.05, show_default=True, metavar="DB",
               help="Points within this many dB of the best played PSNR are ties: the cheapest of them is kept.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if stdo-deliver wrote it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def deliver_command(source, out, budget, crfs, codec, scales, fill_budget, grid, chunks, hold, frames, crop, methods,
-                    steps, tune, sparse_share, init, formats, quantize, backend, precision, tie_db, overwrite, quiet,
-                    verbose):
+                    steps, tune, sparse_share, init, formats, quantize, backend, precision, every_client, tie_db,
+                    overwrite, quiet, verbose):
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
     For each scale and LR CRF (cheapest first): the stream alone upsampled by bicubic, then each method:
@@ -128,7 +131,7 @@ def deliver_command(source, out, budget, crfs, codec, scales, fill_budget, grid,
         train=TrainOptions(run=out, config=TrainConfig(steps=steps),
                            method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
         export=ExportOptions(run=out, formats=formats, quantize=quantize),
-        backend=backend, precision=precision, tie_db=tie_db, overwrite=overwrite,
+        backend=backend, precision=precision, every_client=every_client, tie_db=tie_db, overwrite=overwrite,
     )
     with StageBars(disable=quiet) as bars:
         report = deliver(options, progress=bars)
