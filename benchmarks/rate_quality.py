@@ -16,8 +16,8 @@ The prior never saw these clips: it was trained on the photographs stdo/priors/c
 stdo/priors/priors.json), which is stricter than leave-one-out over the benchmark clips.
 
 The scale chosen with the operating point (stdo-deliver --scale 4,2,1): per clip and codec, the best played
-PSNR any measured point (any scale, any delivery, or the HR stream itself) gives within each budget, beside each
-fixed scale's own, with its BD-rates.
+PSNR any measured point (any scale, any delivery, or the HR stream itself) gives within each budget, and the
+BD-rates of the cheapest curve at each PSNR against the HR ladder and against each fixed scale's cheapest curve.
 
 BD-rate against the HR ladder of the same codec uses the `bjontegaard` package (Akima interpolation over the PSNR
 range both curves cover; the overlap is reported beside it). "stdo / jstdo against LR + prior alone": the BD-rate of
@@ -110,16 +110,44 @@ def bd_rates(anchor: list[dict], test: list[dict]) -> dict:
 
     out = {}
     for metric in ("psnr", "psnr_y"):
-        a_rate, a_q = [p["bytes"] for p in anchor], [p[metric] for p in anchor]
-        t_rate, t_q = [p["bytes"] for p in test], [p[metric] for p in test]
+        # each curve as the best `metric` its bytes buy (a curve chosen on RGB PSNR need not rise in Y-PSNR)
+        a_rate, a_q = zip(*((p["bytes"], p[metric]) for p in staircase(anchor, metric)))
+        t_rate, t_q = zip(*((p["bytes"], p[metric]) for p in staircase(test, metric)))
         lo, hi = max(min(a_q), min(t_q)), min(max(a_q), max(t_q))
         overlap = max(hi - lo, 0) / (max(max(a_q), max(t_q)) - min(min(a_q), min(t_q)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = bd.bd_rate(a_rate, a_q, t_rate, t_q, method="akima", require_matching_points=False,
-                               min_overlap=0) if len(test) >= 2 and overlap > 0 else float("nan")
+                               min_overlap=0) if len(t_q) >= 2 and overlap > 0 else float("nan")
         out[metric] = {"bd_rate_percent": None if np.isnan(value) else float(value), "overlap": overlap,
                        "psnr_range": [lo, hi]}
+    return out
+
+
+def envelope(curves: list[list[dict]], metric: str, samples: int = 64) -> list[dict]:
+    """The cheapest of `curves` at each quality: each curve's log-bytes interpolated linearly in `metric` over its
+    own range, the least at each of `samples` qualities across their union. A delivery that can take any CRF
+    (stdo-deliver fills the budget) has each curve's points between the CRFs measured, so this, not the measured
+    points' staircase, is what choosing among the curves buys."""
+    rising = [staircase(c, metric) for c in curves]
+    rising = [c for c in rising if len(c) >= 2]
+    lo, hi = min(c[0][metric] for c in rising), max(c[-1][metric] for c in rising)
+    out = []
+    for q in np.linspace(lo, hi, samples):
+        logs = [np.interp(q, [p[metric] for p in c], np.log([p["bytes"] for p in c])) for c in rising
+                if c[0][metric] <= q <= c[-1][metric]]
+        out.append({"bytes": float(np.exp(min(logs))), metric: float(q)})
+    return out
+
+
+def envelope_bd_rates(anchor: list[list[dict]], test: list[list[dict]]) -> dict:
+    """bd_rates between the envelopes of two sets of curves, per metric."""
+    out = {}
+    for metric in ("psnr", "psnr_y"):
+        other = "psnr_y" if metric == "psnr" else "psnr"
+        a = [{**p, other: p[metric]} for p in envelope(anchor, metric)]  # bd_rates reads both metrics
+        t = [{**p, other: p[metric]} for p in envelope(test, metric)]
+        out[metric] = bd_rates(a, t)[metric]
     return out
 
 
@@ -180,24 +208,32 @@ def chooser(all_results: list[dict]) -> list[dict]:
         by_scale = {r["scale"]: [{**p[name], "crf": p["crf"], "rung": f"x{r['scale']}", "delivery": f"LR + {name}"}
                                  for p in r["lr"] for name in p if isinstance(p[name], dict)] for r in configs}
         curve = staircase([point for points in by_scale.values() for point in points] + hr)
+        curves = {r["scale"]: [[p[name] for p in r["lr"]] for name in _deliveries(r)] for r in configs}
+        every = [c for cs in curves.values() for c in cs] + [hr]
         result = {"clip": clip, "codec": codec, "scales": sorted(by_scale, reverse=True), "curve": curve,
-                  "bd_rate": {f"HR {codec}": bd_rates(hr, curve)}}
-        for scale, points in sorted(by_scale.items(), reverse=True):
-            result["bd_rate"][f"x{scale} alone"] = bd_rates(staircase(points), curve)
+                  "bd_rate": {f"HR {codec}": envelope_bd_rates([hr], every)}}
+        for scale, scale_curves in sorted(curves.items(), reverse=True):
+            result["bd_rate"][f"x{scale} alone"] = envelope_bd_rates(scale_curves, every)
         ratios = [p["bytes"] / b for p in curve if p["rung"] != "HR" and (b := hr_bytes_at(hr, p["psnr"]))]
         result["max_bytes_vs_hr_same_psnr"] = max(ratios, default=None)
         out.append(result)
     return out
 
 
-def staircase(points: list[dict]) -> list[dict]:
-    """The points no cheaper point matches in RGB PSNR: the best quality each budget buys, cheapest first."""
+def staircase(points: list[dict], metric: str = "psnr") -> list[dict]:
+    """The points no cheaper point matches in `metric`: the best quality each budget buys, cheapest first."""
     best, kept = -np.inf, []
-    for p in sorted(points, key=lambda p: (p["bytes"], -p["psnr"])):
-        if p["psnr"] > best:
+    for p in sorted(points, key=lambda p: (p["bytes"], -p[metric])):
+        if p[metric] > best:
             kept.append(p)
-            best = p["psnr"]
+            best = p[metric]
     return kept
+
+
+def _deliveries(result: dict) -> list[str]:
+    """The LR deliveries a configuration measured: bicubic, the prior alone, then the methods it trained (a results
+    file keeps configurations measured in separate runs, with different --methods)."""
+    return ["bicubic", "prior", *(m for m in METHODS if m in result["lr"][0])]
 
 
 def _bd_cells(bd: dict) -> str:
@@ -228,7 +264,7 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
                          f"{p['ssim']:.4f} | | |")
         prior_curve = [p["prior"] for p in r["lr"]]  # where an update stops paying: prior alone at its PSNR costs less
         for p in r["lr"]:
-            for name in ("bicubic", "prior", *args.methods):
+            for name in _deliveries(r):
                 m = p[name]
                 hr_b = "outside the HR ladder" if m["hr_bytes_same_psnr"] is None else f"{m['hr_bytes_same_psnr']:,.0f}"
                 models = f" (models {m['model_bytes']:,})" if m["model_bytes"] else ""
@@ -247,7 +283,9 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
         lines += [f"## The scale chosen with the operating point: {c['clip']}, {c['codec']}", "",
                   f"stdo-deliver's rungs here: {', '.join(f'x{s}' for s in c['scales'])} and the HR stream itself. "
                   "At each budget it keeps the best played PSNR of any point that fits; these are the points that "
-                  "beat every cheaper one.", "",
+                  "beat every cheaper one. Its BD-rates (below the table) compare envelopes: at each PSNR the cheapest "
+                  "of the deliveries' curves, each interpolated between its CRFs, as stdo-deliver can take any CRF "
+                  "(it fills the budget).", "",
                   "| bytes | RGB PSNR | rung | delivery | CRF |", "|---|---|---|---|---|"]
         lines += [f"| {p['bytes']:,} | {p['psnr']:.3f} | {p['rung']} | {p['delivery']} | {p['crf']} |"
                   for p in c["curve"]]
@@ -275,7 +313,7 @@ def plot(all_results: list[dict], args, path: Path) -> None:
     for ax, r in zip(axes[0], all_results):
         hr = sorted(r["hr"], key=lambda p: p["bytes"])
         ax.plot([p["bytes"] / 1024 for p in hr], [p["psnr"] for p in hr], "k-o", label=f"HR {r['codec']}")
-        for name, style in (("bicubic", "--s"), ("prior", ":d"), *((m, "-^") for m in args.methods)):
+        for name, style in (("bicubic", "--s"), ("prior", ":d"), *((m, "-^") for m in _deliveries(r)[2:])):
             pts = sorted((p[name] for p in r["lr"]), key=lambda p: p["bytes"])
             ax.plot([p["bytes"] / 1024 for p in pts], [p["psnr"] for p in pts], style,
                     label=f"LR + {name}")
