@@ -97,19 +97,18 @@ def variants_of(files: list[list[dict]]) -> list[tuple[str, str]]:
 
 
 # The client that plays each format: what a report names beside each variant's bytes.
-CLIENT_OF_FORMAT = {"onnx": "web / onnxruntime", "tflite": "Android / LiteRT", "coreml": "iOS / CoreML",
-                    "torch": "torch"}
+CLIENT_OF_FORMAT = {"onnx": "web / onnxruntime", "tflite": "Android / LiteRT", "coreml": "iOS / CoreML"}
 
 
 def bytes_per_variant(manifest: dict) -> dict[str, dict[str, int]]:
     """What a client of each variant ("onnx int8", "tflite int8", "coreml int8", ...) downloads: the LR stream, that
     variant's file of every model (its coded update where it has one), the model map. Only variants every model has
-    are listed, in VARIANT_PREFERENCE order; torch files (the server's) are not a client's."""
+    are listed, in VARIANT_PREFERENCE order (torch files, the server's, are not a client's)."""
     files = [model["files"] for model in manifest["models"]]
     video = int(manifest["video"]["bytes"])
     model_map = int(manifest["model_map"]["bytes"]) if manifest.get("model_map") else 0
     out = {}
-    for fmt, precision in variants_of(files) if files else []:
+    for fmt, precision in variants_of(files):
         models = sum(int((f.get("update") or f)["bytes"]) for model in files for f in model
                      if (f["format"], f["precision"]) == (fmt, precision))
         out[f"{fmt} {precision}"] = {"video": video, "models": models, "model_map": model_map,
@@ -197,12 +196,6 @@ class Bundle:
     def bytes_per_variant(self) -> dict[str, dict[str, int]]:
         """What a client of each variant downloads (bytes_per_variant)."""
         return bytes_per_variant(self.manifest)
-
-    @property
-    def recommended(self) -> tuple[str, str] | None:
-        """The (format, precision) the bundle's headline counts, if it names one (read_bundle checked its names)."""
-        entry = self.manifest.get("recommended")
-        return None if entry is None else (entry["format"], entry["precision"])
 
     @property
     def receptive_radius(self) -> int | None:
