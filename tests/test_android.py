@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the APK build
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the APK build, then its page in headless Chromium (drive())
 
 APP = Path(__file__).resolve().parents[1] / "android_demo" / "app"
 TOOLS = ("javac", "java", "aapt", "zipalign", "apksigner", "keytool", "dpkg-deb")

@@ -23,7 +23,9 @@ from tampering import flip_update_bit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "android_demo" / "web"))
 from stdo_web import drive, missing_tools, serve  # noqa: E402 - the page's own harness, beside it
 
-pytestmark = pytest.mark.slow  # headless Chromium
+# headless Chromium; a module fixture's setup (the shared trained RUN, an export, the page's jobs) counts in its first
+# test's time, so the hang guard here is above drive()'s own timeout plus that preparation on a loaded 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MISSING = missing_tools()
 if MISSING and os.environ.get("CI") != "true":

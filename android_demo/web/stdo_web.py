@@ -132,7 +132,7 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def drive(page_url: str, jobs: list[dict], timeout: float = 500) -> dict:
+def drive(page_url: str, jobs: list[dict], timeout: float = 900) -> dict:
     """Run `jobs` in the page at `page_url` (headless Chromium); returns {results: [...], logs: [...]}."""
     with tempfile.TemporaryDirectory(prefix="stdo-drive-") as tmp:
         jobs_path, out_path = Path(tmp) / "jobs.json", Path(tmp) / "out.json"
