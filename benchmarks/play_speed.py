@@ -101,7 +101,7 @@ def whole_frame_runner(bundle, backend: str, precision: str, work: Path):
     model = load_wdsr(torch.load(files[("torch", "fp32")], weights_only=True)).eval()
     lr = np.load(bundle.root.parent / "frames/lr.npy")
     calib = [torch.from_numpy(lr[:2]).permute(0, 3, 1, 2).float().div(255).numpy()]
-    path = export_tflite(model, work / f"whole_{h}x{w}_{precision}.tflite", (h, w), precision, calib)
+    path = export_tflite(model, work / f"whole_{h}x{w}_{precision}.tflite", [(h, w)], precision, calib)
     return TfliteRunner(path)
 
 
@@ -119,7 +119,7 @@ def windowed_ms(player, backend: str, precision: str, x: torch.Tensor, work: Pat
             torch_file = next(f for f in model["files"] if f["format"] == "torch")
             wdsr = load_wdsr(torch.load(player.bundle.file(torch_file), weights_only=True)).eval()
             calib = [x[:2, :, : player.grid.window_shape[0], : player.grid.window_shape[1]].numpy()]
-            path = export_tflite(wdsr, work / f"window{i}_{precision}.tflite", player.grid.window_shape, precision,
+            path = export_tflite(wdsr, work / f"window{i}_{precision}.tflite", [player.grid.window_shape], precision,
                                  calib)
             runners.append(TfliteRunner(path))
     upscale_batch(x[:1], player.grid, player.scale, player.bundle.model_map[:1], runners)  # warm up

@@ -86,7 +86,7 @@ def curves(state: Path, work: Path, int8_points: int) -> dict:
                 model = fold_weight_norm(load_wdsr(torch.load(snapshot, weights_only=True))).eval()
                 with tempfile.TemporaryDirectory() as tmp:
                     onnx = Path(tmp) / "int8.onnx"
-                    write_onnx(model, onnx, REFERENCE_WINDOW, "int8", calibration)
+                    write_onnx(model, onnx, (REFERENCE_WINDOW,), "int8", calibration)
                     runner = open_runner("onnx", onnx)
                     int8 = frames_psnr(hr, lr, lambda x: runner(as_nchw(x).float() / 255), scale)
                 print({"scale": scale, "step": offset + p["step"], "fp32": p["psnr"], "int8": int8}, flush=True)

@@ -1,6 +1,6 @@
 """The delivery bundle's manifest, model map and plan: writing them, and reading them as untrusted input.
 
-bundle/manifest.json (format "stdo-bundle", version 4):
+bundle/manifest.json (format "stdo-bundle", version 5):
   run_id (the clustering the models were trained on), tool, created, method,
   scale, lr_size [w, h], frames, fps, grid {cols, rows, margin},
   model_map {path, sha256, bytes, shape [T, rows, cols], coding}
@@ -12,7 +12,8 @@ bundle/manifest.json (format "stdo-bundle", version 4):
   video {path, sha256, bytes, codec, profile, pix_fmt, matrix, range, width, height, frames, fps,
          duration_s, bitrate_kbps}                      (the LR stream, as the RUN keeps it)
   models [{model, files: [{format, precision, path, sha256, bytes, input_shape, update?}]}]   (model i at index i)
-      format torch (folded state dict, the reference), onnx, tflite or coreml
+      format torch (folded state dict, the reference), onnx, tflite (one signature per plan window shape, named
+             w{h}x{w}; input_shape [1, 3, null, null]) or coreml; one file per model, format and precision
       update {path, sha256, bytes, coding, base}: the file is not in the bundle but coded against the carried
              prior file of sha256 `base` (stdo.updates); path, sha256 and bytes are the rebuilt file's
   prior                                                 (the sha256 of the prior the updates code against, or null)
@@ -69,7 +70,7 @@ from stdo.stream import stream_info
 
 # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans; 4: the plan derived by
 # clients, the model map coded across time
-FORMAT, VERSION = "stdo-bundle", 4
+FORMAT, VERSION = "stdo-bundle", 5
 MANIFEST = "manifest.json"
 MODEL_MAP = "modelmap.bin"
 MAP_CODING = "by-patch-zlib"
@@ -85,7 +86,7 @@ VIDEO_FIELDS = ("codec", "profile", "pix_fmt", "matrix", "range", "width", "heig
 
 
 # The variant a client plays when the bundle names none, or the one it names is missing: int8 first (the smallest
-# download), ONNX before TFLite (any window shape, one file per model).
+# download), ONNX before TFLite (its coded updates are the smaller).
 VARIANT_PREFERENCE = (("onnx", "int8"), ("onnx", "fp32"), ("tflite", "int8"), ("tflite", "fp16"), ("tflite", "fp32"),
                       ("coreml", "int8"), ("coreml", "fp16"))
 
@@ -504,14 +505,10 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
             _need(isinstance(shape, list) and len(shape) == 4
                   and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE)
                           for v in shape), f"{what}: input_shape must be 4 sizes (null where dynamic)")
-            window = tuple(shape[2:]) if fmt.fixed_shape else None  # one file per window shape of the plan
-            _need(shape == fmt.input_shape(window) and (window is None or window in plan.shapes),
-                  f"{what}: input_shape of a {fmt.name} file must be {fmt.input_shape(None)}" +
-                  (f" with [h, w] one of the plan's window shapes {[list(s) for s in plan.shapes]}"
-                   if fmt.fixed_shape else ""))
+            _need(shape == fmt.input_shape(), f"{what}: input_shape of a {fmt.name} file must be {fmt.input_shape()}")
             _plain_relative(entry, what)
-            # a file's name says its model, format, precision and shape, so no label can be moved to another file
-            name = f"models/{fmt.filename(i, entry['precision'], window)}"
+            # a file's name says its model, format and precision, so no label can be moved to another file
+            name = f"models/{fmt.filename(i, entry['precision'])}"
             _need(entry.get("path") == name, f"{what}: a {fmt.name} {entry['precision']} file of model {i} is "
                                              f"{name!r}, not {entry.get('path')!r}")
             claim(name, what)

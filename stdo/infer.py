@@ -38,19 +38,6 @@ class TimedRunner:
         return y
 
 
-class ByShape:
-    """One runner per input shape (fixed-shape runtimes: one model file per plan shape)."""
-
-    def __init__(self, runners: dict[tuple[int, int], Runner]) -> None:
-        self.runners = runners
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (int(x.shape[-2]), int(x.shape[-1]))
-        if shape not in self.runners:
-            raise ValueError(f"no model file for windows of {shape}: have {sorted(self.runners)}")
-        return self.runners[shape](x)
-
-
 @torch.no_grad()
 def upscale_batch(lr: torch.Tensor, grid: Grid, scale: int, model_map: np.ndarray, runners: Sequence[Runner],
                   max_windows: int = 256) -> torch.Tensor:

@@ -212,9 +212,9 @@ def choose_shapes(model_map: np.ndarray, grid: Grid, margin: int, count: int = 3
 
 def _used(shapes: tuple[tuple[int, int], ...], maps: np.ndarray, grid: Grid, margin: int) -> tuple[tuple[int, int], ...]:
     """`shapes` less those no window of the plan uses (the base shape, where one model serves whole frames): a
-    fixed-shape runtime ships a file per shape, so a shape no run needs would be downloaded for nothing. The base
-    shape stays where no shape left holds it (check_parameters), and all stay where dropping some would change a
-    window."""
+    fixed-shape runtime (TFLite) carries a signature per shape, so a shape no run needs would be downloaded for
+    nothing. The base shape stays where no shape left holds it (check_parameters), and all stay where dropping some
+    would change a window."""
     def windows(candidate: tuple[tuple[int, int], ...]) -> list[list[tuple]]:
         return [[(m, candidate[s], *rest) for m, s, *rest in plan_frame(frame_map, grid, margin, candidate)]
                 for frame_map in maps]

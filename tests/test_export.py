@@ -18,7 +18,9 @@ from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
 from stdo.bundle import sha256_of
 from stdo.infer import upscale_batch
-from stdo.runtimes import EXPORT_FORMATS, parse_list
+from stdo.runtimes import EXPORT_FORMATS, parse_list, signature_name
+from stdo.runtimes.tflite import TfliteRunner
+from stdo.models import load_wdsr
 from stdo.metrics import mse
 from stdo.play.player import Player
 from stdo.resample import as_nchw
@@ -53,9 +55,11 @@ def test_bundle_holds_every_variant_and_reads_back(exported):
     assert (min(24 + 2 * margin, 48), 20 + 2 * margin) in plan_shapes  # the base window: one patch + margins
     for model in m["models"]:
         assert {(f["format"], f["precision"]) for f in model["files"]} == expected
-        for precision in ("fp32", "fp16", "int8"):  # fixed-shape TFLite: one file per plan shape
-            tflite = [f["input_shape"] for f in model["files"] if (f["format"], f["precision"]) == ("tflite", precision)]
-            assert sorted(tuple(s[2:]) for s in tflite) == sorted(plan_shapes) and all(s[:2] == [1, 3] for s in tflite)
+        for precision in ("fp32", "fp16", "int8"):  # fixed-shape TFLite: one file, a signature per plan shape
+            tflite = [f for f in model["files"] if (f["format"], f["precision"]) == ("tflite", precision)]
+            assert [f["input_shape"] for f in tflite] == [[1, 3, None, None]]
+            signatures = TfliteRunner(bundle.file(tflite[0])).signatures
+            assert set(signatures) == {signature_name(s) for s in plan_shapes}
         onnx = [f["input_shape"] for f in model["files"] if (f["format"], f["precision"]) == ("onnx", "fp32")]
         assert onnx == [[None, 3, None, None]]  # dynamic: one file serves every window
     # the LR stream is the RUN's own, byte for byte (lossy H.264 by default): the client decodes exactly
@@ -109,7 +113,6 @@ def test_verification_meets_the_targets_and_sizes_shrink(exported):
 @pytest.mark.slow  # TFLite and CoreML conversions
 def test_coreml_spec_and_tflite_runtime(exported):
     from stdo.runtimes.coreml import inspect_coreml
-    from stdo.runtimes.tflite import TfliteRunner
 
     bundle = read_bundle(exported[0] / "bundle")
     files = {(f["format"], f["precision"]): (bundle.file(f), f["input_shape"])
@@ -120,12 +123,15 @@ def test_coreml_spec_and_tflite_runtime(exported):
     assert spec["ops"]["conv"] == 1 + 2 * 2 + 1 + 1  # head, 2 blocks x 2, tail, skip: every conv of the model
     # int8 weights in every conv but the 5x5 skip, which stays fp16 (its rounding lands on the output pixels)
     assert spec["ops"].get("constexpr_affine_dequantize", 0) == spec["ops"]["conv"] - 1
-    path, shape = files[("tflite", "fp32")]
-    runner = TfliteRunner(path)
-    window = tuple(shape[2:])
-    out = runner(torch.rand(3, 3, *window))
-    assert out.shape == (3, 3, 2 * window[0], 2 * window[1])
-    with pytest.raises(ValueError, match="takes windows"):
+    runner = TfliteRunner(files[("tflite", "fp32")][0])
+    reference = load_wdsr(torch.load(files[("torch", "fp32")][0], weights_only=True)).eval()
+    for window in bundle.plan.shapes:  # each signature: its window shape, the torch model's output
+        x = torch.rand(3, 3, *window)
+        out = runner(x)
+        assert out.shape == (3, 3, 2 * window[0], 2 * window[1])
+        assert torch.allclose(out, reference(x), atol=1e-4)
+    window = bundle.plan.shapes[0]
+    with pytest.raises(ValueError, match="no signature for windows"):
         runner(torch.rand(1, 3, window[0] + 1, window[1]))
 
 

@@ -267,9 +267,13 @@ def test_a_manifest_that_lies_is_refused_in_the_page_as_in_python(page, name):
 
 
 def test_the_page_plays_the_bundle_with_the_chosen_runtime(page):
-    _, _, results = page
+    """LiteRT.js downloads one TFLite file per model, whatever the plan's window shapes (a signature each)."""
+    run, _, results = page
     played = results["played"]  # Play pressed with LiteRT.js int8 chosen in the page's switch
     assert played["ok"] and played["stats"].startswith("frame 6/6 ") and "litert int8" in played["stats"], played
+    assert len(json.loads((run / "bundle/manifest.json").read_text())["plan"]["shapes"]) > 1
+    assert sorted(set(played["fetched"]) - {"model0_int8.onnx", "model1_int8.onnx"}) == [
+        "model0_int8.tflite", "model1_int8.tflite"], played["fetched"]
 
 
 def test_litert_threads_stay_with_the_files_however_often_the_page_opens_them(page):

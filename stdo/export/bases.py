@@ -43,11 +43,11 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
     calibration = _calibration(calibration_lr, REFERENCE_WINDOW)
     entries = []
     for fmt, precision in BASE_VARIANTS:
-        path = out / RUNTIME_FORMATS[fmt].filename(0, precision, REFERENCE_WINDOW)
+        path = out / RUNTIME_FORMATS[fmt].filename(0, precision)
         if fmt == "torch":
             save_torch(path, model.state_dict())
         else:
-            _write_model(Variant(fmt, precision), model, path, REFERENCE_WINDOW,
+            _write_model(Variant(fmt, precision), model, path, (REFERENCE_WINDOW,),
                          calibration if precision == "int8" else None)
         entries.append({"format": fmt, "precision": precision, "path": path.relative_to(out.parent).as_posix(),
                         "sha256": sha256_of(path), "bytes": path.stat().st_size})

@@ -65,8 +65,8 @@ Converters: pip install 'stdo[export]' (onnx + onnxruntime, litert-torch + ai-ed
               help="Frames (evenly spaced) on which every artifact is verified; 0 = all.")
 @click.option("--video-crf", type=int, hidden=True, callback=_video_crf_is_gone)
 @click.option("--plan-shapes", type=int, default=3, show_default=True,
-              help="Window shapes of the inference plan (1..8): more shapes merge more patches per run; TFLite, "
-                   "a fixed-shape runtime, gets one file per shape.")
+              help="Window shapes of the inference plan (1..8): more shapes merge more patches per run; a TFLite "
+                   "file, a fixed-shape runtime's, holds one signature per shape.")
 @click.option("--plan-margin", default="auto", show_default=True, callback=_margin,
               help="LR pixels of context around what each window keeps. auto: the least that leaves the models' "
                    "output unchanged on a few frames (under 0.005 dB); the receptive radius is exact always.")

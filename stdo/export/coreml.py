@@ -64,7 +64,8 @@ def export_coreml(model: nn.Module, path: Path, precision: str = "fp16", example
     return Path(path)
 
 
-def write_coreml(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int | None]:
-    """The converter of the format table (stdo.runtimes): an mlprogram traced at `shape`, flexible H/W."""
-    export_coreml(model, path, precision, example_size=shape)
-    return [1, 3, None, None]
+def write_coreml(model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...], precision: str, calibration
+                 ) -> None:
+    """The converter of the format table (stdo.runtimes): an mlprogram traced at the first window shape, flexible
+    H/W."""
+    export_coreml(model, path, precision, example_size=shapes[0])

@@ -127,11 +127,11 @@ def float_convs(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in picture]
 
 
-def write_onnx(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int | None]:
-    """The converter of the format table (stdo.runtimes): fp32, or int8 calibrated on `calibration`; dynamic shape."""
+def write_onnx(model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...], precision: str, calibration) -> None:
+    """The converter of the format table (stdo.runtimes): fp32, or int8 calibrated on `calibration`; dynamic shape
+    (any window: `shapes` is not needed)."""
     if precision == "fp32":
         export_onnx(model, path)
     else:
         with tempfile.TemporaryDirectory(prefix="stdo-onnx-") as tmp:
             quantize_onnx_int8(export_onnx(model, Path(tmp) / "fp32.onnx"), path, calibration)
-    return [None, 3, None, None]

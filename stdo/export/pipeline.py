@@ -11,7 +11,7 @@ bundle/
   lr.mp4                         the LR stream: RUN/frames/lr.mp4 byte for byte (the stream whose
                                  decoded frames the models were trained and evaluated on)
   models/model{i}.pt             folded fp32 state dict (the reference; the player's torch backend)
-  models/model{i}[_{precision}].{onnx,mlpackage.zip}, model{i}[_{precision}]_{h}x{w}.tflite (per plan shape)
+  models/model{i}[_{precision}].{onnx,tflite,mlpackage.zip} (.tflite: a signature per plan window shape)
   report.json, report.md         verification of every artifact on the clip
 
 Variants: ONNX fp32 (+ int8), TFLite fp32 (+ fp16, int8), CoreML fp16 (+ int8); --quantize
@@ -38,7 +38,7 @@ from stdo.export.margin import choose_margin
 from stdo.toolchain import require
 from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_json
 from stdo.grid import Grid
-from stdo.infer import ByShape, Runner, TimedRunner, upscale_planned
+from stdo.infer import Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
@@ -70,7 +70,7 @@ class ExportOptions:
     calibration_windows: int = 64  # per model, from the patches it serves
     verify_frames: int = 30  # evenly spaced over the clip; 0 = all
     threads: int | None = None
-    plan_shapes: int = 3  # window shapes of the inference plan (fixed-shape runtimes get one file per shape)
+    plan_shapes: int = 3  # window shapes of the inference plan (TFLite files hold one signature per shape)
     plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
     strict: bool = False  # a variant that misses its quality target fails the export (the earlier bundle is kept)
     int8_max_loss_db: float = 0.3  # int8's target: PSNR against HR at most this far below fp32's
@@ -91,12 +91,12 @@ class Variant:
         return f"{self.format} {self.precision}"
 
     @property
-    def fixed_shape(self) -> bool:
-        """One file per plan shape (TFLite); the other formats take any window."""
-        return RUNTIME_FORMATS[self.format].fixed_shape
+    def signatures(self) -> bool:
+        """A signature per plan window shape (TFLite); the other formats take any window."""
+        return RUNTIME_FORMATS[self.format].signatures
 
-    def filename(self, model_index: int, shape: tuple[int, int] | None = None) -> str:
-        return RUNTIME_FORMATS[self.format].filename(model_index, self.precision, shape)
+    def filename(self, model_index: int) -> str:
+        return RUNTIME_FORMATS[self.format].filename(model_index, self.precision)
 
 
 def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Variant]:
@@ -181,10 +181,10 @@ def _calibration(lr: np.ndarray, grid: Grid, model_map: np.ndarray, model_index:
     return [batch[i : i + 16] for i in range(0, len(batch), 16)]
 
 
-def _write_model(variant: Variant, model: nn.Module, path: Path, shape: tuple[int, int], calibration) -> list[int | None]:
-    """Convert one model to one variant (fixed-shape formats for `shape`) with its format's converter; returns the
-    file's input shape (None where dynamic)."""
-    return RUNTIME_FORMATS[variant.format].convert(model, path, shape, variant.precision, calibration)
+def _write_model(variant: Variant, model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...],
+                 calibration) -> None:
+    """Convert one model to one variant's file with its format's converter (the plan's window `shapes`)."""
+    RUNTIME_FORMATS[variant.format].convert(model, path, shapes, variant.precision, calibration)
 
 
 def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], Path]:
@@ -321,12 +321,15 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
 
     calibrations: dict[tuple[int, tuple[int, int]], list[np.ndarray]] = {}  # ONNX and TFLite int8 share them
 
-    def calibration(variant: Variant, i: int, shape: tuple[int, int]) -> list[np.ndarray] | None:
+    def calibration(variant: Variant, i: int, shapes: tuple[tuple[int, int], ...]) -> list[np.ndarray] | None:
+        """Model i's calibration windows: of the first plan shape (ONNX traces there), or of every shape where the
+        format has a signature per shape (one set of activation ranges serves them all)."""
         if variant.precision != "int8" or not RUNTIME_FORMATS[variant.format].calibrated:
             return None
-        if (i, shape) not in calibrations:
-            calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration_windows, shape)
-        return calibrations[i, shape]
+        for shape in shapes if variant.signatures else shapes[:1]:
+            if (i, shape) not in calibrations:
+                calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration_windows, shape)
+        return [b for shape in (shapes if variant.signatures else shapes[:1]) for b in calibrations[i, shape]]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
         path = root / "models" / model_file(i)
@@ -338,33 +341,28 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
         for i, model in enumerate(models):
-            shapes = plan.shapes if variant.fixed_shape else (plan.shapes[0],)
-            by_shape: dict[tuple[int, int], Runner] = {}
             carried = bases.get((variant.format, variant.precision))
-            for shape in shapes:
-                path = root / "models" / variant.filename(i, shape if variant.fixed_shape else None)
-                try:
-                    if carried is not None and not variant.fixed_shape and not REGISTRY[o.method].trains:
-                        # the prior served as it is: the very file clients carry, so its update is next to nothing
-                        shutil.copyfile(carried, path)
-                        input_shape = RUNTIME_FORMATS[variant.format].input_shape(None)
-                    else:
-                        input_shape = _write_model(variant, model, path, shape, calibration(variant, i, shape))
-                except StdoError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
-                    raise StdoError(f"{variant.label} conversion of model {i} failed ({e.__class__.__name__}: "
-                                    f"{str(e).splitlines()[0][:200] if str(e) else ''}); run with -v for details"
-                                    ) from None
-                entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
-                                                 input_shape=input_shape)
-                entry.update(_code_update(root, path, bases.get((variant.format, variant.precision))))
-                files[i].append(entry)
-                bytes_by_variant[variant.label] += entry["update"]["bytes"] if "update" in entry else entry["bytes"]
-                by_shape[shape] = open_runner(variant.format, path, o.threads, reference=model)
-                if progress:
-                    progress("convert", 1, sum(len(plan.shapes) if v.fixed_shape else 1 for v in wanted) * num_models)
-            runners[variant.label].append(ByShape(by_shape) if variant.fixed_shape else by_shape[shapes[0]])
+            path = root / "models" / variant.filename(i)
+            try:
+                if carried is not None and not variant.signatures and not REGISTRY[o.method].trains:
+                    # the prior served as it is: the very file clients carry, so its update is next to nothing
+                    shutil.copyfile(carried, path)
+                else:
+                    _write_model(variant, model, path, plan.shapes, calibration(variant, i, plan.shapes))
+            except StdoError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
+                raise StdoError(f"{variant.label} conversion of model {i} failed ({e.__class__.__name__}: "
+                                f"{str(e).splitlines()[0][:200] if str(e) else ''}); run with -v for details"
+                                ) from None
+            entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
+                                             input_shape=RUNTIME_FORMATS[variant.format].input_shape())
+            entry.update(_code_update(root, path, carried))
+            files[i].append(entry)
+            bytes_by_variant[variant.label] += entry["update"]["bytes"] if "update" in entry else entry["bytes"]
+            runners[variant.label].append(open_runner(variant.format, path, o.threads, reference=model))
+            if progress:
+                progress("convert", 1, len(wanted) * num_models)
 
     frames = verification_frames(len(lr), o.verify_frames)
     checks = verify(hr, lr, plan, scale, models, runners, frames, progress)

@@ -1,9 +1,11 @@
 """TFLite export with litert-torch, in fp32, fp16 weights and int8, run with ai-edge-litert.
 
-TFLite wants one fixed input shape (dynamic H/W does not convert, and resizing the
-batch fails in the XNNPack delegate), so every model is converted for one window,
-[1, 3, patch + 2·margin]: the player's window shape, the same for every patch of a
-clip. The runner feeds a batch window by window.
+TFLite wants fixed input shapes (dynamic H/W does not convert, and resizing an input
+fails in the XNNPack delegate: the pixel shuffle's reshapes are constants), so a model
+is one file with one signature per window shape of the plan, [1, 3, h, w] each, named
+by stdo.runtimes.signature_name; the signatures share one copy of the weights (three
+shapes of the x4 prior: 382 KB against 355 KB for one). The runner feeds a batch window
+by window.
 
 - fp32: litert-torch straight from the folded model;
 - fp16: the fp32 file with conv weights cast to float16 (ai-edge-quantizer's float
@@ -19,22 +21,28 @@ clip. The runner feeds a batch window by window.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from stdo.toolchain import quiet, require
 from stdo.fileio import write_bytes
+from stdo.runtimes import signature_name
+from stdo.toolchain import quiet, require
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _fp32_flatbuffer(model: nn.Module, example: torch.Tensor) -> bytes:
+def _with_signatures(model: nn.Module, shapes: Sequence[tuple[int, int]], **convert_kwargs) -> bytes:
+    """One flatbuffer of `model` with a signature per window shape."""
     litert_torch = require("litert_torch")
+    converter = None
+    for shape in shapes:
+        args = (signature_name(shape), model, (torch.rand(1, 3, *shape),))
+        converter = litert_torch.signature(*args) if converter is None else converter.signature(*args)
     with quiet():
-        return litert_torch.convert(model, (example,)).model_content()
+        return converter.convert(**convert_kwargs).model_content()
 
 
 def _fp16_weights(fp32: bytes) -> bytes:
@@ -75,8 +83,10 @@ def _float_output_end(quantizer):
     return FloatOutputEnd()
 
 
-def _int8_flatbuffer(model: nn.Module, example: torch.Tensor, calibration: Iterable[np.ndarray]) -> bytes:
-    litert_torch = require("litert_torch")
+def _int8_flatbuffer(model: nn.Module, shapes: Sequence[tuple[int, int]], calibration: Iterable[np.ndarray]) -> bytes:
+    """Traced with dynamic H/W, so that one set of activation ranges, calibrated on windows of every shape, serves
+    each signature."""
+    require("litert_torch")
     from litert_torch.quantize import pt2e_quantizer, quant_config
 
     with quiet():
@@ -84,39 +94,41 @@ def _int8_flatbuffer(model: nn.Module, example: torch.Tensor, calibration: Itera
 
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
-        prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), _float_output_end(quantizer))
+        sizes = {2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
+        traced = torch.export.export(model, (torch.rand(1, 3, *shapes[0]),), dynamic_shapes=(sizes,))
+        prepared = prepare_pt2e(traced.module(), _float_output_end(quantizer))
         with torch.no_grad():
             for batch in calibration:
                 for window in torch.from_numpy(np.ascontiguousarray(batch, np.float32)):
                     prepared(window[None])
         quantized = convert_pt2e(prepared, fold_quantize=False)
-        return litert_torch.convert(quantized, (example,),
-                                    quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)).model_content()
+    return _with_signatures(quantized, shapes, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
 
 
-def export_tflite(model: nn.Module, path: Path, window: tuple[int, int], precision: str = "fp32",
+def export_tflite(model: nn.Module, path: Path, windows: Sequence[tuple[int, int]], precision: str = "fp32",
                   calibration: Iterable[np.ndarray] | None = None) -> Path:
-    """Write `model` (folded WDSR, [1,3,h,w] in [0,1] -> [1,3,s·h,s·w]) as a .tflite for one window (h, w).
+    """Write `model` (folded WDSR, [1,3,h,w] in [0,1] -> [1,3,s·h,s·w]) as one .tflite with a signature per window
+    shape (h, w) of `windows`.
 
-    int8 needs `calibration`: batches of the clip's LR windows [N, 3, h, w] in [0, 1].
+    int8 needs `calibration`: batches of the clip's LR windows [N, 3, h, w] in [0, 1], of any of the shapes.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {PRECISIONS}")
+    windows = tuple(dict.fromkeys((int(h), int(w)) for h, w in windows))
     model = model.eval().cpu()
-    example = torch.rand(1, 3, *window)
     if precision == "int8":
         if calibration is None:
             raise ValueError("int8 needs calibration windows")
-        data = _int8_flatbuffer(model, example, calibration)
+        data = _int8_flatbuffer(model, windows, calibration)
     else:
-        data = _fp32_flatbuffer(model, example)
+        data = _with_signatures(model, windows)
         if precision == "fp16":
             data = _fp16_weights(data)
     write_bytes(path, data)
     return Path(path)
 
 
-def write_tflite(model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration) -> list[int]:
-    """The converter of the format table (stdo.runtimes): one file for the window `shape`."""
-    export_tflite(model, path, shape, precision, calibration)
-    return [1, 3, *shape]
+def write_tflite(model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...], precision: str,
+                 calibration) -> None:
+    """The converter of the format table (stdo.runtimes): one file, a signature per window shape."""
+    export_tflite(model, path, shapes, precision, calibration)

@@ -157,11 +157,11 @@ class _Scores(QualityScores):
 
 def prior_runner(player: Player, o: PlayOptions) -> Runner | None:
     """The carried prior's own file of the variant played, for a bundle whose models update a prior: what a client
-    plays when the video ships no update (whole frames: a format with one file per window shape has none here)."""
+    plays when the video ships no update (whole frames: a format with a signature per window shape has none here)."""
     from stdo.priors import PRIORS_DIR, prior_bases
 
     prior, fmt = player.bundle.prior, BACKENDS[o.backend]
-    if not isinstance(prior, str) or RUNTIME_FORMATS[fmt].fixed_shape:
+    if not isinstance(prior, str) or RUNTIME_FORMATS[fmt].signatures:
         return None
     root = Path(o.priors) if o.priors else PRIORS_DIR
     base = next((b for b in prior_bases(prior, root) if (b["format"], b["precision"]) == (fmt, o.precision)), None)

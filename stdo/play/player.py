@@ -9,7 +9,7 @@ exporter's tolerance. Backends read the bundle's own files:
 
   torch        models/model{i}.pt                (fp32, the reference)
   onnxruntime  models/model{i}*.onnx             (fp32, int8; any window shape)
-  litert       models/model{i}*_{h}x{w}.tflite   (fp32, fp16, int8; one file per plan shape)
+  litert       models/model{i}*.tflite           (fp32, fp16, int8; a signature per plan shape)
 
 A plain bundle (no model: stdo.bundle.write_plain_bundle) plays by bicubic upsampling on any backend, and at
 scale 1 as the stream decodes.
@@ -28,10 +28,10 @@ import torch
 
 from stdo.errors import StdoError
 from stdo.bundle import Bundle, read_bundle
-from stdo.infer import ByShape, TimedRunner, upscale_planned
+from stdo.infer import TimedRunner, upscale_planned
 from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
-from stdo.runtimes import FORMATS as RUNTIME_FORMATS
+from stdo.runtimes import FORMATS as RUNTIME_FORMATS, signature_name
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.video import iter_frames, probe_video
 
@@ -82,22 +82,20 @@ class Player:
         fmt = BACKENDS[backend]
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
-        plan_shapes = set(self.bundle.plan.shapes) if self.bundle.plan is not None else set()
+        flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
         for index, files in enumerate(self.bundle.models):
-            entries = [f for f in files if f["format"] == fmt and f["precision"] == precision]
-            flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
-            if not entries:
+            entry = next((f for f in files if f["format"] == fmt and f["precision"] == precision), None)
+            if entry is None:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for model {index}: "
                                 f"export it with stdo-export {flags}, or pick another --backend/--precision")
-            by_shape = {tuple(e["input_shape"][2:]): e for e in entries}
-            fixed = RUNTIME_FORMATS[fmt].fixed_shape
-            if fixed and not plan_shapes <= set(by_shape):
-                raise StdoError(f"the bundle's {fmt} {precision} files of model {index} do not cover the "
-                                f"plan's window shapes {sorted(plan_shapes)}: export it again with stdo-export {flags}")
-            chosen = [by_shape[s] for s in sorted(plan_shapes)] if fixed else entries[:1]
-            self.model_bytes += sum(int((e.get("update") or e)["bytes"]) for e in chosen)  # coded: the update's
-            runners = {tuple(e["input_shape"][2:]): open_runner(fmt, self.bundle.file(e), threads) for e in chosen}
-            self.runners.append(TimedRunner(ByShape(runners) if fixed else runners[next(iter(runners))]))
+            self.model_bytes += int((entry.get("update") or entry)["bytes"])  # coded: the update's
+            runner = open_runner(fmt, self.bundle.file(entry), threads)
+            if RUNTIME_FORMATS[fmt].signatures:
+                missing = [list(s) for s in self.bundle.plan.shapes if signature_name(s) not in runner.signatures]
+                if missing:
+                    raise StdoError(f"the bundle's {fmt} {precision} file of model {index} has no signature for the "
+                                    f"plan's window shapes {missing}: export it again with stdo-export {flags}")
+            self.runners.append(TimedRunner(runner))
         radius = self.bundle.receptive_radius
         if radius is not None and self.bundle.plan is not None and self.bundle.plan.margin < radius:
             log.info("plan margin %d < receptive radius %d: the exporter measured the output unchanged within its "

@@ -1,12 +1,16 @@
 """Model file formats and the runtimes that run them: the one registry that export, its
 verification, the player and the inference plan's shape policy share.
 
-| format | suffix         | precisions (base first) | window shapes      | run by (player backend)         |
-|--------|----------------|-------------------------|--------------------|---------------------------------|
-| torch  | .pt            | fp32                    | any                | torch, channels_last (torch)    |
-| onnx   | .onnx          | fp32, int8              | any                | onnxruntime (onnxruntime)       |
-| tflite | .tflite        | fp32, fp16, int8        | one file per shape | ai-edge-litert (litert)         |
-| coreml | .mlpackage.zip | fp16, int8              | any                | macOS only: here its spec is checked and its decompressed weights run in torch |
+| format | suffix         | precisions (base first) | window shapes             | run by (player backend)         |
+|--------|----------------|-------------------------|---------------------------|---------------------------------|
+| torch  | .pt            | fp32                    | any                       | torch, channels_last (torch)    |
+| onnx   | .onnx          | fp32, int8              | any                       | onnxruntime (onnxruntime)       |
+| tflite | .tflite        | fp32, fp16, int8        | one signature per shape   | ai-edge-litert (litert)         |
+| coreml | .mlpackage.zip | fp16, int8              | any                       | macOS only: here its spec is checked and its decompressed weights run in torch |
+
+Every format is one file per model and precision. A TFLite file holds one signature per window shape of the plan
+(fixed input shapes: LiteRT resizes no input through XNNPack), named by `signature_name`, sharing one copy of the
+weights; a client runs the signature of each window's shape.
 
 The table drives dispatch both ways: `open_runner` opens a file with its entry's `runner` (a module of this
 package: what players and export's verification run) and stdo-export converts with its `converter` (a module of
@@ -32,44 +36,49 @@ class FileFormat:
     name: str
     suffix: str
     precisions: tuple[str, ...]  # the base precision first
-    fixed_shape: bool  # one file per window shape (the plan's shapes)
+    signatures: bool  # fixed input shapes: one signature per window shape of the plan (signature_name)
     checked_by: str
     converters: tuple[str, ...]  # Python modules that export needs
     runner: str  # "module:function" (path, threads, reference) -> Runner
-    converter: str | None  # "module:function" (model, path, window shape, precision, calibration) -> input shape
+    converter: str | None  # "module:function" (model, path, window shapes, precision, calibration)
     video_converter: str | None = None  # "module:function" (video model, folder) -> {step: path}: brvsr's steps
     batch: int | None = None  # the batch size its files take (None: any), the first of their input shape
     calibrated: bool = True  # its int8 is calibrated on the clip's LR windows (False: weight-only int8, no data)
     runs_here: bool = True  # its own runtime runs here (False: checked by its validator, timed nowhere: CoreML on
     # Linux runs its decompressed weights in torch)
 
-    def input_shape(self, shape: tuple[int, int] | None) -> list[int | None]:
-        """The input shape its files declare: [batch, 3, h, w] for a fixed window shape, sizes None where dynamic."""
-        h, w = shape if self.fixed_shape and shape is not None else (None, None)
-        return [self.batch, 3, h, w]
+    def input_shape(self) -> list[int | None]:
+        """The input shape the manifest declares for its files: [batch, 3, h, w], sizes None where dynamic or, for
+        signatures, one per plan window shape."""
+        return [self.batch, 3, None, None]
 
     @property
     def base_precision(self) -> str:
         return self.precisions[0]
 
-    def filename(self, model_index: int, precision: str, shape: tuple[int, int] | None = None) -> str:
+    def filename(self, model_index: int, precision: str) -> str:
         tag = "" if precision == self.base_precision else f"_{precision}"
-        size = f"_{shape[0]}x{shape[1]}" if self.fixed_shape and shape is not None else ""
-        return f"model{model_index}{tag}{size}{self.suffix}"
+        return f"model{model_index}{tag}{self.suffix}"
 
     def open(self, path: Path, threads: int | None = None, reference: nn.Module | None = None) -> Runner:
         return resolve(self.runner)(path, threads, reference)
 
-    def convert(self, model: nn.Module, path: Path, shape: tuple[int, int], precision: str, calibration
-                ) -> list[int | None]:
+    def convert(self, model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...], precision: str, calibration
+                ) -> None:
+        """Write `model` as one file: traced at shapes[0], with one signature per shape where `signatures`."""
         if self.converter is None:
             raise StdoError(f"{self.name} files are not converted by stdo-export")
-        return resolve(self.converter)(model, path, shape, precision, calibration)
+        resolve(self.converter)(model, path, shapes, precision, calibration)
 
     def convert_video_model(self, model: nn.Module, folder: Path) -> dict[str, Path]:
         if self.video_converter is None:
             raise StdoError(f"{self.name} files of video models are not written by stdo")
         return resolve(self.video_converter)(model, folder)
+
+
+def signature_name(shape: tuple[int, int]) -> str:
+    """The signature of a TFLite file that takes windows of `shape` (h, w): 'w68x160'."""
+    return f"w{shape[0]}x{shape[1]}"
 
 
 def resolve(name: str) -> Callable:

@@ -1,4 +1,4 @@
-"""TFLite files run by ai-edge-litert (LiteRT's interpreter): one fixed window shape per file, fed window by window."""
+"""TFLite files run by ai-edge-litert (LiteRT's interpreter): one signature per window shape, fed window by window."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stdo.runtimes import signature_name
 from stdo.toolchain import quiet, require
 
 
 class TfliteRunner:
-    """A .tflite model as a stdo.infer runner: float [N,3,h,w] in [0,1] -> [N,3,s·h,s·w], window by window."""
+    """A .tflite model as a stdo.infer runner: float [N,3,h,w] in [0,1] -> [N,3,s·h,s·w], window by window through
+    the signature of the windows' shape (signature_name)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         require("ai_edge_litert")
@@ -19,20 +21,24 @@ class TfliteRunner:
 
         with quiet():
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(v) for v in self.input["shape"])
+        self.signatures = self.interpreter.get_signature_list()  # name -> {inputs: [...], outputs: [...]}
+        self._runners: dict[tuple[int, int], tuple] = {}
+
+    def _runner(self, shape: tuple[int, int]) -> tuple:
+        """(signature runner, its input name) of windows `shape`, made on first use."""
+        if shape not in self._runners:
+            name = signature_name(shape)
+            if name not in self.signatures:
+                raise ValueError(f"this .tflite has no signature for windows {shape}: it has {sorted(self.signatures)}")
+            with quiet():
+                runner = self.interpreter.get_signature_runner(name)
+            self._runners[shape] = (runner, self.signatures[name]["inputs"][0])
+        return self._runners[shape]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.input_shape[1:]:
-            raise ValueError(f"this .tflite takes windows {self.input_shape[1:]}, got {tuple(x.shape[1:])}")
+        runner, input_name = self._runner((int(x.shape[-2]), int(x.shape[-1])))
         batch = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
-        outputs = []
-        for window in batch:
-            self.interpreter.set_tensor(self.input["index"], window[None])
-            self.interpreter.invoke()
-            outputs.append(self.interpreter.get_tensor(self.output["index"])[0].copy())
+        outputs = [next(iter(runner(**{input_name: window[None]}).values()))[0].copy() for window in batch]
         return torch.from_numpy(np.stack(outputs))
 
 

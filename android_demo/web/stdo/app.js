@@ -104,8 +104,7 @@ async function play(bundle, from) {
 const PREFERENCE = [['onnx', 'int8'], ['onnx', 'fp32'], ['tflite', 'int8'], ['tflite', 'fp16'], ['tflite', 'fp32']];
 const RUNTIME = { onnx: 'onnxruntime', tflite: 'litert' };
 
-// What a variant downloads for its models: each file's update where it is coded, else the file (TFLite: one file
-// per plan shape).
+// What a variant downloads for its models: each file's update where it is coded, else the file.
 function variantBytes(bundle, format, precision) {
   let total = 0;
   for (const model of bundle.manifest.models) {

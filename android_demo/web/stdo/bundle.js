@@ -10,7 +10,7 @@ import { derivePlan, planBytes } from './plan.js';
 export { BundleError };
 
 export const FORMAT = 'stdo-bundle';
-export const VERSION = 4;
+export const VERSION = 5;
 export const MAP_CODING = 'by-patch-zlib';
 const MAX_FILE_BYTES = 4 * 1024 ** 3;
 const MAX_MANIFEST_BYTES = 1 << 20;
@@ -18,13 +18,14 @@ const MAX_FRAMES = 1 << 20;
 const MAX_GRID = 1024;
 const MAX_SIDE = 16384;
 const MAX_MODELS = 255;
-// stdo.runtimes.FORMATS: each format's precisions (the base first), whether a file holds one window shape, the
-// batch its files take, and the suffix of its file names
+// stdo.runtimes.FORMATS: each format's precisions (the base first), the batch its files take, and the suffix of
+// its file names. Every format is one file per model and precision (TFLite's holds a signature per plan window shape:
+// signatureName).
 const FILE_FORMATS = {
-  torch: { precisions: ['fp32'], fixedShape: false, batch: null, suffix: '.pt' },
-  onnx: { precisions: ['fp32', 'int8'], fixedShape: false, batch: null, suffix: '.onnx' },
-  tflite: { precisions: ['fp32', 'fp16', 'int8'], fixedShape: true, batch: 1, suffix: '.tflite' },
-  coreml: { precisions: ['fp16', 'int8'], fixedShape: false, batch: 1, suffix: '.mlpackage.zip' },
+  torch: { precisions: ['fp32'], batch: null, suffix: '.pt' },
+  onnx: { precisions: ['fp32', 'int8'], batch: null, suffix: '.onnx' },
+  tflite: { precisions: ['fp32', 'fp16', 'int8'], batch: 1, suffix: '.tflite' },
+  coreml: { precisions: ['fp16', 'int8'], batch: 1, suffix: '.mlpackage.zip' },
 };
 const FORMATS = Object.keys(FILE_FORMATS);
 const CODECS = ['h264', 'hevc', 'av1'];
@@ -181,16 +182,17 @@ function checkVideo(video, lrSize, frames) {
 // The smallest patch side a grid may have at x`scale` (stdo.bundle.min_patch: stdo-cluster's rule).
 const minPatch = (scale) => Math.floor((2 * (scale + 4)) / scale) + 1;
 
-// stdo.runtimes.FileFormat.filename: a file's name says its model, format, precision and window shape.
-function fileName(format, index, precision, window) {
+// stdo.runtimes.FileFormat.filename: a file's name says its model, format and precision.
+function fileName(format, index, precision) {
   const f = FILE_FORMATS[format];
   const tag = precision === f.precisions[0] ? '' : `_${precision}`;
-  const size = f.fixedShape && window ? `_${window[0]}x${window[1]}` : '';
-  return `models/model${index}${tag}${size}${f.suffix}`;
+  return `models/model${index}${tag}${f.suffix}`;
 }
 
-function checkModels(models, planShapes, claim) {
-  const shapes = planShapes.map((s) => JSON.stringify(s));
+// stdo.runtimes.signature_name: the signature of a TFLite file that takes windows [h, w].
+export const signatureName = ([h, w]) => `w${h}x${w}`;
+
+function checkModels(models, claim) {
   models.forEach((model, i) => {
     need(model !== null && typeof model === 'object' && model.model === i, `models[${i}] must be model ${i}`);
     need(Array.isArray(model.files) && model.files.length > 0, `models[${i}].files must be a non-empty list`);
@@ -203,13 +205,10 @@ function checkModels(models, planShapes, claim) {
       const shape = entry.input_shape;
       need(Array.isArray(shape) && shape.length === 4 && shape.every((v) => v === null || (isInt(v) && v >= 1 && v <= MAX_SIDE)),
         `${what}: input_shape must be 4 sizes (null where dynamic)`);
-      const window = f.fixedShape ? shape.slice(2) : null;
-      const expected = [f.batch, 3, ...(window || [null, null])];
-      need(JSON.stringify(shape) === JSON.stringify(expected) && (window === null || shapes.includes(JSON.stringify(window))),
-        `${what}: input_shape of a ${entry.format} file must be ${JSON.stringify([f.batch, 3, null, null])}` +
-        (f.fixedShape ? ` with [h, w] one of the plan's window shapes ${JSON.stringify(planShapes)}` : ''));
+      const expected = JSON.stringify([f.batch, 3, null, null]);
+      need(JSON.stringify(shape) === expected, `${what}: input_shape of a ${entry.format} file must be ${expected}`);
       safePath(entry, what);
-      const name = fileName(entry.format, i, entry.precision, window);
+      const name = fileName(entry.format, i, entry.precision);
       need(entry.path === name, `${what}: a ${entry.format} ${entry.precision} file of model ${i} is '${name}', not ${JSON.stringify(entry.path)}`);
       claim(name, what);
       int(entry, 'bytes', 0, MAX_FILE_BYTES);
@@ -307,7 +306,7 @@ export async function readBundle(base) {
   };
   claim(videoEntry.path, 'video');
   if (manifest.model_map) claim(manifest.model_map.path, 'model_map');
-  checkModels(models, plan.shapes, claim);
+  checkModels(models, claim);
 
   return {
     base, manifest, modelMap, plan, video, scale, width, height, frames, plain,

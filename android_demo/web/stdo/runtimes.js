@@ -1,14 +1,16 @@
 // The bundle's model files as runners: ONNX Runtime Web (.onnx, any window shape) or LiteRT.js
-// (.tflite, one file per plan shape), both on WebAssembly with SIMD, with threads when the page
+// (.tflite, a signature per plan shape), both on WebAssembly with SIMD, with threads when the page
 // is cross-origin isolated. A runner maps (model, shape index, input Float32Array [n, 3, h, w] in
 // [0, 1], n) to the SR windows Float32Array [n, 3, s*h, s*w]: ONNX models take the n windows as one batch,
-// TFLite files (fixed input [1, 3, h, w]) run them one after another into one reused output buffer.
+// a TFLite file's signature of that shape (fixed input [1, 3, h, w]) runs them one after another into one reused
+// output buffer.
 // runner.release() frees what the runner holds (ONNX sessions; LiteRT.js's compiled models stay, see below); the
 // runner is unusable after it. A LiteRT.js runner says in runner.threaded how many of its files run on threads.
 
 import * as ort from 'onnxruntime-web';
 import { loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
 
+import { signatureName } from './bundle.js';
 import { BundleError } from './errors.js';
 
 export const BACKENDS = { onnxruntime: 'onnx', litert: 'tflite', webgpu: 'onnx' };
@@ -63,20 +65,18 @@ async function onnxRunner(bundle, precision, threads, gpu = false) {
   return run;
 }
 
-// The (model, shape) pairs the plan runs, each with the LR pixels it runs over the clip, the most first.
-function pairsByWork(plan) {
+// The models the plan runs, each with the LR pixels it runs over the clip, the most first.
+function modelsByWork(plan) {
   const uses = new Float64Array(plan.batches.length); // frames per frame plan
   for (const p of plan.framePlan) uses[p] += 1;
-  const pairs = new Map(); // 'model,shape' -> {model, shape, pixels}
+  const pixels = new Map(); // model -> LR pixels
   plan.batches.forEach((groups, p) => {
     for (const { model, shape, windows } of groups) {
       const [h, w] = plan.shapes[shape];
-      const key = `${model},${shape}`;
-      if (!pairs.has(key)) pairs.set(key, { model, shape, pixels: 0 });
-      pairs.get(key).pixels += uses[p] * windows.length * h * w;
+      pixels.set(model, (pixels.get(model) || 0) + uses[p] * windows.length * h * w);
     }
   });
-  return [...pairs.values()].sort((a, b) => b.pixels - a.pixels);
+  return [...pixels.keys()].sort((a, b) => pixels.get(b) - pixels.get(a));
 }
 
 async function liteRtRunner(bundle, precision, threads) {
@@ -85,18 +85,12 @@ async function liteRtRunner(bundle, precision, threads) {
     liteRtLoaded = loadLiteRt(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href, { threads: threads > 1 });
   }
   await liteRtLoaded;
-  const files = filesOf(bundle, 'tflite', precision).map((modelFiles, i) => bundle.plan.shapes.map(([h, w]) => {
-    const file = modelFiles.find((f) => f.input_shape[2] === h && f.input_shape[3] === w);
-    if (!file) {
-      throw new BundleError(`the bundle's tflite ${precision} files of model ${i} lack the plan's window ${h}x${w}: `
-        + 'export it again with stdo-export');
-    }
-    return file;
-  }));
-  const compiled = files.map(() => []); // [model][shape index], the pairs the plan runs
+  const files = filesOf(bundle, 'tflite', precision).map(([file]) => file);
+  const names = bundle.plan.shapes.map(signatureName);
+  const compiled = []; // [model], the models the plan runs
   const runsOn = []; // threads each compiled file runs on, in order of work
-  for (const { model, shape } of pairsByWork(bundle.plan)) {
-    const file = files[model][shape];
+  for (const model of modelsByWork(bundle.plan)) {
+    const file = files[model];
     const key = `${file.sha256} ${threads}`; // the threads asked for; the entry holds those it got
     if (!liteRtCompiled.has(key)) {
       const numThreads = threads > 1 && liteRtWorkers >= threads - 1 ? threads : 1;
@@ -106,7 +100,12 @@ async function liteRtRunner(bundle, precision, threads) {
       liteRtCompiled.set(key, { compiledModel, numThreads });
     }
     const { compiledModel, numThreads } = liteRtCompiled.get(key);
-    compiled[model][shape] = compiledModel;
+    const missing = names.filter((name) => !(name in compiledModel.signatures));
+    if (missing.length > 0) {
+      throw new BundleError(`the bundle's tflite ${precision} file of model ${model} has no signature for the plan's `
+        + `window shapes ${missing.join(', ')}: export it again with stdo-export`);
+    }
+    compiled[model] = compiledModel;
     runsOn.push(numThreads);
   }
   const scale = bundle.scale;
@@ -120,7 +119,7 @@ async function liteRtRunner(bundle, precision, threads) {
     const result = outputs.get(key);
     for (let i = 0; i < n; i++) {
       const tensor = new Tensor(input.subarray(i * size, (i + 1) * size), [1, 3, h, w]);
-      const [out] = await compiled[model][shape].run(tensor);
+      const [out] = await compiled[model].run(names[shape], tensor);
       result.set(out.toTypedArray(), i * outSize); // a view of LiteRT's memory, copied before it is freed
       tensor.delete();
       out.delete();
