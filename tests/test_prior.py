@@ -271,23 +271,33 @@ def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle):
 
 
 def test_the_prior_alone_ships_the_files_clients_carry(run_x4, tmp_path, monkeypatch):
-    """Method prior serves the prior as it is: its ONNX and CoreML files are the carried ones, byte for byte, so
-    the bundle's update is a few hundred bytes (not a recalibrated copy of the prior)."""
+    """Method prior serves the prior as it is: its ONNX files are the carried ones, byte for byte, so the bundle's
+    update is a few hundred bytes (not a recalibrated copy of the prior); its TFLite int8 file, which must hold the
+    plan's window shapes, has the carried file's own quantization, so its update holds little more than the shapes."""
+    from ai_edge_litert.interpreter import Interpreter
+
     from stdo.bundle import read_bundle
     from stdo.export.pipeline import ExportOptions, export
     from stdo.fileio import sha256_of
     from stdo.priors import PRIORS_DIR, prior_bases
 
+    def quantization(path) -> set:
+        return {(round(float(d["quantization"][0]), 9), int(d["quantization"][1]))
+                for d in Interpreter(model_path=str(path)).get_tensor_details() if d["quantization"][0]}
+
     monkeypatch.setenv("STDO_CACHE", str(tmp_path / "cache"))
     report = train(TrainOptions(run=run_x4, method="prior", restart=True))
-    export(ExportOptions(run=run_x4, method="prior", formats=("onnx",), quantize=("int8",), out=tmp_path / "b",
-                         update="on", verify_frames=1))
+    export(ExportOptions(run=run_x4, method="prior", formats=("onnx", "tflite"), quantize=("int8",),
+                         out=tmp_path / "b", update="on", verify_frames=1))
     bundle = read_bundle(tmp_path / "b")
-    carried = {(b["format"], b["precision"]): sha256_of(PRIORS_DIR / b["path"]) for b in prior_bases(report["prior"])}
+    bases = {(b["format"], b["precision"]): PRIORS_DIR / b["path"] for b in prior_bases(report["prior"])}
     for entry in bundle.models[0]:
         if entry["format"] == "onnx":
-            assert entry["sha256"] == carried["onnx", entry["precision"]] == sha256_of(bundle.file(entry))
+            assert entry["sha256"] == sha256_of(bases["onnx", entry["precision"]]) == sha256_of(bundle.file(entry))
             assert entry["update"]["bytes"] < 400
+    tflite = next(e for e in bundle.models[0] if (e["format"], e["precision"]) == ("tflite", "int8"))
+    assert quantization(bundle.file(tflite)) == quantization(bases["tflite", "int8"])
+    assert tflite["update"]["bytes"] < 4000, tflite["update"]["bytes"]  # recalibrated on the clip: 5-6 KB
 
 
 def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, tmp_path, cli):

@@ -187,15 +187,17 @@ def _write_model(variant: Variant, model: nn.Module, path: Path, shapes: tuple[t
     RUNTIME_FORMATS[variant.format].convert(model, path, shapes, variant.precision, calibration)
 
 
-def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], Path]:
-    """(format, precision) -> the carried prior file an update of that variant is coded against; {} for whole files."""
+def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], dict]:
+    """(format, precision) -> the carried prior file's entry (priors.json; its path resolved) an update of that
+    variant is coded against; {} for whole files."""
     from stdo.priors import PRIORS_DIR, prior_bases
 
     if o.update == "off":
         return {}
     root = Path(o.priors) if o.priors else PRIORS_DIR
     prior = train_report.get("prior")
-    bases = {(b["format"], b["precision"]): root / b["path"] for b in prior_bases(prior, root)} if prior else {}
+    bases = {(b["format"], b["precision"]): {**b, "path": root / b["path"]} for b in prior_bases(prior, root)
+             } if prior else {}
     if o.update == "on" and not bases:
         raise StdoError("`update` on needs models trained from a prior that clients carry: train with --init prior "
                         "(the default where stdo ships a prior for the model and scale), or export with `update` auto")
@@ -336,17 +338,21 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         save_torch(path, model.state_dict())
         files[i].append(bundle_format.file_entry(root, path, format="torch", precision="fp32",
                                                  input_shape=[None, 3, None, None]))
-        files[i][-1].update(_code_update(root, path, bases.get(("torch", "fp32"))))
+        files[i][-1].update(_code_update(root, path, bases.get(("torch", "fp32"), {}).get("path")))
     for variant in wanted:
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
         for i, model in enumerate(models):
-            carried = bases.get((variant.format, variant.precision))
+            carried = bases.get((variant.format, variant.precision), {})
             path = root / "models" / variant.filename(i)
+            served_as_is = bool(carried) and not REGISTRY[o.method].trains  # the prior itself, no update trained
             try:
-                if carried is not None and not variant.signatures and not REGISTRY[o.method].trains:
-                    # the prior served as it is: the very file clients carry, so its update is next to nothing
-                    shutil.copyfile(carried, path)
+                if served_as_is and not variant.signatures:
+                    # the very file clients carry, so its update is next to nothing
+                    shutil.copyfile(carried["path"], path)
+                elif served_as_is and "activation_quantization" in carried:
+                    # converted for the plan's shapes with the carried file's own numbers: its update is the shapes
+                    _write_model(variant, model, path, plan.shapes, carried["activation_quantization"])
                 else:
                     _write_model(variant, model, path, plan.shapes, calibration(variant, i, plan.shapes))
             except StdoError:
@@ -357,7 +363,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
                                 ) from None
             entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
                                              input_shape=RUNTIME_FORMATS[variant.format].input_shape())
-            entry.update(_code_update(root, path, carried))
+            entry.update(_code_update(root, path, carried.get("path")))
             files[i].append(entry)
             bytes_by_variant[variant.label] += entry["update"]["bytes"] if "update" in entry else entry["bytes"]
             runners[variant.label].append(open_runner(variant.format, path, o.threads, reference=model))

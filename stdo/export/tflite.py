@@ -83,24 +83,71 @@ def _float_output_end(quantizer):
     return FloatOutputEnd()
 
 
-def _int8_flatbuffer(model: nn.Module, shapes: Sequence[tuple[int, int]], calibration: Iterable[np.ndarray]) -> bytes:
-    """Traced with dynamic H/W, so that one set of activation ranges, calibrated on windows of every shape, serves
-    each signature."""
-    require("litert_torch")
-    from litert_torch.quantize import pt2e_quantizer, quant_config
+def _quantizer():
+    from litert_torch.quantize import pt2e_quantizer
 
+    return pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+
+
+def _prepared(model: nn.Module, shape: tuple[int, int], quantizer) -> nn.Module:
+    """`model` traced with dynamic H/W (one set of activation ranges serves every window shape) and observed."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    sizes = {2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
+    traced = torch.export.export(model, (torch.rand(1, 3, *shape),), dynamic_shapes=(sizes,))
+    return prepare_pt2e(traced.module(), _float_output_end(quantizer))
+
+
+def _observe(prepared: nn.Module, calibration: Iterable[np.ndarray]) -> None:
+    with torch.no_grad():
+        for batch in calibration:
+            for window in torch.from_numpy(np.ascontiguousarray(batch, np.float32)):
+                prepared(window[None])
+
+
+def _activation_observers(prepared: nn.Module) -> dict[str, nn.Module]:
+    """The observers of activations (those of weights see only the weights), by name."""
+    return {name: module for name, module in prepared.named_modules()
+            if name.startswith("activation_post_process_") and not hasattr(module, "ch_axis")}
+
+
+def activation_quantization(model: nn.Module, calibration: Iterable[np.ndarray]) -> dict[str, list]:
+    """{observer: [scale, zero point]} of each activation of `model`'s int8 TFLite calibrated on `calibration`: what
+    a prior's base file keeps, so that the prior served as it is converts for other window shapes to the very same
+    numbers (its update then holds the shapes alone)."""
     with quiet():
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        prepared = _prepared(model.eval().cpu(), (32, 32), _quantizer())
+        _observe(prepared, calibration)
+        out = {}
+        for name, observer in _activation_observers(prepared).items():
+            scale, zero_point = observer.calculate_qparams()
+            out[name] = [float(scale.item()), int(zero_point.item())]
+    return out
 
-        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
-        sizes = {2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
-        traced = torch.export.export(model, (torch.rand(1, 3, *shapes[0]),), dynamic_shapes=(sizes,))
-        prepared = prepare_pt2e(traced.module(), _float_output_end(quantizer))
-        with torch.no_grad():
-            for batch in calibration:
-                for window in torch.from_numpy(np.ascontiguousarray(batch, np.float32)):
-                    prepared(window[None])
+
+def _fixed(scale: float, zero_point: int):
+    return lambda: (torch.tensor([scale], dtype=torch.float32), torch.tensor([zero_point], dtype=torch.int32))
+
+
+def _int8_flatbuffer(model: nn.Module, shapes: Sequence[tuple[int, int]],
+                     calibration: Iterable[np.ndarray] | dict[str, list]) -> bytes:
+    """`calibration`: the clip's LR windows, or a prior's activation_quantization (the weights' observers still see
+    the weights, through one forward pass)."""
+    require("litert_torch")
+    from litert_torch.quantize import quant_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    quantizer = _quantizer()
+    with quiet():
+        prepared = _prepared(model, shapes[0], quantizer)
+        if isinstance(calibration, dict):
+            observers = _activation_observers(prepared)
+            if set(observers) != set(calibration):
+                raise ValueError("the prior's activation quantization does not match this model's activations")
+            for name, (scale, zero_point) in calibration.items():
+                observers[name].calculate_qparams = _fixed(scale, zero_point)
+            calibration = [np.zeros((1, 3, *shapes[0]), np.float32)]
+        _observe(prepared, calibration)
         quantized = convert_pt2e(prepared, fold_quantize=False)
     return _with_signatures(quantized, shapes, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
 
@@ -110,7 +157,8 @@ def export_tflite(model: nn.Module, path: Path, windows: Sequence[tuple[int, int
     """Write `model` (folded WDSR, [1,3,h,w] in [0,1] -> [1,3,s·h,s·w]) as one .tflite with a signature per window
     shape (h, w) of `windows`.
 
-    int8 needs `calibration`: batches of the clip's LR windows [N, 3, h, w] in [0, 1], of any of the shapes.
+    int8 needs `calibration`: batches of the clip's LR windows [N, 3, h, w] in [0, 1], of any of the shapes, or
+    the carried prior's activation_quantization where the prior is served as it is.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {PRECISIONS}")
