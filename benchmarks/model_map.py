@@ -75,7 +75,7 @@ def quality(hold: int, seed: int, steps: int, frames: int, work: Path) -> dict:
     run = work / f"q_h{hold}_s{seed}"
     cluster(replace(BASE, source=clip_path("bikes"), run=run, hold=hold, frames=frames))
     train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=steps, seed=seed), evaluate=False))
-    export(ExportOptions(run=run, formats=("onnx",), quantize=("int8",), verify_frames=2))
+    export(ExportOptions(run=run, format=("onnx",), quantize=("int8",), verify_frames=2))
     played = play(PlayOptions(bundle=run / "bundle", backend="onnxruntime", precision="int8", hr=run / "frames/hr.npy"))
     manifest = json.loads((run / "bundle/manifest.json").read_text())
     updates = sum(f["update"]["bytes"] for m in manifest["models"] for f in m["files"]

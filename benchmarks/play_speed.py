@@ -78,7 +78,7 @@ def make_bundle(video: Path, work: Path, scale: int, frames: int, margins: tuple
     bundles = []
     for margin in margins:
         out = run / f"bundle_m{margin}"
-        export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=32,
+        export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), calibration=32,
                              verify_frames=1, plan_margin=margin, out=out))
         bundles.append(out)
     return bundles[0], bundles[1]

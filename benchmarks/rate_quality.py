@@ -90,7 +90,7 @@ def prior_clients(run: Path, formats: tuple[str, ...]) -> dict[str, int]:
     and the carried files as they are (ONNX, CoreML: any window) or converted for the plan's window shapes
     (TFLite)."""
     train(TrainOptions(run=run, method="prior", restart=True, evaluate=False))
-    return client_bytes(export(ExportOptions(run=run, method="prior", formats=formats, quantize=("int8",),
+    return client_bytes(export(ExportOptions(run=run, method="prior", format=formats, quantize=("int8",),
                                              out=run / "bundle-prior", verify_frames=1)))
 
 
@@ -100,7 +100,7 @@ def method_point(run: Path, name: str, steps: int, hr: np.ndarray, scale: int, f
     train(TrainOptions(run=run, method=method, config=TrainConfig(steps=steps), restart=True, evaluate=False,
                        method_options=MethodOptions(init=init)))
     out = run / f"bundle-{name}"
-    report = export(ExportOptions(run=run, method=method, formats=formats, quantize=("int8",), out=out,
+    report = export(ExportOptions(run=run, method=method, format=formats, quantize=("int8",), out=out,
                                   verify_frames=4))
     player = Player(out, backend="onnxruntime", precision="int8")
     frames = (sr for _, _, sr in player.play(lr_stream(player)))
@@ -367,14 +367,14 @@ def main() -> None:
     parser.add_argument("--hr-crfs", default=",".join(map(str, range(18, 51, 2))),
                         help="the HR ladder; dense, as stdo-deliver searches the HR stream's CRF to the budget")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
-    parser.add_argument("--formats", default="onnx,tflite,coreml",
+    parser.add_argument("--format", default="onnx,tflite,coreml",
                         help="the clients whose downloads each point lists (int8 of each format; ONNX is played)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rate_quality")
     parser.add_argument("--report-only", action="store_true",
                         help="write the markdown and plot from OUT/rate_quality.json (the configurations measured so far)")
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
-    args.formats = tuple(f for f in args.formats.split(",") if f)
+    args.formats = tuple(f for f in args.format.split(",") if f)
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "rate_quality.json"
     # Results are kept per (clip, scale, codec): a run replaces what it measures and keeps the rest, so the

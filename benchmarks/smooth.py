@@ -47,7 +47,7 @@ def quality(passes: int, steps: int, work: Path) -> float:
     cluster(ClusterOptions(source=clip_path("bikes"), run=run, scale=4, grid=(10, 5), chunks=2, frames=30,
                            crop=Crop(640, 272), smooth=passes))
     train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=steps), evaluate=False))
-    export(ExportOptions(run=run, formats=("onnx",), verify_frames=2))
+    export(ExportOptions(run=run, format=("onnx",), verify_frames=2))
     return play(PlayOptions(bundle=run / "bundle", backend="onnxruntime", hr=run / "frames/hr.npy"))["psnr"]["model"]
 
 

@@ -49,7 +49,7 @@ def measure(run: Path, label: str, steps: int, hr: np.ndarray, scale: int) -> di
                        method_options=options))
     seconds = time.perf_counter() - t0
     out = run / f"bundle-{tune}-{share}"
-    export(ExportOptions(run=run, method="jstdo", formats=("onnx",), quantize=("int8",), out=out, verify_frames=4))
+    export(ExportOptions(run=run, method="jstdo", format=("onnx",), quantize=("int8",), out=out, verify_frames=4))
     player = Player(out, backend="onnxruntime", precision="int8")
     rgb, y, s = quality((sr for _, _, sr in player.play(lr_stream(player))), hr, scale)
     sizes = player.delivered_bytes

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
+from stdo.options import Parsed
 from stdo.progress import CountProgress
 from stdo.resample import downscale_bicubic
 from stdo.stream import StreamOptions, decode_stream, encode_stream
@@ -48,6 +49,9 @@ class Crop:
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height}+{self.x}+{self.y}"
+
+
+CROP = Parsed(Crop.parse, str, "crop")  # the command-line type of a crop
 
 
 @dataclass

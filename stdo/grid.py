@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from stdo.errors import StdoError
+from stdo.options import Parsed
 
 Array = np.ndarray | torch.Tensor
 
@@ -37,6 +38,9 @@ def parse_grid(text: str) -> tuple[int, int]:
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
         raise StdoError(f"grid {text!r} is not COLSxROWS: write it like 10x5")
     return int(m.group(1)), int(m.group(2))
+
+
+GRID = Parsed(parse_grid, lambda grid: f"{grid[0]}x{grid[1]}", "grid")  # the command-line type of a grid
 
 
 def edges(length: int, parts: int) -> np.ndarray:

@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
+import click
 import numpy as np
 
 from stdo.errors import StdoError
 from stdo.fileio import temp_beside
+from stdo.options import flag
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +86,16 @@ SHIPPED_MATRIX = "bt709"
 class StreamOptions:
     """How the LR stream is encoded. crf and bitrate are exclusive; neither means the codec's default CRF."""
 
-    codec: str = "h264"
-    crf: int | None = None
-    bitrate: int | None = None  # kbit/s, single-pass average bitrate
-    preset: str | None = None
-    gop: int | None = None  # frames between keyframes; None: 2 seconds
-    lossless: bool = False
+    codec: str = flag("h264", "Codec of the LR stream: h264 (libx264), hevc (libx265), av1 (libsvtav1); h264 is "
+                      "High yuv420p, BT.709 limited range.", type=click.Choice(tuple(CODECS)))
+    crf: int | None = flag(None, "Constant rate factor of the LR stream [default: h264 23, hevc 28, av1 35].",
+                           type=int)
+    bitrate: int | None = flag(None, "Average bitrate of the LR stream in kbit/s (instead of --crf).", type=int,
+                               metavar="KBPS")
+    preset: str | None = flag(None, "Encoder preset: ultrafast..veryslow (h264, hevc), 0..13 (av1). [default: "
+                              "medium, av1 8]", type=str)
+    gop: int | None = flag(None, "Frames between keyframes of the LR stream. [default: 2 seconds]", type=int)
+    lossless: bool = flag(False, "Lossless RGB LR stream (h264 or hevc): the STDO paper's protocol.")
 
     def check(self) -> None:
         """Raise StdoError for a codec this FFmpeg lacks or an option out of range."""

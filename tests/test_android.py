@@ -38,7 +38,7 @@ def test_a_signed_apk_with_a_bundle_builds_and_verifies(trained_run, tmp_path):
     assert not MISSING, f"Android build tools missing under CI: {', '.join(MISSING)}"
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16, verify_frames=1))
+    export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), calibration=16, verify_frames=1))
     build = tmp_path / "build"
     done = subprocess.run(["bash", str(APP / "build.sh"), str(run / "bundle")], capture_output=True, text=True,
                           env={**os.environ, "BUILD": str(build), "SDK": str(APP.parent / "build" / "sdk")})

@@ -34,8 +34,8 @@ pytest.importorskip("coremltools")
 def exported(trained_run, tmp_path_factory) -> tuple[Path, dict]:
     run = tmp_path_factory.mktemp("export") / "run"
     shutil.copytree(trained_run, run)
-    report = export(ExportOptions(run=run, formats=("onnx", "tflite", "coreml"), quantize=("int8", "fp16"),
-                                  calibration_windows=16, verify_frames=3, plan_shapes=2))
+    report = export(ExportOptions(run=run, format=("onnx", "tflite", "coreml"), quantize=("int8", "fp16"),
+                                  calibration=16, verify_frames=3, plan_shapes=2))
     return run, report
 
 
@@ -144,7 +144,7 @@ def test_single_model_method_bundle_has_no_model_map(trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop=16),
                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8})))
-    report = export(ExportOptions(run=run, method="awdnn", formats=("onnx", "tflite"), quantize=("int8",),
+    report = export(ExportOptions(run=run, method="awdnn", format=("onnx", "tflite"), quantize=("int8",),
                                   verify_frames=1))
     bundle = read_bundle(run / "bundle")
     assert bundle.manifest["joint"] and bundle.manifest["model_map"] is None and len(bundle.manifest["models"]) == 1
@@ -166,7 +166,7 @@ def test_a_failed_export_keeps_the_earlier_bundle_and_leaves_nothing(exported, t
 
     monkeypatch.setattr(export_pipeline, "open_runner", broken)  # fails after the first file is written
     with pytest.raises(RuntimeError):
-        export(ExportOptions(run=run, formats=("onnx",), verify_frames=1))
+        export(ExportOptions(run=run, format=("onnx",), verify_frames=1))
     assert tree(run) == before
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in exported[0].iterdir())
 

@@ -27,7 +27,7 @@ pytest.importorskip("litert_torch")
 def bundle(trained_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("play") / "run"
     shutil.copytree(trained_run, run)
-    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16,
+    export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), calibration=16,
                          verify_frames=1, plan_margin=6))  # the receptive radius: the exact plan
     return run / "bundle"
 

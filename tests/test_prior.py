@@ -220,7 +220,7 @@ def coded_bundle(run_x4, tmp_path_factory, monkeypatch_module):
                                 method_options=MethodOptions(tune="channels")))
     assert report["prior"] is not None
     out = tmp_path_factory.mktemp("bundles") / "coded"
-    export(ExportOptions(run=run_x4, method="stdo", formats=("onnx", "tflite", "coreml"), quantize=("int8",), out=out,
+    export(ExportOptions(run=run_x4, method="stdo", format=("onnx", "tflite", "coreml"), quantize=("int8",), out=out,
                          update="on", verify_frames=2))
     return out
 
@@ -243,7 +243,7 @@ def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_
     int8 = [e for m in manifest["models"] for e in m["files"] if e["precision"] == "int8"]
     assert {e["format"] for e in int8} == {"onnx", "tflite", "coreml"} and all("update" in e for e in int8)
     whole = tmp_path / "whole"  # the same models exported whole: the files the updates must rebuild
-    export(ExportOptions(run=run_x4, method="stdo", formats=("onnx", "tflite"), quantize=("int8",), out=whole,
+    export(ExportOptions(run=run_x4, method="stdo", format=("onnx", "tflite"), quantize=("int8",), out=whole,
                          update="off", verify_frames=2))
     for entry in int8:
         assert not (coded_bundle / entry["path"]).exists()  # shipped as its update only
@@ -287,7 +287,7 @@ def test_the_prior_alone_ships_the_files_clients_carry(run_x4, tmp_path, monkeyp
 
     monkeypatch.setenv("STDO_CACHE", str(tmp_path / "cache"))
     report = train(TrainOptions(run=run_x4, method="prior", restart=True))
-    export(ExportOptions(run=run_x4, method="prior", formats=("onnx", "tflite"), quantize=("int8",),
+    export(ExportOptions(run=run_x4, method="prior", format=("onnx", "tflite"), quantize=("int8",),
                          out=tmp_path / "b", update="on", verify_frames=1))
     bundle = read_bundle(tmp_path / "b")
     bases = {(b["format"], b["precision"]): PRIORS_DIR / b["path"] for b in prior_bases(report["prior"])}

@@ -42,7 +42,7 @@ def page(trained_run, tmp_path_factory):
     work = tmp_path_factory.mktemp("web")
     run = work / "run"
     shutil.copytree(trained_run, run)
-    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), calibration_windows=16, verify_frames=1))
+    export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), calibration=16, verify_frames=1))
     lr = np.load(run / "frames/lr.npy")
     (work / "rgb").mkdir()
     (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())
@@ -305,7 +305,7 @@ def coded(tmp_path_factory, bikes):
                            crop=Crop(160, 96, 240, 96)))
     train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=16),
                        method_options=MethodOptions(tune="channels")))
-    export(ExportOptions(run=run, formats=("onnx", "tflite"), quantize=("int8",), update="on", verify_frames=1))
+    export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), update="on", verify_frames=1))
     lr = np.load(run / "frames/lr.npy")
     (work / "rgb").mkdir()
     (work / "rgb/lr.rgb").write_bytes(np.ascontiguousarray(lr).tobytes())

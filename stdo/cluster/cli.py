@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from stdo.cluster.partition import PARTITIONS
 from stdo.cluster.pipeline import ClusterOptions, ClusterSummary, cluster
-from stdo.cluster.score import SCORERS
 from stdo.clitools import StageBars, setup_logging, stdo_command
-from stdo.grid import parse_grid
-from stdo.stream import CODECS, StreamOptions
-from stdo.clip import Crop
-
-
-def _parse(fn):
-    def callback(ctx, param, value):
-        return None if value is None else fn(value)
-
-    return callback
+from stdo.options import click_options, from_params
+from stdo.stream import StreamOptions
 
 
 def format_summary(s: ClusterSummary) -> str:
@@ -56,45 +48,12 @@ Examples:
 )
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor (2 or more).")
-@click.option("--grid", "grid", default="10x5", show_default=True, callback=_parse(parse_grid), metavar="COLSxROWS",
-              help="Patches per LR frame, COLSxROWS (STDO: 20x10 at x2, 10x5 at x4 on 1080p).")
-@click.option("--margin", type=int, default=8, show_default=True,
-              help="Context margin in LR pixels read around each patch at inference.")
-@click.option("--chunks", type=int, default=2, show_default=True, help="Number of chunks (models) k.")
-@click.option("--scorer", type=click.Choice(SCORERS), default="bicubic", show_default=True,
-              help="Patch difficulty: bicubic PSNR, a general WDSR model's PSNR, or DCT energy (no HR).")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="WDSR checkpoint for --scorer general (STDO/WDSR release format or stdo's).")
-@click.option("--partition", type=click.Choice(PARTITIONS), default="quantile", show_default=True,
-              help="quantile: k equal-count bins (STDO); kmeans: KMeans on standardized features.")
-@click.option("--smooth", type=int, default=0, show_default=True, metavar="PASSES",
-              help="Passes of a 3x3 majority filter over the chunk map: larger same-chunk regions, so playback runs "
-                   "fewer, larger windows; some patches then get a neighbouring difficulty's model. 0 = off.")
-@click.option("--hold", type=int, default=ClusterOptions.hold, show_default=True, metavar="FRAMES",
-              help="Each patch's chunk is the median of its chunks over FRAMES frames (odd): a patch at a threshold "
-                   "stops flipping between models, and the model map a client downloads shrinks. 1 = off.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for kmeans.")
-@click.option("--start", type=int, default=0, show_default=True, help="First frame to use (0-based).")
-@click.option("--frames", type=int, help="Number of frames to use [default: all].")
-@click.option("--crop", callback=_parse(Crop.parse), metavar="WxH+X+Y",
-              help="Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale (twice the scale "
-                   "for a 4:2:0 LR stream, which needs even LR sizes).")
-@click.option("--lr-video", type=click.Path(path_type=Path),
-              help="LR video or frame folder matching SOURCE [default: bicubic downscaling of SOURCE].")
-@click.option("--codec", type=click.Choice(tuple(CODECS)), help="Codec of the LR stream: h264 (libx264), hevc "
-              "(libx265), av1 (libsvtav1). [default: h264 High yuv420p, BT.709 limited range]")
-@click.option("--crf", type=int, help="Constant rate factor of the LR stream [default: h264 23, hevc 28, av1 35].")
-@click.option("--bitrate", type=int, metavar="KBPS", help="Average bitrate of the LR stream in kbit/s (instead of --crf).")
-@click.option("--preset", help="Encoder preset: ultrafast..veryslow (h264, hevc), 0..13 (av1). [default: medium, av1 8]")
-@click.option("--gop", type=int, help="Frames between keyframes of the LR stream. [default: 2 seconds]")
-@click.option("--lossless", is_flag=True, help="Lossless RGB LR stream (h264 or hevc): the STDO paper's protocol.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for --scorer general.")
-@click.option("--overwrite", is_flag=True, help="Replace RUN even if it was made from another source.")
+@click_options(ClusterOptions)
+@click_options(StreamOptions)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint, partition, smooth, hold, seed, start,
-                    frames, crop, lr_video, codec, crf, bitrate, preset, gop, lossless, device, overwrite, quiet, verbose):
+@click.pass_context
+def cluster_command(ctx: click.Context, quiet: bool, verbose: int, **fields) -> None:
     """Cut a clip into patches, score them, and group them into chunks.
 
     SOURCE is a video file (anything FFmpeg decodes), a folder of PNG/JPG frames
@@ -107,14 +66,9 @@ def cluster_command(source, run, scale, grid, margin, chunks, scorer, checkpoint
     --lr-video used whole is kept as it is.
     """
     setup_logging(verbose)
-    given = (codec, crf, bitrate, preset, gop) != (None,) * 5 or lossless
-    stream = StreamOptions(codec=codec or "h264", crf=crf, bitrate=bitrate, preset=preset, gop=gop,
-                           lossless=lossless) if given else None
-    options = ClusterOptions(
-        source=source, run=run, scale=scale, grid=grid, margin=margin, chunks=chunks, scorer=scorer,
-        checkpoint=checkpoint, partition=partition, smooth=smooth, hold=hold, seed=seed, start=start, frames=frames,
-        crop=crop, lr_video=lr_video, stream=stream, overwrite=overwrite, device=device,
-    )
+    given = any(ctx.get_parameter_source(f.name) is not ParameterSource.DEFAULT for f in dataclasses.fields(StreamOptions))
+    stream = from_params(StreamOptions, fields) if given else None  # none given: the default, or --lr-video as it is
+    options = from_params(ClusterOptions, fields, stream=stream)
     with StageBars(disable=quiet) as bars:
         summary = cluster(options, progress=bars)
     click.echo(format_summary(summary))

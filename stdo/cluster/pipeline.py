@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
+import click
 import numpy as np
 import torch
 
@@ -24,14 +25,15 @@ from stdo.cluster.partition import (PARTITIONS, check_chunk_count, check_hold, h
                                     smooth_chunks)
 from stdo.cluster.score import SCORERS, score_bicubic, score_dct, score_model
 from stdo.errors import StdoError, check_device
-from stdo.grid import Grid
+from stdo.grid import GRID, Grid
 from stdo.metrics import min_patch
 from stdo.models import load_wdsr
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
                          write_cluster_stage)
 from stdo.stream import StreamOptions, stream_info
-from stdo.clip import Crop, load_clip, ship_lr_stream, source_kind
+from stdo.clip import CROP, Crop, load_clip, ship_lr_stream, source_kind
+from stdo.options import flag
 from stdo.video import probe_video
 from stdo.progress import StageProgress
 
@@ -46,23 +48,34 @@ class ClusterOptions:
 
     source: Path
     run: Path
-    scale: int = 4
-    grid: tuple[int, int] = (10, 5)  # (cols, rows)
-    margin: int = 8
-    chunks: int = 2
-    scorer: str = "bicubic"
-    checkpoint: Path | None = None
-    partition: str = "quantile"
-    smooth: int = 0  # passes of a 3x3 majority filter over the chunk map (larger regions, cheaper plans)
-    hold: int = 1  # frames of a median over time of each patch's chunk (odd; 1: off): a smaller model map
-    seed: int = 0
-    start: int = 0
-    frames: int | None = None
-    crop: Crop | None = None
-    lr_video: Path | None = None  # the LR frames, given (a video or a frame folder); None: bicubic
+    scale: int = flag(4, "Upscaling factor (2 or more).")
+    grid: tuple[int, int] = flag((10, 5), "Patches per LR frame, COLSxROWS (STDO: 20x10 at x2, 10x5 at x4 on 1080p).",
+                                 type=GRID, metavar="COLSxROWS")
+    margin: int = flag(8, "Context margin in LR pixels read around each patch at inference.")
+    chunks: int = flag(2, "Number of chunks (models) k.")
+    scorer: str = flag("bicubic", "Patch difficulty: bicubic PSNR, a general WDSR model's PSNR, or DCT energy (no HR).",
+                       type=click.Choice(SCORERS))
+    checkpoint: Path | None = flag(None, "WDSR checkpoint for --scorer general (STDO/WDSR release format or stdo's).",
+                                   type=click.Path(path_type=Path))
+    partition: str = flag("quantile", "quantile: k equal-count bins (STDO); kmeans: KMeans on standardized features.",
+                          type=click.Choice(PARTITIONS))
+    smooth: int = flag(0, "Passes of a 3x3 majority filter over the chunk map: larger same-chunk regions, so playback "
+                       "runs fewer, larger windows; some patches then get a neighbouring difficulty's model. 0 = off.",
+                       metavar="PASSES")
+    hold: int = flag(1, "Each patch's chunk is the median of its chunks over FRAMES frames (odd): a patch at a "
+                     "threshold stops flipping between models, and the model map a client downloads shrinks. 1 = off.",
+                     metavar="FRAMES")
+    seed: int = flag(0, "Seed for kmeans.")
+    start: int = flag(0, "First frame to use (0-based).")
+    frames: int | None = flag(None, "Number of frames to use [default: all].", type=int)
+    crop: Crop | None = flag(None, "Crop of the HR frames, in HR pixels; sizes are cut to a multiple of the scale "
+                             "(twice the scale for a 4:2:0 LR stream, which needs even LR sizes).", type=CROP,
+                             metavar="WxH+X+Y")
+    lr_video: Path | None = flag(None, "LR video or frame folder matching SOURCE [default: bicubic downscaling of "
+                                 "SOURCE].", type=click.Path(path_type=Path))
     stream: StreamOptions | None = None  # the LR stream; None: the default (or a given --lr-video as it is)
-    overwrite: bool = False  # replace a RUN made from another source
-    device: str = "cpu"
+    device: str = flag("cpu", "Torch device for --scorer general.")
+    overwrite: bool = flag(False, "Replace RUN even if it was made from another source.")
 
 
 @dataclass

@@ -8,11 +8,11 @@ The LR stream's CRF trades video bytes against what the models can restore, and 
 depends on the clip. So the operating point is measured, not guessed: for each candidate CRF (cheapest first)
 the clip is clustered, the method trained on that stream's decoded frames (from the prior, by default), exported,
 and played by the client's runtime against the HR frames; the point of best played PSNR whose delivered bytes fit
-the budget is kept (points within `tie_db` of it are ties, and the cheapest of them is kept: a few hundredths of
+the budget is kept (points within `tie` of it are ties, and the cheapest of them is kept: a few hundredths of
 a dB are run-to-run noise, bytes are not), and every point measured is reported beside it.
 
 The scale is part of the operating point, as the rungs of an adaptive-bitrate ladder are resolutions as well as
-bitrates: each reduced scale of `scales` (x4, x2: the carried prior of each) is measured at each CRF, and so is
+bitrates: each reduced scale of `scale` (x4, x2: the carried prior of each) is measured at each CRF, and so is
 its stream alone played by bicubic upsampling (a plain bundle, stdo.bundle.write_plain_bundle: no model to pay
 for); scale 1 is the HR stream itself at the best CRF that fits the budget (the HR codec's own rate control
 search), what users ship today. Where the HR stream beats every reduced scale, it is kept: a delivery is never
@@ -34,6 +34,8 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import click
+
 from stdo.bundle import (MANIFEST, PLAIN_METHOD, bytes_per_variant, format_variant_bytes,
                          write_plain_bundle)
 from stdo.clip import Crop
@@ -42,6 +44,7 @@ from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
+from stdo.options import CommaList, flag
 from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
@@ -67,24 +70,32 @@ class DeliverOptions:
     out: Path
     budget_bytes: int | None = None  # everything a client downloads
     budget_kbps: float | None = None  # or as a bitrate over the clip's duration
-    crfs: tuple[int, ...] = (23, 27, 31)
-    scales: tuple[int, ...] = (4, 2, 1)  # the rungs tried: LR streams at each reduced scale (with the carried prior
-    # of that scale), and 1: the HR stream itself (no model) at the best CRF that fits the budget
+    crf: tuple[int, ...] = flag((23, 27, 31), "LR stream CRFs to try; each is clustered, trained, exported and played.",
+                                type=CommaList(item=int, example="23,27,31"), metavar="CRF,...")
+    scale: tuple[int, ...] = flag((4, 2, 1), "The rungs tried: each reduced scale's LR stream (with the carried prior "
+                                  "of that scale), and 1: the HR stream itself at the best CRF that fits --budget, kept "
+                                  "where no reduced scale plays better.", type=CommaList(item=int, example="4,2,1"),
+                                  metavar="SCALE,...")
     stream_alone: bool = True  # each reduced scale's stream alone (bicubic, no model) a point too; stdo-fleet, whose
     # later stages need a model, turns it off
-    fill_budget: bool = True  # each reduced scale's stream also at the lowest CRF that fits the budget, played by
-    # what needs no training (bicubic, the prior alone): an update then ships only where it beats its bytes spent on
-    # the stream
-    methods: tuple[str, ...] = ("stdo", "prior")  # per-chunk updates + chunk map (stdo), one joint update (jstdo),
-    # the carried prior alone (prior): each tried at each CRF
+    fill_budget: bool = flag(True, "Also play each reduced scale's stream at the lowest CRF that fits --budget, by "
+                             "what needs no training (bicubic, the prior alone): an update then ships only where it "
+                             "beats its bytes spent on the stream.", negatable=True)
+    method: tuple[str, ...] = flag(("stdo", "prior"), "On-device methods tried at each CRF (stdo-train --method): stdo "
+                                   "ships an update per chunk and the chunk map, jstdo one joint update, prior the "
+                                   "carried prior alone (no update to pay for).", type=CommaList(ON_DEVICE_METHODS),
+                                   metavar="METHOD,...")
     train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
     export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
-    backend: str = "onnxruntime"  # the client runtime whose played frames are scored
-    precision: str = "int8"
-    every_client: bool = False  # the budget holds for every client format exported (`export.formats`), each at
-    # `precision`: candidates are exported in each and counted at the largest download; False: the played one's
-    tie_db: float = 0.05  # points this close to the best played PSNR are ties: the cheapest of them is kept
-    overwrite: bool = False
+    backend: str = flag("onnxruntime", "The client runtime whose played frames are scored (stdo-play --backend).",
+                        type=click.Choice(list(BACKENDS)))
+    precision: str = flag("int8", "The variant played (stdo-play --precision).")
+    every_client: bool = flag(False, "The budget holds for every --format's client at --precision (web, Android, "
+                              "iOS): each candidate is exported in each and counted at its largest download; played "
+                              "by --backend.")
+    tie: float = flag(0.05, "Points within this many dB of the best played PSNR are ties: the cheapest of them is "
+                      "kept.", metavar="DB")
+    overwrite: bool = flag(False, "Replace OUT if stdo-deliver wrote it.")
 
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
@@ -108,25 +119,25 @@ def _check(o: DeliverOptions) -> StreamOptions:
         raise StdoError("`budget` must be above 0")
     stream = o.cluster.stream or StreamOptions()
     if stream.lossless or stream.bitrate is not None:
-        raise StdoError("stdo-deliver chooses the LR stream's CRF: drop --lossless and --bitrate")
+        raise StdoError("stdo-deliver chooses the LR stream's CRF: drop `lossless` and `bitrate`")
     lo, hi = CODECS[stream.codec].crf_range
-    if not o.crfs or any(not lo <= c <= hi for c in o.crfs) or len(set(o.crfs)) != len(o.crfs):
-        raise StdoError(f"`crfs` must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
-    if not o.methods or len(set(o.methods)) != len(o.methods) or any(m not in ON_DEVICE_METHODS for m in o.methods):
-        raise StdoError(f"`methods` must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
-    if not o.scales or len(set(o.scales)) != len(o.scales) or any(not 1 <= v <= 8 for v in o.scales) \
-            or max(o.scales) < 2:
-        raise StdoError(f"`scales` {','.join(map(str, o.scales))} must list distinct scales in 1..8, one of them 2 or "
+    if not o.crf or any(not lo <= c <= hi for c in o.crf) or len(set(o.crf)) != len(o.crf):
+        raise StdoError(f"`crf` must list distinct CRFs of {stream.codec}, each in {lo}..{hi}")
+    if not o.method or len(set(o.method)) != len(o.method) or any(m not in ON_DEVICE_METHODS for m in o.method):
+        raise StdoError(f"`method` must list distinct on-device methods ({', '.join(ON_DEVICE_METHODS)})")
+    if not o.scale or len(set(o.scale)) != len(o.scale) or any(not 1 <= v <= 8 for v in o.scale) \
+            or max(o.scale) < 2:
+        raise StdoError(f"`scale` {','.join(map(str, o.scale))} must list distinct scales in 1..8, one of them 2 or "
                         "more (1: the HR stream itself)")
-    if 1 in o.scales and not o.stream_alone:
-        raise StdoError("`scales` 1 is the HR stream alone: it needs `stream_alone`")
+    if 1 in o.scale and not o.stream_alone:
+        raise StdoError("`scale` 1 is the HR stream alone: it needs `stream_alone`")
     if o.cluster.lr_video is not None:
-        raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop --lr-video")
+        raise StdoError("stdo-deliver encodes the LR stream at each CRF itself: drop `lr_video`")
     out = Path(o.out)
     if out.exists() and not (o.overwrite and (out / POINTS).is_file()):
-        raise StdoError(f"{out} exists: give a new folder, or --overwrite to replace one stdo-deliver wrote")
-    if not o.tie_db >= 0:
-        raise StdoError(f"`tie_db` {o.tie_db} must be 0 or more (dB)")
+        raise StdoError(f"{out} exists: give a new folder, or `overwrite` to replace one stdo-deliver wrote")
+    if not o.tie >= 0:
+        raise StdoError(f"`tie` {o.tie} must be 0 or more (dB)")
     if o.backend not in BACKENDS:
         raise StdoError(f"`backend` {o.backend} is unknown: use one of {', '.join(BACKENDS)}")
     if o.precision != "fp32" and (o.backend == "torch" or o.precision not in o.export.quantize):
@@ -170,7 +181,7 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
             shutil.rmtree(measured)  # measured; the kept method's bundle is written whole below
         if kept["method"] != PLAIN_METHOD:
             played = (BACKENDS[o.backend], o.precision)
-            played = played if played[0] in o.export.formats else None
+            played = played if played[0] in o.export.format else None
             export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played),
                    _stage_progress(progress, "kept"))  # clients play by default the variant the points counted
         report["clients"] = bytes_per_variant(read_json(folder / "bundle" / MANIFEST))  # each client's download
@@ -192,7 +203,7 @@ def _measured_variant(o: DeliverOptions) -> dict:
     """The export options of what each candidate is scored and counted with: the variant the client plays, and with
     `every_client` that precision in every format exported (a client of each platform)."""
     played = BACKENDS[o.backend] if o.backend != "torch" else "onnx"
-    others = tuple(f for f in o.export.formats if f != "torch") if o.every_client else ()
+    others = tuple(f for f in o.export.format if f != "torch") if o.every_client else ()
     return {"formats": tuple(dict.fromkeys((played, *others))),
             "quantize": (o.precision,) if o.precision != "fp32" else ()}
 
@@ -207,20 +218,20 @@ def _largest_download(bundle: Path, precision: str) -> tuple[str, dict] | None:
 def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: StageProgress) -> dict:
     points: list[dict] = []
     budget = hr = crop = fps = None
-    shave = max(o.scales)  # every point scored with the same border left out, whatever its scale
-    for scale in sorted((s for s in o.scales if s > 1), reverse=True):  # the smallest streams first
-        for crf in sorted(o.crfs, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
-            measured = _measure_stream(o, stream, work, scale, crf, crop, o.methods, budget, shave, hr, progress,
-                                       refuse=not points and 1 not in o.scales)
+    shave = max(o.scale)  # every point scored with the same border left out, whatever its scale
+    for scale in sorted((s for s in o.scale if s > 1), reverse=True):  # the smallest streams first
+        for crf in sorted(o.crf, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
+            measured = _measure_stream(o, stream, work, scale, crf, crop, o.method, budget, shave, hr, progress,
+                                       refuse=not points and 1 not in o.scale)
             points += measured["points"]
             if budget is None:
                 budget, hr, fps, crop = measured["budget"], measured["hr"], measured["fps"], measured["crop"]
-        untrained = tuple(m for m in o.methods if not REGISTRY[m].trains)
+        untrained = tuple(m for m in o.method if not REGISTRY[m].trains)
         if o.fill_budget and (o.stream_alone or untrained):
             side = max((p["total"] - p["video"] for p in points if p["method"] in untrained and "total" in p),
                        default=0)
             crf = _filling_crf(o, stream, scale, crop, fps, budget - side, work, progress)
-            while crf is not None and crf not in o.crfs:
+            while crf is not None and crf not in o.crf:
                 filled = _measure_stream(o, stream, work, scale, crf, crop, untrained, budget, shave, hr, progress,
                                          refuse=False, fills=True)["points"]
                 if filled[0]["video"] <= budget - side or crf == CODECS[stream.codec].crf_range[1]:
@@ -231,17 +242,17 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
     for p in points:
         if "total" not in p:
             p.update(within_budget=False, note="LR stream alone over budget: not played")
-    if 1 in o.scales:
+    if 1 in o.scale:
         points.append(_hr_stream(o, stream, work, hr, fps, budget, shave, progress))
     if not any(p.get("within_budget") for p in points):
         smallest = min((p["total"] for p in points if "total" in p), default=min(p["video"] for p in points))
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
-                        "with its models): raise `budget` or add a higher `crfs` (nothing written)")
+                        "with its models): raise `budget` or add a higher `crf` (nothing written)")
     rate_decisions(points)
-    chosen = choose_point(points, o.tie_db)
+    chosen = choose_point(points, o.tie)
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "every_client": o.every_client,
-            "codec": stream.codec, "tie_db": o.tie_db,
-            "scales": list(o.scales), "shave": shave,
+            "codec": stream.codec, "tie_db": o.tie,
+            "scales": list(o.scale), "shave": shave,
             "points": sorted(points, key=lambda p: (-p["scale"], p["crf"], p["method"])), "chosen": chosen}
 
 
@@ -267,7 +278,7 @@ def _measure_stream(o: DeliverOptions, stream: StreamOptions, work: Path, scale:
     if refuse and video >= budget:
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR "
                         f"stream alone is {video:,} bytes at x{scale} CRF {crf}; raise `budget` or add a "
-                        "higher `crfs` (nothing written)")
+                        "higher `crf` (nothing written)")
     points = []
     extra = {"fills": True} if fills else {}
     if o.stream_alone:

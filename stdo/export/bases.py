@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stdo.export.tflite import activation_quantization
 from stdo.fileio import read_json, save_torch, sha256_of
 from stdo.models import fold_weight_norm, load_wdsr
-from stdo.runtimes import FORMATS as RUNTIME_FORMATS
+from stdo.runtimes import FORMATS as RUNTIME_FORMATS, resolve
 from stdo.train.priorset import MANIFEST
 
 REFERENCE_WINDOW = (32, 32)
@@ -52,16 +51,17 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
                          calibration if precision == "int8" else None)
         entries.append({"format": fmt, "precision": precision, "path": path.relative_to(out.parent).as_posix(),
                         "sha256": sha256_of(path), "bytes": path.stat().st_size})
-        if (fmt, precision) == ("tflite", "int8"):
-            entries[-1]["activation_quantization"] = activation_quantization(model, calibration)
+        quantization = RUNTIME_FORMATS[fmt].activation_quantization
+        if precision == "int8" and quantization:
+            entries[-1]["activation_quantization"] = resolve(quantization)(model, calibration)
     return entries
 
 
 def record_activation_quantization(root: Path, work: Path) -> dict:
-    """Add to each carried prior's TFLite int8 base entry in root/priors.json the activation quantization its file
-    was converted with (recomputed from the prior's training set in `work`, as build_bases calibrates it), so that
-    stdo-export converts the prior served as it is to the same numbers for any window shapes. Checks the result
-    against the file's own quantization scales."""
+    """Add to each carried prior's int8 base entries in root/priors.json, for the formats whose converter takes one,
+    the activation quantization its file was converted with (recomputed from the prior's training set in `work`, as
+    build_bases calibrates it), so that stdo-export converts the prior served as it is to the same numbers for any
+    window shapes (tests/test_prior.py checks an export against the carried file)."""
     import torch
 
     from stdo.fileio import write_json
@@ -70,23 +70,14 @@ def record_activation_quantization(root: Path, work: Path) -> dict:
 
     facts = read_json(Path(root) / FACTS)
     for name, prior in facts.items():
-        entry = next(b for b in prior["bases"] if (b["format"], b["precision"]) == ("tflite", "int8"))
-        model = fold_weight_norm(load_wdsr(torch.load(Path(root) / name, map_location="cpu", weights_only=True)))
+        model = fold_weight_norm(load_wdsr(torch.load(Path(root) / name, map_location="cpu", weights_only=True))).eval()
         calibration = _calibration(open_prior_set(Path(work) / "set-train", prior["scale"])[1], REFERENCE_WINDOW)
-        found = activation_quantization(model.eval(), calibration)
-        carried = _tflite_scales(Path(root) / entry["path"])
-        if not all(round(scale, 9) in carried for scale, _ in found.values()):
-            raise ValueError(f"{entry['path']} was not calibrated on {work}'s training set: rebuild its bases")
-        entry["activation_quantization"] = found
+        for entry in prior["bases"]:
+            quantization = RUNTIME_FORMATS[entry["format"]].activation_quantization
+            if entry["precision"] == "int8" and quantization:
+                entry["activation_quantization"] = resolve(quantization)(model, calibration)
     write_json(Path(root) / FACTS, facts)
     return facts
-
-
-def _tflite_scales(path: Path) -> set[float]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    return {round(float(d["quantization"][0]), 9) for d in Interpreter(model_path=str(path)).get_tensor_details()
-            if d["quantization"][0]}
 
 
 RECIPE = "make prior PRIOR_STEPS={steps}"  # the Makefile's prior target: content, coded clip sets, training, bases

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 from torch import nn
 
@@ -40,6 +41,7 @@ from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_js
 from stdo.grid import Grid
 from stdo.infer import Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
+from stdo.options import AutoOr, CommaList, flag
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, Run, model_file, open_run
@@ -56,27 +58,38 @@ UPDATES = ("auto", "on", "off")
 FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 
 
-
 @dataclass
 class ExportOptions:
-    """What stdo-export does, field by field; each field is the command's flag of the same meaning (its defaults
-    live here, once). Errors name a field in backticks, as `crf`."""
+    """What stdo-export does: each field with its default, help and parser, once (stdo.options: the field is the
+    command's flag of the same name). Errors name a field in backticks, as `plan_shapes`."""
 
     run: Path
-    method: str = "stdo"
-    formats: tuple[str, ...] = ("onnx",)
-    quantize: tuple[str, ...] = ()
-    out: Path | None = None  # default RUN/bundle
-    calibration_windows: int = 64  # per model, from the patches it serves
-    verify_frames: int = 30  # evenly spaced over the clip; 0 = all
-    threads: int | None = None
-    plan_shapes: int = 3  # window shapes of the inference plan (TFLite files hold one signature per shape)
-    plan_margin: int | None = None  # LR context per window; None: measured (stdo.export.margin)
-    strict: bool = False  # a variant that misses its quality target fails the export (the earlier bundle is kept)
-    int8_max_loss_db: float = 0.3  # int8's target: PSNR against HR at most this far below fp32's
-    update: str = "auto"  # model files as updates of the prior's files clients carry (stdo.updates): auto (when the
-    # models started from a carried prior), on (required), off (whole files)
-    priors: Path | None = None  # the priors clients carry (default: the package's, stdo.priors)
+    method: str = flag("stdo", "Which trained method of the RUN to export (RUN/models/METHOD).",
+                       type=click.Choice(METHODS))
+    format: tuple[str, ...] = flag(("onnx",), "Comma-separated: onnx, tflite, coreml.", type=CommaList(EXPORT_FORMATS))
+    quantize: tuple[str, ...] = flag((), "Comma-separated extra precisions: int8 (all formats, calibrated on the "
+                                     "clip), fp16 (tflite).", type=CommaList(QUANTIZE))
+    out: Path | None = flag(None, "Bundle folder [default: RUN/bundle]. An earlier bundle there is replaced only "
+                            "once the new one is complete and verified.", type=click.Path(path_type=Path))
+    calibration: int = flag(64, "LR windows per model for int8 calibration, taken from the patches that model "
+                            "serves.")
+    verify_frames: int = flag(30, "Frames (evenly spaced) on which every artifact is verified; 0 = all.")
+    plan_shapes: int = flag(3, "Window shapes of the inference plan (1..8): more shapes merge more patches per "
+                            "run; a TFLite file, a fixed-shape runtime's, holds one signature per shape.")
+    plan_margin: int | None = flag(None, "LR pixels of context around what each window keeps. auto: the least "
+                                   "that leaves the models' output unchanged on a few frames (under 0.005 dB); the "
+                                   "receptive radius is exact always.", type=AutoOr(int, "a number"),
+                                   metavar="N|auto")
+    strict: bool = flag(False, "Fail (exit 2, the earlier bundle kept) when a variant misses its quality target.")
+    int8_max_loss: float = flag(0.3, "int8's quality target: its PSNR against HR at most this many dB below "
+                                "fp32's.", metavar="DB")
+    update: str = flag("auto", "Ship each model file as a coded update of the prior's file that clients carry (a "
+                       "few KB where training changed little): auto when the models started from a carried prior "
+                       "(stdo-train --init prior), on to require it, off for whole files.", type=click.Choice(UPDATES))
+    priors: Path | None = flag(None, "The priors clients carry (priors.json and their files) [default: stdo's "
+                               "own].", type=click.Path(path_type=Path, file_okay=False))
+    threads: int | None = flag(None, "Threads of onnxruntime / LiteRT during verification.",
+                               type=click.IntRange(min=1))
     recommended: tuple[str, str] | None = None  # (format, precision): the variant the bundle's headline counts and
     # clients play by default; None: the first exported of stdo.bundle.VARIANT_PREFERENCE
 
@@ -112,20 +125,20 @@ def _check(o: ExportOptions) -> tuple[Run, Path]:
     """Everything that can be refused before any work: returns (the RUN, opened; the bundle path)."""
     if o.method not in METHODS:
         raise StdoError(f"unknown method {o.method!r}: use one of {', '.join(METHODS)}")
-    if not o.formats:
-        raise StdoError("`formats` is empty: give one or more of " + ",".join(EXPORT_FORMATS))
+    if not o.format:
+        raise StdoError("`format` is empty: give one or more of " + ",".join(EXPORT_FORMATS))
     if o.recommended is not None and o.recommended[0] != "torch" and \
-            tuple(o.recommended) not in {(v.format, v.precision) for v in variants(tuple(o.formats), tuple(o.quantize))}:
-        raise StdoError(f"`recommended` {' '.join(o.recommended)} is not exported: add it to `formats` and `quantize`")
-    parse_list(list(o.formats), EXPORT_FORMATS, "--format")
-    parse_list(list(o.quantize), QUANTIZE, "--quantize")
+            tuple(o.recommended) not in {(v.format, v.precision) for v in variants(tuple(o.format), tuple(o.quantize))}:
+        raise StdoError(f"`recommended` {' '.join(o.recommended)} is not exported: add it to `format` and `quantize`")
+    parse_list(list(o.format), EXPORT_FORMATS, "`format`")
+    parse_list(list(o.quantize), QUANTIZE, "`quantize`")
     if not 1 <= o.plan_shapes <= MAX_SHAPES:
         raise StdoError(f"`plan_shapes` {o.plan_shapes} is outside 1..{MAX_SHAPES}")
     if o.plan_margin is not None and not 0 <= o.plan_margin <= MAX_MARGIN:
         raise StdoError(f"`plan_margin` {o.plan_margin} is outside 0..{MAX_MARGIN}: give a margin in LR pixels, or auto")
     if o.update not in UPDATES:
         raise StdoError(f"`update` {o.update!r} is unknown: use one of {', '.join(UPDATES)}")
-    if o.calibration_windows <= 0 or o.verify_frames < 0:
+    if o.calibration <= 0 or o.verify_frames < 0:
         raise StdoError("`calibration` must be above 0 and `verify_frames` at least 0 (0 = all frames)")
     run = open_run(o.run, missing="run stdo-cluster and stdo-train first")
     if not (run.path / LR_STREAM).is_file():
@@ -136,7 +149,7 @@ def _check(o: ExportOptions) -> tuple[Run, Path]:
     out = Path(o.out) if o.out else run.bundle_dir
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
         raise StdoError(f"{out} exists and is not a bundle: give another `out`, or remove it")
-    for f in o.formats:
+    for f in o.format:
         for module in RUNTIME_FORMATS[f].converters:
             require(module)
     return run, out
@@ -266,12 +279,12 @@ def verify(hr: np.ndarray, lr: np.ndarray, plan: Plan, scale: int, models: list[
     return result
 
 
-def _targets(variant: Variant, figures: dict, int8_max_loss_db: float) -> str:
+def _targets(variant: Variant, figures: dict, int8_max_loss: float) -> str:
     if variant.precision == "fp32":
         return "ok" if figures["psnr_vs_torch"] >= FP32_TARGET_DB else f"below {FP32_TARGET_DB:.0f} dB vs torch"
     if variant.precision == "int8":
-        ok = figures["delta_vs_torch_fp32"] >= -int8_max_loss_db
-        return "ok" if ok else f"loses more than {int8_max_loss_db} dB"
+        ok = figures["delta_vs_torch_fp32"] >= -int8_max_loss
+        return "ok" if ok else f"loses more than {int8_max_loss} dB"
     return "-"
 
 
@@ -288,7 +301,7 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     models, model_map, train_report = _trained(run, o.method)
     if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
         raise StdoError(f"{run.trained(o.method)} does not match the RUN's frames: rerun stdo-train --restart")
-    wanted = variants(tuple(o.formats), tuple(o.quantize))
+    wanted = variants(tuple(o.format), tuple(o.quantize))
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
         report = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
@@ -330,7 +343,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
             return None
         for shape in shapes if variant.signatures else shapes[:1]:
             if (i, shape) not in calibrations:
-                calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration_windows, shape)
+                calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration, shape)
         return [b for shape in (shapes if variant.signatures else shapes[:1]) for b in calibrations[i, shape]]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
@@ -391,7 +404,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
     for variant in wanted:
         figures = checks["variants"][variant.label]
         rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
-                     **figures, "target": _targets(variant, figures, o.int8_max_loss_db), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
+                     **figures, "target": _targets(variant, figures, o.int8_max_loss), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
     missed = [f"{r['format']} {r['precision']} ({r['target']})" for r in rows if r["target"] not in ("ok", "-")]
     if o.strict and missed:
         raise StdoError(f"`strict`: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")

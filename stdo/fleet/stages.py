@@ -82,9 +82,9 @@ def _deliver(job: VideoJob, run: Path, device: str) -> dict:
         else ("int8",)
     report = deliver(DeliverOptions(
         cluster=_cluster_options(job, run), out=run, budget_bytes=budget_bytes, budget_kbps=budget_kbps,
-        crfs=job.crfs, scales=(job.scale,), stream_alone=False, fill_budget=False,  # the job's CRFs, each with a model
-        methods=job.methods, train=_train_options(job, run, device),
-        export=ExportOptions(run=run, formats=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
+        crf=job.crfs, scale=(job.scale,), stream_alone=False, fill_budget=False,  # the job's CRFs, each with a model
+        method=job.methods, train=_train_options(job, run, device),
+        export=ExportOptions(run=run, format=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
                              strict=True),
         overwrite=True))
     chosen, info = report["chosen"], read_run_info(run)
@@ -140,7 +140,7 @@ def _export(job: VideoJob, run: Path, device: str) -> dict:
     if job.budget:  # exported by the delivery: the kept point's bundle and its export report
         artifacts = json.loads((bundle_dir(run) / "report.json").read_text())["artifacts"]
     else:
-        artifacts = export(ExportOptions(run=run, method=job.method, formats=formats, quantize=quantize,
+        artifacts = export(ExportOptions(run=run, method=job.method, format=formats, quantize=quantize,
                                          out=bundle_dir(run), strict=True))["artifacts"]
     manifest = json.loads((bundle_dir(run) / "manifest.json").read_text())
     size = sum(p.stat().st_size for p in bundle_dir(run).rglob("*") if p.is_file())

@@ -46,6 +46,9 @@ class FileFormat:
     calibrated: bool = True  # its int8 is calibrated on the clip's LR windows (False: weight-only int8, no data)
     runs_here: bool = True  # its own runtime runs here (False: checked by its validator, timed nowhere: CoreML on
     # Linux runs its decompressed weights in torch)
+    activation_quantization: str | None = None  # "module:function" (model, calibration) -> the activation
+    # quantization its int8 converter takes instead of calibration windows: kept beside a prior's base file, so that
+    # the prior served as it is converts for other window shapes to the same numbers
 
     def input_shape(self) -> list[int | None]:
         """The input shape the manifest declares for its files: [batch, 3, h, w], sizes None where dynamic or, for
@@ -94,7 +97,8 @@ FORMATS = {
                        "stdo.export.onnx:export_brvsr_onnx"),
     "tflite": FileFormat("tflite", ".tflite", ("fp32", "fp16", "int8"), True, "ai-edge-litert",
                          ("litert_torch", "ai_edge_litert"), "stdo.runtimes.tflite:open_tflite",
-                         "stdo.export.tflite:write_tflite", batch=1),
+                         "stdo.export.tflite:write_tflite", batch=1,
+                         activation_quantization="stdo.export.tflite:activation_quantization"),
     "coreml": FileFormat("coreml", ".mlpackage.zip", ("fp16", "int8"), False, "coremltools spec + weights (torch)",
                          ("coremltools",), "stdo.runtimes.coreml:open_coreml", "stdo.export.coreml:write_coreml",
                          batch=1, calibrated=False, runs_here=False),
