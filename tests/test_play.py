@@ -89,7 +89,7 @@ def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):
     assert code == 0, err
     pngs = sorted((tmp_path / "frames").glob("*.png"))
     assert len(pngs) == 6
-    sr = play(PlayOptions(bundle=bundle, backend="torch", out=tmp_path / "side.mp4", compare=True, crf=0))
+    sr = play(PlayOptions(bundle=bundle, backend="torch", out=tmp_path / "side.mp4", compare=True, out_crf=0))
     side, _ = read_video(tmp_path / "side.mp4")
     assert side.shape == (6, 96, 320, 3) and sr["compare"]
     from PIL import Image

@@ -9,8 +9,7 @@ import click
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.play.pipeline import PlayOptions, play
 from stdo.play.report import format_table
-from stdo.runtimes import BACKENDS, PRECISIONS, parse_list
-from stdo.stream import CODECS
+from stdo.options import click_options, from_params
 
 
 @stdo_command(
@@ -25,42 +24,10 @@ Examples:
 """,
 )
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxruntime", show_default=True,
-              help="torch runs models/*.pt, onnxruntime the .onnx files, litert the .tflite files.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-              help="Which of the bundle's variants to run (int8/fp16 where exported).")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Write the SR video: an .mp4 file (H.264), or a folder (no suffix) of PNG frames.")
-@click.option("--compare", is_flag=True, help="Write bicubic | stdo side by side instead of stdo alone.")
-@click.option("--hr", type=click.Path(path_type=Path),
-              help="HR reference (video, frame folder or RUN/frames/hr.npy): report PSNR per frame and in total.")
-@click.option("--lr-video", "video", type=click.Path(path_type=Path),
-              help="Play this LR video instead of the bundle's own (it must match the bundle).")
-@click.option("--report", type=click.Path(path_type=Path), help="Write the report: .json (per-frame PSNR) or .md.")
-@click.option("--plot", type=click.Path(path_type=Path), help="PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).")
-@click.option("--shave", type=int, metavar="PIXELS",
-              help="Border pixels PSNR leaves out (0..64) [default: the bundle's scale]; stdo-deliver scores every "
-                   "scale with the largest one's.")
-@click.option("--rate", is_flag=True,
-              help="With --hr: also encode the HR frames with each --rate-codec (yuv420p, CRF search) to find the "
-                   "cheapest HR stream reaching the models' RGB PSNR, and report its bytes beside the bundle's "
-                   "(LR video + the models played + model map).")
-@click.option("--rate-codec", "rate_codecs", default=",".join(PlayOptions.rate_codecs), show_default=True,
-              metavar="CODEC[,CODEC]", help=f"The HR streams --rate compares with: {', '.join(CODECS)}.")
-@click.option("--overwrite", is_flag=True, help="Replace --out/--report/--plot files that exist.")
-@click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB H.264.")
-@click.option("--out-preset", "preset", default="veryfast", show_default=True,
-              help="x264 preset of the output mp4 (ultrafast .. placebo): slower presets make smaller files and take "
-                   "the cores from inference while playing.")
-@click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads of onnxruntime / LiteRT.")
-@click.option("--priors", type=click.Path(path_type=Path, file_okay=False),
-              help="The priors this client carries, which a bundle's coded model updates are rebuilt from "
-                   "[default: stdo's own].")
+@click_options(PlayOptions)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def play_command(bundle, backend, precision, out, compare, hr, video, report, plot, shave, rate, rate_codecs, overwrite,
-                 crf, preset, batch, threads, priors, quiet, verbose):
+def play_command(quiet: bool, verbose: int, **fields) -> None:
     """Play a bundle: decode its LR video, upscale every frame with its models by the bundle's
     inference plan, and write the result.
 
@@ -71,14 +38,11 @@ def play_command(bundle, backend, precision, out, compare, hr, video, report, pl
     against HR, beside bicubic.
     """
     setup_logging(verbose)
-    options = PlayOptions(bundle=bundle, backend=backend, precision=precision, out=out, compare=compare, hr=hr,
-                          video=video, overwrite=overwrite, crf=crf, preset=preset, batch=batch, threads=threads,
-                          priors=priors, report=report, plot=plot, shave=shave, rate=rate,
-                          rate_codecs=parse_list(rate_codecs, tuple(CODECS), "--rate-codec"))
+    options = from_params(PlayOptions, fields)
     with StageBars(disable=quiet) as bars:
         result = play(options, progress=bars)
     click.echo("\n".join(format_table(result)))
-    for path in (out, report, plot):
+    for path in (options.out, options.report, options.plot):
         if path is not None:
             click.echo(f"wrote {path}")
 

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterator
 
+import click
 import numpy as np
 import torch
 from PIL import Image
@@ -29,7 +30,8 @@ from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import CODECS, StreamOptions, StreamWriter
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.infer import Runner
-from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, open_runner, parse_list
+from stdo.options import CommaList, flag
+from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, PRECISIONS, open_runner, parse_list
 from stdo.video import iter_frames
 from stdo.progress import StageProgress
 
@@ -38,33 +40,50 @@ from stdo.progress import StageProgress
 @dataclass
 class PlayOptions:
     bundle: Path
-    backend: str = "onnxruntime"
-    precision: str = "fp32"
-    out: Path | None = None  # .mp4 file, or a folder for PNG frames; None: play without writing
-    compare: bool = False  # write bicubic | SR side by side
-    hr: Path | None = None  # HR reference (video, frame folder or .npy) for PSNR
-    shave: int | None = None  # border pixels PSNR leaves out; None: the bundle's scale (STDO's protocol)
-    video: Path | None = None  # LR video to play instead of the bundle's own
-    overwrite: bool = False
-    crf: int = 18  # H.264 yuv420p (BT.709 limited, tagged) at this CRF; 0: lossless RGB H.264
-    preset: str = "veryfast"  # x264's: a player encodes as it plays (medium takes the cores from inference)
-    batch: int = 4
-    threads: int | None = None
-    priors: Path | None = None  # the priors this client carries (default: the package's)
-    report: Path | None = None  # .json or .md
-    plot: Path | None = None  # PNG: PSNR per frame, bicubic vs the models (needs hr)
-    rate: bool = False  # also find the HR streams reaching the models' PSNR, and compare bytes (needs hr)
-    rate_codecs: tuple[str, ...] = ("h264", "hevc")  # the HR streams `rate` compares with (each its CRF search)
+    backend: str = flag("onnxruntime", "torch runs models/*.pt, onnxruntime the .onnx files, litert the .tflite "
+                        "files.", type=click.Choice(list(BACKENDS)))
+    precision: str = flag("fp32", "Which of the bundle's variants to run (int8/fp16 where exported).",
+                          type=click.Choice(PRECISIONS))
+    out: Path | None = flag(None, "Write the SR video: an .mp4 file (H.264), or a folder (no suffix) of PNG frames.",
+                            type=click.Path(path_type=Path))
+    compare: bool = flag(False, "Write bicubic | stdo side by side instead of stdo alone.")
+    hr: Path | None = flag(None, "HR reference (video, frame folder or RUN/frames/hr.npy): report PSNR per frame and "
+                           "in total.", type=click.Path(path_type=Path))
+    lr_video: Path | None = flag(None, "Play this LR video instead of the bundle's own (it must match the bundle).",
+                                 type=click.Path(path_type=Path))
+    report: Path | None = flag(None, "Write the report: .json (per-frame PSNR) or .md.", type=click.Path(path_type=Path))
+    plot: Path | None = flag(None, "PNG plot of PSNR per frame, bicubic vs stdo (needs --hr).",
+                             type=click.Path(path_type=Path))
+    shave: int | None = flag(None, "Border pixels PSNR leaves out (0..64) [default: the bundle's scale]; stdo-deliver "
+                             "scores every scale with the largest one's.", type=int, metavar="PIXELS")
+    rate: bool = flag(False, "With --hr: also encode the HR frames with each --rate-codec (yuv420p, CRF search) to "
+                      "find the cheapest HR stream reaching the models' RGB PSNR, and report its bytes beside the "
+                      "bundle's (LR video + the models played + model map).")
+    rate_codec: tuple[str, ...] = flag(("h264", "hevc"), f"The HR streams --rate compares with: {', '.join(CODECS)}.",
+                                       type=CommaList(tuple(CODECS)), metavar="CODEC[,CODEC]")
+    overwrite: bool = flag(False, "Replace --out/--report/--plot files that exist.")
+    out_crf: int = flag(18, "H.264 CRF of the output mp4 (yuv420p, BT.709 limited range, tagged); 0 = lossless RGB "
+                        "H.264.")
+    out_preset: str = flag("veryfast", "x264 preset of the output mp4 (ultrafast .. placebo): slower presets make "
+                           "smaller files and take the cores from inference while playing.")
+    frames_per_batch: int = flag(4, "Frames per inference batch.")
+    threads: int | None = flag(None, "Threads of onnxruntime / LiteRT.", type=click.IntRange(min=1))
+    priors: Path | None = flag(None, "The priors this client carries, which a bundle's coded model updates are "
+                               "rebuilt from [default: stdo's own].", type=click.Path(path_type=Path, file_okay=False))
 
 
 def _check(o: PlayOptions) -> None:
     if o.shave is not None and not 0 <= o.shave <= 64:
         raise StdoError(f"`shave` {o.shave} must be in 0..64 (border pixels left out of PSNR)")
-    if o.batch <= 0:
-        raise StdoError(f"`batch` {o.batch} must be above 0")
-    if not 0 <= o.crf <= 51:
-        raise StdoError(f"`crf` {o.crf} is outside 0..51: give a CRF of the output mp4 in that range (0: lossless)")
-    output_stream(o.crf, o.preset).check()
+    if o.frames_per_batch <= 0:
+        raise StdoError(f"`frames_per_batch` {o.frames_per_batch} must be above 0")
+    if not 0 <= o.out_crf <= 51:
+        raise StdoError(f"`out_crf` {o.out_crf} is outside 0..51: give a CRF of the output mp4 in that range (0: "
+                        "lossless)")
+    try:
+        output_stream(o.out_crf, o.out_preset).check()
+    except StdoError as e:  # the output stream's `preset` is this stage's `out_preset`
+        raise StdoError(str(e).replace("`preset`", "`out_preset`").replace("`crf`", "`out_crf`")) from None
     for path, what in ((o.out, "`out`"), (o.report, "`report`"), (o.plot, "`plot`")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or `overwrite` to replace it")
@@ -79,9 +98,9 @@ def _check(o: PlayOptions) -> None:
         raise StdoError("`plot` needs `hr`: PSNR per frame is measured against the HR frames")
     if o.rate and o.hr is None:
         raise StdoError("`rate` needs `hr`: the HR stream is encoded from the HR frames and measured against them")
-    parse_list(o.rate_codecs, tuple(CODECS), "`rate_codecs`")
-    if not o.rate_codecs:
-        raise StdoError(f"`rate_codecs` is empty: give one or more of {', '.join(CODECS)}")
+    parse_list(o.rate_codec, tuple(CODECS), "`rate_codec`")
+    if not o.rate_codec:
+        raise StdoError(f"`rate_codec` is empty: give one or more of {', '.join(CODECS)}")
     if o.report is not None and Path(o.report).suffix not in (".json", ".md"):
         raise StdoError(f"`report` {o.report}: give a .json or .md file")
     if o.plot is not None:
@@ -119,7 +138,7 @@ def _writer(o: PlayOptions, fps: float):
     if o.out is None:
         return None
     if Path(o.out).suffix.lower() == ".mp4":
-        return StreamWriter(Path(o.out), fps, output_stream(o.crf, o.preset))
+        return StreamWriter(Path(o.out), fps, output_stream(o.out_crf, o.out_preset))
     return _PngFolder(Path(o.out))
 
 
@@ -172,7 +191,7 @@ def _play_frames(o: PlayOptions, player: Player, frames: Iterator[np.ndarray], h
                  writer: BackgroundWriter | None, progress: StageProgress, scores: _Scores) -> None:
     width, height = player.hr_size
     prior = prior_runner(player, o) if o.hr is not None else None
-    for index, lr, sr in player.play(frames, o.batch):
+    for index, lr, sr in player.play(frames, o.frames_per_batch):
         hr = next(hr_iter)
         bicubic = None
         if hr is not None or o.compare:
@@ -220,7 +239,7 @@ def play(o: PlayOptions, progress: StageProgress = None) -> dict:
 
 def _play(o: PlayOptions, progress: StageProgress) -> dict:
     player = Player(o.bundle, o.backend, o.precision, o.threads, o.priors)
-    frames = prefetch(lr_stream(player, o.video))
+    frames = prefetch(lr_stream(player, o.lr_video))
     width, height = player.hr_size
     scores = _Scores(player.scale if o.shave is None else o.shave)
     writer = _writer(o, player.fps)
@@ -256,7 +275,7 @@ def _play(o: PlayOptions, progress: StageProgress) -> dict:
     if o.rate:
         total, target = player.delivered_bytes["total"], report["psnr"]["model"]
         report["delivery"] = {"bundle": player.delivered_bytes, "hr": {}}
-        for codec in o.rate_codecs:  # the HR stream the user would otherwise ship, in each codec
+        for codec in o.rate_codec:  # the HR stream the user would otherwise ship, in each codec
             point, tried = hr_stream_at_psnr(lambda: iter_frames(Path(o.hr)), player.fps, target, shave=scores.scale,
                                              codec=codec,
                                              progress=partial(progress, f"HR {codec} crf", total=None) if progress
