@@ -43,6 +43,15 @@ def flag(default: Any = dataclasses.MISSING, help: str = "", *, default_factory:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def same_as(cls: type, name: str) -> Any:
+    """Another stage's flag field, declared there once, as a field of this dataclass (stdo-upscale's output stream
+    options are stdo-play's)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 

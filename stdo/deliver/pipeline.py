@@ -204,7 +204,7 @@ def _measured_variant(o: DeliverOptions) -> dict:
     `every_client` that precision in every format exported (a client of each platform)."""
     played = BACKENDS[o.backend] if o.backend != "torch" else "onnx"
     others = tuple(f for f in o.export.format if f != "torch") if o.every_client else ()
-    return {"formats": tuple(dict.fromkeys((played, *others))),
+    return {"format": tuple(dict.fromkeys((played, *others))),
             "quantize": (o.precision,) if o.precision != "fp32" else ()}
 
 

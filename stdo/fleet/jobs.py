@@ -65,7 +65,7 @@ class VideoJob:
     def crfs(self) -> tuple[int, ...]:
         """The CRFs a budget row tries."""
         if self.crf is None:
-            return DeliverOptions.crfs
+            return DeliverOptions.crf
         return self.crf if isinstance(self.crf, tuple) else (self.crf,)
 
     @property

@@ -77,13 +77,7 @@ def _check(o: PlayOptions) -> None:
         raise StdoError(f"`shave` {o.shave} must be in 0..64 (border pixels left out of PSNR)")
     if o.frames_per_batch <= 0:
         raise StdoError(f"`frames_per_batch` {o.frames_per_batch} must be above 0")
-    if not 0 <= o.out_crf <= 51:
-        raise StdoError(f"`out_crf` {o.out_crf} is outside 0..51: give a CRF of the output mp4 in that range (0: "
-                        "lossless)")
-    try:
-        output_stream(o.out_crf, o.out_preset).check()
-    except StdoError as e:  # the output stream's `preset` is this stage's `out_preset`
-        raise StdoError(str(e).replace("`preset`", "`out_preset`").replace("`crf`", "`out_crf`")) from None
+    check_output_stream(o.out_crf, o.out_preset)
     for path, what in ((o.out, "`out`"), (o.report, "`report`"), (o.plot, "`plot`")):
         if path is not None and Path(path).exists() and not o.overwrite:
             raise StdoError(f"{what} {path} exists: give another path, or `overwrite` to replace it")
@@ -140,6 +134,18 @@ def _writer(o: PlayOptions, fps: float):
     if Path(o.out).suffix.lower() == ".mp4":
         return StreamWriter(Path(o.out), fps, output_stream(o.out_crf, o.out_preset))
     return _PngFolder(Path(o.out))
+
+
+def check_output_stream(out_crf: int, out_preset: str) -> None:
+    """Refuse an output mp4 this FFmpeg cannot write, naming the fields `out_crf` and `out_preset` (stdo-play's and
+    stdo-upscale's)."""
+    if not 0 <= out_crf <= 51:
+        raise StdoError(f"`out_crf` {out_crf} is outside 0..51: give a CRF of the output mp4 in that range (0: "
+                        "lossless)")
+    try:
+        output_stream(out_crf, out_preset).check()
+    except StdoError as e:  # the output stream's `preset` is this stage's `out_preset`
+        raise StdoError(str(e).replace("`preset`", "`out_preset`").replace("`crf`", "`out_crf`")) from None
 
 
 def output_stream(crf: int, preset: str = "veryfast") -> StreamOptions:

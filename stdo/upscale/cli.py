@@ -8,8 +8,8 @@ import click
 from tqdm import tqdm
 
 from stdo.clitools import setup_logging, stdo_command
-from stdo.train.methods import METHODS
-from stdo.upscale.pipeline import UPSCALE_BACKENDS, UpscaleOptions, upscale
+from stdo.options import click_options, from_params
+from stdo.upscale.pipeline import UpscaleOptions, upscale
 
 
 @stdo_command(
@@ -21,20 +21,10 @@ Examples:
 """,
 )
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(METHODS), default="mfwdsr", show_default=True,
-              help="The trained method of the RUN to run (RUN/models/METHOD).")
-@click.option("--backend", type=click.Choice(UPSCALE_BACKENDS), default="torch", show_default=True,
-              help="torch runs the trained weights; onnxruntime runs them exported to ONNX here (brvsr: its two "
-                   "step graphs; vinr: torch only).")
-@click.option("--out", type=click.Path(path_type=Path), help="Write the SR video (.mp4, H.264 yuv420p).")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--out-crf", "crf", type=int, default=18, show_default=True, help="H.264 CRF of --out.")
-@click.option("--out-preset", "preset", default="veryfast", show_default=True, help="x264 preset of --out.")
-@click.option("--frames-per-batch", "batch", type=int, default=4, show_default=True, help="Frames per inference batch.")
-@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime threads.")
+@click_options(UpscaleOptions)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, threads, quiet, verbose):
+def upscale_command(quiet: bool, verbose: int, **fields) -> None:
     """Upscale a RUN's whole clip on a server with a trained method (server-side: mfwdsr, wdsr-large, brvsr, vinr).
 
     One-model methods run on whole frames (a multi-frame model reads frames t-r..t+r; brvsr runs
@@ -43,8 +33,7 @@ def upscale_command(run, method, backend, out, overwrite, crf, preset, batch, th
     and RGB PSNR, Y-PSNR and SSIM against the RUN's HR frames beside bicubic.
     """
     setup_logging(verbose)
-    options = UpscaleOptions(run=run, method=method, backend=backend, out=out, overwrite=overwrite, crf=crf,
-                             preset=preset, batch=batch, threads=threads)
+    options = from_params(UpscaleOptions, fields)
     bars: list[tqdm] = []  # opened at the first frame, so a refused command prints only its error
 
     def progress(frames: int) -> None:

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import click
 import numpy as np
 import torch
 
 from stdo.errors import StdoError
 from stdo.infer import Runner, iter_upscaled, temporal_stack
 from stdo.scores import QualityScores
-from stdo.play.pipeline import output_stream
+from stdo.options import flag, same_as
+from stdo.play.pipeline import PlayOptions, check_output_stream, output_stream
 from stdo.rundir import open_run
 from stdo.stream import StreamWriter
 from stdo.runtimes import BACKENDS, FORMATS, resolve
@@ -41,14 +43,16 @@ class UpscaleOptions:
     live here, once). Errors name a field in backticks, as `crf`."""
 
     run: Path
-    method: str = "mfwdsr"
-    backend: str = "torch"
-    out: Path | None = None  # .mp4
-    overwrite: bool = False
-    crf: int = 18
-    preset: str = "veryfast"
-    batch: int = 4
-    threads: int | None = None
+    method: str = flag("mfwdsr", "The trained method of the RUN to run (RUN/models/METHOD).",
+                       type=click.Choice(METHODS))
+    backend: str = flag("torch", "torch runs the trained weights; onnxruntime runs them exported to ONNX here (brvsr: "
+                        "its two step graphs; vinr: torch only).", type=click.Choice(UPSCALE_BACKENDS))
+    out: Path | None = flag(None, "Write the SR video (.mp4, H.264 yuv420p).", type=click.Path(path_type=Path))
+    overwrite: bool = flag(False, "Replace --out if it exists.")
+    out_crf: int = same_as(PlayOptions, "out_crf")
+    out_preset: str = same_as(PlayOptions, "out_preset")
+    frames_per_batch: int = same_as(PlayOptions, "frames_per_batch")
+    threads: int | None = flag(None, "onnxruntime threads.", type=click.IntRange(min=1))
 
 
 def _check(o: UpscaleOptions) -> None:
@@ -59,14 +63,14 @@ def _check(o: UpscaleOptions) -> None:
     if o.backend not in REGISTRY[o.method].upscale_backends:
         raise StdoError(f"{o.method} runs on {', '.join(REGISTRY[o.method].upscale_backends)} only: use `backend` "
                         f"{REGISTRY[o.method].upscale_backends[0]}")
-    if o.batch <= 0:
-        raise StdoError(f"`batch` {o.batch} must be above 0")
+    if o.frames_per_batch <= 0:
+        raise StdoError(f"`frames_per_batch` {o.frames_per_batch} must be above 0")
     if o.out is not None:
         if Path(o.out).suffix.lower() != ".mp4":
             raise StdoError(f"`out` {o.out}: give an .mp4 file")
         if Path(o.out).exists() and not o.overwrite:
             raise StdoError(f"`out` {o.out} exists: give another path, or `overwrite` to replace it")
-        output_stream(o.crf, o.preset).check()
+        check_output_stream(o.out_crf, o.out_preset)
 
 
 def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, work: Path) -> list[Runner]:
@@ -76,7 +80,7 @@ def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, w
     onnx = FORMATS[BACKENDS["onnxruntime"]]
     paths = [work / f"model{i}.onnx" for i in range(len(models))]
     for model, path in zip(models, paths):
-        onnx.convert(model, path, (32, 32), "fp32", None)
+        onnx.convert(model, path, ((32, 32),), "fp32", None)
     return [onnx.open(path, threads) for path in paths]
 
 
@@ -124,9 +128,9 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     fps_clip = run.info.fps
     scores = QualityScores(scale)
     seconds = 0.0
-    writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.crf, o.preset)) if o.out else None
+    writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.out_crf, o.out_preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
-        results = sr_frames(o.method, models, model_map, lr, grid, scale, o.backend, o.batch, o.threads, Path(tmp))
+        results = sr_frames(o.method, models, model_map, lr, grid, scale, o.backend, o.frames_per_batch, o.threads, Path(tmp))
         t0 = time.perf_counter()
         for i, sr in results:
             seconds += time.perf_counter() - t0
