@@ -15,14 +15,13 @@ from stdo.export.pipeline import ExportOptions
 from stdo.options import click_options
 from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
-from stdo.train.methods import TUNES, MethodOptions
-from stdo.train.pipeline import TrainOptions
+from stdo.train.methods import MethodOptions
 
 
-DELIVER_EXPORT = next(f for f in fields(DeliverOptions) if f.name == "export").default_factory()  # its defaults
-# the other stages' fields stdo-deliver exposes, each as that stage declares it
-CLUSTER_FIELDS, STREAM_FIELDS, EXPORT_FIELDS = ("grid", "chunks", "hold", "frames", "crop"), ("codec",), ("format",
-                                                                                                        "quantize")
+DEFAULTS = {f.name: f.default_factory() for f in fields(DeliverOptions) if f.name in ("train", "export")}
+# the other stages' fields stdo-deliver exposes, each as that stage declares it (defaults: DeliverOptions')
+CLUSTER_FIELDS, STREAM_FIELDS = ("grid", "chunks", "hold", "frames", "crop"), ("codec",)
+CONFIG_FIELDS, METHOD_FIELDS, EXPORT_FIELDS = ("steps",), ("tune", "sparse_share", "init"), ("format", "quantize")
 
 
 @stdo_command(
@@ -47,19 +46,13 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
 @click_options(DeliverOptions, only=("scale", "fill_budget"))
 @click_options(ClusterOptions, only=CLUSTER_FIELDS)
 @click_options(DeliverOptions, only=("method",))
-@click.option("--steps", type=int, default=800, show_default=True, help="Optimizer steps per point (stdo-train --steps).")
-@click.option("--tune", type=click.Choice(TUNES),
-              help="What training may change of the prior (stdo-train --tune).  [default: channels from a prior]")
-@click.option("--sparse-share", type=float, default=MethodOptions.sparse_share, show_default=True,
-              help="--tune sparse: share of the conv weights that may differ from the prior (stdo-train's).")
-@click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
-              help="Where models start (stdo-train --init).")
-@click_options(ExportOptions, only=EXPORT_FIELDS, defaults=DELIVER_EXPORT)
+@click_options(TrainConfig, only=CONFIG_FIELDS, defaults=DEFAULTS["train"].config)
+@click_options(MethodOptions, only=METHOD_FIELDS, defaults=DEFAULTS["train"].method_options)
+@click_options(ExportOptions, only=EXPORT_FIELDS, defaults=DEFAULTS["export"])
 @click_options(DeliverOptions, only=("backend", "precision", "every_client", "tie", "overwrite"))
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source: Path, out: Path, budget: str, steps: int, tune: str | None, sparse_share: float, init: str,
-                    quiet: bool, verbose: int, **fields) -> None:
+def deliver_command(source: Path, out: Path, budget: str, quiet: bool, verbose: int, **fields) -> None:
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
     For each scale and LR CRF (cheapest first): the stream alone upsampled by bicubic, then each method:
@@ -76,13 +69,12 @@ def deliver_command(source: Path, out: Path, budget: str, steps: int, tune: str 
 
     stream = StreamOptions(**picked(STREAM_FIELDS))
     cluster = ClusterOptions(source=source, run=out, scale=max(fields["scale"]), stream=stream, **picked(CLUSTER_FIELDS))
-    export = replace(DELIVER_EXPORT, run=out, **picked(EXPORT_FIELDS))
-    options = DeliverOptions(
-        cluster=cluster, out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, export=export,
-        train=TrainOptions(run=out, config=TrainConfig(steps=steps),
-                           method_options=MethodOptions(init=init, tune=tune, sparse_share=sparse_share)),
-        **fields,  # the rest are stdo-deliver's own
-    )
+    train = DEFAULTS["train"]
+    train = replace(train, run=out, config=replace(train.config, **picked(CONFIG_FIELDS)),
+                    method_options=replace(train.method_options, **picked(METHOD_FIELDS)))
+    export = replace(DEFAULTS["export"], run=out, **picked(EXPORT_FIELDS))
+    options = DeliverOptions(cluster=cluster, out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, train=train,
+                             export=export, **fields)  # the rest are stdo-deliver's own
     with StageBars(disable=quiet) as bars:
         report = deliver(options, progress=bars)
     click.echo("\n".join(format_points(report)))

@@ -50,6 +50,7 @@ from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions, encode_stream
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
+from stdo.train.loop import TrainConfig
 from stdo.train.pipeline import TrainOptions, train
 from stdo.progress import StageProgress
 
@@ -85,7 +86,7 @@ class DeliverOptions:
                                    "ships an update per chunk and the chunk map, jstdo one joint update, prior the "
                                    "carried prior alone (no update to pay for).", type=CommaList(ON_DEVICE_METHODS),
                                    metavar="METHOD,...")
-    train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path()))
+    train: TrainOptions = field(default_factory=lambda: TrainOptions(run=Path(), config=TrainConfig(steps=800)))
     export: ExportOptions = field(default_factory=lambda: ExportOptions(run=Path(), quantize=("int8",)))
     backend: str = flag("onnxruntime", "The client runtime whose played frames are scored (stdo-play --backend).",
                         type=click.Choice(list(BACKENDS)))

@@ -9,13 +9,12 @@ import click
 from tqdm import tqdm
 
 from stdo.clitools import StageBars, setup_logging, stdo_command
-from stdo.models import list_models
 from stdo.rundir import REPORT, method_dir
 from stdo.train import distributed as dist_utils
-from stdo.train.loop import AMP_MODES, OPT_LEVELS, TrainConfig
-from stdo.train.methods import CAFM_CHUNKS, METHODS, TUNES, MethodOptions
+from stdo.options import click_options, from_params
+from stdo.train.loop import OPT_LEVELS, TrainConfig
+from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.train.sampling import WEIGHTINGS
 
 
 class StepBar:
@@ -80,67 +79,38 @@ Rerunning the same command resumes from the last checkpoint.
 """,
 )
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(METHODS), default="stdo", show_default=True,
-              help="stdo: a model per chunk; jstdo: one joint model, data-aware sampling; awdnn: one model; "
-                   "nas: a model per time segment; cafm: shared backbone + per-chunk modulation; prior: the carried "
-                   "prior, untrained. Server-side: mfwdsr: one multi-frame WDSR (frames t-r..t+r); wdsr-large: "
-                   "one WDSR of ~4.8M parameters; brvsr: bidirectional recurrent VSR with DIS flow; vinr: "
-                   "continuous space-time SR (any scale, frames between).")
-@click.option("--steps", type=int, default=TrainConfig.steps, show_default=True,
-              help="Optimizer-step budget of the whole method (split evenly over per-chunk models).")
-@click.option("--model", type=click.Choice(list_models(patch=True)), default="wdsr_a_mobile",
-              show_default=True, help="wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.")
+@click_options(TrainOptions, only=("method",))
+@click_options(TrainConfig, only=("steps",))
+@click_options(MethodOptions, only=("model",))
 @click.option("--blocks", type=int, help="Override the number of residual blocks (brvsr: per step; vinr: encoder).")
 @click.option("--units", type=int, help="Override the residual units (channels; brvsr/vinr: feature channels).")
 @click.option("--width", type=float, help="Override the width multiplier inside blocks.")
-@click.option("--batch", type=int, default=TrainConfig.batch, show_default=True, help="Crops per optimizer step.")
-@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True, help="Adam learning rate (10% warmup, then cosine to 1%).")
+@click_options(TrainConfig, only=("batch",))
+@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True,
+              help="Adam learning rate (10% warmup, then cosine to 1%).")
 @click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size in pixels.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
-@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True,
-              help="Mixed precision: auto = fp16+GradScaler on CUDA, bf16 on CPUs with bf16 units, else fp32.")
+@click_options(TrainConfig, only=("amp",))
 @click.option("--opt-level", type=click.Choice(sorted(OPT_LEVELS)),
               help="apex-era alias of --amp: O0 = off, O1/O2 = auto (apex.amp became torch.amp).")
-@click.option("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, show_default=True, help="Steps between checkpoints.")
+@click_options(TrainConfig, only=("checkpoint_every",))
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model: about half a minute to start, faster steps on long runs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and initialization.")
-@click.option("--segments", type=int, help="Time segments for nas and cafm [default: the RUN's chunk count].")
-@click.option("--cafm-chunks", type=click.Choice(CAFM_CHUNKS), default="time", show_default=True,
-              help="What cafm modulates by: time segments (CaFM) or the RUN's STDO chunks.")
-@click.option("--sampling", type=click.Choice(WEIGHTINGS), default="error", show_default=True,
-              help="jstdo: draw chunks by count x current error, or by count alone.")
-@click.option("--radius", type=int, default=1, show_default=True,
-              help="mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
-@click.option("--joint-start", type=float,
-              help="stdo, cafm: share of the steps spent first on one joint model (jstdo's) that every chunk's model "
-                   "(cafm: the shared backbone) then starts from, running the rest of its learning-rate schedule; "
-                   "0 = plain, 1 = jstdo's model copied per chunk.  [default: stdo 0.75, cafm 0]")
-@click.option("--init", default="prior", show_default=True, metavar="prior|scratch|PATH",
-              help="Where on-device models start: prior (the shipped prior of --model at the RUN's scale, which "
-                   "clients carry, when there is one and the model is not resized; else scratch), scratch (bicubic), "
-                   "or a stdo-general checkpoint.")
-@click.option("--tune", type=click.Choice(TUNES),
-              help="What training may change of its start: all weights, channels (each conv's per-channel gain "
-                   "and bias: a small update of a prior, a few KB per model in int8), biases, or sparse (channels "
-                   "plus the --sparse-share of the conv weights that move most from the prior).  "
-                   "[default: channels from a prior, all from scratch]")
-@click.option("--sparse-share", type=float, default=MethodOptions.sparse_share, show_default=True,
-              help="--tune sparse: share of the body's conv weights that may differ from the prior (the rest are "
-                   "reset to it after every step).")
+@click_options(TrainConfig, only=("seed",))
+@click_options(MethodOptions, only=("segments", "cafm_chunks", "sampling", "radius", "joint_start", "init", "tune",
+                                    "sparse_share"))
 @click.option("--keep-last", is_flag=True,
               help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
                    "training crops (which never keeps a model below its start, bicubic).")
-@click.option("--sequence", type=int, default=5, show_default=True,
-              help="brvsr: consecutive frames per training sample (the recurrence runs over them).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device (cuda = this rank's GPU under torchrun).")
-@click.option("--restart", is_flag=True, help="Discard saved training state and start over.")
+@click_options(MethodOptions, only=("sequence",))
+@click_options(TrainConfig, only=("device",))
+@click_options(TrainOptions, only=("restart",))
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def train_command(run, method, steps, model, blocks, units, width, batch, learning_rate, crop, no_augment, amp,
-                  opt_level, checkpoint_every, compile_, seed, segments, cafm_chunks, sampling, radius, joint_start,
-                  init, tune, sparse_share, keep_last, sequence, device, restart, no_eval, quiet, verbose):
+def train_command(run: Path, blocks: int | None, units: int | None, width: float | None, learning_rate: float,
+                  crop: int, no_augment: bool, opt_level: str | None, compile_: bool, keep_last: bool, no_eval: bool,
+                  quiet: bool, verbose: int, **fields) -> None:
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -150,16 +120,12 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
     setup_logging(verbose)
     overrides = {k: v for k, v in (("num_blocks", blocks), ("num_residual_units", units),
                                    ("width_multiplier", width)) if v is not None}
-    config = TrainConfig(steps=steps, batch=batch, lr=learning_rate, crop=crop, amp=opt_level or amp,
-                         checkpoint_every=checkpoint_every, seed=seed, augment=not no_augment, device=device,
-                         compile=compile_, keep_best=not keep_last)
-    options = TrainOptions(
-        run=run, method=method, config=config, restart=restart, evaluate=not no_eval,
-        method_options=MethodOptions(model=model, overrides=overrides, segments=segments, cafm_chunks=cafm_chunks,
-                                     sampling=sampling, radius=radius,
-                                     sequence=sequence, joint_start=joint_start,
-                                     init=init, tune=tune, sparse_share=sparse_share),
-    )
+    if opt_level:
+        fields["amp"] = opt_level  # resolved by the training as apex-era names are
+    config = from_params(TrainConfig, fields, lr=learning_rate, crop=crop, augment=not no_augment, compile=compile_,
+                         keep_best=not keep_last)
+    options = from_params(TrainOptions, fields, run=run, config=config, evaluate=not no_eval,
+                          method_options=from_params(MethodOptions, fields, overrides=overrides))
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)
 
@@ -174,7 +140,7 @@ def train_command(run, method, steps, model, blocks, units, width, batch, learni
         eval_bar.close()
         dist_utils.shutdown()
     if report is not None:
-        click.echo(format_report(report, method_dir(run, method) / REPORT))
+        click.echo(format_report(report, method_dir(run, options.method) / REPORT))
 
 
 def main() -> None:

@@ -15,11 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import click
 import numpy as np
 import torch
 from torch import nn
 
 from stdo.errors import StdoError
+from stdo.options import flag
 from stdo.fileio import save_torch
 from stdo.train import distributed as dist_utils
 from stdo.train.sampling import ChunkSampler
@@ -74,15 +76,16 @@ def model_precision(cfg: "TrainConfig", model: nn.Module) -> Precision:
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000  # the optimizer-step budget of a whole method (stdo-train, stdo-general, stdo-fleet rows)
-    batch: int = 16
+    steps: int = flag(2000, "Optimizer-step budget of the whole method (split evenly over per-chunk models).")
+    batch: int = flag(16, "Crops per optimizer step.")
     lr: float = 1e-3
     crop: int = 32
-    amp: str = "auto"
-    checkpoint_every: int = 100
-    seed: int = 0
+    amp: str = flag("auto", "Mixed precision: auto = fp16+GradScaler on CUDA, bf16 on CPUs with bf16 units, else "
+                    "fp32.", type=click.Choice(AMP_MODES))
+    checkpoint_every: int = flag(100, "Steps between checkpoints.")
+    seed: int = flag(0, "Seed of sampling and initialization.")
     augment: bool = True
-    device: str = "cpu"
+    device: str = flag("cpu", "Torch device (cuda = this rank's GPU under torchrun).")
     compile: bool = False  # torch.compile the training step's model (slow start, faster steps)
     keep_best: bool = True  # keep the best state seen by the periodic evaluation, not the last
     eval_points: int = 10  # evaluations over the run (plus the start and the end)

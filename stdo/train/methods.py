@@ -34,42 +34,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import click
 import numpy as np
 import torch
 from torch import nn
 
 from stdo.errors import StdoError
 from stdo.fileio import read_json, save_torch
+from stdo.options import flag
 from stdo.grid import Grid
-from stdo.models import create_model, load_model, model_checkpoint
+from stdo.models import create_model, list_models, load_model, model_checkpoint
 from stdo.models.cafm import CaFMWDSR
 from stdo.rundir import MODEL_MAP, REPORT, model_file
 from stdo.train.clipdata import PairSampler, SequenceSampler
 from stdo.train.data import PatchSampler, patches_of
 from stdo.train.loop import Job, TrainConfig
-from stdo.train.sampling import ChunkSampler
+from stdo.train.sampling import WEIGHTINGS, ChunkSampler
 from stdo.train.sparse import SparseProjection, moves_sparsely
 
 CAFM_CHUNKS = ("time", "stdo")
+TUNES = ("all", "channels", "biases", "sparse")
 
 
 @dataclass
 class MethodOptions:
-    model: str = "wdsr_a_mobile"
+    model: str = flag("wdsr_a_mobile", "wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.",
+                      type=click.Choice(list_models(patch=True)))
     overrides: dict = field(default_factory=dict)  # num_blocks / num_residual_units / width_multiplier
-    segments: int | None = None  # nas and time-chunked cafm; default: the RUN's chunk count
-    cafm_chunks: str = "time"
-    sampling: str = "error"  # jstdo
-    radius: int = 1  # mfwdsr: frames t-r .. t+r
-    sequence: int = 5  # brvsr: frames per training sequence
-    joint_start: float | None = None  # stdo, cafm: share of the steps spent on one joint model (jstdo's) that starts
-    # every chunk's; None: the method's default (its registry entry's)
-    init: str = "prior"  # prior: the shipped prior of the model and scale when there is one (stdo.priors), else
-    # scratch; scratch: a new model (bicubic); or the path of a stdo-general checkpoint
-    tune: str | None = None  # what training may change of its start: all weights, channels (per-channel gains and
-    # biases: CaFM / Lam et al.'s restricted update), biases, or sparse (channels plus the sparse_share of the conv
-    # weights that moved most: stdo.train.sparse); None: channels from a prior, all from scratch
-    sparse_share: float = 0.01  # tune sparse: the share of the body's conv weights that may differ from the prior
+    segments: int | None = flag(None, "Time segments for nas and cafm [default: the RUN's chunk count].", type=int)
+    cafm_chunks: str = flag("time", "What cafm modulates by: time segments (CaFM) or the RUN's STDO chunks.",
+                            type=click.Choice(CAFM_CHUNKS))
+    sampling: str = flag("error", "jstdo: draw chunks by count x current error, or by count alone.",
+                         type=click.Choice(WEIGHTINGS))
+    radius: int = flag(1, "mfwdsr: frames t-r .. t+r read at once; 0 = the single-frame control of equal width.")
+    sequence: int = flag(5, "brvsr: consecutive frames per training sample (the recurrence runs over them).")
+    joint_start: float | None = flag(None, "stdo, cafm: share of the steps spent first on one joint model (jstdo's) "
+                                     "that every chunk's model (cafm: the shared backbone) then starts from, running "
+                                     "the rest of its learning-rate schedule; 0 = plain, 1 = jstdo's model copied per "
+                                     "chunk.  [default: stdo 0.75, cafm 0]", type=float)
+    init: str = flag("prior", "Where on-device models start: prior (the shipped prior of --model at the RUN's scale, "
+                     "which clients carry, when there is one and the model is not resized; else scratch), scratch "
+                     "(bicubic), or a stdo-general checkpoint.", metavar="prior|scratch|PATH")
+    tune: str | None = flag(None, "What training may change of its start: all weights, channels (each conv's "
+                            "per-channel gain and bias: a small update of a prior, a few KB per model in int8), "
+                            "biases, or sparse (channels plus the --sparse-share of the conv weights that move most "
+                            "from the prior).  [default: channels from a prior, all from scratch]",
+                            type=click.Choice(TUNES))
+    sparse_share: float = flag(0.01, "--tune sparse: share of the body's conv weights that may differ from the prior "
+                               "(the rest are reset to it after every step).")
 
 
 @dataclass
@@ -86,9 +98,6 @@ class TrainingPlan:
 
     def params(self) -> int:
         return sum(p.numel() for job in self.jobs if job.deliverable for p in job.model.parameters())
-
-
-TUNES = ("all", "channels", "biases", "sparse")
 
 
 def time_segments(num_frames: int, segments: int) -> np.ndarray:

@@ -19,9 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import click
 import torch
 
 import stdo
+from stdo.options import flag
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError, check_device
 from stdo.fileio import save_npz, sha256_of, write_json
@@ -31,7 +33,7 @@ from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, model_precision, resolve_amp, train_job
-from stdo.train.methods import (REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
+from stdo.train.methods import (METHODS, REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
                                 start_from)
 from stdo.videosr import video_frames
 
@@ -46,10 +48,14 @@ class TrainOptions:
     live here, once). Errors name a field in backticks, as `crf`."""
 
     run: Path
-    method: str = "stdo"
+    method: str = flag("stdo", "stdo: a model per chunk; jstdo: one joint model, data-aware sampling; awdnn: one "
+                       "model; nas: a model per time segment; cafm: shared backbone + per-chunk modulation; prior: the "
+                       "carried prior, untrained. Server-side: mfwdsr: one multi-frame WDSR (frames t-r..t+r); "
+                       "wdsr-large: one WDSR of ~4.8M parameters; brvsr: bidirectional recurrent VSR with DIS flow; "
+                       "vinr: continuous space-time SR (any scale, frames between).", type=click.Choice(METHODS))
     config: TrainConfig = field(default_factory=TrainConfig)
     method_options: MethodOptions = field(default_factory=MethodOptions)
-    restart: bool = False
+    restart: bool = flag(False, "Discard saved training state and start over.")
     evaluate: bool = True
 
 
