@@ -33,8 +33,8 @@ def check_device(device: str) -> None:
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
-        raise StdoError(f"--device {device!r} is not a torch device: use cpu, cuda or cuda:N") from None
+        raise StdoError(f"`device` {device!r} is not a torch device: use cpu, cuda or cuda:N") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise StdoError(f"--device {device} asked for, but torch sees no CUDA device: use --device cpu")
+        raise StdoError(f"`device` {device} asked for, but torch sees no CUDA device: use `device` cpu")
     if kind not in ("cpu", "cuda"):
-        raise StdoError(f"--device {device}: stdo runs on cpu or cuda")
+        raise StdoError(f"`device` {device}: stdo runs on cpu or cuda")

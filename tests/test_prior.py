@@ -98,7 +98,7 @@ def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_
     assert report["psnr_video"] >= _train(run_x4, 1, init=str(prior), tune="sparse")["psnr_video"] - 0.01
     with pytest.raises(StdoError, match="`sparse_share` 1.5"):
         _train(run_x4, 2, init=str(prior), tune="sparse", sparse_share=1.5)
-    with pytest.raises(StdoError, match="--tune sparse keeps an update of a prior"):
+    with pytest.raises(StdoError, match="`tune` sparse keeps an update of a prior"):
         _train(run_x4, 2, init="scratch", tune="sparse")
 
 

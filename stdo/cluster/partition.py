@@ -32,11 +32,11 @@ MAX_CHUNKS = 255  # chunk ids are stored as uint8
 
 def check_chunk_count(num_chunks: int, num_patches: int) -> None:
     if num_chunks < 1:
-        raise StdoError(f"--chunks {num_chunks} is below 1: give 1 or more chunks")
+        raise StdoError(f"`chunks` {num_chunks} is below 1: give 1 or more chunks")
     if num_chunks > MAX_CHUNKS:
-        raise StdoError(f"--chunks {num_chunks} is above {MAX_CHUNKS}: chunk ids are stored in one byte")
+        raise StdoError(f"`chunks` {num_chunks} is above {MAX_CHUNKS}: chunk ids are stored in one byte")
     if num_chunks > num_patches:
-        raise StdoError(f"--chunks {num_chunks} is more than the {num_patches} patches of the clip: use fewer chunks or a finer grid")
+        raise StdoError(f"`chunks` {num_chunks} is more than the {num_patches} patches of the clip: use fewer chunks or a finer grid")
 
 
 def partition_quantile(scores: np.ndarray, num_chunks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +100,7 @@ def hold_chunks(chunks: np.ndarray, frames: int) -> np.ndarray:
 def smooth_chunks(chunks: np.ndarray, passes: int, num_chunks: int) -> np.ndarray:
     """`passes` rounds of a 3x3 majority filter over each frame's chunks [T, rows, cols] (ties keep the patch's own)."""
     if passes < 0:
-        raise StdoError(f"--smooth {passes} is negative: give 0 (off) or more passes")
+        raise StdoError(f"`smooth` {passes} is negative: give 0 (off) or more passes")
     out = np.asarray(chunks, np.uint8)
     for _ in range(passes):
         votes = np.zeros(out.shape + (num_chunks,), np.float32)

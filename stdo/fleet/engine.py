@@ -91,17 +91,17 @@ def run_dir(out: Path, job: VideoJob) -> Path:
 
 def _check_options(o: FleetOptions) -> None:
     if o.cpus_per_task < 1:
-        raise StdoError(f"--cpus-per-task {o.cpus_per_task} is below 1: give 1 or more")
+        raise StdoError(f"`cpus_per_task` {o.cpus_per_task} is below 1: give 1 or more")
     if o.retries < 0:
-        raise StdoError(f"--retries {o.retries} is negative: give 0 (no retry) or more")
+        raise StdoError(f"`retries` {o.retries} is negative: give 0 (no retry) or more")
     if o.max_in_flight is not None and o.max_in_flight < 1:
-        raise StdoError(f"--max-in-flight {o.max_in_flight} is below 1: give 1 or more videos")
+        raise StdoError(f"`max_in_flight` {o.max_in_flight} is below 1: give 1 or more videos")
     if o.train_gpus is not None and o.train_gpus < 0:
-        raise StdoError(f"--train-gpus {o.train_gpus} is negative: give 0 (CPU) or more")
+        raise StdoError(f"`train_gpus` {o.train_gpus} is negative: give 0 (CPU) or more")
     if o.num_cpus is not None and o.num_cpus < 1:
-        raise StdoError(f"--num-cpus {o.num_cpus} is below 1: give 1 or more")
+        raise StdoError(f"`num_cpus` {o.num_cpus} is below 1: give 1 or more")
     if o.address is not None and o.num_cpus is not None:
-        raise StdoError("--num-cpus sizes a local Ray; with --address the cluster has its own: drop one")
+        raise StdoError("`num_cpus` sizes a local Ray; with `address` the cluster has its own: drop one")
 
 
 def _still_valid(kept: dict[str, dict], run: Path) -> dict[str, dict]:
@@ -143,7 +143,7 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator:
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:200]
             where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise StdoError(f"cannot start {where} ({first}): check the address, or drop --address") from None
+            raise StdoError(f"cannot start {where} ({first}): check the address, or drop `address`") from None
         yield ray
     finally:
         if ray.is_initialized():

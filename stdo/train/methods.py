@@ -129,8 +129,8 @@ class _Build:
         self.prior = initial_weights(options, scale) if on_device else None
         self.tune = options.tune or ("channels" if self.prior is not None else "all")
         if self.tune == "sparse" and self.prior is None:
-            raise StdoError("--tune sparse keeps an update of a prior sparse, and these models start from scratch: "
-                            "give --init prior (or a stdo-general checkpoint), or another --tune")
+            raise StdoError("`tune` sparse keeps an update of a prior sparse, and these models start from scratch: "
+                            "give `init` prior (or a stdo-general checkpoint), or another `tune`")
         if self.tune == "sparse" and not 0.0 <= options.sparse_share <= 1.0:
             raise StdoError(f"`sparse_share` {options.sparse_share} must be between 0 and 1 (the share of the conv "
                             "weights that may differ from the prior)")

@@ -183,12 +183,12 @@ def order_views(strategy: str, similarity: str, centres: np.ndarray | None, imag
     needs_pose = similarity == "pose" or strategy == "als"
     needs_features = similarity == "feature" or strategy == "als"
     if needs_pose and centres is None:
-        raise StdoError("this ordering needs camera poses and the views have none: use --strategy s "
+        raise StdoError("this ordering needs camera poses and the views have none: use `strategy` s "
                         "--similarity feature, or give a NeRF or COLMAP scene")
     n = len(centres) if centres is not None else len(images)
     length = length or default_length(strategy)
     if length < 1:
-        raise StdoError(f"--length {length} is below 1: give the views per sequence")
+        raise StdoError(f"`length` {length} is below 1: give the views per sequence")
     pose = pose_distances(centres) if needs_pose else None
     feature = feature_distances(orb_descriptors(images)) if needs_features else None
     order_rank = ranks(pose if similarity == "pose" else feature)

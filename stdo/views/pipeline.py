@@ -71,10 +71,10 @@ def make_synthetic(o: SynthOptions, progress: StageProgress = None) -> dict:
     if o.path not in ("orbit", "walk"):
         raise StdoError(f"unknown camera path {o.path!r}: use orbit or walk")
     if o.views < 2:
-        raise StdoError(f"--views {o.views} is below 2: give 2 or more views")
+        raise StdoError(f"`views` {o.views} is below 2: give 2 or more views")
     width, height = o.size
     if width < 8 or height < 8:
-        raise StdoError(f"--size {width}x{height} is too small: give 8x8 or more")
+        raise StdoError(f"`size` {width}x{height} is too small: give 8x8 or more")
     out = Path(o.out)
     _claim(out, o.overwrite)
     room = synth.room_from_clips()

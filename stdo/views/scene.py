@@ -78,7 +78,7 @@ def _read_nerf(root: Path, split: str) -> ViewSet:
     path = root / f"transforms_{split}.json"
     if not path.is_file():
         found = ", ".join(sorted(p.name for p in root.glob("transforms_*.json")))
-        raise StdoError(f"{path} does not exist (found {found}): pick the split with --split")
+        raise StdoError(f"{path} does not exist (found {found}): pick the split with `split`")
     try:
         meta = read_json(path)
         frames = meta["frames"]
