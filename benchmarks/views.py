@@ -47,7 +47,7 @@ from stdo.views.sfm import recover_poses
 from stdo.views.pipeline import (EvalOptions, OrderOptions, SynthOptions, UpscaleViewsOptions, evaluate_views,
                                  make_synthetic, order_scene, upscale_views)
 
-ORDERINGS = {"random": dict(random_seed=0), "S-pose": dict(strategy="s", similarity="pose"),
+ORDERINGS = {"random": dict(random=0), "S-pose": dict(strategy="s", similarity="pose"),
              "S-feature": dict(strategy="s", similarity="feature"), "ALS-pose": dict(strategy="als", similarity="pose"),
              "ALS-feature": dict(strategy="als", similarity="feature")}
 

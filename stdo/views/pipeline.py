@@ -20,16 +20,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 import torch
 
 from stdo.errors import StdoError
+from stdo.grid import parse_grid
+from stdo.options import CommaList, Parsed, flag
+from stdo.upscale.pipeline import UPSCALE_BACKENDS
+from stdo.views.order import SIMILARITIES, STRATEGIES
 from stdo.fileio import JSONUnreadable, read_json, save_npy, staged_dir, write_bytes, write_json
 from stdo.metrics import psnr, ssim
 from stdo.rundir import fingerprint, open_run
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.views import geometry, order as ordering, scene as scenes, synth
 from stdo.progress import StageProgress
+
+VIEW_SIZE = Parsed(parse_grid, lambda size: f"{size[0]}x{size[1]}", "size")  # WxH, read as a grid's COLSxROWS
 
 log = logging.getLogger(__name__)
 MARKER = ".stdo-views"
@@ -57,13 +64,14 @@ def _mark(tmp: Path, what: str) -> None:
 @dataclass
 class SynthOptions:
     out: Path
-    path: str = "orbit"  # orbit | walk
-    views: int = 48
-    size: tuple[int, int] = (256, 192)  # (width, height) of the HR views
-    fov_degrees: float = 70.0
-    seed: int = 0
-    test_views: int = 0  # a test split on the same path, between the training views
-    overwrite: bool = False
+    path: str = flag("orbit", "orbit: a circle around the room's centre, looking at it; walk: a smooth random walk.",
+                     type=click.Choice(["orbit", "walk"]))
+    views: int = flag(48, "Training views.")
+    test_views: int = flag(0, "Test views on the same path.")
+    size: tuple[int, int] = flag((256, 192), "HR view size, WxH.", type=VIEW_SIZE, metavar="WxH")
+    fov: float = flag(70.0, "Horizontal field of view, degrees.")
+    seed: int = flag(0, "Seed of the random walk.")
+    overwrite: bool = flag(False, "Replace OUT if stdo-views wrote it.")
 
 
 def make_synthetic(o: SynthOptions, progress: StageProgress = None) -> dict:
@@ -82,7 +90,7 @@ def make_synthetic(o: SynthOptions, progress: StageProgress = None) -> dict:
     poses = synth.orbit_poses(total) if o.path == "orbit" else synth.walk_poses(total, seed=o.seed)
     test = set(range(0, total, max(1, total // o.test_views))[: o.test_views]) if o.test_views else set()
     splits = {"train": [i for i in range(total) if i not in test], "test": sorted(test)}
-    angle = np.radians(o.fov_degrees)
+    angle = np.radians(o.fov)
     k = geometry.intrinsics(*(2 * [geometry.focal_from_fov(width, angle)]), width / 2, height / 2)
     with staged_dir(out) as tmp:
         for split, indices in splits.items():
@@ -110,14 +118,17 @@ def make_synthetic(o: SynthOptions, progress: StageProgress = None) -> dict:
 class OrderOptions:
     scene: Path
     out: Path
-    strategy: str = "s"
-    similarity: str = "feature"
-    length: int | None = None  # views per sequence; default per strategy
-    thresholds: list[float] | None = None  # ALS; default per similarity
-    split: str = "train"
-    random_seed: int | None = None  # a random order instead (the control), cut as S
-    video: bool = False  # also each sequence as an .mp4 (H.264 CRF 16), for viewing
-    overwrite: bool = False
+    strategy: str = flag("s", "s: one greedy chain cut into sequences; als: adaptive-length chains from every view.",
+                         type=click.Choice(STRATEGIES))
+    similarity: str = flag("feature", "What orders the chain: camera-centre angle (pose) or ORB match distance "
+                           "(feature).", type=click.Choice(SIMILARITIES))
+    length: int | None = flag(None, "Views per sequence [default: 100 for s, 8 for als].", type=int)
+    thresholds: tuple[float, ...] | None = flag(None, "ALS thresholds, strictest first, comma-separated.",
+                                                type=CommaList(item=float, example="30,50,100"))
+    random: int | None = flag(None, "A random order instead (the control), cut as S.", type=int, metavar="SEED")
+    split: str = flag("train", "NeRF scenes: the transforms_<split>.json to read.")
+    write_mp4: bool = flag(False, "Also write each sequence as an .mp4 (H.264 CRF 16), for viewing.")
+    overwrite: bool = flag(False, "Replace OUT if stdo-views wrote it.")
 
 
 def order_scene(o: OrderOptions, progress: StageProgress = None) -> dict:
@@ -126,9 +137,9 @@ def order_scene(o: OrderOptions, progress: StageProgress = None) -> dict:
     _claim(out, o.overwrite)
     images = [views.image(i) for i in range(len(views))]
     t0 = time.perf_counter()
-    if o.random_seed is not None:
-        sequences = ordering.random_sequences(len(views), o.length or ordering.default_length("s"), o.random_seed)
-        used = {"length": min(o.length or ordering.default_length("s"), len(views)), "seed": o.random_seed}
+    if o.random is not None:
+        sequences = ordering.random_sequences(len(views), o.length or ordering.default_length("s"), o.random)
+        used = {"length": min(o.length or ordering.default_length("s"), len(views)), "seed": o.random}
     else:
         sequences, used = ordering.order_views(o.strategy, o.similarity, views.centres(), images, o.length,
                                                o.thresholds)
@@ -143,15 +154,15 @@ def order_scene(o: OrderOptions, progress: StageProgress = None) -> dict:
             for k, v in enumerate(seq.views):
                 (tmp / FRAMES).mkdir(exist_ok=True)
                 write_bytes(tmp / FRAMES / f"{first + k:05d}.png", scenes.png_bytes(images[v]))
-            if o.video:
+            if o.write_mp4:
                 _write_video(tmp / f"seq{n:03d}.mp4", [images[v] for v in seq.views])
             entries.append({**seq.to_dict(views.names), "first_frame": first})
             first += len(seq.views)
             if progress:
                 progress("write", 1, len(sequences))
         record = {"scene": str(Path(o.scene).resolve()), "layout": views.layout, "split": o.split,
-                  "strategy": "random" if o.random_seed is not None else o.strategy,
-                  "similarity": None if o.random_seed is not None else o.similarity, **used,
+                  "strategy": "random" if o.random is not None else o.strategy,
+                  "similarity": None if o.random is not None else o.similarity, **used,
                   "views": len(views), "frames": first, "order_seconds": seconds, "sequences": entries}
         write_json(tmp / SEQUENCES, record)
         _mark(tmp, "ordered sequences")
@@ -187,11 +198,14 @@ class UpscaleViewsOptions:
     order: Path
     run: Path
     out: Path
-    method: str = "bicubic"  # bicubic, or a method trained on the RUN (or on models_from)
-    models_from: Path | None = None  # a one-model method trained on another RUN (e.g. a VSR trained on videos)
-    backend: str = "torch"
+    method: str = flag("bicubic", "bicubic, or a method trained on the RUN (stdo, awdnn, jstdo, brvsr, ...).")
+    models_from: Path | None = flag(None, "Use METHOD as trained on this other RUN (one-model methods: a VSR trained "
+                                    "on videos, as SequenceMatters uses a pretrained one) [default: the --run's own].",
+                                    type=click.Path(path_type=Path))
+    backend: str = flag("torch", "torch runs the trained weights; onnxruntime runs them exported to ONNX here.",
+                        type=click.Choice(UPSCALE_BACKENDS))
     batch: int = 4
-    overwrite: bool = False
+    overwrite: bool = flag(False, "Replace OUT if stdo-views wrote it.")
 
 
 @torch.no_grad()
@@ -268,9 +282,10 @@ def upscale_views(o: UpscaleViewsOptions, progress: StageProgress = None) -> dic
 class EvalOptions:
     views: Path
     reference: Path
-    order: Path | None = None  # neighbours from the ordered sequences; default: the nearest views by pose
-    neighbours: int = 2
-    split: str = "train"
+    order: Path | None = flag(None, "Neighbours from these sequences [default: each view's nearest by pose].",
+                              type=click.Path(path_type=Path))
+    neighbours: int = flag(2, "Nearest views per view.")
+    split: str = flag("train", "NeRF scenes: the transforms_<split>.json to read.")
     shave: int = 4
 
 
