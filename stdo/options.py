@@ -28,8 +28,6 @@ class Flag:
     help: str
     type: Any = None  # a click ParamType or a Python type; None: click infers it from the default
     metavar: str | None = None
-    short: str | None = None  # e.g. "-q"
-    count: bool = False  # -v, -vv
     negatable: bool = False  # a bool field as --name/--no-name (default True fields)
     show_default: bool = True
 
@@ -90,11 +88,9 @@ def click_options(cls: type, only: Sequence[str] | None = None, defaults: Any = 
             f = declared[name]
             how: Flag = f.metadata["flag"]
             value = default_of(f)
-            decls = [flag_name(name)] + ([how.short] if how.short else [])
+            decls = [flag_name(name)]
             kwargs: dict[str, Any] = {"help": how.help, "metavar": how.metavar}
-            if how.count:
-                kwargs.update(count=True, default=value or 0)
-            elif isinstance(value, bool) and how.negatable:
+            if isinstance(value, bool) and how.negatable:
                 decls = [f"{flag_name(name)}/--no-{name.replace('_', '-')}"]
                 kwargs.update(default=value, show_default=how.show_default)
             elif isinstance(value, bool):
