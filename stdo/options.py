@@ -29,24 +29,17 @@ class Flag:
     type: Any = None  # a click ParamType or a Python type; None: click infers it from the default
     metavar: str | None = None
     negatable: bool = False  # a bool field as --name/--no-name (default True fields)
-    show_default: bool = True
 
 
-def flag(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Callable | None = None, **how
-         ) -> Any:
+def flag(default: Any, help: str, **how) -> Any:
     """A dataclass field that is also a command-line option (Flag's fields as keywords)."""
-    metadata = {"flag": Flag(help, **how)}
-    if default_factory is not None:
-        return dataclasses.field(default_factory=default_factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+    return dataclasses.field(default=default, metadata={"flag": Flag(help, **how)})
 
 
 def same_as(cls: type, name: str) -> Any:
     """Another stage's flag field, declared there once, as a field of this dataclass (stdo-upscale's output stream
     options are stdo-play's)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    if f.default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
     return dataclasses.field(default=f.default, metadata=f.metadata)
 
 
@@ -92,7 +85,7 @@ def click_options(cls: type, only: Sequence[str] | None = None, defaults: Any = 
             kwargs: dict[str, Any] = {"help": how.help, "metavar": how.metavar}
             if isinstance(value, bool) and how.negatable:
                 decls = [f"{flag_name(name)}/--no-{name.replace('_', '-')}"]
-                kwargs.update(default=value, show_default=how.show_default)
+                kwargs.update(default=value, show_default=True)
             elif isinstance(value, bool):
                 kwargs.update(is_flag=True, default=value)
             else:  # a default shown as typed (a list comma-joined, auto), which click parses like a typed value
@@ -101,7 +94,7 @@ def click_options(cls: type, only: Sequence[str] | None = None, defaults: Any = 
                 if shown in (None, ""):
                     kwargs.update(type=kind, default=value, show_default=False)
                 else:
-                    kwargs.update(type=kind, default=shown, show_default=bool(how.show_default))
+                    kwargs.update(type=kind, default=shown, show_default=True)
             command = click.option(*decls, name, **kwargs)(command)
         return command
 
