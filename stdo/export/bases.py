@@ -51,10 +51,16 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
                          calibration if precision == "int8" else None)
         entries.append({"format": fmt, "precision": precision, "path": path.relative_to(out.parent).as_posix(),
                         "sha256": sha256_of(path), "bytes": path.stat().st_size})
-        quantization = RUNTIME_FORMATS[fmt].activation_quantization
-        if precision == "int8" and quantization:
-            entries[-1]["activation_quantization"] = resolve(quantization)(model, calibration)
+        entries[-1].update(_activation_quantization(entries[-1], model, calibration))
     return entries
+
+
+def _activation_quantization(entry: dict, model, calibration: list[np.ndarray]) -> dict:
+    """{"activation_quantization": ...} for an int8 base whose format's converter takes one (stdo.runtimes), else {}."""
+    quantization = RUNTIME_FORMATS[entry["format"]].activation_quantization
+    if entry["precision"] != "int8" or quantization is None:
+        return {}
+    return {"activation_quantization": resolve(quantization)(model, calibration)}
 
 
 def record_activation_quantization(root: Path, work: Path) -> dict:
@@ -73,9 +79,7 @@ def record_activation_quantization(root: Path, work: Path) -> dict:
         model = fold_weight_norm(load_wdsr(torch.load(Path(root) / name, map_location="cpu", weights_only=True))).eval()
         calibration = _calibration(open_prior_set(Path(work) / "set-train", prior["scale"])[1], REFERENCE_WINDOW)
         for entry in prior["bases"]:
-            quantization = RUNTIME_FORMATS[entry["format"]].activation_quantization
-            if entry["precision"] == "int8" and quantization:
-                entry["activation_quantization"] = resolve(quantization)(model, calibration)
+            entry.update(_activation_quantization(entry, model, calibration))
     write_json(Path(root) / FACTS, facts)
     return facts
 
