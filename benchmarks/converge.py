@@ -91,7 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             report = train(TrainOptions(
                 run=run, method=method, restart=True,
-                config=TrainConfig(steps=steps, batch=args.batch, lr=args.lr, checkpoint_every=max(100, steps // 10),
+                config=TrainConfig(steps=steps, batch=args.batch, learning_rate=args.lr, checkpoint_every=max(100, steps // 10),
                                    seed=args.seed, device=args.device, amp=args.amp),
                 method_options=MethodOptions(model=args.model, **extra)))
             rows.append({"variant": label, "method": method, **extra, "steps": steps,

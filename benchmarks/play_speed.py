@@ -74,7 +74,7 @@ def make_bundle(video: Path, work: Path, scale: int, frames: int, margins: tuple
 
     run = work / f"run_x{scale}"
     cluster(ClusterOptions(source=video, run=run, scale=scale, grid=SETTINGS[scale], chunks=2, frames=frames))
-    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=4, batch=4, crop=32), evaluate=False))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=4, batch=4, crop_size=32), evaluate=False))
     bundles = []
     for margin in margins:
         out = run / f"bundle_m{margin}"

@@ -63,18 +63,18 @@ def train_setting(run: Path, clip: str, scale: int, methods: list, protocols: li
     for protocol in protocols:
         for name, extra in methods:
             method = name.split("-")[0]
-            overrides, steps = {}, steps_per_model
+            units, steps = None, steps_per_model
             if protocol == "bytes" and method in PER_CHUNK:
-                overrides["num_residual_units"] = units_for_equal_bytes(model, scale, chunks)
+                units = units_for_equal_bytes(model, scale, chunks)
             if (protocol == "paper" and method in PER_CHUNK) or protocol == "cost":
                 steps = steps_per_model * chunks  # a method's total: per-chunk models split it, k budgets in all
-            key = (name, tuple(overrides.items()), steps)
+            key = (name, units, steps)
             if key not in done:
                 t0 = time.perf_counter()
                 done[key] = (train(TrainOptions(
                     run=run, method=method, restart=True,
                     config=TrainConfig(steps=steps, checkpoint_every=steps, seed=seed),
-                    method_options=MethodOptions(model=model, overrides=overrides, **extra))),
+                    method_options=MethodOptions(model=model, units=units, **extra))),
                     time.perf_counter() - t0)
             report, seconds = done[key]
             rows.append({"clip": clip, "scale": scale, "protocol": protocol, "method": name, "steps": steps,

@@ -73,7 +73,7 @@ CITED = [
 
 def train_method(run: Path, name: str, steps: int, batch: int, crop: int, seed: int) -> dict:
     method, extra = METHODS[name]
-    config = TrainConfig(steps=steps, batch=batch, crop=crop, seed=seed, checkpoint_every=max(100, steps))
+    config = TrainConfig(steps=steps, batch=batch, crop_size=crop, seed=seed, checkpoint_every=max(100, steps))
     options = TrainOptions(run=run, method=method, config=config, restart=True,
                            method_options=MethodOptions(**extra))
     t0 = time.perf_counter()

@@ -63,7 +63,7 @@ def prepare(scene: Path, work: Path, name: str, options: dict) -> tuple[Path, Pa
 def trained(run: Path, method: str, steps: int) -> float:
     """Batches of 8 LR crops of 24 pixels (the LR views are 48x36), as benchmarks/serverside.py trains."""
     t0 = time.perf_counter()
-    train(TrainOptions(run=run, method=method, config=TrainConfig(steps=steps, batch=8, crop=24),
+    train(TrainOptions(run=run, method=method, config=TrainConfig(steps=steps, batch=8, crop_size=24),
                        method_options=MethodOptions()))
     return time.perf_counter() - t0
 

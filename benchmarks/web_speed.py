@@ -86,7 +86,7 @@ def make_bundle(work: Path, frames: int) -> Path:
     run = work / "run"
     cluster(ClusterOptions(source=clip_path("bikes"), run=run, scale=4, grid=(10, 5), chunks=2, frames=frames,
                            crop=Crop(640, 272)))
-    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=4, crop=32), evaluate=False))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=4, crop_size=32), evaluate=False))
     export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), calibration=16,
                          verify_frames=1, plan_margin=4))
     return run / "bundle"

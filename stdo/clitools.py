@@ -20,7 +20,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 # (command -> old -> new). The old spellings still work, with a warning.
 FLAG_VOCABULARY = {
     "cluster": {"--lr": "--lr-video", "--force": "--overwrite"},
-    "train": {"--lr": "--learning-rate", "--crop": "--crop-size"},
+    "train": {"--lr": "--learning-rate", "--crop": "--crop-size", "--no-eval": "--no-evaluate"},
     "general": {"--lr": "--learning-rate", "--crop": "--crop-size"},
     "play": {"--video": "--lr-video", "--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},
     "upscale": {"--crf": "--out-crf", "--preset": "--out-preset", "--batch": "--frames-per-batch"},

@@ -29,6 +29,7 @@ class Flag:
     type: Any = None  # a click ParamType or a Python type; None: click infers it from the default
     metavar: str | None = None
     negatable: bool = False  # a bool field as --name/--no-name (default True fields)
+    required: bool = False  # the command needs it given (its library default None is refused by the stage's check)
 
 
 def flag(default: Any, help: str, **how) -> Any:
@@ -36,11 +37,11 @@ def flag(default: Any, help: str, **how) -> Any:
     return dataclasses.field(default=default, metadata={"flag": Flag(help, **how)})
 
 
-def same_as(cls: type, name: str) -> Any:
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """Another stage's flag field, declared there once, as a field of this dataclass (stdo-upscale's output stream
-    options are stdo-play's)."""
+    options are stdo-play's), with its default or this command's own (stdo-general's model)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return dataclasses.field(default=f.default, metadata=f.metadata)
+    return dataclasses.field(default=f.default if default is dataclasses.MISSING else default, metadata=f.metadata)
 
 
 def flag_name(field_name: str) -> str:
@@ -82,7 +83,7 @@ def click_options(cls: type, only: Sequence[str] | None = None, defaults: Any = 
             how: Flag = f.metadata["flag"]
             value = default_of(f)
             decls = [flag_name(name)]
-            kwargs: dict[str, Any] = {"help": how.help, "metavar": how.metavar}
+            kwargs: dict[str, Any] = {"help": how.help, "metavar": how.metavar, "required": how.required}
             if isinstance(value, bool) and how.negatable:
                 decls = [f"{flag_name(name)}/--no-{name.replace('_', '-')}"]
                 kwargs.update(default=value, show_default=True)

@@ -92,6 +92,6 @@ def trained_run(tmp_path_factory, bikes) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
     cluster(ClusterOptions(source=bikes, run=run, scale=2, grid=(4, 2), chunks=2, margin=6, frames=6,
                            crop=Crop(160, 96, 240, 96)))
-    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=200, batch=8, crop=16),
-                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8})))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=200, batch=8, crop_size=16),
+                       method_options=MethodOptions(blocks=2, units=8)))
     return run

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stdo.deliver.cli import deliver_command
-from stdo.deliver.pipeline import parse_budget
+from stdo.deliver.pipeline import Budget
 from stdo.errors import StdoError
 from conftest import tree
 
@@ -201,12 +201,16 @@ def test_an_update_ships_only_where_it_pays_for_its_bytes():
 
 
 def test_budgets_read_as_bytes_or_bitrates():
-    assert parse_budget("120000") == (120000, None)
-    assert parse_budget("120KB") == (120000, None) and parse_budget("1.5MB") == (1500000, None)
-    assert parse_budget("2KiB") == (2048, None)
-    assert parse_budget("400kbit/s") == (None, 400.0) and parse_budget("0.5Mbps") == (None, 500.0)
+    def read(text: str) -> tuple:
+        return Budget.parse(text).bytes, Budget.parse(text).kbps
+
+    assert read("120000") == (120000, None)
+    assert read("120KB") == (120000, None) and read("1.5MB") == (1500000, None)
+    assert read("2KiB") == (2048, None)
+    assert read("400kbit/s") == (None, 400.0) and read("0.5Mbps") == (None, 500.0)
+    assert Budget.parse("400kbit/s").over(10.0) == 500_000 and str(Budget.parse(" 80KB ")) == "80KB"
     with pytest.raises(StdoError, match="give bytes"):
-        parse_budget("lots")
+        Budget.parse("lots")
 
 
 def test_every_client_counts_each_point_at_its_largest_download(bikes, tmp_path, cli):

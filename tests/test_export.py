@@ -142,8 +142,8 @@ def test_single_model_method_bundle_has_no_model_map(trained_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop=16),
-                       method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8})))
+    train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=10, batch=4, crop_size=16),
+                       method_options=MethodOptions(blocks=2, units=8)))
     report = export(ExportOptions(run=run, method="awdnn", format=("onnx", "tflite"), quantize=("int8",),
                                   verify_frames=1))
     bundle = read_bundle(run / "bundle")

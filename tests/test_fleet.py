@@ -27,7 +27,7 @@ from stdo.fleet.stages import STAGES, run_stage
 from stdo.rundir import REPORT, method_dir
 
 ray = pytest.importorskip("ray", reason="the fleet extra (pip install 'stdo[fleet]')")
-TINY = {"frames": 4, "steps": 30, "batch": 4, "chunks": 2, "grid": "2x2", "formats": "onnx"}  # 64x64 HR crops at x4
+TINY = {"frames": 4, "steps": 30, "batch": 4, "chunks": 2, "grid": "2x2", "format": "onnx"}  # 64x64 HR crops at x4
 
 
 def write_jobs(path: Path, rows: list[dict]) -> Path:
@@ -64,8 +64,10 @@ def clean_ray():
     ({"video": "a.mp4", "steps": "ten"}, "steps 'ten' is not a whole number"),
     ({"steps": 10}, "no video"),
     ({"video": "a.mp4", "grid": "10by5"}, "grid '10by5' is not COLSxROWS"),
-    ({"video": "a.mp4", "formats": "onnx,gif"}, "formats 'gif' is unknown"),
-    ({"video": "a.mp4", "formats": "torch"}, "formats 'torch' is unknown"),  # always written, never asked for
+    ({"video": "a.mp4", "format": "onnx,gif"}, "format 'gif' is unknown"),
+    ({"video": "a.mp4", "formats": "torch"}, "format 'torch' is unknown"),  # always written, never asked for
+    ({"video": "a.mp4", "model": "wdsr_b"}, "model 'wdsr_b' is unknown: use one of wdsr_a"),
+    ({"video": "a.mp4", "crop": "big"}, "crop 'big'"),
     ({"video": "a.mp4", "method": "brvsr"}, "method 'brvsr' cannot make a bundle"),
     ({"video": "a.mp4", "crf": 80}, r": crf 80 is outside"),  # the column, not a flag
     ({"video": "a.mp4", "name": "../up"}, "cannot name a folder"),
@@ -83,14 +85,27 @@ def test_bad_jobs_rows_name_the_line_and_the_fix(tmp_path, line, message):
 
 def test_csv_jobs_and_their_defaults(tmp_path):
     jobs = tmp_path / "jobs.csv"
-    jobs.write_text('video,name,steps,formats,quantize\nclips/a.mp4,,2000,"onnx,tflite",int8\n/abs/b.mp4,bee,,,\n')
+    jobs.write_text('video,name,steps,format,quantize,grid\nclips/a.mp4,,2000,"onnx,tflite",int8,8x4\n/abs/b.mp4,bee,,,,\n')
     a, b = read_jobs(jobs)
-    assert (a.video, a.name, a.steps, a.formats, a.quantize) == (tmp_path / "clips/a.mp4", "a", 2000, "onnx,tflite", "int8")
-    assert (b.video, b.name, b.steps, b.scale, b.method) == (Path("/abs/b.mp4"), "bee", 2000, 4, "stdo")
+    assert (a.video, a.name, a.steps, a.format, a.quantize, a.grid) == (tmp_path / "clips/a.mp4", "a", 2000,
+                                                                        ("onnx", "tflite"), ("int8",), (8, 4))
+    assert (b.video, b.name, b.steps, b.scale, b.method, b.grid) == (Path("/abs/b.mp4"), "bee", 2000, 4, ("stdo",),
+                                                                     (10, 5))  # stdo-cluster's defaults
     assert a.options_key() != b.options_key()
     jobs.write_text("video,name\na.mp4,x\nb.mp4,x\n")
     with pytest.raises(StdoError, match="name 'x' is also on line 2"):
         read_jobs(jobs)
+
+
+def test_rows_written_before_the_columns_were_stage_fields_stay_done(tmp_path):
+    """options_key decides whether a finished row is reused: the keys the earlier string columns gave (computed by
+    the code of df9db67) still come out, so a fleet rerun after an upgrade does not redo its catalogue."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [
+        {"video": "/videos/a.mp4"},
+        {"video": "/videos/b.mp4", "name": "bee", "steps": 500, "formats": "onnx,tflite", "quantize": "int8", "grid": "8x4",
+         "crf": 27, "crop": "160x96+240+96", "frames": 30},
+        {"video": "/videos/c.mp4", "budget": "80KB", "method": "stdo,jstdo"}])
+    assert [job.options_key() for job in read_jobs(jobs)] == ["d32f05a6dda988ee", "097ad10547e32db7", "cabf1930e00f74fd"]
 
 
 def test_cli_refuses_a_bad_jobs_file_before_anything_starts(tmp_path):
@@ -109,7 +124,7 @@ def test_a_budget_row_is_delivered_at_its_best_point_and_reported_by_each_stage(
     row = {"video": str(bikes), "name": "b", "budget": "10MB", "crf": [23, 35], "method": "stdo,jstdo",
            "crop": "160x96+240+96", "frames": 4, "steps": 20, "grid": "2x2", "chunks": 2}
     job = read_jobs(write_jobs(tmp_path / "jobs.jsonl", [row]))[0]
-    assert (job.crfs, job.methods) == ((23, 35), ("stdo", "jstdo"))
+    assert (job.crfs, job.method) == ((23, 35), ("stdo", "jstdo"))
     run = tmp_path / "runs" / "b"
     records = {stage: run_stage(stage, job, run) for stage in STAGES}
     assert not [r["error"] for r in records.values() if "error" in r]

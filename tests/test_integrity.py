@@ -123,9 +123,9 @@ def test_a_full_disk_is_one_line_and_leaves_the_earlier_bundle(run):
 def test_a_run_moved_to_another_machine_resumes_with_a_warning(run, caplog):
     """Device and amp may change between a stop and a resume (a RUN copied elsewhere); other options may not."""
     def options(amp):
-        return TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=40, batch=4, crop=16, checkpoint_every=10,
+        return TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=40, batch=4, crop_size=16, checkpoint_every=10,
                                                                         amp=amp),
-                            method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8}))
+                            method_options=MethodOptions(blocks=1, units=8))
 
     def stop_at_25(job, step, steps, loss, psnr):
         if step == 25:

@@ -21,11 +21,10 @@ from stdo.clip import Crop
 
 
 
-def options(run, method, steps, keep_best=True, **method_options):
+def options(run, method, steps, keep_last=False, **method_options):
     return TrainOptions(run=run, method=method,
-                        config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=50, keep_best=keep_best),
-                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8},
-                                                     **method_options))
+                        config=TrainConfig(steps=steps, batch=8, crop_size=16, checkpoint_every=50, keep_last=keep_last),
+                        method_options=MethodOptions(blocks=2, units=8, **method_options))
 
 
 class _GoesWrong:
@@ -53,7 +52,7 @@ def test_a_run_that_goes_wrong_late_keeps_its_best_state(tmp_path):
     sampler = ChunkSampler([PatchSampler(hr, lr, grid, 2, patches_of(np.zeros((2, 2, 2), np.uint8)), crop=8)])
     job = Job("joint", create_model("wdsr_a_mobile", scale=2, num_blocks=1, num_residual_units=8), 60,
               _GoesWrong(sampler, good=30))
-    cfg = TrainConfig(steps=60, batch=8, crop=8, lr=3e-3, amp="off", checkpoint_every=20)
+    cfg = TrainConfig(steps=60, batch=8, crop_size=8, learning_rate=3e-3, amp="off", checkpoint_every=20)
     result = train_job(job, cfg, tmp_path / "state.pt", {"test": 1})
     scores = dict(result.evaluations)
     assert scores[0] < max(scores.values())  # training helped before it went wrong ...
@@ -69,7 +68,7 @@ def test_a_short_run_is_never_below_bicubic(small_run, tmp_path):
     assert report["psnr_video"] >= report["bicubic"]["psnr_video"] - 0.005, report["jobs"]
     chunked = train(options(run, "stdo", 10))  # the default: a joint start of 8 steps, then 1 step per chunk model
     assert chunked["psnr_video"] >= chunked["bicubic"]["psnr_video"] - 0.005, chunked["jobs"]
-    last = train(options(shutil.copytree(small_run, tmp_path / "last"), "awdnn", 10, keep_best=False))
+    last = train(options(shutil.copytree(small_run, tmp_path / "last"), "awdnn", 10, keep_last=True))
     assert last["psnr_video"] < report["psnr_video"]  # what keeping the last state would have shipped
 
 

@@ -101,7 +101,7 @@ def test_each_renamed_flag_is_its_commands_and_the_old_spelling_warns(cli, tmp_p
                 "views sfm": sfm_command, "fleet": fleet_command}
     assert set(commands) == set(FLAG_VOCABULARY)
     for name, renamed in FLAG_VOCABULARY.items():
-        flags = {opt for p in commands[name].params for opt in p.opts}
+        flags = {opt for p in commands[name].params for opt in (*p.opts, *p.secondary_opts)}
         arguments = {p.human_readable_name for p in commands[name].params if isinstance(p, click.Argument)}
         assert commands[name].renamed == renamed
         assert not set(renamed) & flags, name  # --help lists the new spellings only
@@ -140,10 +140,10 @@ def test_a_new_runtime_is_one_file_and_one_table_entry(tmp_path, monkeypatch):
     assert FORMATS["scaled"].filename(0, "fp32") == "model0.npy"
 
 
-@pytest.mark.parametrize("path", [*sorted((ROOT / "play").glob("*.py")), *sorted((ROOT / "upscale").glob("*.py")),
-                                  ROOT / "fleet" / "jobs.py"], ids=lambda p: str(p.relative_to(ROOT)))
-def test_players_upscale_and_the_jobs_table_import_nothing_from_export(path):
-    """They run or read what export wrote, through the format table (fleet/stages.py runs the export stage itself)."""
+@pytest.mark.parametrize("path", [*sorted((ROOT / "play").glob("*.py")), *sorted((ROOT / "upscale").glob("*.py"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_players_and_upscale_import_nothing_from_export(path):
+    """They run or read what export wrote, through the format table."""
     assert not sorted(m for m in imported_modules(path) if m.startswith("stdo.export")), path
 
 

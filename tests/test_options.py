@@ -20,7 +20,10 @@ from stdo.options import CommaList, click_options, flag, from_params
 from stdo.play.cli import play_command
 from stdo.play.pipeline import PlayOptions
 from stdo.stream import StreamOptions
+from stdo.fleet.jobs import COLUMNS, VideoJob
 from stdo.train.cli import train_command
+from stdo.train.general import GeneralOptions
+from stdo.train.general_cli import general_command
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions
@@ -33,7 +36,7 @@ STAGES = [(export_command, ExportOptions), (cluster_command, ClusterOptions), (c
           (play_command, PlayOptions), (upscale_command, UpscaleOptions), (train_command, TrainOptions),
           (train_command, TrainConfig), (train_command, MethodOptions), (synth_command, SynthOptions),
           (order_command, OrderOptions), (views_upscale_command, UpscaleViewsOptions), (eval_command, EvalOptions),
-          (deliver_command, DeliverOptions)]
+          (deliver_command, DeliverOptions), (general_command, GeneralOptions)]
 
 
 def _flag_fields(cls) -> list[dataclasses.Field]:
@@ -64,6 +67,20 @@ def test_the_commands_take_other_stages_fields_with_their_declared_defaults():
         DeliverOptions(cluster=None, out=Path()).train.config.steps == 800
     assert params["quantize"].type_cast_value(ctx, params["quantize"].get_default(ctx)) == ("int8",)
     assert params["grid"].type_cast_value(ctx, params["grid"].get_default(ctx)) == ClusterOptions.grid
+
+
+def test_the_jobs_columns_are_the_stages_fields():
+    """A JOBS row of stdo-fleet takes each stage option as that stage declares it (default, parser, help); only
+    the row's own columns are declared in the fleet."""
+    stages = {ClusterOptions: ("scale", "grid", "chunks", "start", "frames", "crop"), StreamOptions: ("codec",),
+              DeliverOptions: ("crf", "budget"), MethodOptions: ("model",), ExportOptions: ("format", "quantize"),
+              TrainConfig: ("steps", "batch", "seed", "checkpoint_every")}
+    declared = {f.name: f for cls, names in stages.items() for f in _flag_fields(cls) if f.name in names}
+    jobs = {f.name: f for f in dataclasses.fields(VideoJob)}
+    assert set(COLUMNS) == set(declared) | {"video", "name", "method", "workers"}
+    for name, stage in declared.items():
+        assert jobs[name].metadata["flag"] is stage.metadata["flag"], name
+        assert _default(jobs[name]) == _default(stage) or name == "crf", name  # crf None: the stage decides
 
 
 def test_a_field_added_to_a_dataclass_is_a_flag_of_its_command():

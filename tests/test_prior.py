@@ -62,7 +62,7 @@ def run_x4(tmp_path_factory, bikes):
 
 def _train(run: Path, steps: int, **method) -> dict:
     return train(TrainOptions(run=run, method="jstdo", restart=True,
-                              config=TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=steps),
+                              config=TrainConfig(steps=steps, batch=8, crop_size=16, checkpoint_every=steps),
                               method_options=MethodOptions(**method)))
 
 
@@ -103,15 +103,15 @@ def test_a_sparse_update_moves_at_most_its_share_of_the_conv_weights(prior, run_
 
 
 def test_a_run_from_the_prior_is_never_below_the_prior_alone(prior, run_x4):
-    def trained(steps: int, lr: float, keep_best: bool = True) -> float:
+    def trained(steps: int, lr: float, keep_last: bool = False) -> float:
         return train(TrainOptions(run=run_x4, method="jstdo", restart=True,
-                                  config=TrainConfig(steps=steps, batch=8, crop=16, lr=lr, checkpoint_every=5,
-                                                     keep_best=keep_best),
+                                  config=TrainConfig(steps=steps, batch=8, crop_size=16, learning_rate=lr,
+                                                     checkpoint_every=5, keep_last=keep_last),
                                   method_options=MethodOptions(init=str(prior), tune="all")))["psnr_video"]
 
     alone = trained(1, 1e-12)  # one step that cannot move a weight: the prior's own PSNR on the clip
     assert trained(20, 0.05) >= alone - 0.005  # a learning rate that wrecks it: the kept state is the prior
-    assert trained(20, 0.05, keep_best=False) < alone - 0.1  # what the last state would have shipped
+    assert trained(20, 0.05, keep_last=True) < alone - 0.1  # what the last state would have shipped
 
 
 def test_scratch_and_a_prior_of_another_model_are_told_apart(prior, run_x4):
@@ -216,7 +216,7 @@ def coded_bundle(run_x4, tmp_path_factory, monkeypatch_module):
     from stdo.export.pipeline import ExportOptions, export
 
     monkeypatch_module.setenv("STDO_CACHE", str(tmp_path_factory.mktemp("cache")))
-    report = train(TrainOptions(run=run_x4, method="stdo", restart=True, config=TrainConfig(steps=40, batch=8, crop=16),
+    report = train(TrainOptions(run=run_x4, method="stdo", restart=True, config=TrainConfig(steps=40, batch=8, crop_size=16),
                                 method_options=MethodOptions(tune="channels")))
     assert report["prior"] is not None
     out = tmp_path_factory.mktemp("bundles") / "coded"

@@ -29,11 +29,9 @@ BIN = Path(sys.executable).parent
 
 
 def options(run: Path, method: str, steps: int, **kw) -> TrainOptions:
-    cfg = TrainConfig(steps=steps, batch=8, crop=16, checkpoint_every=kw.pop("every", 50), lr=kw.pop("lr", 1e-3),
-                      amp=kw.pop("amp", "auto"))
-    return TrainOptions(run=run, method=method, config=cfg,
-                        method_options=MethodOptions(overrides={"num_blocks": 2, "num_residual_units": 8},
-                                                     **kw))
+    cfg = TrainConfig(steps=steps, batch=8, crop_size=16, checkpoint_every=kw.pop("every", 50),
+                      learning_rate=kw.pop("lr", 1e-3), amp=kw.pop("amp", "auto"))
+    return TrainOptions(run=run, method=method, config=cfg, method_options=MethodOptions(blocks=2, units=8, **kw))
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -63,7 +61,7 @@ def test_sampler_windows_are_aligned_and_cover_the_patch():
 def test_the_crop_and_augmentation_a_library_caller_sets_are_the_ones_sampled(small_run, method):
     """TrainConfig holds crop and augment once: the samplers of every method draw what it says."""
     hr, lr = load_frames(small_run)
-    config = TrainConfig(steps=8, crop=12, augment=False)
+    config = TrainConfig(steps=8, crop_size=12, augment=False)
     plan = build_training_plan(method, hr, lr, grid_of(read_run_info(small_run)), 2,
                                load_chunkmap(small_run / CLUSTERS).chunks, config, MethodOptions(init="scratch"))
     for job in plan.jobs:
@@ -137,7 +135,7 @@ def test_the_prior_method_serves_the_carried_prior_untrained(small_run, tmp_path
     from stdo.priors import PRIORS_DIR
 
     run = copy_run(small_run, tmp_path / "run")
-    report = train(TrainOptions(run=run, method="prior", config=TrainConfig(steps=50, batch=8, crop=16)))
+    report = train(TrainOptions(run=run, method="prior", config=TrainConfig(steps=50, batch=8, crop_size=16)))
     assert report["steps"] == 0 and report["num_models"] == 1
     prior = torch.load(PRIORS_DIR / f"wdsr_a_mobile_x{report['scale']}.pt", weights_only=True)
     prior = prior.get("model", prior)
@@ -222,8 +220,8 @@ def test_a_crop_larger_than_the_frames_is_said(small_run, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         train(options(run, "awdnn", 2))
         assert "larger than" not in caplog.text
-        train(TrainOptions(run=run, method="awdnn", restart=True, config=TrainConfig(steps=2, batch=2, crop=100000),
-                           method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8})))
+        train(TrainOptions(run=run, method="awdnn", restart=True, config=TrainConfig(steps=2, batch=2, crop_size=100000),
+                           method_options=MethodOptions(blocks=1, units=8)))
     assert "crop 100000 is larger than the 80x48 LR frames: crops of 48 are trained" in caplog.text
 
 

@@ -216,8 +216,8 @@ def test_an_interrupted_video_model_resumes_to_the_same_weights(run, tmp_path, m
 
     def options(path):
         return TrainOptions(run=path, method=method, evaluate=False,
-                            config=TrainConfig(steps=40, batch=4, crop=16, checkpoint_every=10),
-                            method_options=MethodOptions(overrides={"num_blocks": 1, "num_residual_units": 8},
+                            config=TrainConfig(steps=40, batch=4, crop_size=16, checkpoint_every=10),
+                            method_options=MethodOptions(blocks=1, units=8,
                                                          sequence=3))
 
     whole, cut = (shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("models")) for name in ("a", "b"))

@@ -147,8 +147,8 @@ def test_order_upscale_eval_on_a_synthetic_scene(orbit_scene, tmp_path):
     run = tmp_path / "run"
     cluster(ClusterOptions(source=order / "frames", run=run, scale=4, grid=(2, 2), chunks=2,
                            stream=StreamOptions(lossless=True)))
-    train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=150, batch=8, crop=12),
-                       method_options=MethodOptions(overrides={"num_blocks": 2})))
+    train(TrainOptions(run=run, method="awdnn", config=TrainConfig(steps=150, batch=8, crop_size=12),
+                       method_options=MethodOptions(blocks=2)))
     reports = {}
     for method in ("bicubic", "awdnn"):
         out = tmp_path / f"sr-{method}"
@@ -173,8 +173,8 @@ def test_order_upscale_eval_on_a_synthetic_scene(orbit_scene, tmp_path):
     views = read_views(tmp_path / "sr-awdnn")
     again = read_views(tmp_path / "sr-other")
     assert all(np.array_equal(views.image(i), again.image(i)) for i in range(len(views)))
-    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=12),
-                       method_options=MethodOptions(overrides={"num_blocks": 2})))
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop_size=12),
+                       method_options=MethodOptions(blocks=2)))
     with pytest.raises(StdoError, match="stdo has 2 models"):
         upscale_views(UpscaleViewsOptions(order=other, run=other_run, out=tmp_path / "sr-x", method="stdo",
                                           models_from=run))

@@ -303,7 +303,7 @@ def coded(tmp_path_factory, bikes):
     run = work / "run"
     cluster(ClusterOptions(source=bikes, run=run, scale=4, grid=(2, 2), chunks=2, margin=8, frames=3,
                            crop=Crop(160, 96, 240, 96)))
-    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop=16),
+    train(TrainOptions(run=run, method="stdo", config=TrainConfig(steps=20, batch=8, crop_size=16),
                        method_options=MethodOptions(tune="channels")))
     export(ExportOptions(run=run, format=("onnx", "tflite"), quantize=("int8",), update="on", verify_frames=1))
     lr = np.load(run / "frames/lr.npy")

@@ -10,7 +10,7 @@ import click
 from stdo.clitools import StageBars, setup_logging, stdo_command
 from stdo.cluster.pipeline import ClusterOptions
 from stdo.bundle import format_variant_bytes
-from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, kept_line, parse_budget
+from stdo.deliver.pipeline import DeliverOptions, deliver, format_points, kept_line
 from stdo.export.pipeline import ExportOptions
 from stdo.options import click_options
 from stdo.stream import StreamOptions
@@ -38,10 +38,7 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
 )
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--budget", required=True, metavar="BYTES|RATE",
-              help="What a client may download for the clip (LR stream + model updates + model map): bytes "
-                   "(120000, 120KB, 1.5MB) or a bitrate over the clip's duration (400kbit/s).")
-@click_options(DeliverOptions, only=("crf",))
+@click_options(DeliverOptions, only=("budget", "crf"))
 @click_options(StreamOptions, only=STREAM_FIELDS)
 @click_options(DeliverOptions, only=("scale", "fill_budget"))
 @click_options(ClusterOptions, only=CLUSTER_FIELDS)
@@ -52,7 +49,7 @@ stream itself is kept, OUT/bundle is that stream alone (every client plays it as
 @click_options(DeliverOptions, only=("backend", "precision", "every_client", "tie", "overwrite"))
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def deliver_command(source: Path, out: Path, budget: str, quiet: bool, verbose: int, **fields) -> None:
+def deliver_command(source: Path, out: Path, quiet: bool, verbose: int, **fields) -> None:
     """Deliver a clip within a byte budget at the operating point of best played PSNR.
 
     For each scale and LR CRF (cheapest first): the stream alone upsampled by bicubic, then each method:
@@ -63,7 +60,7 @@ def deliver_command(source: Path, out: Path, budget: str, quiet: bool, verbose: 
     unless a point fits.
     """
     setup_logging(verbose)
-    budget_bytes, budget_kbps = parse_budget(budget)
+
     def picked(names: tuple[str, ...]) -> dict:
         return {name: fields.pop(name) for name in names}
 
@@ -73,8 +70,7 @@ def deliver_command(source: Path, out: Path, budget: str, quiet: bool, verbose: 
     train = replace(train, run=out, config=replace(train.config, **picked(CONFIG_FIELDS)),
                     method_options=replace(train.method_options, **picked(METHOD_FIELDS)))
     export = replace(DEFAULTS["export"], run=out, **picked(EXPORT_FIELDS))
-    options = DeliverOptions(cluster=cluster, out=out, budget_bytes=budget_bytes, budget_kbps=budget_kbps, train=train,
-                             export=export, **fields)  # the rest are stdo-deliver's own
+    options = DeliverOptions(cluster=cluster, out=out, train=train, export=export, **fields)  # the rest are stdo-deliver's own
     with StageBars(disable=quiet) as bars:
         report = deliver(options, progress=bars)
     click.echo("\n".join(format_points(report)))

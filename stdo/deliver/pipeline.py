@@ -44,7 +44,7 @@ from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
-from stdo.options import CommaList, flag
+from stdo.options import CommaList, Parsed, flag
 from stdo.play.pipeline import PlayOptions, play
 from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
@@ -59,6 +59,38 @@ log = logging.getLogger(__name__)
 POINTS = "points.json"  # in OUT: every operating point measured, and the one kept
 
 
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
+_RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a client may download: `bytes`, or `kbps` over the clip's duration; `text` as it was written."""
+
+    text: str
+    bytes: int | None = None
+    kbps: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """'120000', '120KB', '1.5MB', '118KiB' -> bytes; '400kbit/s', '0.4Mbps' -> kbit/s."""
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
+        unit = match.group(2).lower() if match else None
+        if match is None or (unit not in _UNITS and unit not in _RATES):
+            raise StdoError(f"`budget` {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
+        value = float(match.group(1))
+        if unit in _RATES:
+            return cls(text.strip(), kbps=value * _RATES[unit])
+        return cls(text.strip(), bytes=int(value * _UNITS[unit]))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def over(self, duration_s: float) -> int:
+        """The budget in bytes for a clip of this duration."""
+        return self.bytes if self.bytes is not None else int(self.kbps * 1000 / 8 * duration_s)
+
+
 @dataclass
 class DeliverOptions:
     """What to deliver (cluster: its source and RUN settings), how (train, export), within what, played how.
@@ -69,8 +101,10 @@ class DeliverOptions:
 
     cluster: ClusterOptions
     out: Path
-    budget_bytes: int | None = None  # everything a client downloads
-    budget_kbps: float | None = None  # or as a bitrate over the clip's duration
+    budget: Budget | None = flag(None, "What a client may download for the clip (LR stream + model updates + model "
+                                 "map): bytes (120000, 120KB, 1.5MB) or a bitrate over the clip's duration "
+                                 "(400kbit/s).", type=Parsed(Budget.parse, str, "budget"),
+                                 metavar="BYTES|RATE", required=True)
     crf: tuple[int, ...] = flag((23, 27, 31), "LR stream CRFs to try; each is clustered, trained, exported and played.",
                                 type=CommaList(item=int, example="23,27,31"), metavar="CRF,...")
     scale: tuple[int, ...] = flag((4, 2, 1), "The rungs tried: each reduced scale's LR stream (with the carried prior "
@@ -99,24 +133,10 @@ class DeliverOptions:
     overwrite: bool = flag(False, "Replace OUT if stdo-deliver wrote it.")
 
 
-_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "kib": 1024, "mib": 1024 ** 2}
-_RATES = {"kbit/s": 1, "kbps": 1, "mbit/s": 1000, "mbps": 1000}
-
-
-def parse_budget(text: str) -> tuple[int | None, float | None]:
-    """'120000', '120KB', '1.5MB', '118KiB' -> (bytes, None); '400kbit/s', '0.4Mbps' -> (None, kbit/s)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
-    unit = match.group(2).lower() if match else None
-    if match is None or (unit not in _UNITS and unit not in _RATES):
-        raise StdoError(f"`budget` {text!r}: give bytes (120000, 120KB, 1.5MB, 118KiB) or a bitrate (400kbit/s)")
-    value = float(match.group(1))
-    return (None, value * _RATES[unit]) if unit in _RATES else (int(value * _UNITS[unit]), None)
-
-
 def _check(o: DeliverOptions) -> StreamOptions:
-    if (o.budget_bytes is None) == (o.budget_kbps is None):
-        raise StdoError("give the budget once: `budget` as bytes (120KB) or as a bitrate (400kbit/s)")
-    if (o.budget_bytes is not None and o.budget_bytes <= 0) or (o.budget_kbps is not None and not o.budget_kbps > 0):
+    if o.budget is None:
+        raise StdoError("give the budget: `budget` as bytes (120KB) or as a bitrate (400kbit/s)")
+    if not (o.budget.bytes or 0) > 0 and not (o.budget.kbps or 0) > 0:
         raise StdoError("`budget` must be above 0")
     stream = o.cluster.stream or StreamOptions()
     if stream.lossless or stream.bitrate is not None:
@@ -155,9 +175,7 @@ def _stage_progress(progress: StageProgress, prefix: str) -> StageProgress:
 
 
 def _budget(o: DeliverOptions, info: RunInfo) -> int:
-    if o.budget_bytes is not None:
-        return int(o.budget_bytes)
-    return int(o.budget_kbps * 1000 / 8 * info.duration_s)
+    return o.budget.over(info.duration_s)
 
 
 def deliver(o: DeliverOptions, progress: StageProgress = None) -> dict:

@@ -19,7 +19,7 @@ from stdo.fleet.jobs import COLUMNS, read_jobs
 JOBS columns (only video is required; the others default as in the stage commands):
   {', '.join(COLUMNS[:10])},
   {', '.join(COLUMNS[10:])}
-formats and quantize take comma-separated lists (quote them in a CSV); workers > 1
+format and quantize take comma-separated lists (quote them in a CSV); workers > 1
 trains under torchrun inside the task (one node's CPUs or GPUs). A row with a budget
 (120KB, 400kbit/s) is delivered as stdo-deliver delivers it: its crf and method may
 list several values, each tried, and the best played PSNR within the budget is kept
@@ -33,7 +33,7 @@ Examples:
 
 \b
 videos.csv:
-  video,steps,formats,quantize
+  video,steps,format,quantize
   clips/a.mp4,2000,"onnx,tflite",int8
   clips/b.mp4,1000,onnx,
 

@@ -25,17 +25,14 @@ from pathlib import Path
 import torch
 
 from stdo.cluster.pipeline import ClusterOptions, cluster
-from stdo.deliver.pipeline import POINTS, DeliverOptions, deliver, parse_budget
+from stdo.deliver.pipeline import POINTS, DeliverOptions, deliver
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fleet.jobs import VideoJob
-from stdo.grid import parse_grid
 from stdo.rundir import REPORT, method_dir, read_run_info
-from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, parse_list
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
-from stdo.clip import Crop
 
 STAGES = ("cluster", "train", "export")
 
@@ -56,9 +53,8 @@ def run_stage(stage: str, job: VideoJob, run: Path, cpus: int = 1, device: str =
 
 
 def _cluster_options(job: VideoJob, run: Path) -> ClusterOptions:
-    return ClusterOptions(source=job.video, run=run, scale=job.scale, grid=parse_grid(job.grid), chunks=job.chunks,
-                          start=job.start, frames=job.frames, crop=Crop.parse(job.crop) if job.crop else None,
-                          stream=job.stream(),
+    return ClusterOptions(source=job.video, run=run, scale=job.scale, grid=job.grid, chunks=job.chunks,
+                          start=job.start, frames=job.frames, crop=job.crop, stream=job.stream(),
                           overwrite=True)  # the fleet owns runs/<name>: a row whose video changed starts that RUN over
 
 
@@ -75,17 +71,14 @@ def _cluster(job: VideoJob, run: Path, device: str) -> dict:
 def _deliver(job: VideoJob, run: Path, device: str) -> dict:
     """A budget row: stdo-deliver into runs/<name> (which the fleet owns: an earlier RUN of the row there is
     replaced, as the cluster stage replaces it)."""
-    budget_bytes, budget_kbps = parse_budget(job.budget)
     if run.exists() and not (run / POINTS).is_file():
         shutil.rmtree(run)
-    quantize = tuple(dict.fromkeys(("int8", *parse_list(job.quantize, QUANTIZE, "quantize")))) if job.quantize \
-        else ("int8",)
+    quantize = tuple(dict.fromkeys(("int8", *job.quantize)))
     report = deliver(DeliverOptions(
-        cluster=_cluster_options(job, run), out=run, budget_bytes=budget_bytes, budget_kbps=budget_kbps,
+        cluster=_cluster_options(job, run), out=run, budget=job.budget,
         crf=job.crfs, scale=(job.scale,), stream_alone=False, fill_budget=False,  # the job's CRFs, each with a model
-        method=job.methods, train=_train_options(job, run, device),
-        export=ExportOptions(run=run, format=parse_list(job.formats, EXPORT_FORMATS, "formats"), quantize=quantize,
-                             strict=True),
+        method=job.method, train=_train_options(job, run, device),
+        export=ExportOptions(run=run, format=job.format, quantize=quantize, strict=True),
         overwrite=True))
     chosen, info = report["chosen"], read_run_info(run)
     return {"run_id": info["run_id"], "frames": info.frame_count,
@@ -97,19 +90,19 @@ def _deliver(job: VideoJob, run: Path, device: str) -> dict:
 def _kept_method(job: VideoJob, run: Path) -> str:
     """The method a row's RUN holds: its own, or for a budget row the one stdo-deliver kept."""
     if not job.budget:
-        return job.method
+        return job.method[0]
     return json.loads((run / POINTS).read_text())["chosen"]["method"]
 
 
 def _train_options(job: VideoJob, run: Path, device: str) -> TrainOptions:
     config = TrainConfig(steps=job.steps, batch=job.batch, seed=job.seed, checkpoint_every=job.checkpoint_every,
                          device=device)
-    return TrainOptions(run=run, method=job.method, config=config, method_options=MethodOptions(model=job.model))
+    return TrainOptions(run=run, method=job.method[0], config=config, method_options=MethodOptions(model=job.model))
 
 
 def train_command(job: VideoJob, run: Path, device: str) -> list[str]:
     """The stdo-train command line of a row, run under torchrun when the row asks for several workers."""
-    args = ["-m", "stdo.train.cli", str(run), "--method", job.method, "--model", job.model, "--steps", str(job.steps),
+    args = ["-m", "stdo.train.cli", str(run), "--method", job.method[0], "--model", job.model, "--steps", str(job.steps),
             "--batch", str(job.batch), "--seed", str(job.seed), "--checkpoint-every", str(job.checkpoint_every),
             "--device", device, "-q"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(job.workers), *args]
@@ -128,19 +121,17 @@ def _train(job: VideoJob, run: Path, device: str) -> dict:
             if lines:
                 raise StdoError(lines[0].removeprefix("Error: "))
             raise RuntimeError(f"torchrun exited {done.returncode}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-        report = json.loads((method_dir(run, job.method) / REPORT).read_text())
+        report = json.loads((method_dir(run, job.method[0]) / REPORT).read_text())
     return {"run_id": report["run_id"], "psnr": report["psnr_video"], "psnr_bicubic": report["bicubic"]["psnr_video"],
             "gain_db": report["psnr_video"] - report["bicubic"]["psnr_video"], "steps": report["steps"],
             "train_seconds": report["train_seconds"], "world_size": report["world_size"]}
 
 
 def _export(job: VideoJob, run: Path, device: str) -> dict:
-    formats = parse_list(job.formats, EXPORT_FORMATS, "formats")
-    quantize = parse_list(job.quantize, QUANTIZE, "quantize") if job.quantize else ()
     if job.budget:  # exported by the delivery: the kept point's bundle and its export report
         artifacts = json.loads((bundle_dir(run) / "report.json").read_text())["artifacts"]
     else:
-        artifacts = export(ExportOptions(run=run, method=job.method, format=formats, quantize=quantize,
+        artifacts = export(ExportOptions(run=run, method=job.method[0], format=job.format, quantize=job.quantize,
                                          out=bundle_dir(run), strict=True))["artifacts"]
     manifest = json.loads((bundle_dir(run) / "manifest.json").read_text())
     size = sum(p.stat().st_size for p in bundle_dir(run).rglob("*") if p.is_file())

@@ -81,36 +81,18 @@ Rerunning the same command resumes from the last checkpoint.
 @click.argument("run", type=click.Path(path_type=Path))
 @click_options(TrainOptions, only=("method",))
 @click_options(TrainConfig, only=("steps",))
-@click_options(MethodOptions, only=("model",))
-@click.option("--blocks", type=int, help="Override the number of residual blocks (brvsr: per step; vinr: encoder).")
-@click.option("--units", type=int, help="Override the residual units (channels; brvsr/vinr: feature channels).")
-@click.option("--width", type=float, help="Override the width multiplier inside blocks.")
-@click_options(TrainConfig, only=("batch",))
-@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True,
-              help="Adam learning rate (10% warmup, then cosine to 1%).")
-@click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size in pixels.")
-@click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
-@click_options(TrainConfig, only=("amp",))
+@click_options(MethodOptions, only=("model", "blocks", "units", "width"))
+@click_options(TrainConfig, only=("batch", "crop_size", "learning_rate", "schedule", "augment", "amp"))
 @click.option("--opt-level", type=click.Choice(sorted(OPT_LEVELS)),
               help="apex-era alias of --amp: O0 = off, O1/O2 = auto (apex.amp became torch.amp).")
-@click_options(TrainConfig, only=("checkpoint_every",))
-@click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile the model: about half a minute to start, faster steps on long runs.")
-@click_options(TrainConfig, only=("seed",))
+@click_options(TrainConfig, only=("checkpoint_every", "compile", "seed"))
 @click_options(MethodOptions, only=("segments", "cafm_chunks", "sampling", "radius", "joint_start", "init", "tune",
-                                    "sparse_share"))
-@click.option("--keep-last", is_flag=True,
-              help="Keep the last state of each model, not the best seen by the periodic evaluation on its own "
-                   "training crops (which never keeps a model below its start, bicubic).")
-@click_options(MethodOptions, only=("sequence",))
-@click_options(TrainConfig, only=("device",))
-@click_options(TrainOptions, only=("restart",))
-@click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
+                                    "sparse_share", "sequence"))
+@click_options(TrainConfig, only=("keep_last", "device"))
+@click_options(TrainOptions, only=("restart", "evaluate"))
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def train_command(run: Path, blocks: int | None, units: int | None, width: float | None, learning_rate: float,
-                  crop: int, no_augment: bool, opt_level: str | None, compile_: bool, keep_last: bool, no_eval: bool,
-                  quiet: bool, verbose: int, **fields) -> None:
+def train_command(run: Path, opt_level: str | None, quiet: bool, verbose: int, **fields) -> None:
     """Overfit WDSR models to the chunks of a RUN directory, then evaluate them.
 
     Writes RUN/models/METHOD/: model<i>.pt (state dicts), model_map.npz (which model serves
@@ -118,14 +100,10 @@ def train_command(run: Path, blocks: int | None, units: int | None, width: float
     SSIM, per-chunk PSNR, bicubic on the same frames, params, steps, time, device, amp).
     """
     setup_logging(verbose)
-    overrides = {k: v for k, v in (("num_blocks", blocks), ("num_residual_units", units),
-                                   ("width_multiplier", width)) if v is not None}
     if opt_level:
         fields["amp"] = opt_level  # resolved by the training as apex-era names are
-    config = from_params(TrainConfig, fields, lr=learning_rate, crop=crop, augment=not no_augment, compile=compile_,
-                         keep_best=not keep_last)
-    options = from_params(TrainOptions, fields, run=run, config=config, evaluate=not no_eval,
-                          method_options=from_params(MethodOptions, fields, overrides=overrides))
+    options = from_params(TrainOptions, fields, run=run, config=from_params(TrainConfig, fields),
+                          method_options=from_params(MethodOptions, fields))
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     bar, eval_bar = StepBar(disable=quiet), StageBars(disable=quiet)
 

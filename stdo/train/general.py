@@ -4,7 +4,7 @@ STDO scores patches by how well a general (not overfitted) SR model upscales the
 client carries (stdo.priors) is such a model; no pretrained SR weights are reachable here, so this
 trains one on the clips and photographs the user gives: frames from each clip (a photograph panned into
 a short clip, stdo.train.priordata), LR made by bicubic downscaling (as the released models were
-trained) and, with `crfs`, coded by the shipped codec at each of those CRFs (what a client decodes:
+trained) and, with `crf`, coded by the shipped codec at each of those CRFs (what a client decodes:
 the prior is codec-aware), random crops from all clips in proportion to their frame counts, the same
 loop as stdo-train (Adam, L1, warmup + cosine, the best evaluated state kept, checkpoints to resume).
 The output is a bare WDSR state dict, the format `load_wdsr` (and so `--scorer general --checkpoint`
@@ -14,20 +14,23 @@ and `stdo-train --init`) reads.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 
 from stdo.errors import StdoError, check_device
 from stdo.fileio import save_torch
 from stdo.grid import Grid
+from stdo.options import CommaList, flag, same_as
 from stdo.locks import stage_lock
 from stdo.models import create_model
 from stdo.priors import load_prior
 from stdo.rundir import fingerprint
 from stdo.train.data import PatchSampler
-from stdo.train.loop import Job, ProgressFn, TrainConfig, train_job
+from stdo.train.methods import MethodOptions
+from stdo.train.loop import Job, ProgressFn, TrainConfig, config_signature, train_job
 from stdo.train.sampling import ChunkSampler
 from stdo.stream import StreamOptions
 from stdo.train.priordata import codec_round_trip, image_clip, is_image
@@ -40,20 +43,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GeneralOptions:
+    """What stdo-general does; each field is the command's flag of the same name."""
+
     sources: list[Path]
     out: Path
-    scale: int = 4
-    model: str = "wdsr_a"
-    frames: int = 60  # from the start of each clip (a photograph: panned over this many frames, at most 16)
-    crfs: tuple[int, ...] = ()  # LR coded at each of these CRFs (codec-aware); empty: clean bicubic LR
-    codec: str = "h264"
-    config: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000))
-    overwrite: bool = False
-    context: int = 8  # LR pixels read around each crop (the loss covers the crop only)
-    validation: Path | None = None  # a prior set (stdo.train.priorset) held out: it decides the kept state, and
-    # the PSNR over bicubic at each evaluation is the training curve (written beside the state)
-    work: Path | None = None  # where the resumable state, snapshots and curve go (default: beside `out`)
-    init: Path | None = None  # start from this checkpoint's weights (a prior to continue on more steps or content)
+    scale: int = flag(4, "Upscaling factor the model learns.")
+    model: str = same_as(MethodOptions, "model", default="wdsr_a")  # wdsr_a: the released STDO scorer's size
+    frames: int = flag(60, "Frames from the start of each clip (a photograph is panned over at most 16).")
+    crf: tuple[int, ...] = flag((), "Code the LR frames with --codec at each of these CRFs (codec-aware, as a prior "
+                                "is trained)  [default: clean bicubic LR]", type=CommaList(item=int, example="18,23,28"))
+    codec: str = same_as(StreamOptions, "codec")
+    config: TrainConfig = field(default_factory=TrainConfig)
+    overwrite: bool = flag(False, "Replace --out if it exists.")
+    context: int = flag(8, "LR pixels read around each crop (the loss covers the crop only).")
+    validation: Path | None = flag(None, "A held-out prior set (python -m stdo.train.priorset): it picks the kept "
+                                   "state, and its PSNR over bicubic at each evaluation is the curve.",
+                                   type=click.Path(path_type=Path))
+    work: Path | None = flag(None, "Folder of the resumable state, snapshots and validation curve  [default: beside "
+                             "--out]", type=click.Path(path_type=Path))
+    init: Path | None = flag(None, "Start from this checkpoint's weights (continue a prior on more steps or content).",
+                             type=click.Path(path_type=Path, dir_okay=False))
 
 
 def _check(o: GeneralOptions) -> None:
@@ -62,8 +71,8 @@ def _check(o: GeneralOptions) -> None:
     for source in o.sources:
         if not Path(source).exists():
             raise StdoError(f"{source} does not exist: give video files or folders of frames")
-        if o.crfs and is_prior_set(Path(source)):
-            raise StdoError(f"{source} is a prior set, its LR already coded: drop `crfs`")
+        if o.crf and is_prior_set(Path(source)):
+            raise StdoError(f"{source} is a prior set, its LR already coded: drop `crf`")
     if o.validation is not None and not is_prior_set(Path(o.validation)):
         raise StdoError(f"`validation` {o.validation} is not a prior set: build one with stdo.train.priorset")
     if o.context < 0:
@@ -76,14 +85,14 @@ def _check(o: GeneralOptions) -> None:
         raise StdoError(f"`init` {o.init} does not exist: give a stdo-general checkpoint to start from")
     if o.frames <= 0 or o.config.steps <= 0:
         raise StdoError("`frames` and `steps` must be above 0")
-    for crf in o.crfs:
+    for crf in o.crf:
         StreamOptions(codec=o.codec, crf=crf).check()
     check_device(o.config.device)
 
 
 def _pair(source: Path, o: GeneralOptions) -> tuple[np.ndarray, list[np.ndarray]]:
     """(HR frames, the LR versions to learn from) of one source: bicubic LR, or that LR through the codec at
-    each of o.crfs."""
+    each of o.crf."""
     if is_prior_set(source):
         hr, lr, _ = open_prior_set(source, o.scale)
         return hr, [lr]
@@ -92,7 +101,7 @@ def _pair(source: Path, o: GeneralOptions) -> tuple[np.ndarray, list[np.ndarray]
     else:
         clip = load_clip(source, o.scale, count=o.frames)
         hr, lr = clip.hr, clip.lr
-    return hr, [codec_round_trip(lr, crf, o.codec) for crf in o.crfs] if o.crfs else [lr]
+    return hr, [codec_round_trip(lr, crf, o.codec) for crf in o.crf] if o.crf else [lr]
 
 
 def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
@@ -106,7 +115,7 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
         pairs = [_pair(Path(source), o) for source in o.sources]
         # one window size for every batch, whatever the clips' sizes: crop and context fit the smallest LR frame
         smallest = min(min(lr.shape[1:3]) for _, lrs in pairs for lr in lrs)
-        crop = min(o.config.crop, smallest)
+        crop = min(o.config.crop_size, smallest)
         context = min(o.context, (smallest - crop) // 2)
         groups, frames = [], 0
         for hr, lrs in pairs:
@@ -130,11 +139,10 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
         job = Job("general", model, o.config.steps, ChunkSampler(groups), evaluate=validation)
         extendable = o.config.schedule == "wsd"  # its steps may grow on a resume (loop.wsd_factor)
         signature = {"general": 1, "sources": [fingerprint(Path(s)) for s in o.sources], "scale": o.scale,
-                     "model": o.model, "frames": o.frames, "crfs": list(o.crfs), "codec": o.codec,
+                     "model": o.model, "frames": o.frames, "crfs": list(o.crf), "codec": o.codec,
                      "context": o.context, "validation": fingerprint(Path(o.validation)) if o.validation else None,
                      "init": start,  # the sha256 of the weights it started from
-                     "train": {k: v for k, v in asdict(o.config).items()
-                               if k not in ("device", "amp", "compile") + (("steps",) if extendable else ())}}
+                     "train": config_signature(o.config, leave_out=("steps",) if extendable else ())}
         result = train_job(job, o.config, state, signature, progress,
                            runtime={"device": o.config.device, "amp": o.config.amp, "compile": o.config.compile})
         save_torch(out, job.model.cpu().state_dict())

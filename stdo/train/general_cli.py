@@ -8,12 +8,10 @@ import click
 
 from stdo.clips import CLIPS, clip_path
 from stdo.clitools import setup_logging, stdo_command
-from stdo.errors import StdoError
-from stdo.models import list_models
-from stdo.stream import CODECS
+from stdo.options import click_options, from_params
 from stdo.train.cli import StepBar
 from stdo.train.general import GeneralOptions, train_general
-from stdo.train.loop import AMP_MODES, SCHEDULES, TrainConfig
+from stdo.train.loop import TrainConfig
 
 
 @stdo_command(
@@ -31,38 +29,15 @@ Rerunning the same command resumes from the last checkpoint.
 )
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The checkpoint to write (.pt).")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor the model learns.")
-@click.option("--model", type=click.Choice(list_models(patch=True)), default="wdsr_a",
-              show_default=True, help="WDSR size (wdsr_a: the released STDO scorer's).")
-@click.option("--frames", type=int, default=60, show_default=True,
-              help="Frames from the start of each clip (a photograph is panned over at most 16).")
-@click.option("--crf", "crfs", default="", metavar="CRF[,CRF...]",
-              help="Code the LR frames with --codec at each of these CRFs (codec-aware, as a prior is trained); "
-                   "default: clean bicubic LR.")
-@click.option("--codec", type=click.Choice(sorted(CODECS)), default="h264", show_default=True,
-              help="Codec of --crf.")
-@click.option("--steps", type=int, default=TrainConfig.steps, show_default=True, help="Optimizer steps.")
-@click.option("--batch", type=int, default=TrainConfig.batch, show_default=True, help="Crops per step.")
-@click.option("--crop-size", "crop", type=int, default=TrainConfig.crop, show_default=True, help="LR crop size.")
-@click.option("--learning-rate", "learning_rate", type=float, default=TrainConfig.lr, show_default=True, help="Adam learning rate.")
-@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="Mixed precision.")
-@click.option("--context", type=int, default=GeneralOptions.context, show_default=True,
-              help="LR pixels read around each crop (the loss covers the crop only).")
-@click.option("--schedule", type=click.Choice(sorted(SCHEDULES)), default=TrainConfig.schedule, show_default=True,
-              help="Learning-rate shape: cosine, or wsd (warmup, stable, decay: a rerun with more --steps extends it).")
-@click.option("--validation", type=click.Path(path_type=Path), default=None,
-              help="A held-out prior set (python -m stdo.train.priorset): it picks the kept state and gives the curve.")
-@click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="Folder of the resumable state, snapshots and validation curve (default: beside --out).")
-@click.option("--init", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Start from this checkpoint's weights (continue a prior on more steps or content).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device.")
+@click_options(GeneralOptions, only=("overwrite", "scale", "model", "frames", "crf", "codec"))
+@click_options(TrainConfig, only=("steps", "batch", "crop_size", "learning_rate", "amp"))
+@click_options(GeneralOptions, only=("context",))
+@click_options(TrainConfig, only=("schedule",))
+@click_options(GeneralOptions, only=("validation", "work", "init"))
+@click_options(TrainConfig, only=("seed", "device"))
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, steps, batch, crop, learning_rate, amp,
-                    context, schedule, validation, work, init, seed, device, quiet, verbose):
+def general_command(sources: tuple[Path, ...], out: Path, quiet: bool, verbose: int, **fields) -> None:
     """Train a general WDSR over SOURCES (videos, frame folders or photographs; default: the built-in clips),
     for `--scorer general` or as the prior `stdo-train --init` starts from.
 
@@ -71,29 +46,20 @@ def general_command(sources, out, overwrite, scale, model, frames, crfs, codec, 
     """
     setup_logging(verbose)
     sources = list(sources) or [clip_path(name) for name in CLIPS]
-    config = TrainConfig(steps=steps, batch=batch, crop=crop, lr=learning_rate, amp=amp, seed=seed, device=device,
-                         schedule=schedule, eval_points=40 if validation else TrainConfig.eval_points)
+    validation = fields["validation"]
+    config = from_params(TrainConfig, fields, eval_points=40 if validation else TrainConfig.eval_points)
     bar = StepBar(disable=quiet)
     try:
-        report = train_general(GeneralOptions(sources=sources, out=out, scale=scale, model=model, frames=frames,
-                                              crfs=parse_crfs(crfs), codec=codec, config=config,
-                                              overwrite=overwrite, context=context, validation=validation, work=work,
-                                              init=init),
+        report = train_general(from_params(GeneralOptions, fields, sources=sources, out=out, config=config),
                                progress=bar)
     finally:
         bar.close()
+    scale, model = fields["scale"], fields["model"]
     click.echo(f"general x{scale} {model} over {report['clips']} clip(s), {report['frames']} frames, "
                f"{report['steps']} steps (kept step {report['kept_step']})")
     where = "the held-out validation set" if validation else "its evaluation crops"
     click.echo(f"PSNR on {where} {report['eval_psnr']:.3f} dB (bicubic {report['eval_psnr_start']:.3f} dB)")
     click.echo(f"wrote {report['out']}: stdo-cluster SOURCE RUN --scorer general --checkpoint {report['out']}")
-
-
-def parse_crfs(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise StdoError(f"--crf {text!r}: give whole CRFs separated by commas, e.g. 18,23,28,33") from None
 
 
 def main() -> None:

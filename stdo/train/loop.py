@@ -75,24 +75,6 @@ def model_precision(cfg: "TrainConfig", model: nn.Module) -> Precision:
 
 
 @dataclass
-class TrainConfig:
-    steps: int = flag(2000, "Optimizer-step budget of the whole method (split evenly over per-chunk models).")
-    batch: int = flag(16, "Crops per optimizer step.")
-    lr: float = 1e-3
-    crop: int = 32
-    amp: str = flag("auto", "Mixed precision: auto = fp16+GradScaler on CUDA, bf16 on CPUs with bf16 units, else "
-                    "fp32.", type=click.Choice(AMP_MODES))
-    checkpoint_every: int = flag(100, "Steps between checkpoints.")
-    seed: int = flag(0, "Seed of sampling and initialization.")
-    augment: bool = True
-    device: str = flag("cpu", "Torch device (cuda = this rank's GPU under torchrun).")
-    compile: bool = False  # torch.compile the training step's model (slow start, faster steps)
-    keep_best: bool = True  # keep the best state seen by the periodic evaluation, not the last
-    eval_points: int = 10  # evaluations over the run (plus the start and the end)
-    schedule: str = "cosine"  # the learning rate's shape over the steps: cosine, or wsd (extendable; SCHEDULES)
-
-
-@dataclass
 class Job:
     """One model's training: its model, budget and where its batches come from."""
 
@@ -167,6 +149,38 @@ def wsd_factor(step: int, steps: int, final: float = 0.01) -> float:
 
 
 SCHEDULES = {"cosine": lr_factor, "wsd": wsd_factor}  # TrainConfig.schedule -> the learning rate's shape
+
+
+@dataclass
+class TrainConfig:
+    steps: int = flag(2000, "Optimizer-step budget of the whole method (split evenly over per-chunk models).")
+    batch: int = flag(16, "Crops per optimizer step.")
+    crop_size: int = flag(32, "LR crop side in pixels.")
+    learning_rate: float = flag(1e-3, "Adam learning rate (10% warmup, then the schedule down to 1%).")
+    schedule: str = flag("cosine", "Learning-rate shape: cosine, or wsd (warmup, stable, decay: a rerun with more "
+                         "--steps extends it).", type=click.Choice(sorted(SCHEDULES)))
+    augment: bool = flag(True, "Random flips and rotations of the crops.", negatable=True)
+    amp: str = flag("auto", "Mixed precision: auto = fp16+GradScaler on CUDA, bf16 on CPUs with bf16 units, else "
+                    "fp32.", type=click.Choice(AMP_MODES))
+    checkpoint_every: int = flag(100, "Steps between checkpoints.")
+    seed: int = flag(0, "Seed of sampling and initialization.")
+    device: str = flag("cpu", "Torch device (cuda = this rank's GPU under torchrun).")
+    compile: bool = flag(False, "torch.compile the model: about half a minute to start, faster steps on long runs.")
+    keep_last: bool = flag(False, "Keep the last state of each model, not the best seen by the periodic evaluation "
+                           "(which never keeps a model below its start).")
+    eval_points: int = 10  # evaluations over the run (plus the start and the end)
+
+
+RUNTIME_FIELDS = ("device", "amp", "compile")  # may differ on resume (warned); every other option must match
+_STORED_NAMES = {"crop_size": "crop", "learning_rate": "lr"}  # the names checkpoints saved before these fields had
+# their flags' names: a resume compares signatures, so the stored names stay
+
+
+def config_signature(cfg: TrainConfig, leave_out: tuple[str, ...] = ()) -> dict:
+    """The training options a checkpoint must have been made with to resume (not where it runs: RUNTIME_FIELDS)."""
+    signature = {_STORED_NAMES.get(k, k): v for k, v in asdict(cfg).items()
+                 if k not in RUNTIME_FIELDS + leave_out + ("keep_last",)}
+    return {**signature, "keep_best": not cfg.keep_last}
 
 
 def scheduled_lr_factor(step: int, steps: int, schedule: tuple[int, int, int] | None, shape: str = "cosine") -> float:
@@ -295,7 +309,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     precision = model_precision(cfg, job.model)
     world = dist_utils.world()
     model = job.model.to(device, memory_format=torch.channels_last)  # ~1.2x faster convs on CPU and GPU
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     if cfg.schedule not in SCHEDULES:
         raise StdoError(f"`schedule` {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -303,7 +317,7 @@ def train_job(job: Job, cfg: TrainConfig, state_path: Path, signature: dict, pro
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
     rng = np.random.default_rng([cfg.seed, job_index, world.rank])
     step, elapsed, history = 0, 0.0, []
-    evaluator = Evaluator(job, cfg, job_index, device) if cfg.keep_best and job.evaluate is None else None  # drawn
+    evaluator = Evaluator(job, cfg, job_index, device) if not cfg.keep_last and job.evaluate is None else None  # drawn
     # before any resume
     eval_every = max(1, job.steps // max(1, cfg.eval_points))
     best: dict | None = None  # {"step", "psnr", "model"}

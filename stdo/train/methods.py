@@ -30,7 +30,7 @@ models, so methods compare at equal cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -54,13 +54,17 @@ from stdo.train.sparse import SparseProjection, moves_sparsely
 
 CAFM_CHUNKS = ("time", "stdo")
 TUNES = ("all", "channels", "biases", "sparse")
+MODEL_FIELDS = {"blocks": "num_blocks", "units": "num_residual_units", "width": "width_multiplier"}  # -> create_model
 
 
 @dataclass
 class MethodOptions:
     model: str = flag("wdsr_a_mobile", "wdsr_a: STDO's 16 blocks x 32 units x width 4; wdsr_a_mobile: 4 x 16 x 4.",
                       type=click.Choice(list_models(patch=True)))
-    overrides: dict = field(default_factory=dict)  # num_blocks / num_residual_units / width_multiplier
+    blocks: int | None = flag(None, "Resize the model: residual blocks (brvsr: per step; vinr: encoder).", type=int)
+    units: int | None = flag(None, "Resize the model: residual units (channels; brvsr/vinr: feature channels).",
+                             type=int)
+    width: float | None = flag(None, "Resize the model: the width multiplier inside blocks.", type=float)
     segments: int | None = flag(None, "Time segments for nas and cafm [default: the RUN's chunk count].", type=int)
     cafm_chunks: str = flag("time", "What cafm modulates by: time segments (CaFM) or the RUN's STDO chunks.",
                             type=click.Choice(CAFM_CHUNKS))
@@ -82,6 +86,11 @@ class MethodOptions:
                             type=click.Choice(TUNES))
     sparse_share: float = flag(0.01, "--tune sparse: share of the body's conv weights that may differ from the prior "
                                "(the rest are reset to it after every step).")
+
+    @property
+    def overrides(self) -> dict:
+        """The model's resized fields (`blocks`, `units`, `width`) as the model registry names them."""
+        return {name: getattr(self, f) for f, name in MODEL_FIELDS.items() if getattr(self, f) is not None}
 
 
 @dataclass
@@ -117,7 +126,7 @@ class _Build:
                  config: TrainConfig, options: MethodOptions) -> None:
         self.method, self.hr, self.lr, self.grid, self.scale, self.chunks = method, hr, lr, grid, scale, chunks
         self.entry = REGISTRY[method]
-        self.steps, self.crop, self.augment, self.options = config.steps, config.crop, config.augment, options
+        self.steps, self.crop, self.augment, self.options = config.steps, config.crop_size, config.augment, options
         self.t, self.k = len(lr), int(chunks.max()) + 1
         self.segments = options.segments or self.k
         if options.tune is not None and options.tune not in TUNES:

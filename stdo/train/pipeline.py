@@ -32,14 +32,13 @@ from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, Run, model_file, open_run
 from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
 from stdo.train.evaluate import evaluate, evaluate_frames
-from stdo.train.loop import ProgressFn, TrainConfig, model_precision, resolve_amp, train_job
-from stdo.train.methods import (METHODS, REGISTRY, MethodOptions, TrainingPlan, build_training_plan, load_models, save_job,
-                                start_from)
+from stdo.train.loop import ProgressFn, TrainConfig, config_signature, model_precision, resolve_amp, train_job
+from stdo.train.methods import (METHODS, MODEL_FIELDS, REGISTRY, MethodOptions, TrainingPlan, build_training_plan,
+                                load_models, save_job, start_from)
 from stdo.videosr import video_frames
 
 log = logging.getLogger(__name__)
 REPORT_FORMAT = 1
-RUNTIME_FIELDS = ("device", "amp", "compile")  # may differ on resume (warned); every other option must match
 
 
 @dataclass
@@ -56,16 +55,16 @@ class TrainOptions:
     config: TrainConfig = field(default_factory=TrainConfig)
     method_options: MethodOptions = field(default_factory=MethodOptions)
     restart: bool = flag(False, "Discard saved training state and start over.")
-    evaluate: bool = True
+    evaluate: bool = flag(True, "Evaluate the models on the whole clip after training.", negatable=True)
 
 
 def _check(o: TrainOptions) -> None:
     if o.config.steps <= 0:
         raise StdoError(f"`steps` {o.config.steps} must be above 0: give the optimizer-step budget")
-    if o.config.batch <= 0 or o.config.crop <= 0 or o.config.checkpoint_every <= 0:
+    if o.config.batch <= 0 or o.config.crop_size <= 0 or o.config.checkpoint_every <= 0:
         raise StdoError("`batch`, `crop` and `checkpoint_every` must be above 0")
-    if not o.config.lr > 0:
-        raise StdoError(f"`learning_rate` {o.config.lr} must be above 0")
+    if not o.config.learning_rate > 0:
+        raise StdoError(f"`learning_rate` {o.config.learning_rate} must be above 0")
     resolve_amp(o.config.amp, o.config.device)  # raises on an unknown mode
     check_device(o.config.device)
 
@@ -75,8 +74,8 @@ def train(o: TrainOptions, progress: ProgressFn = None, eval_progress: Callable[
     _check(o)
     run = open_run(o.run, missing=f"run stdo-cluster SOURCE {o.run} first")  # a RUN at all, before any lock file
     side = min(run.grid.height, run.grid.width)
-    if o.config.crop > side:  # the samplers take the largest square the frames hold
-        log.warning("crop %d is larger than the %dx%d LR frames: crops of %d are trained", o.config.crop,
+    if o.config.crop_size > side:  # the samplers take the largest square the frames hold
+        log.warning("crop %d is larger than the %dx%d LR frames: crops of %d are trained", o.config.crop_size,
                     run.grid.width, run.grid.height, side)
     with stage_lock(run.path, f"RUN {run}", shared=True):
         return _train(o, open_run(run.path), progress, eval_progress)  # read again, now that no clustering can run
@@ -119,8 +118,10 @@ def _train_jobs(o: TrainOptions, run: Run, cmap, training: TrainingPlan, world, 
         "method": o.method, "run": {"created": info.get("created"), "source": info["source"].get("sha256"),
                                     "run_id": info.get("run_id")},
         "model": o.method_options.model, "overrides": o.method_options.overrides,
-        "train": {k: v for k, v in asdict(o.config).items() if k not in RUNTIME_FIELDS},
-        "method_options": asdict(o.method_options), "prior": training.prior,
+        "train": config_signature(o.config),
+        "method_options": {**{k: v for k, v in asdict(o.method_options).items() if k not in MODEL_FIELDS},
+                           "overrides": o.method_options.overrides},  # as states saved before the fields were flags
+        "prior": training.prior,
     }
     # where it runs may change between a stop and a resume (a RUN moved to another machine): warned, not refused
     runtime = {"device": o.config.device, "amp": precision, "compile": o.config.compile}
