@@ -14,7 +14,7 @@ from conftest import tree
 pytestmark = pytest.mark.slow  # whole deliveries: several trainings each
 
 TINY = ["--scale", "4", "--grid", "2x2", "--chunks", "2", "--frames", "4", "--crop", "160x96+240+96",
-        "--steps", "20", "--crf", "23,35", "--no-fill-budget", "-q"]
+        "--steps", "20", "--crf", "23,35", "--no-fill-budget", "--ship-all", "-q"]  # every update, paying or not
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,26 @@ def test_a_tighter_budget_keeps_the_point_that_fits(delivered, bikes, tmp_path, 
     assert kept["chosen"]["total"] <= budget and kept["chosen"]["psnr"] == max(p["psnr"] for p in fitting)
     assert (kept["chosen"]["crf"], kept["chosen"]["method"]) != (23, "stdo")  # over the budget
     assert [p["within_budget"] for p in kept["points"] if p["method"] == "stdo"] == [False, True]
+
+
+def test_each_update_is_priced_at_the_streams_own_slope(bikes, tmp_path, cli):
+    """Without --ship-all, a trained point's updates ship where they buy more than the LR stream's own slope at its
+    CRF (the prior alone played at each CRF, measured first); the rest are served by the prior, and a point whose
+    updates all fail is the prior alone (no model map)."""
+    from stdo.deliver.pipeline import stream_slope
+
+    tiny = [a for a in TINY if a != "--ship-all"]
+    code, _, err, _ = cli(deliver_command, [bikes, tmp_path / "clip", "--budget", "10MB", "--method", "stdo,prior",
+                                            *tiny])
+    assert code == 0, err
+    points = json.loads((tmp_path / "clip/points.json").read_text())["points"]
+    for p in (p for p in points if p["method"] == "stdo"):
+        slope = stream_slope(points, p["crf"], 4)
+        assert slope is not None and p["db_per_kb"] == pytest.approx(slope * 1024)
+        decided = p["updates"]
+        assert [d["pays"] for d in decided] == [d["gain_db"] > 0 and d["gain_db"] >= p["db_per_kb"] * d["update_bytes"]
+                                                / 1024 for d in decided]
+        assert (p["bytes"]["model_map"] == 0) == (not any(d["pays"] for d in decided))
 
 
 def _clip(bikes, tmp_path, start: int, count: int, still: bool) -> Path:

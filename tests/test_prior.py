@@ -300,6 +300,61 @@ def test_the_prior_alone_ships_the_files_clients_carry(run_x4, tmp_path, monkeyp
     assert tflite["update"]["bytes"] < 4000, tflite["update"]["bytes"]  # recalibrated on the clip: 5-6 KB
 
 
+def test_the_rate_decision_merges_the_models_that_do_not_pay_into_the_prior():
+    from stdo.export.gate import decide, merged
+
+    model_map = np.array([[[0, 1], [2, 2]], [[0, 1], [2, 1]]], dtype=np.uint8)
+    # model 0 adds 10*log10(140/100) = 1.46 dB, model 1 nothing, model 2 0.17 dB for 4 KiB
+    decisions = decide(np.array([30.0, 30.0, 40.0]), np.array([70.0, 30.0, 44.0]), model_map, [2048, 100, 4096],
+                       db_per_kb=0.05)
+    assert [d.pays for d in decisions] == [True, False, False] and [d.patches for d in decisions] == [2, 3, 3]
+    assert decisions[0].gain_db == pytest.approx(10 * np.log10(1.4))
+    relabelled, kept, has_prior = merged(model_map, decisions)
+    assert kept == [0] and has_prior and relabelled.tolist() == [[[0, 1], [1, 1]], [[0, 1], [1, 1]]]
+    assert [d.pays for d in decide(np.array([30.0, 30.0, 40.0]), np.array([70.0, 30.0, 44.0]), model_map,
+                                   [2048, 100, 4096], db_per_kb=0.0)] == [True, False, True]
+
+
+def test_updates_that_do_not_pay_are_served_by_the_prior_and_play_as_it(run_x4, tmp_path, monkeypatch):
+    """Exported with a price no update can pay, a per-chunk bundle is the prior alone: one model, its ONNX files the
+    carried ones, played frame for frame as the prior's own bundle; at any gain, each trained model ships exactly
+    where it adds PSNR over the prior on the decoded stream, and the rest share one prior model."""
+    from stdo.bundle import read_bundle
+    from stdo.export.pipeline import ExportOptions, export
+    from stdo.fileio import sha256_of
+    from stdo.play.player import Player, lr_stream
+    from stdo.priors import PRIORS_DIR, prior_bases
+
+    monkeypatch.setenv("STDO_CACHE", str(tmp_path / "cache"))
+
+    def played(bundle: Path) -> np.ndarray:
+        player = Player(bundle, "onnxruntime", "int8")
+        return np.stack([sr for _, _, sr in player.play(lr_stream(player))])
+
+    train(TrainOptions(run=run_x4, method="prior", restart=True))
+    export(ExportOptions(run=run_x4, method="prior", quantize=("int8",), out=tmp_path / "prior", verify_frames=2))
+    report = train(TrainOptions(run=run_x4, method="stdo", restart=True,
+                                config=TrainConfig(steps=20, batch=8, crop_size=16)))
+    costly = export(ExportOptions(run=run_x4, method="stdo", quantize=("int8",), out=tmp_path / "costly",
+                                  verify_frames=2, db_per_kb=1e6))
+    assert [d["pays"] for d in costly["updates"]["models"]] == [False, False] and costly["models"] == 1
+    bundle = read_bundle(tmp_path / "costly")
+    assert bundle.model_map_bytes == 0  # one model: no map to download
+    bases = {(b["format"], b["precision"]): PRIORS_DIR / b["path"] for b in prior_bases(report["prior"])}
+    int8 = next(e for e in bundle.models[0] if (e["format"], e["precision"]) == ("onnx", "int8"))
+    assert int8["sha256"] == sha256_of(bases["onnx", "int8"]) and int8["update"]["bytes"] < 400
+    np.testing.assert_array_equal(played(tmp_path / "costly"), played(tmp_path / "prior"))
+
+    free = export(ExportOptions(run=run_x4, method="stdo", quantize=("int8",), out=tmp_path / "free", verify_frames=2))
+    decisions = free["updates"]["models"]
+    assert [d["pays"] for d in decisions] == [d["gain_db"] > 0 for d in decisions]
+    paying = sum(d["pays"] for d in decisions)
+    assert free["models"] == paying + (paying < len(decisions))
+    everything = export(ExportOptions(run=run_x4, method="stdo", quantize=("int8",), out=tmp_path / "all",
+                                      verify_frames=2, ship_all=True))
+    assert "updates" not in everything and everything["models"] == 2
+
+
 def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, tmp_path, cli):
     import shutil
 

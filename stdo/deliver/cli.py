@@ -21,7 +21,8 @@ from stdo.train.methods import MethodOptions
 DEFAULTS = {f.name: f.default_factory() for f in fields(DeliverOptions) if f.name in ("train", "export")}
 # the other stages' fields stdo-deliver exposes, each as that stage declares it (defaults: DeliverOptions')
 CLUSTER_FIELDS, STREAM_FIELDS = ("grid", "chunks", "hold", "frames", "crop"), ("codec",)
-CONFIG_FIELDS, METHOD_FIELDS, EXPORT_FIELDS = ("steps",), ("tune", "sparse_share", "init"), ("format", "quantize")
+CONFIG_FIELDS, METHOD_FIELDS = ("steps",), ("tune", "sparse_share", "init")
+EXPORT_FIELDS = ("format", "quantize", "ship_all")
 
 
 @stdo_command(

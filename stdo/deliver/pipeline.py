@@ -41,12 +41,12 @@ from stdo.bundle import (MANIFEST, PLAIN_METHOD, bytes_per_variant, format_varia
 from stdo.clip import Crop
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
-from stdo.export.pipeline import ExportOptions, export
+from stdo.export.pipeline import ExportOptions, export, updates_line
 from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.options import CommaList, Parsed, flag
 from stdo.play.pipeline import PlayOptions, play
-from stdo.rundir import HR_FRAMES, LR_STREAM, RunInfo, read_run_info
+from stdo.rundir import HR_FRAMES, LR_STREAM, RUN_JSON, RunInfo, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions, encode_stream
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
@@ -201,7 +201,8 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
         if kept["method"] != PLAIN_METHOD:
             played = (BACKENDS[o.backend], o.precision)
             played = played if played[0] in o.export.format else None
-            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played),
+            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played,
+                           db_per_kb=kept.get("db_per_kb", 0.0)),
                    _stage_progress(progress, "kept"))  # clients play by default the variant the points counted
         report["clients"] = bytes_per_variant(read_json(folder / "bundle" / MANIFEST))  # each client's download
         write_json(folder / POINTS, report)
@@ -234,35 +235,51 @@ def _largest_download(bundle: Path, precision: str) -> tuple[str, dict] | None:
     return max(per.items(), key=lambda item: item[1]["total"]) if per else None
 
 
+@dataclass
+class _Measuring:
+    """What every point of one delivery shares while it is measured: the options, the work folder, the border every
+    point is scored without, the points so far, and what the first stream measured tells (the budget in bytes, the
+    HR frames, fps, the crop every scale shares)."""
+
+    o: DeliverOptions
+    stream: StreamOptions
+    work: Path
+    shave: int
+    progress: StageProgress
+    points: list[dict] = field(default_factory=list)
+    budget: int | None = None
+    hr: Path | None = None
+    fps: float | None = None
+    crop: Crop | None = None
+
+
 def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: StageProgress) -> dict:
-    points: list[dict] = []
-    budget = hr = crop = fps = None
-    shave = max(o.scale)  # every point scored with the same border left out, whatever its scale
+    m = _Measuring(o, stream, work, shave=max(o.scale), progress=progress)  # every point: one border left out
+    untrained = tuple(method for method in o.method if not REGISTRY[method].trains)
+    trained = tuple(method for method in o.method if REGISTRY[method].trains)
     for scale in sorted((s for s in o.scale if s > 1), reverse=True):  # the smallest streams first
-        for crf in sorted(o.crf, reverse=True):  # the cheapest LR stream first: it says whether the budget can hold
-            measured = _measure_stream(o, stream, work, scale, crf, crop, o.method, budget, shave, hr, progress,
-                                       refuse=not points and 1 not in o.scale)
-            points += measured["points"]
-            if budget is None:
-                budget, hr, fps, crop = measured["budget"], measured["hr"], measured["fps"], measured["crop"]
-        untrained = tuple(m for m in o.method if not REGISTRY[m].trains)
+        # the cheapest LR stream first (it says whether the budget can hold); what needs no training at every CRF
+        # first, so that the stream's own slope prices each update when the trained methods are exported
+        for methods in (untrained, trained):
+            for crf in sorted(o.crf, reverse=True):
+                _measure_stream(m, scale, crf, methods, refuse=not m.points and 1 not in o.scale)
         if o.fill_budget and (o.stream_alone or untrained):
-            side = max((p["total"] - p["video"] for p in points if p["method"] in untrained and "total" in p),
+            side = max((p["total"] - p["video"] for p in m.points if p["method"] in untrained and "total" in p),
                        default=0)
-            crf = _filling_crf(o, stream, scale, crop, fps, budget - side, work, progress)
+            crf = _filling_crf(o, stream, scale, m.crop, m.fps, m.budget - side, work, progress)
             while crf is not None and crf not in o.crf:
-                filled = _measure_stream(o, stream, work, scale, crf, crop, untrained, budget, shave, hr, progress,
-                                         refuse=False, fills=True)["points"]
-                if filled[0]["video"] <= budget - side or crf == CODECS[stream.codec].crf_range[1]:
-                    points += filled
+                filled = _measure_stream(m, scale, crf, untrained, refuse=False, fills=True)
+                if filled[0]["video"] <= m.budget - side or crf == CODECS[stream.codec].crf_range[1]:
                     break
+                del m.points[-len(filled):]
                 shutil.rmtree(work / f"x{scale}-crf{crf}")  # the encoder's bytes vary by a few: one CRF higher
                 crf += 1
+    points, budget = m.points, m.budget
     for p in points:
         if "total" not in p:
             p.update(within_budget=False, note="LR stream alone over budget: not played")
     if 1 in o.scale:
-        points.append(_hr_stream(o, stream, work, hr, fps, budget, shave, progress))
+        points.append(_hr_stream(o, stream, work, m.hr, m.fps, budget, m.shave, progress))
     if not any(p.get("within_budget") for p in points):
         smallest = min((p["total"] for p in points if "total" in p), default=min(p["video"] for p in points))
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
@@ -271,52 +288,60 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
     chosen = choose_point(points, o.tie)
     return {"budget": budget, "backend": o.backend, "precision": o.precision, "every_client": o.every_client,
             "codec": stream.codec, "tie_db": o.tie,
-            "scales": list(o.scale), "shave": shave,
+            "scales": list(o.scale), "shave": m.shave,
             "points": sorted(points, key=lambda p: (-p["scale"], p["crf"], p["method"])), "chosen": chosen}
 
 
-def _measure_stream(o: DeliverOptions, stream: StreamOptions, work: Path, scale: int, crf: int, crop: Crop | None,
-                    methods: tuple[str, ...], budget: int | None, shave: int, hr: Path | None,
-                    progress: StageProgress, refuse: bool, fills: bool = False) -> dict:
-    """The points of one LR stream (scale, CRF): clustered once, then its stream alone and each method played.
-    The first stream measured also gives the budget (a bitrate needs the clip's duration), the HR frames every
-    point is scored on and the crop every scale shares."""
-    run = work / f"x{scale}-crf{crf}"
-    stage = _stage_progress(progress, f"x{scale} CRF {crf}")
-    # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
-    summary = cluster(replace(o.cluster, run=run, scale=scale, crop=crop or o.cluster.crop,
-                              stream=replace(stream, crf=crf), overwrite=True), stage)
-    found = {}
-    if budget is None:
-        info = read_run_info(run)
-        budget, hr = _budget(o, info), run / HR_FRAMES
+def _measure_stream(m: _Measuring, scale: int, crf: int, methods: tuple[str, ...], refuse: bool,
+                    fills: bool = False) -> list[dict]:
+    """The points of one LR stream (scale, CRF), added to m.points and returned: clustered the first time it is
+    measured (with its stream alone), then each method played. A trained method's updates ship where they pay at
+    the stream's own slope there (measured by the prior alone between CRFs). The first stream measured also gives
+    the budget (a bitrate needs the clip's duration), the HR frames every point is scored on and the crop every
+    scale shares."""
+    o = m.o
+    run = m.work / f"x{scale}-crf{crf}"
+    stage = _stage_progress(m.progress, f"x{scale} CRF {crf}")
+    first = not (run / RUN_JSON).is_file()
+    if first:  # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
+        cluster(replace(o.cluster, run=run, scale=scale, crop=m.crop or o.cluster.crop,
+                        stream=replace(m.stream, crf=crf), overwrite=True), stage)
+    info = read_run_info(run)
+    if m.budget is None:
+        m.budget, m.hr, m.fps = _budget(o, info), run / HR_FRAMES, info.fps
         x, y = (o.cluster.crop.x, o.cluster.crop.y) if o.cluster.crop else (0, 0)
-        crop = Crop(*info["hr_size"], x, y)
-        found = {"budget": budget, "hr": hr, "fps": info.fps, "crop": crop}
-    video = int(summary.stream["bytes"])
-    if refuse and video >= budget:
-        raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes: its LR "
+        m.crop = Crop(*info["hr_size"], x, y)
+    video = (run / LR_STREAM).stat().st_size
+    if refuse and video >= m.budget:
+        raise StdoError(f"`budget` {m.budget:,} bytes is below the smallest bundle this clip makes: its LR "
                         f"stream alone is {video:,} bytes at x{scale} CRF {crf}; raise `budget` or add a "
                         "higher `crf` (nothing written)")
     points = []
     extra = {"fills": True} if fills else {}
-    if o.stream_alone:
+    if o.stream_alone and first:
         plain = {"scale": scale, "crf": crf, "method": PLAIN_METHOD, "video": video, **extra}
         points.append(plain)
-        if video < budget:
+        if video < m.budget:
             write_plain_bundle(run / f"bundle-{PLAIN_METHOD}", run / LR_STREAM, scale=scale)
-            _score(plain, run / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, stage)
+            _score(plain, run / f"bundle-{PLAIN_METHOD}", o, m.hr, m.shave, m.budget, stage)
+    slope = stream_slope(m.points, crf, scale)
     for method in methods:
         point = {"scale": scale, "crf": crf, "method": method, "video": video, **extra}
         points.append(point)
-        if video >= budget:
+        if video >= m.budget:
             continue
         bundle = run / f"bundle-{method}"
         train(replace(o.train, run=run, method=method, restart=True),
               progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage else None)
-        export(replace(o.export, run=run, method=method, out=bundle, **_measured_variant(o)), stage)
-        _score(point, bundle, o, hr, shave, budget, stage)
-    return {"points": points, **found}
+        if REGISTRY[method].trains and not o.export.ship_all:
+            point["db_per_kb"] = (slope or 0.0) * 1024  # what its updates must buy (the kept point's export too)
+        exported = export(replace(o.export, run=run, method=method, out=bundle, db_per_kb=point.get("db_per_kb", 0.0),
+                                  **_measured_variant(o)), stage)
+        if exported.get("updates"):
+            point["updates"] = exported["updates"]["models"]
+        _score(point, bundle, o, m.hr, m.shave, m.budget, stage)
+    m.points += points
+    return points
 
 
 def _lowest_crf_within(frames, fps: float, stream: StreamOptions, limit: int, folder: Path,
@@ -560,9 +585,13 @@ def format_points_md(report: dict) -> str:
             "stream itself at the lowest CRF that fits the budget. An update pays when the dB it adds over the "
             "carried prior alone are at least what its bytes would buy spent on the LR stream (the stream's own "
             "slope between the CRFs measured); the kept point is the best played PSNR within the budget, the "
-            f"cheapest of those within {report['tie_db']} dB of it.\n\n" + "\n".join(rows) + "\n"
-            + (f"\nThe kept bundle, per client: {format_variant_bytes(report['clients'])}.\n" if report.get("clients")
-               else ""))
+            f"cheapest of those within {report['tie_db']} dB of it. Within a point, each trained model's update ships "
+            "only where it pays at that slope; the prior serves the others.\n\n" + "\n".join(rows) + "\n"
+            + "".join(f"\n- {_rung(p)} CRF {p['crf']} {p['method']}: "
+                      + updates_line({"db_per_kb": p["db_per_kb"], "models": p["updates"]}).removeprefix("updates  ")
+                      for p in report["points"] if p.get("updates"))
+            + (f"\n\nThe kept bundle, per client: {format_variant_bytes(report['clients'])}.\n" if report.get("clients")
+               else "\n"))
 
 
 def _gain(p: dict) -> str:

@@ -9,7 +9,7 @@ import click
 from stdo.bundle import format_variant_bytes
 from stdo.errors import StdoError
 from stdo.clitools import StageBars, setup_logging, stdo_command
-from stdo.export.pipeline import ExportOptions, export, format_table
+from stdo.export.pipeline import ExportOptions, export, format_table, updates_line
 from stdo.options import click_options, from_params
 
 
@@ -57,6 +57,8 @@ def export_command(quiet: bool, verbose: int, video_crf: None, **fields) -> None
                f"shape(s), {plan['runs_per_frame']:.1f} runs/frame, {plan['pixels_run_per_needed']:.2f}x the frame's "
                f"pixels, {plan['frame_plans']} distinct frame plan(s)")
     click.echo("\n".join(format_table(report)))
+    if report.get("updates"):
+        click.echo(updates_line(report["updates"]))
     click.echo(f"clients  {format_variant_bytes(report['clients'])}")
     click.echo(f"bundle {report['bundle']}  (report.md inside)")
 

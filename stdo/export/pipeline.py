@@ -35,6 +35,7 @@ from torch import nn
 
 from stdo.errors import StdoError
 from stdo import bundle as bundle_format
+from stdo.export import gate
 from stdo.export.margin import choose_margin
 from stdo.toolchain import require
 from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_json
@@ -88,6 +89,11 @@ class ExportOptions:
                        "(stdo-train --init prior), on to require it, off for whole files.", type=click.Choice(UPDATES))
     priors: Path | None = flag(None, "The priors clients carry (priors.json and their files) [default: stdo's "
                                "own].", type=click.Path(path_type=Path, file_okay=False))
+    db_per_kb: float = flag(0.0, "What a model's update must buy to ship: dB of the clip's PSNR over the prior "
+                            "alone per KiB of update (stdo-deliver gives the LR stream's own slope at its CRF); 0: "
+                            "any gain. A model whose update does not pay is served by the prior clients carry.",
+                            metavar="DB")
+    ship_all: bool = flag(False, "Ship every model's update, whether or not it pays for its bytes.")
     threads: int | None = flag(None, "Threads of onnxruntime / LiteRT during verification.",
                                type=click.IntRange(min=1))
     recommended: tuple[str, str] | None = None  # (format, precision): the variant the bundle's headline counts and
@@ -304,14 +310,48 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     wanted = variants(tuple(o.format), tuple(o.quantize))
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
-        report = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
+        report, plan, files = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
+        decisions = _decisions(o, run, plan, models, model_map, train_report, report, files)
+        if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
+            model_map, kept, has_prior = gate.merged(model_map, decisions)
+            prior = gate.prior_model(models[0], _carried_bases(o, train_report)[("torch", "fp32")]["path"])
+            models = [models[i] for i in kept] + ([prior] if has_prior else [])
+            for child in list(tmp.iterdir()):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            report, _, _ = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0,
+                                  as_prior=frozenset({len(kept)}) if has_prior else frozenset())
+        if decisions:
+            report["updates"] = {"db_per_kb": o.db_per_kb, "models": [d.as_dict() for d in decisions]}
+            write_json(tmp / "report.json", report)
+            write_bytes(tmp / "report.md", format_report_md(report).encode())
         bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
     report["bundle"] = str(out)
     return report
 
 
+def _decisions(o: ExportOptions, run: Run, plan: Plan, models: list[nn.Module], model_map: np.ndarray,
+               train_report: dict, report: dict, files: list[list[dict]]) -> list[gate.Decision]:
+    """Whether each model's update pays (stdo.export.gate); [] where nothing is decided: `ship_all`, or models
+    that are not updates of a carried prior."""
+    bases = _carried_bases(o, train_report)
+    if o.ship_all or ("torch", "fp32") not in bases or not REGISTRY[o.method].trains:
+        return []
+    counted = report["recommended"]
+    sizes = []
+    for model_files in files:
+        entry = next(e for e in model_files if (e["format"], e["precision"]) == (counted["format"], counted["precision"]))
+        sizes.append(entry["update"]["bytes"] if "update" in entry else entry["bytes"])
+    prior = gate.prior_model(models[0], bases[("torch", "fp32")]["path"])
+    frames = verification_frames(len(run.lr), o.verify_frames)
+    with_models, with_prior = gate.squared_errors(run.hr, run.lr, plan, run.grid, run.scale, model_map, models, prior,
+                                                  frames)
+    return gate.decide(with_models, with_prior, model_map, sizes, o.db_per_kb)
+
+
 def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_report, wanted: list[Variant],
-           progress: StageProgress, t0: float) -> dict:
+           progress: StageProgress, t0: float, as_prior: frozenset[int] = frozenset()) -> tuple[dict, Plan, list]:
+    """Convert, code and verify the models into `root`; (report, plan, each model's file entries). The models in
+    `as_prior` are the carried prior itself, served as clients carry it."""
     info, hr, lr, grid, scale = run.info, run.hr, run.lr, run.grid, run.scale
     num_models = len(models)
     joint = num_models == 1
@@ -358,7 +398,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         for i, model in enumerate(models):
             carried = bases.get((variant.format, variant.precision), {})
             path = root / "models" / variant.filename(i)
-            served_as_is = bool(carried) and not REGISTRY[o.method].trains  # the prior itself, no update trained
+            served_as_is = bool(carried) and (not REGISTRY[o.method].trains or i in as_prior)  # the prior itself
             try:
                 if served_as_is and not variant.signatures:
                     # the very file clients carry, so its update is next to nothing
@@ -421,7 +461,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
     }
     write_json(root / "report.json", report)
     write_bytes(root / "report.md", format_report_md(report).encode())
-    return report
+    return report, plan, files
 
 
 def format_table(report: dict) -> list[str]:
@@ -437,6 +477,17 @@ def format_table(report: dict) -> list[str]:
                      f"{r['psnr_vs_hr']:11.3f}{r['psnr_y_vs_hr']:9.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  "
                      f"{r['target']}")
     return lines
+
+
+def updates_line(updates: dict) -> str:
+    """Which trained models ship their update and which the prior serves, with what each would add for its bytes."""
+    def model(d: dict) -> str:
+        return f"{d['model']} ({d['gain_db']:+.3f} dB for {d['update_bytes']:,} B)"
+
+    shipped = [model(d) for d in updates["models"] if d["pays"]]
+    served = [model(d) for d in updates["models"] if not d["pays"]]
+    return (f"updates  at {updates['db_per_kb']:.3g} dB/KiB: shipped {', '.join(shipped) or 'none'}; served by the "
+            f"prior {', '.join(served) or 'none'}")
 
 
 def format_report_md(report: dict) -> str:
@@ -469,6 +520,16 @@ def format_report_md(report: dict) -> str:
         mark = " (recommended)" if report.get("recommended") and name == " ".join(report["recommended"].values()) else ""
         lines.append(f"| {name}{mark} | {bundle_format.CLIENT_OF_FORMAT[name.split()[0]]} | {b['video']:,} | "
                      f"{b['models']:,} | {b['model_map']:,} | {b['total']:,} |")
+    updates = report.get("updates")
+    if updates:
+        served = [str(d["model"]) for d in updates["models"] if not d["pays"]]
+        lines += ["", f"Which updates pay (at least {updates['db_per_kb']:g} dB of the clip's PSNR over the prior alone "
+                  "per KiB, measured on the decoded LR stream; "
+                  + (f"model(s) {', '.join(served)} served by the prior clients carry" if served else "all shipped")
+                  + "):", "", "| trained model | patches | gain over the prior (dB) | update bytes | pays |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {d['model']} | {d['patches']:,} | {d['gain_db']:+.4f} | {d['update_bytes']:,} | "
+                  f"{'yes' if d['pays'] else 'no'} |" for d in updates["models"]]
     notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "
              "CoreML runs only on Apple devices: here its spec is checked and its decompressed weights run in torch.\n")
     return head + "\n".join(lines) + notes
