@@ -311,10 +311,9 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
         report, plan, files = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
-        decisions = _decisions(o, run, plan, models, model_map, train_report, report, files)
+        decisions, prior = _decisions(o, run, plan, models, model_map, train_report, _counted_bytes(report, files))
         if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
             model_map, kept, has_prior = gate.merged(model_map, decisions)
-            prior = gate.prior_model(models[0], _carried_bases(o, train_report)[("torch", "fp32")]["path"])
             models = [models[i] for i in kept] + ([prior] if has_prior else [])
             for child in list(tmp.iterdir()):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -330,22 +329,24 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
 
 
 def _decisions(o: ExportOptions, run: Run, plan: Plan, models: list[nn.Module], model_map: np.ndarray,
-               train_report: dict, report: dict, files: list[list[dict]]) -> list[gate.Decision]:
-    """Whether each model's update pays (stdo.export.gate); [] where nothing is decided: `ship_all`, or models
-    that are not updates of a carried prior."""
+               train_report: dict, sizes: list[int]) -> tuple[list[gate.Decision], nn.Module]:
+    """(whether each model's update of `sizes` bytes pays, the carried prior as a module) (stdo.export.gate);
+    ([], None) where nothing is decided: `ship_all`, or models that are not updates of a carried prior."""
     bases = _carried_bases(o, train_report)
     if o.ship_all or ("torch", "fp32") not in bases or not REGISTRY[o.method].trains:
-        return []
-    counted = report["recommended"]
-    sizes = []
-    for model_files in files:
-        entry = next(e for e in model_files if (e["format"], e["precision"]) == (counted["format"], counted["precision"]))
-        sizes.append(entry["update"]["bytes"] if "update" in entry else entry["bytes"])
+        return [], None
     prior = gate.prior_model(models[0], bases[("torch", "fp32")]["path"])
     frames = verification_frames(len(run.lr), o.verify_frames)
     with_models, with_prior = gate.squared_errors(run.hr, run.lr, plan, run.grid, run.scale, model_map, models, prior,
                                                   frames)
-    return gate.decide(with_models, with_prior, model_map, sizes, o.db_per_kb)
+    return gate.decide(with_models, with_prior, model_map, sizes, o.db_per_kb), prior
+
+
+def _counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
+    """Each model's download in the variant the bundle's headline counts (its update, or its whole file)."""
+    counted = (report["recommended"]["format"], report["recommended"]["precision"])
+    entries = [next(e for e in model_files if (e["format"], e["precision"]) == counted) for model_files in files]
+    return [e["update"]["bytes"] if "update" in e else e["bytes"] for e in entries]
 
 
 def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_report, wanted: list[Variant],
