@@ -266,7 +266,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
         if o.fill_budget and (o.stream_alone or untrained):
             side = max((p["total"] - p["video"] for p in m.points if p["method"] in untrained and "total" in p),
                        default=0)
-            crf = _filling_crf(o, stream, scale, m.crop, m.fps, m.budget - side, work, progress)
+            crf = _filling_crf(m, scale, m.budget - side)
             while crf is not None and crf not in o.crf:
                 filled = _measure_stream(m, scale, crf, untrained, refuse=False, fills=True)
                 if filled[0]["video"] <= m.budget - side or crf == CODECS[stream.codec].crf_range[1]:
@@ -279,7 +279,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
         if "total" not in p:
             p.update(within_budget=False, note="LR stream alone over budget: not played")
     if 1 in o.scale:
-        points.append(_hr_stream(o, stream, work, m.hr, m.fps, budget, m.shave, progress))
+        points.append(_hr_stream(m))
     if not any(p.get("within_budget") for p in points):
         smallest = min((p["total"] for p in points if "total" in p), default=min(p["video"] for p in points))
         raise StdoError(f"`budget` {budget:,} bytes is below the smallest bundle this clip makes ({smallest:,} bytes "
@@ -368,14 +368,13 @@ def _lowest_crf_within(frames, fps: float, stream: StreamOptions, limit: int, fo
     return hi
 
 
-def _filling_crf(o: DeliverOptions, stream: StreamOptions, scale: int, crop: Crop, fps: float, limit: int,
-                 work: Path, progress: StageProgress) -> int | None:
+def _filling_crf(m: _Measuring, scale: int, limit: int) -> int | None:
     """The lowest CRF whose LR stream at `scale` fits `limit` bytes: the clip's LR frames (as stdo-cluster makes
     them) coded at the CRFs the bisection tries."""
     from stdo.clip import load_clip
 
-    clip = load_clip(o.cluster.source, scale, start=o.cluster.start, count=o.cluster.frames, crop=crop)
-    return _lowest_crf_within(clip.lr, fps, stream, limit, work / f"x{scale}-fill", progress,
+    clip = load_clip(m.o.cluster.source, scale, start=m.o.cluster.start, count=m.o.cluster.frames, crop=m.crop)
+    return _lowest_crf_within(clip.lr, m.fps, m.stream, limit, m.work / f"x{scale}-fill", m.progress,
                               f"x{scale} stream crf")
 
 
@@ -397,25 +396,24 @@ def _score(point: dict, bundle: Path, o: DeliverOptions, hr: Path, shave: int, b
              point["psnr"])
 
 
-def _hr_stream(o: DeliverOptions, stream: StreamOptions, work: Path, hr: Path, fps: float, budget: int, shave: int,
-               progress: StageProgress) -> dict:
+def _hr_stream(m: _Measuring) -> dict:
     """Scale 1: the HR stream itself at the lowest CRF (the best quality) whose bytes fit the budget, found by
     bisection (bytes fall as the CRF rises), played as a plain bundle."""
     import numpy as np
 
-    frames = np.load(hr, mmap_mode="r")
-    streams = work / "x1"
-    crf = _lowest_crf_within(frames, fps, stream, budget, streams, progress, "x1 HR stream crf")
+    frames = np.load(m.hr, mmap_mode="r")
+    streams = m.work / "x1"
+    crf = _lowest_crf_within(frames, m.fps, m.stream, m.budget, streams, m.progress, "x1 HR stream crf")
     if crf is None:
-        hi = CODECS[stream.codec].crf_range[1]
+        hi = CODECS[m.stream.codec].crf_range[1]
         return {"scale": 1, "crf": hi, "method": PLAIN_METHOD, "video": (streams / f"crf{hi}.mp4").stat().st_size,
                 "within_budget": False, "note": f"the HR stream alone is over budget even at CRF {hi}"}
     point = {"scale": 1, "crf": crf, "method": PLAIN_METHOD, "video": (streams / f"crf{crf}.mp4").stat().st_size}
-    folder = work / _folder(point)
+    folder = m.work / _folder(point)
     (folder / "frames").mkdir(parents=True)
-    _link_or_copy(hr, folder / HR_FRAMES)  # the HR frames beside the bundle, as a kept RUN has them
+    _link_or_copy(m.hr, folder / HR_FRAMES)  # the HR frames beside the bundle, as a kept RUN has them
     write_plain_bundle(folder / f"bundle-{PLAIN_METHOD}", streams / f"crf{crf}.mp4", scale=1)
-    _score(point, folder / f"bundle-{PLAIN_METHOD}", o, hr, shave, budget, _stage_progress(progress, "x1"))
+    _score(point, folder / f"bundle-{PLAIN_METHOD}", m.o, m.hr, m.shave, m.budget, _stage_progress(m.progress, "x1"))
     return point
 
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from stdo.grid import Grid, patch_sums
+from stdo.grid import patch_sums
 from stdo.infer import upscale_planned
 from stdo.metrics import PEAK
 from stdo.plan import Plan
 from stdo.priors import load_prior
 from stdo.resample import as_nchw
+from stdo.rundir import Run
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,11 @@ def prior_model(like: nn.Module, carried_torch: Path) -> nn.Module:
 
 
 @torch.inference_mode()
-def squared_errors(hr: np.ndarray, lr: np.ndarray, plan: Plan, grid: Grid, scale: int, model_map: np.ndarray,
-                   models: list[nn.Module], prior: nn.Module, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(squared error with each model, with the prior) summed over the patches each model serves, per model."""
+def squared_errors(run: Run, plan: Plan, model_map: np.ndarray, models: list[nn.Module], prior: nn.Module,
+                   frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(squared error with each model, with the prior) summed over the patches each model serves, per model, on the
+    RUN's decoded LR `frames` against its HR frames."""
+    hr, lr, grid, scale = run.hr, run.lr, run.grid, run.scale
     with_models, with_prior = np.zeros(len(models)), np.zeros(len(models))
     priors = [prior] * len(models)
     for t in frames:

@@ -173,7 +173,18 @@ def check_provenance(run: Run, method: str, report: dict) -> None:
                             f"rerun stdo-train {run} --method {method} to finish it")
 
 
-def _trained(run: Run, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
+@dataclass
+class Trained:
+    """The models a bundle ships, the model map (which serves each patch) and the training's report; `as_prior`: the
+    models that are the carried prior itself, served as clients carry it."""
+
+    models: list[nn.Module]
+    model_map: np.ndarray
+    report: dict
+    as_prior: frozenset[int] = frozenset()
+
+
+def _trained(run: Run, method: str) -> Trained:
     models, model_map, report = load_trained(run.trained(method))
     check_provenance(run, method, report)
     if REGISTRY[method].video:
@@ -182,7 +193,9 @@ def _trained(run: Run, method: str) -> tuple[list[nn.Module], np.ndarray, dict]:
     if any(m.config.frames > 1 for m in models):
         raise StdoError(f"{method} reads {models[0].config.frames} frames at once: a phone bundle holds single-frame "
                         "models; export wdsr-large or an on-device method")
-    return models, model_map, report
+    if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
+        raise StdoError(f"{run.trained(method)} does not match the RUN's frames: rerun stdo-train --restart")
+    return Trained(models, model_map, report)
 
 
 def _calibration(lr: np.ndarray, grid: Grid, model_map: np.ndarray, model_index: int, count: int,
@@ -304,42 +317,40 @@ def export(o: ExportOptions, progress: StageProgress = None) -> dict:
 
 
 def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> dict:
-    models, model_map, train_report = _trained(run, o.method)
-    if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
-        raise StdoError(f"{run.trained(o.method)} does not match the RUN's frames: rerun stdo-train --restart")
+    trained = _trained(run, o.method)
     wanted = variants(tuple(o.format), tuple(o.quantize))
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
-        report, plan, files = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0)
-        decisions, prior = _decisions(o, run, plan, models, model_map, train_report, _counted_bytes(report, files))
+        report, plan, files = _build(o, tmp, run, trained, wanted, progress)
+        decisions, prior = _decisions(o, run, plan, trained, _counted_bytes(report, files))
         if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
-            model_map, kept, has_prior = gate.merged(model_map, decisions)
-            models = [models[i] for i in kept] + ([prior] if has_prior else [])
+            model_map, kept, has_prior = gate.merged(trained.model_map, decisions)
+            trained = Trained([trained.models[i] for i in kept] + ([prior] if has_prior else []), model_map,
+                              trained.report, as_prior=frozenset({len(kept)}) if has_prior else frozenset())
             for child in list(tmp.iterdir()):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-            report, _, _ = _build(o, tmp, run, models, model_map, train_report, wanted, progress, t0,
-                                  as_prior=frozenset({len(kept)}) if has_prior else frozenset())
+            report, _, _ = _build(o, tmp, run, trained, wanted, progress)
         if decisions:
             report["updates"] = {"db_per_kb": o.db_per_kb, "models": [d.as_dict() for d in decisions]}
-            write_json(tmp / "report.json", report)
-            write_bytes(tmp / "report.md", format_report_md(report).encode())
+        report["seconds"] = time.perf_counter() - t0
+        write_json(tmp / "report.json", report)
+        write_bytes(tmp / "report.md", format_report_md(report).encode())
         bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
     report["bundle"] = str(out)
     return report
 
 
-def _decisions(o: ExportOptions, run: Run, plan: Plan, models: list[nn.Module], model_map: np.ndarray,
-               train_report: dict, sizes: list[int]) -> tuple[list[gate.Decision], nn.Module]:
+def _decisions(o: ExportOptions, run: Run, plan: Plan, trained: Trained,
+               sizes: list[int]) -> tuple[list[gate.Decision], nn.Module | None]:
     """(whether each model's update of `sizes` bytes pays, the carried prior as a module) (stdo.export.gate);
     ([], None) where nothing is decided: `ship_all`, or models that are not updates of a carried prior."""
-    bases = _carried_bases(o, train_report)
+    bases = _carried_bases(o, trained.report)
     if o.ship_all or ("torch", "fp32") not in bases or not REGISTRY[o.method].trains:
         return [], None
-    prior = gate.prior_model(models[0], bases[("torch", "fp32")]["path"])
+    prior = gate.prior_model(trained.models[0], bases[("torch", "fp32")]["path"])
     frames = verification_frames(len(run.lr), o.verify_frames)
-    with_models, with_prior = gate.squared_errors(run.hr, run.lr, plan, run.grid, run.scale, model_map, models, prior,
-                                                  frames)
-    return gate.decide(with_models, with_prior, model_map, sizes, o.db_per_kb), prior
+    with_models, with_prior = gate.squared_errors(run, plan, trained.model_map, trained.models, prior, frames)
+    return gate.decide(with_models, with_prior, trained.model_map, sizes, o.db_per_kb), prior
 
 
 def _counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
@@ -349,11 +360,11 @@ def _counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
     return [e["update"]["bytes"] if "update" in e else e["bytes"] for e in entries]
 
 
-def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_report, wanted: list[Variant],
-           progress: StageProgress, t0: float, as_prior: frozenset[int] = frozenset()) -> tuple[dict, Plan, list]:
-    """Convert, code and verify the models into `root`; (report, plan, each model's file entries). The models in
-    `as_prior` are the carried prior itself, served as clients carry it."""
+def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: list[Variant],
+           progress: StageProgress) -> tuple[dict, Plan, list]:
+    """Convert, code and verify the models into `root`; (report, plan, each model's file entries)."""
     info, hr, lr, grid, scale = run.info, run.hr, run.lr, run.grid, run.scale
+    models, model_map, train_report = trained.models, trained.model_map, trained.report
     num_models = len(models)
     joint = num_models == 1
     bases = _carried_bases(o, train_report)
@@ -399,7 +410,7 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         for i, model in enumerate(models):
             carried = bases.get((variant.format, variant.precision), {})
             path = root / "models" / variant.filename(i)
-            served_as_is = bool(carried) and (not REGISTRY[o.method].trains or i in as_prior)  # the prior itself
+            served_as_is = bool(carried) and (not REGISTRY[o.method].trains or i in trained.as_prior)  # the prior
             try:
                 if served_as_is and not variant.signatures:
                     # the very file clients carry, so its update is next to nothing
@@ -458,10 +469,8 @@ def _build(o: ExportOptions, root: Path, run: Run, models, model_map, train_repo
         "bicubic_psnr_video": (train_report.get("bicubic") or {}).get("psnr_video"),
         "video": {k: manifest["video"][k] for k in bundle_format.VIDEO_FIELDS + ("bytes", "sha256")},
         "artifacts": rows, "clients": bundle_format.bytes_per_variant(manifest),
-        "recommended": manifest.get("recommended"), "seconds": time.perf_counter() - t0,
+        "recommended": manifest.get("recommended"),
     }
-    write_json(root / "report.json", report)
-    write_bytes(root / "report.md", format_report_md(report).encode())
     return report, plan, files
 
 
