@@ -108,6 +108,17 @@ def from_params(cls: type, params: dict[str, Any], **fixed: Any) -> Any:
     return cls(**{k: v for k, v in params.items() if k in names}, **fixed)
 
 
+def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """'onnx,tflite' -> ('onnx', 'tflite'), checked against `allowed` (lowercased, order kept, duplicates dropped);
+    `option` names the field in the message."""
+    items = [s.strip().lower() for s in text.split(",")] if isinstance(text, str) else [s.lower() for s in text]
+    items = [s for s in items if s]
+    unknown = [s for s in items if s not in allowed]
+    if unknown:
+        raise StdoError(f"{option} {unknown[0]!r} is unknown: use one or more of {','.join(allowed)}")
+    return tuple(dict.fromkeys(items))
+
+
 class CommaList(click.ParamType):
     """'onnx,tflite' -> ('onnx', 'tflite'): each item one of `choices` (lowercased, order kept, duplicates dropped);
     without choices, each item parsed by `item` (e.g. int)."""
@@ -122,13 +133,9 @@ class CommaList(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple:
         if isinstance(value, tuple):
             return value
-        items = [s.strip() for s in str(value).split(",") if s.strip()]
         if self.choices is not None:
-            items = [s.lower() for s in items]
-            unknown = [s for s in items if s not in self.choices]
-            if unknown:
-                raise StdoError(f"{_named(param)} {unknown[0]!r} is unknown: use one or more of {','.join(self.choices)}")
-            return tuple(dict.fromkeys(items))
+            return parse_list(str(value), self.choices, _named(param))
+        items = [s.strip() for s in str(value).split(",") if s.strip()]
         try:
             return tuple(self.item(s) for s in items)
         except ValueError:

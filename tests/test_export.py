@@ -18,7 +18,8 @@ from stdo.export.cli import export_command
 from stdo.export.pipeline import ExportOptions, export
 from stdo.bundle import sha256_of
 from stdo.infer import upscale_batch
-from stdo.runtimes import EXPORT_FORMATS, parse_list, signature_name
+from stdo.options import parse_list
+from stdo.runtimes import EXPORT_FORMATS, signature_name
 from stdo.runtimes.tflite import TfliteRunner
 from stdo.models import load_wdsr
 from stdo.metrics import mse

@@ -42,11 +42,11 @@ from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_js
 from stdo.grid import Grid
 from stdo.infer import Runner, TimedRunner, upscale_planned
 from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
-from stdo.options import AutoOr, CommaList, flag
+from stdo.options import AutoOr, CommaList, flag, parse_list
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import LR_STREAM, MODEL_MAP, REPORT, Run, model_file, open_run
-from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner, parse_list
+from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 
 from stdo.train.methods import METHODS, REGISTRY, load_trained

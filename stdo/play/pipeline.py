@@ -30,8 +30,8 @@ from stdo.ratequality import bytes_at_psnr, hr_stream_at_psnr
 from stdo.stream import CODECS, StreamOptions, StreamWriter
 from stdo.resample import as_nchw, upscale_bicubic
 from stdo.infer import Runner
-from stdo.options import CommaList, flag
-from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, PRECISIONS, open_runner, parse_list
+from stdo.options import CommaList, flag, parse_list
+from stdo.runtimes import BACKENDS, FORMATS as RUNTIME_FORMATS, PRECISIONS, open_runner
 from stdo.video import iter_frames
 from stdo.progress import StageProgress
 

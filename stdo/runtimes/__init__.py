@@ -110,16 +110,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 QUANTIZE = ("int8", "fp16")  # what stdo-export --quantize may add beside each format's base precision
 
 
-def parse_list(text: str | tuple | list, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
-    """'onnx,tflite' -> ('onnx', 'tflite'), checked against `allowed`, order kept, duplicates dropped."""
-    items = [s.strip().lower() for s in text.split(",")] if isinstance(text, str) else [s.lower() for s in text]
-    items = [s for s in items if s]
-    unknown = [s for s in items if s not in allowed]
-    if unknown:
-        raise StdoError(f"{option} {unknown[0]!r} is unknown: use one or more of {','.join(allowed)}")
-    return tuple(dict.fromkeys(items))
-
-
 def open_runner(fmt: str, path: Path, threads: int | None = None, reference: nn.Module | None = None) -> Runner:
     """A runner for one model file. CoreML needs `reference` (the torch model its weights are loaded into)."""
     if fmt not in FORMATS:
