@@ -160,7 +160,7 @@ WIDE_FUNCTIONS = {
     ("export/pipeline.py", "verify"), ("fleet/cli.py", "fleet_command"), ("infer.py", "iter_upscaled"),
     ("train/clipdata.py", "__init__"), ("train/data.py", "__init__"), ("train/evaluate.py", "evaluate"),
     ("train/evaluate.py", "evaluate_frames"), ("train/methods.py", "__init__"),
-    ("train/methods.py", "build_training_plan"), ("train/pipeline.py", "_report"), ("train/pipeline.py", "_train_jobs"),
+    ("train/methods.py", "build_training_plan"),
     ("upscale/pipeline.py", "sr_frames"), ("views/geometry.py", "warp_into"),
 }
 

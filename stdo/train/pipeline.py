@@ -24,7 +24,7 @@ import torch
 
 import stdo
 from stdo.options import flag
-from stdo.cluster.chunkmap import load_chunkmap
+from stdo.cluster.chunkmap import ChunkMap, load_chunkmap
 from stdo.errors import StdoError, check_device
 from stdo.fileio import save_npz, sha256_of, write_json
 from stdo.locks import stage_lock, sweep_leftovers
@@ -101,11 +101,25 @@ def _train(o: TrainOptions, run: Run, progress: ProgressFn, eval_progress) -> di
         if world.rank == 0:  # one writer per method folder: a second stdo-train (or torchrun) on it is refused
             held.enter_context(stage_lock(out, f"{out}"))
             sweep_leftovers(out)
-        return _train_jobs(o, run, cmap, training, world, config, precision, progress, eval_progress)
+        return _train_jobs(_Training(o, run, cmap, training, world, config, precision), progress, eval_progress)
 
 
-def _train_jobs(o: TrainOptions, run: Run, cmap, training: TrainingPlan, world, config: TrainConfig, precision: str,
-                progress: ProgressFn, eval_progress) -> dict | None:
+@dataclass
+class _Training:
+    """A method's training on a RUN as this process runs it: the options, the RUN and its chunk map, the plan of
+    jobs, the process group, the options on this rank's device, and the precision it trains under."""
+
+    o: TrainOptions
+    run: Run
+    cmap: ChunkMap
+    training: TrainingPlan
+    world: dist_utils.World
+    config: TrainConfig
+    precision: str
+
+
+def _train_jobs(t: _Training, progress: ProgressFn, eval_progress) -> dict | None:
+    o, run, training, world, config = t.o, t.run, t.training, t.world, t.config
     out = run.trained(o.method)
     state_dir = out / "state"
     if o.restart and world.rank == 0 and state_dir.exists():
@@ -124,7 +138,7 @@ def _train_jobs(o: TrainOptions, run: Run, cmap, training: TrainingPlan, world, 
         "prior": training.prior,
     }
     # where it runs may change between a stop and a resume (a RUN moved to another machine): warned, not refused
-    runtime = {"device": o.config.device, "amp": precision, "compile": o.config.compile}
+    runtime = {"device": o.config.device, "amp": t.precision, "compile": o.config.compile}
     t0 = time.perf_counter()
     results = []
     my_jobs = set(dist_utils.mine(list(range(len(training.jobs)))))
@@ -144,14 +158,14 @@ def _train_jobs(o: TrainOptions, run: Run, cmap, training: TrainingPlan, world, 
     jobs = {r["name"]: r for rank_results in dist_utils.gather_objects(results) for r in rank_results}
     report = None
     if world.rank == 0:
-        report = _report(o, run, cmap, training, jobs, config, precision, world.size, eval_progress, t0)
+        report = _report(t, jobs, eval_progress, t0)
     dist_utils.barrier()  # all ranks leave together: none tears down the process group while rank 0 evaluates
     return report
 
 
-def _report(o: TrainOptions, run: Run, cmap, training: TrainingPlan, jobs: dict, config: TrainConfig, precision: str,
-            world_size: int, eval_progress, t0: float) -> dict:
+def _report(t: _Training, jobs: dict, eval_progress, t0: float) -> dict:
     """Write model_map.npz and report.json (cost, and the evaluation unless disabled); return the report."""
+    o, run, cmap, training, config = t.o, t.run, t.cmap, t.training, t.config
     out, hr, lr, grid, scale = run.trained(o.method), run.hr, run.lr, run.grid, run.scale
     report = {
         "format": REPORT_FORMAT, "tool": f"stdo {stdo.__version__}",
@@ -163,8 +177,8 @@ def _report(o: TrainOptions, run: Run, cmap, training: TrainingPlan, jobs: dict,
         "steps": sum(r["steps"] for r in jobs.values()),
         "jobs": [jobs[name] for name in sorted(jobs)],
         "train_seconds": sum(r["seconds"] for r in jobs.values()),
-        "wall_seconds": None, "device": config.device, "world_size": world_size,
-        "amp": precision, "config": asdict(o.config),
+        "wall_seconds": None, "device": config.device, "world_size": t.world.size,
+        "amp": t.precision, "config": asdict(o.config),
         "method_options": {**asdict(o.method_options), "joint_start": training.joint_start, "tune": training.tune},
         "prior": training.prior,  # the sha256 of the prior the models started from (None: from scratch)
     }
