@@ -262,7 +262,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
         # first, so that the stream's own slope prices each update when the trained methods are exported
         for methods in (untrained, trained):
             for crf in sorted(o.crf, reverse=True):
-                _measure_stream(m, scale, crf, methods, refuse=not m.points and 1 not in o.scale)
+                _measure_stream(m, scale, crf, methods, refuse=m.budget is None and 1 not in o.scale)
         if o.fill_budget and (o.stream_alone or untrained):
             side = max((p["total"] - p["video"] for p in m.points if p["method"] in untrained and "total" in p),
                        default=0)
