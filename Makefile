@@ -72,6 +72,7 @@ bench: $(VENV)/.bench-installed android-deps
 	$(PY) benchmarks/quality.py --clips bikes --scales 4 --steps 1000 --frames 30
 	$(PY) benchmarks/rate_quality.py --clips bikes,bigbuckbunny --scales 4,2 --codecs h264,hevc --frames 250 --steps 400
 	$(PY) benchmarks/time_to_quality.py --steps 800
+	$(PY) benchmarks/update_gate.py --clip bikes --crf 23,27,31 --chunks 4 --steps 800
 	$(PY) benchmarks/plan_margin.py
 	$(PY) benchmarks/web_speed.py
 

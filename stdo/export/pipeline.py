@@ -393,10 +393,11 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         format has a signature per shape (one set of activation ranges serves them all)."""
         if variant.precision != "int8" or not RUNTIME_FORMATS[variant.format].calibrated:
             return None
-        for shape in shapes if variant.signatures else shapes[:1]:
+        traced = shapes if variant.signatures else shapes[:1]
+        for shape in traced:
             if (i, shape) not in calibrations:
                 calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration, shape)
-        return [b for shape in (shapes if variant.signatures else shapes[:1]) for b in calibrations[i, shape]]
+        return [b for shape in traced for b in calibrations[i, shape]]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
         path = root / "models" / model_file(i)
