@@ -231,6 +231,8 @@ def test_budgets_read_as_bytes_or_bitrates():
     assert Budget.parse("400kbit/s").over(10.0) == 500_000 and str(Budget.parse(" 80KB ")) == "80KB"
     with pytest.raises(StdoError, match="give bytes"):
         Budget.parse("lots")
+    with pytest.raises(StdoError, match="above 0"):
+        Budget.parse("0KB")  # refused where it is read, not first in the delivery
 
 
 def test_every_client_counts_each_point_at_its_largest_download(bikes, tmp_path, cli):

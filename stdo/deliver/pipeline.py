@@ -46,7 +46,7 @@ from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, wr
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.options import CommaList, Parsed, flag
 from stdo.play.pipeline import PlayOptions, play
-from stdo.rundir import HR_FRAMES, LR_STREAM, RUN_JSON, RunInfo, read_run_info
+from stdo.rundir import HR_FRAMES, LR_STREAM, RUN_JSON, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions, encode_stream
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
@@ -82,6 +82,12 @@ class Budget:
         if unit in _RATES:
             return cls(text.strip(), kbps=value * _RATES[unit])
         return cls(text.strip(), bytes=int(value * _UNITS[unit]))
+
+    def __post_init__(self) -> None:
+        if (self.bytes is None) == (self.kbps is None):
+            raise StdoError("give the budget once: `budget` as bytes (120KB) or as a bitrate (400kbit/s)")
+        if not (self.bytes if self.kbps is None else self.kbps) > 0:
+            raise StdoError("`budget` must be above 0")
 
     def __str__(self) -> str:
         return self.text
@@ -136,8 +142,6 @@ class DeliverOptions:
 def _check(o: DeliverOptions) -> StreamOptions:
     if o.budget is None:
         raise StdoError("give the budget: `budget` as bytes (120KB) or as a bitrate (400kbit/s)")
-    if not (o.budget.bytes or 0) > 0 and not (o.budget.kbps or 0) > 0:
-        raise StdoError("`budget` must be above 0")
     stream = o.cluster.stream or StreamOptions()
     if stream.lossless or stream.bitrate is not None:
         raise StdoError("stdo-deliver chooses the LR stream's CRF: drop `lossless` and `bitrate`")
@@ -172,10 +176,6 @@ def _stage_progress(progress: StageProgress, prefix: str) -> StageProgress:
     if progress is None:
         return None
     return lambda stage, advance, total=None: progress(f"{prefix} {stage}", advance, total)
-
-
-def _budget(o: DeliverOptions, info: RunInfo) -> int:
-    return o.budget.over(info.duration_s)
 
 
 def deliver(o: DeliverOptions, progress: StageProgress = None) -> dict:
@@ -262,7 +262,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
         # first, so that the stream's own slope prices each update when the trained methods are exported
         for methods in (untrained, trained):
             for crf in sorted(o.crf, reverse=True):
-                _measure_stream(m, scale, crf, methods, refuse=m.budget is None and 1 not in o.scale)
+                m.points += _measure_stream(m, scale, crf, methods, refuse=m.budget is None and 1 not in o.scale)
         if o.fill_budget and (o.stream_alone or untrained):
             side = max((p["total"] - p["video"] for p in m.points if p["method"] in untrained and "total" in p),
                        default=0)
@@ -270,8 +270,8 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
             while crf is not None and crf not in o.crf:
                 filled = _measure_stream(m, scale, crf, untrained, refuse=False, fills=True)
                 if filled[0]["video"] <= m.budget - side or crf == CODECS[stream.codec].crf_range[1]:
+                    m.points += filled
                     break
-                del m.points[-len(filled):]
                 shutil.rmtree(work / f"x{scale}-crf{crf}")  # the encoder's bytes vary by a few: one CRF higher
                 crf += 1
     points, budget = m.points, m.budget
@@ -294,7 +294,7 @@ def _deliver(o: DeliverOptions, stream: StreamOptions, work: Path, progress: Sta
 
 def _measure_stream(m: _Measuring, scale: int, crf: int, methods: tuple[str, ...], refuse: bool,
                     fills: bool = False) -> list[dict]:
-    """The points of one LR stream (scale, CRF), added to m.points and returned: clustered the first time it is
+    """The points of one LR stream (scale, CRF): clustered the first time it is
     measured (with its stream alone), then each method played. A trained method's updates ship where they pay at
     the stream's own slope there (measured by the prior alone between CRFs). The first stream measured also gives
     the budget (a bitrate needs the clip's duration), the HR frames every point is scored on and the crop every
@@ -306,9 +306,9 @@ def _measure_stream(m: _Measuring, scale: int, crf: int, methods: tuple[str, ...
     if first:  # every scale on the HR frames of the first: its size is a multiple of every smaller scale's unit
         cluster(replace(o.cluster, run=run, scale=scale, crop=m.crop or o.cluster.crop,
                         stream=replace(m.stream, crf=crf), overwrite=True), stage)
-    info = read_run_info(run)
     if m.budget is None:
-        m.budget, m.hr, m.fps = _budget(o, info), run / HR_FRAMES, info.fps
+        info = read_run_info(run)
+        m.budget, m.hr, m.fps = o.budget.over(info.duration_s), run / HR_FRAMES, info.fps
         x, y = (o.cluster.crop.x, o.cluster.crop.y) if o.cluster.crop else (0, 0)
         m.crop = Crop(*info["hr_size"], x, y)
     video = (run / LR_STREAM).stat().st_size
@@ -340,7 +340,6 @@ def _measure_stream(m: _Measuring, scale: int, crf: int, methods: tuple[str, ...
         if exported.get("updates"):
             point["updates"] = exported["updates"]["models"]
         _score(point, bundle, o, m.hr, m.shave, m.budget, stage)
-    m.points += points
     return points
 
 

@@ -31,6 +31,7 @@ from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions
 from stdo.fileio import JSONUnreadable, parse_json
 from stdo.options import CommaList, Parsed, flag, same_as
+from stdo.runtimes import EXPORT_FORMATS
 from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import METHODS, ON_DEVICE_METHODS, REGISTRY, MethodOptions
@@ -223,4 +224,4 @@ def _check_values(job: VideoJob) -> None:
     if len(set(job.crfs)) != len(job.crfs):
         raise StdoError("crf lists each value once: drop the repeats")
     if not job.format:
-        raise StdoError("format is empty: give one or more of onnx, tflite, coreml")
+        raise StdoError(f"format is empty: give one or more of {', '.join(EXPORT_FORMATS)}")
