@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # JSON fields that name where or when a run happened (run_id hashes the RUN's path and time), not what it made
@@ -74,7 +73,7 @@ def differing_fields(a, b, prefix: str = "") -> list[str]:
 def fingerprint(work: Path, documents: dict) -> dict[str, str]:
     """sha256 per output: binary files as they are, JSON without its volatile fields (kept in `documents`), the
     played frames decoded."""
-    import av
+    from stdo.video import read_video
 
     out = {}
     for path in sorted((work / "run").rglob("*")):
@@ -88,8 +87,7 @@ def fingerprint(work: Path, documents: dict) -> dict[str, str]:
             documents[rel] = _stable(json.loads(data))
             data = json.dumps(documents[rel], sort_keys=True).encode()
         out[rel] = hashlib.sha256(data).hexdigest()
-    with av.open(str(work / "sr.mp4")) as container:
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    frames, _ = read_video(work / "sr.mp4")
     out["played frames"] = hashlib.sha256(frames.tobytes()).hexdigest()
     return out
 

@@ -66,7 +66,7 @@ from stdo.grid import Grid
 from stdo.metrics import min_patch
 from stdo.plan import Plan, PlanError, check_parameters, digest, make_plan
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
-from stdo.stream import stream_info
+from stdo.video import open_video
 
 # 2: the video is the RUN's own stream; 3: model map, plan of distinct frame plans; 4: the plan derived by
 # clients, the model map coded across time
@@ -214,8 +214,13 @@ def file_entry(root: Path, path: Path, **extra) -> dict:
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256_of(path), "bytes": path.stat().st_size, **extra}
 
 
+def _describe(path: Path) -> dict:
+    with open_video(path) as video:
+        return video.describe()
+
+
 def video_entry(root: Path, path: Path, info: dict) -> dict:
-    """Manifest entry of the LR stream: the file, and what `stdo.stream.stream_info` says of it."""
+    """Manifest entry of the LR stream: the file, and what `stdo.video.Video.describe` says of it."""
     return file_entry(root, path, **{k: info[k] for k in VIDEO_FIELDS})
 
 
@@ -263,7 +268,7 @@ def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, 
         "window": list(grid.window_shape),
         "model_map": None if model_map is None else write_model_map(root, model_map),
         "plan": {"shapes": [list(shape) for shape in plan.shapes], "margin": int(plan.margin), "sha256": digest(plan, scale)},
-        "video": video_entry(root, video, stream_info(video)),
+        "video": video_entry(root, video, _describe(video)),
         "model": model,
         "receptive_radius": receptive_radius,
         "models": [{"model": i, "files": f} for i, f in enumerate(files)],
@@ -286,7 +291,7 @@ def write_plain_bundle(root: Path, video: Path, *, scale: int, run_id: str | Non
     root.mkdir(parents=True)
     path = root / "video.mp4"
     shutil.copyfile(video, path)
-    info = stream_info(path)
+    info = _describe(path)
     manifest = {
         "format": FORMAT, "version": VERSION,
         "tool": f"stdo {stdo.__version__}",
@@ -451,7 +456,7 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     # sizes are trusted only once the video itself confirms them: every later allocation (the model map,
     # the plan's coverage check) is bounded by the real stream, not by what the manifest claims
     try:
-        actual = stream_info(_safe_path(root, video, "video"))
+        actual = _describe(_safe_path(root, video, "video"))
     except Exception as e:  # noqa: BLE001 - a damaged or hostile file, whatever the demuxer raises
         raise BundleError(f"bad bundle: video: not a readable video ({e.__class__.__name__})") from None
     _need((actual["width"], actual["height"], actual["frames"]) == (lr_size[0], lr_size[1], frames),

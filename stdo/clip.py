@@ -20,8 +20,8 @@ from stdo.errors import StdoError
 from stdo.options import Parsed
 from stdo.progress import CountProgress
 from stdo.resample import downscale_bicubic
-from stdo.stream import StreamOptions, decode_stream, encode_stream
-from stdo.video import (Allocator, VideoReader, frame_range, frame_size, in_memory, list_frame_files,
+from stdo.stream import StreamOptions, encode_stream
+from stdo.video import (Allocator, open_video, frame_range, frame_size, in_memory, list_frame_files,
                         read_images)
 
 VSD4K_HR = "DIV2K_train_HR"
@@ -161,7 +161,7 @@ def load_clip(
         raise StdoError(f"`lr_video` {lr_source} is shipped as it is: drop `codec`, `crf`, `bitrate`, `preset`, `gop` "
                         "and `lossless`, or cut it with `start`, `frames` or `crop` to re-encode it")
     stream = stream or StreamOptions()
-    with VideoReader(source) if hr_files is None else contextlib.nullcontext() as reader:
+    with open_video(source) if hr_files is None else contextlib.nullcontext() as reader:
         width, height = (reader.info.width, reader.info.height) if reader else frame_size(source, hr_files)
         unit = scale if keep_lr_video or not stream.chroma_subsampled else 2 * scale
         x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
@@ -171,7 +171,7 @@ def load_clip(
         hr_alloc: Allocator = lambda name, shape: allocate("hr", shape)  # noqa: E731
         lr_alloc: Allocator = lambda name, shape: allocate("lr", shape)  # noqa: E731
         if reader:
-            hr = reader.frames(start, count, (x, y, w, h), progress, hr_alloc)
+            hr = reader.read(start, count, (x, y, w, h), progress, hr_alloc)
     if hr_files is not None:
         files = [hr_files[i] for i in frame_range(len(hr_files), start, count, str(source))]
         hr = read_images(files, (x, y, w, h), progress, hr_alloc)
@@ -204,12 +204,13 @@ def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None,
     encode_stream(path, clip.lr, clip.fps, stream or StreamOptions())
     lr = (allocate or in_memory)("lr_stream", clip.lr.shape)  # decoded frame by frame into place
     n = 0
-    for frame in decode_stream(path):
-        if n >= len(lr) or frame.shape != lr.shape[1:]:
+    with open_video(path) as video:
+        for frame in video.decode():
+            if n >= len(lr) or frame.shape != lr.shape[1:]:
+                n += 1
+                break
+            lr[n] = frame
             n += 1
-            break
-        lr[n] = frame
-        n += 1
     if n != len(lr):
         raise StdoError(f"the LR stream does not decode to the {clip.lr.shape[0]} frames of "
                         f"{clip.lr.shape[2]}x{clip.lr.shape[1]} it was made from: check the LR video")
@@ -225,9 +226,9 @@ def _read_lr_source(
     if kind == "vsd4k":
         raise StdoError(f"`lr_video` {lr_source} is a VSD4K folder: give it as SOURCE instead")
     if files is None:
-        with VideoReader(lr_source) as reader:
+        with open_video(lr_source) as reader:
             _check_lr_size((reader.info.width, reader.info.height), (hr_w, hr_h), scale, lr_source)
-            lr = reader.frames(start, None if whole else count, box, allocate=allocate)
+            lr = reader.read(start, None if whole else count, box, allocate=allocate)
     else:
         _check_lr_size(frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
         lr = read_images(files[start : start + count], box, allocate=allocate)

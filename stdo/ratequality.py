@@ -21,7 +21,8 @@ import numpy as np
 
 from stdo.errors import StdoError
 from stdo.metrics import psnr, psnr_y, ssim
-from stdo.stream import CODECS, StreamOptions, decode_stream, encode_stream
+from stdo.stream import CODECS, StreamOptions, encode_stream
+from stdo.video import open_video
 from stdo.resample import as_nchw
 
 Frames = Callable[[], Iterable[np.ndarray]]
@@ -58,7 +59,8 @@ def hr_stream_point(hr: Frames, fps: float, options: StreamOptions, shave: int =
         path = Path(tmp) / "hr.mp4"
         encode_stream(path, hr(), fps, options)
         try:
-            measured = quality(decode_stream(path), hr(), shave)
+            with open_video(path) as video:
+                measured = quality(video.decode(), hr(), shave)
         except ValueError:
             raise StdoError("the HR frames have odd sizes, which a 4:2:0 stream pads: crop them to even sizes") from None
         return RatePoint(options.effective_crf, path.stat().st_size, *measured)

@@ -4,7 +4,7 @@ RUN/run.json          what made the run (source, scale, grid, margin, frames, sc
                       written last, so a RUN without it is incomplete
 RUN/frames/hr.npy     uint8 [T, H, W, 3]
 RUN/frames/lr.mp4     the LR stream a client receives (stdo.stream); the bundle ships these bytes
-RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]: that stream decoded (stdo.stream.frame_to_rgb),
+RUN/frames/lr.npy     uint8 [T, H/s, W/s, 3]: that stream decoded (stdo.colour.frame_to_rgb),
                       what every later stage trains, calibrates and evaluates on
 RUN/clusters.npz      the chunk map: each patch's difficulty chunk (stdo.cluster.chunkmap)
 RUN/models/<method>/  written by stdo-train: model{i}.pt, model_map.npz (the model index serving

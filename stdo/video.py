@@ -1,4 +1,4 @@
-"""Reading frames: video files (PyAV, opened once by VideoReader), frame folders, .npy arrays.
+"""Reading frames: video files (PyAV, one handle: `open_video`), frame folders, .npy arrays.
 
 Frames are uint8 arrays T×H×W×3 (RGB). Every reader checks what it reads and raises
 StdoError with a one-line message naming the problem and the fix.
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stdo.errors import StdoError
-from stdo.stream import decode_stream, frame_to_rgb, open_video
+from stdo.colour import frame_colour, frame_to_rgb
 from stdo.progress import CountProgress
 
 log = logging.getLogger(__name__)
@@ -73,18 +73,31 @@ def _crop_array(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> np.
 class VideoInfo:
     width: int
     height: int
-    frames: int  # as the container declares it; 0 when it does not say (VideoReader.count decodes to know)
+    frames: int  # as the container declares it; 0 when it does not say (Video.count decodes to know)
     fps: float
 
 
-class VideoReader:
-    """A video file opened once, as PyAV users know it: `.info`, then `.frames(start, count, box)`.
+# what the manifest calls a codec FFmpeg names otherwise
+_CODEC_NAMES = {"libdav1d": "av1"}
 
-    A context manager (closing the container). Decoding goes forward from the start: a second decode (after
-    `count` had to decode a container that does not declare its length) opens the file again."""
+
+def _corrupt(path: Path, frame: int | None, error: av.error.FFmpegError) -> StdoError:
+    where = f" at frame {frame}" if frame is not None else ""
+    return StdoError(f"{path} is corrupt or truncated{where} ({error.strerror or error}): re-encode or re-download it")
+
+
+class Video:
+    """A video file opened once, as PyAV opens one (`open_video`): `.info`, `.count()`, `.decode()`, `.read()`,
+    `.describe()`. The only reader of containers in stdo (stdo.stream writes them).
+
+    A context manager (closing the container). Decoding goes forward from the start: a second decoding pass (after
+    `count` had to decode a container that does not declare its length, or a second `decode`) opens the file
+    again."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if not self.path.exists():
+            raise StdoError(f"{path} does not exist: give a video file or a folder of frames")
         self._open()
         codec = self._stream.codec_context
         self.info = VideoInfo(codec.width, codec.height, int(self._stream.frames or 0),
@@ -92,7 +105,14 @@ class VideoReader:
         self._counted: int | None = None
 
     def _open(self) -> None:
-        self._container = open_video(self.path)
+        try:
+            self._container = av.open(str(self.path))
+        except av.error.FFmpegError as e:
+            raise StdoError(f"{self.path} is not a video FFmpeg can read ({e.strerror or e}): check the file is "
+                            "complete") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise StdoError(f"{self.path} has no video stream: give a video file")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._decoding = False
@@ -100,13 +120,14 @@ class VideoReader:
     def close(self) -> None:
         self._container.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> "Video":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _decode(self) -> Iterator:
+    def _packets(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the first, as FFmpeg gives them."""
         if self._decoding:  # decoded before: from the start again
             self.close()
             self._open()
@@ -119,14 +140,23 @@ class VideoReader:
             return self.info.frames
         if self._counted is None:
             try:
-                self._counted = sum(1 for _ in self._decode())
+                self._counted = sum(1 for _ in self._packets())
             except av.error.FFmpegError as e:
-                raise StdoError(f"{self.path} is corrupt or truncated ({e.strerror or e}): re-encode or re-download "
-                                "it") from None
+                raise _corrupt(self.path, None, e) from None
         return self._counted
 
-    def frames(self, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
-               progress: CountProgress = None, allocate: Allocator | None = None) -> np.ndarray:
+    def decode(self) -> Iterator[np.ndarray]:
+        """RGB frames (uint8 [H, W, 3]) in order, each through stdo.colour.frame_to_rgb."""
+        index = 0
+        try:
+            for frame in self._packets():
+                yield frame_to_rgb(frame)
+                index += 1
+        except av.error.FFmpegError as e:
+            raise _corrupt(self.path, index + 1, e) from None
+
+    def read(self, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
+             progress: CountProgress = None, allocate: Allocator | None = None) -> np.ndarray:
         """Decode frames [start, start+count) cropped to box=(x, y, w, h), uint8 [T, H, W, 3].
 
         With `allocate` (e.g. memory-mapped files) the frames go straight into the array it gives, whose length
@@ -143,7 +173,7 @@ class VideoReader:
         frames: list[np.ndarray] = []
         index, n = -1, 0
         try:
-            for frame in self._decode():
+            for frame in self._packets():
                 index += 1
                 if index < wanted.start:
                     continue
@@ -160,8 +190,7 @@ class VideoReader:
                 if progress:
                     progress(1)
         except av.error.FFmpegError as e:
-            raise StdoError(f"{path} is corrupt or truncated at frame {index + 1} ({e.strerror or e}): re-encode or "
-                            "re-download it") from None
+            raise _corrupt(path, index + 1, e) from None
         if n == 0:
             raise StdoError(f"{path} has {index + 1} decodable frames: `start` {start} is past its end or the file "
                             "is truncated")
@@ -170,12 +199,32 @@ class VideoReader:
                             "re-download or re-encode it")
         return out if out is not None else np.stack(frames)
 
+    def describe(self) -> dict:
+        """What a manifest says of the file: codec, profile, pixel format, colour, size, rate, bytes, duration.
 
-def probe_video(path: Path) -> tuple[int, int, int, float]:
-    """(width, height, declared frame count or 0, fps) of a video file."""
-    with VideoReader(path) as reader:
-        i = reader.info
-        return i.width, i.height, i.frames, i.fps
+        The colour is the first frame's (decoded for it); the frame count is declared or counted (one pass, no
+        conversion)."""
+        try:
+            first = next(self._packets(), None)
+        except av.error.FFmpegError as e:
+            raise _corrupt(self.path, 1, e) from None
+        if first is None:
+            raise StdoError(f"{self.path} has no decodable frame: re-encode it")
+        matrix, full = frame_colour(first)
+        codec = self._stream.codec_context
+        frames, fps, size = self.count(), self.info.fps, self.path.stat().st_size
+        duration = frames / fps
+        return {
+            "codec": _CODEC_NAMES.get(codec.name, codec.name), "profile": codec.profile,
+            "pix_fmt": first.format.name, "matrix": matrix, "range": "full" if full else "limited",
+            "width": first.width, "height": first.height, "frames": frames, "fps": fps,
+            "duration_s": round(duration, 6), "bytes": size, "bitrate_kbps": round(8 * size / duration / 1000, 3),
+        }
+
+
+def open_video(path: Path) -> Video:
+    """Open a video file once (StdoError, one line, for a missing, unreadable or stream-less file)."""
+    return Video(path)
 
 
 def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -185,9 +234,9 @@ def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def read_video(path: Path, start: int = 0, count: int | None = None, box: tuple[int, int, int, int] | None = None,
                progress: CountProgress = None, allocate: Allocator | None = None) -> tuple[np.ndarray, float]:
-    """Frames [start, start+count) of a video cropped to box, and its fps (VideoReader.frames, opened once)."""
-    with VideoReader(path) as reader:
-        return reader.frames(start, count, box, progress, allocate), reader.info.fps
+    """Frames [start, start+count) of a video cropped to box, and its fps: `open_video(path).read(...)` in one call."""
+    with open_video(path) as video:
+        return video.read(start, count, box, progress, allocate), video.info.fps
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -233,14 +282,15 @@ def iter_frames(source: Path) -> Iterator[np.ndarray]:
             raise StdoError(f"{source} holds {frames.dtype} {frames.shape}, not uint8 frames [T, H, W, 3]")
         yield from frames
     else:
-        yield from decode_stream(source)
+        with open_video(source) as video:
+            yield from video.decode()
 
 
 def frame_size(source: Path, files: Sequence[Path] | None) -> tuple[int, int]:
     if files is not None:
         h, w = read_image(files[0]).shape[:2]
         return w, h
-    w, h, _, _ = probe_video(source)
-    return w, h
+    with open_video(source) as video:
+        return video.info.width, video.info.height
 
 

@@ -17,8 +17,8 @@ from stdo.play.pipeline import PlayOptions, play
 from stdo.play.player import Player
 from stdo.infer import upscale_batch, upscale_planned
 from stdo.plan import base_shape, make_plan
-from stdo.stream import StreamOptions, encode_stream, stream_info
-from stdo.video import probe_video, read_video
+from stdo.stream import StreamOptions, encode_stream
+from stdo.video import open_video, read_video
 
 pytest.importorskip("litert_torch")
 
@@ -83,7 +83,9 @@ def test_the_plan_gives_the_frames_of_the_windowed_player(bundle, backend, preci
 def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):
     code, out, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.mp4", "-q"])
     assert code == 0, err
-    assert probe_video(tmp_path / "sr.mp4")[:3] == (160, 96, 6)
+    with open_video(tmp_path / "sr.mp4") as video:
+        assert (video.info.width, video.info.height, video.info.frames) == (160, 96, 6)
+        info = video.describe()  # the default output: yuv420p, tagged BT.709 limited range
     assert "fps" in out and "inference" in out
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "frames", "--backend", "torch", "-q"])
     assert code == 0, err
@@ -96,7 +98,6 @@ def test_mp4_png_and_side_by_side_outputs(bundle, tmp_path, cli):
 
     frames = np.stack([np.asarray(Image.open(p)) for p in pngs])
     np.testing.assert_array_equal(side[:, :, 160:], frames)  # --crf 0 is lossless: the SR frames exactly
-    info = stream_info(tmp_path / "sr.mp4")  # the default output: yuv420p, tagged BT.709 limited range
     assert (info["pix_fmt"], info["matrix"], info["range"]) == ("yuv420p", "bt709", "limited")
 
 
@@ -167,7 +168,7 @@ def test_existing_outputs_are_refused_unless_overwrite(bundle, tmp_path, cli):
     assert code == 2 and "exists" in err and "--overwrite" in err
     assert out.read_bytes() == b"earlier result"
     code, _, err, _ = cli(play_command, [bundle, "--out", out, "--overwrite", "-q"])
-    assert code == 0 and probe_video(out)[2] == 6
+    assert code == 0 and read_video(out)[0].shape[0] == 6
     code, _, err, _ = cli(play_command, [bundle, "--out", tmp_path / "sr.avi"])
     assert code == 2 and "give an .mp4 file, or a folder" in err and not (tmp_path / "sr.avi").exists()
     mine = tmp_path / "frames"
@@ -238,12 +239,11 @@ def test_a_plain_bundle_plays_its_stream_upsampled_by_bicubic_on_any_backend(bik
     the stream, and the report says so."""
     from stdo.bundle import write_plain_bundle
     from stdo.resample import upscale_bicubic
-    from stdo.stream import decode_stream
 
     lr = bikes_frames[:, ::scale, ::scale] if scale > 1 else bikes_frames
     encode_stream(tmp_path / "v.mp4", iter(np.ascontiguousarray(lr)), 25.0, StreamOptions(crf=23))
     write_plain_bundle(tmp_path / "bundle", tmp_path / "v.mp4", scale=scale)
-    decoded = np.stack(list(decode_stream(tmp_path / "v.mp4")))
+    decoded, _ = read_video(tmp_path / "v.mp4")
     for backend in ("torch", "onnxruntime", "litert"):
         player = Player(tmp_path / "bundle", backend, "int8" if backend != "torch" else "fp32")
         played = np.stack([sr for _, _, sr in player.play(iter(decoded))])

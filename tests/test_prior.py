@@ -415,7 +415,8 @@ def test_bombs_are_refused_in_the_memory_a_real_play_takes(coded_bundle, tmp_pat
 
     from stdo.bundle import file_entry, VIDEO_FIELDS
     from stdo.fileio import sha256_of
-    from stdo.stream import encode_stream, stream_info
+    from stdo.stream import encode_stream
+    from stdo.video import open_video
 
     play = [Path(sys.executable).parent / "stdo-play", "--backend", "onnxruntime", "--precision", "int8"]
     code, real, err = _peak_rss_mb([*play, coded_bundle, "-q"])
@@ -436,7 +437,8 @@ def test_bombs_are_refused_in_the_memory_a_real_play_takes(coded_bundle, tmp_pat
     manifest = json.loads((wide / "manifest.json").read_text())
     video = wide / manifest["video"]["path"]
     encode_stream(video, np.full((16, 1024, 1024, 3), 128, np.uint8))
-    info = stream_info(video)
+    with open_video(video) as opened:
+        info = opened.describe()
     (wide / "modelmap.bin").write_bytes(_deflate_zeros(16 * 1024 * 1024))  # a 1-pixel grid: 16M patches to plan
     manifest.update(lr_size=[1024, 1024], frames=16, fps=info["fps"], grid={"cols": 1024, "rows": 1024, "margin": 8},
                     model_map={**file_entry(wide, wide / "modelmap.bin"), "shape": [16, 1024, 1024],

@@ -15,7 +15,7 @@ from stdo.train.cli import train_command
 from stdo.train.data import PatchSampler
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
-from stdo.video import probe_video
+from stdo.video import open_video
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -98,7 +98,8 @@ def test_upscale_runs_the_whole_clip_like_training_evaluated_it(cli, trained, tm
     code, stdout, err, _ = cli(upscale_command, [run, "--method", "mfwdsr", "--out", out, "-q"])
     assert code == 0, err
     assert "fps" in stdout and "RGB PSNR model" in stdout and "frames t-1..t+1" in stdout
-    assert probe_video(out)[:3] == (160, 96, 6)
+    with open_video(out) as video:
+        assert (video.info.width, video.info.height, video.info.frames) == (160, 96, 6)
     torch_report = upscale(UpscaleOptions(run=run, method="mfwdsr"))
     # whole frames here, windows with margin 6 (the tiny model's receptive radius) in training: the same pixels
     assert abs(torch_report["psnr"]["model"] - trained_report["psnr_video"]) < 0.01

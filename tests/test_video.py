@@ -11,7 +11,7 @@ from stdo.metrics import psnr
 from stdo.stream import StreamOptions, encode_stream
 from stdo.clip import Crop, load_clip
 from stdo.resample import downscale_bicubic, upscale_bicubic
-from stdo.video import probe_video, read_video
+from stdo.video import open_video, read_video
 
 
 def _save_frames(folder: Path, frames: np.ndarray, names) -> None:
@@ -26,8 +26,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_read_video_range_and_crop(bikes):
-    w, h, n, fps = probe_video(bikes)
-    assert (w, h, n, fps) == (640, 272, 250, 25.0)
+    with open_video(bikes) as video:
+        assert (video.info.width, video.info.height, video.info.frames, video.info.fps) == (640, 272, 250, 25.0)
     all_frames, _ = read_video(bikes, count=8)
     part, _ = read_video(bikes, start=5, count=3, box=(10, 20, 64, 32))
     assert part.shape == (3, 32, 64, 3) and part.dtype == np.uint8
@@ -37,12 +37,10 @@ def test_read_video_range_and_crop(bikes):
 def test_a_reader_opened_once_gives_info_frames_and_the_count_of_an_undeclared_stream(bikes, tmp_path):
     import av
 
-    from stdo.video import VideoReader
-
-    with VideoReader(bikes) as reader:
+    with open_video(bikes) as reader:
         assert (reader.info.width, reader.info.height, reader.info.frames, reader.info.fps) == (640, 272, 250, 25.0)
-        first = reader.frames(0, 4)
-        np.testing.assert_array_equal(reader.frames(2, 2, box=(8, 4, 32, 16)), first[2:4, 4:20, 8:40])  # decoded again
+        first = reader.read(0, 4)
+        np.testing.assert_array_equal(reader.read(2, 2, box=(8, 4, 32, 16)), first[2:4, 4:20, 8:40])  # decoded again
     raw = tmp_path / "clip.h264"  # an elementary stream: no container that declares the length
     with av.open(str(raw), "w", format="h264") as out:
         stream = out.add_stream("libx264", rate=25)
@@ -51,9 +49,9 @@ def test_a_reader_opened_once_gives_info_frames_and_the_count_of_an_undeclared_s
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), format="rgb24")
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
-    with VideoReader(raw) as reader:
+    with open_video(raw) as reader:
         assert reader.info.frames == 0 and reader.count() == 7
-        frames = reader.frames(1, 3, allocate=lambda name, shape: np.zeros(shape, np.uint8))  # after counting
+        frames = reader.read(1, 3, allocate=lambda name, shape: np.zeros(shape, np.uint8))  # after counting
         assert frames.shape == (3, 48, 64, 3) and abs(int(frames[2].mean()) - 90) <= 3
 
 

@@ -31,10 +31,10 @@ from stdo.models import load_wdsr
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
                          write_cluster_stage)
-from stdo.stream import StreamOptions, stream_info
+from stdo.stream import StreamOptions
 from stdo.clip import CROP, Crop, load_clip, ship_lr_stream, source_kind
 from stdo.options import flag
-from stdo.video import probe_video
+from stdo.video import open_video
 from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ClusterSummary:
     thresholds: list[float]
     score_range: tuple[float, float]
     seconds: float
-    stream: dict = field(default_factory=dict)  # stream_info of the shipped LR stream
+    stream: dict = field(default_factory=dict)  # the shipped LR stream described (stdo.video.Video.describe)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,7 +148,8 @@ def _expected_frames(source: Path, o: ClusterOptions) -> int | None:
     if o.frames is not None or not source.is_file():
         return o.frames
     try:
-        declared = probe_video(source)[2]
+        with open_video(source) as video:
+            declared = video.info.frames
     except StdoError:
         return None  # load_clip reports the problem
     return max(declared - o.start, 0) or None
@@ -190,7 +191,8 @@ def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: 
         t1 = time.perf_counter()
         stream_path = Path(tmp) / "lr.mp4"
         lr = ship_lr_stream(clip, stream_path, o.stream, frame_files)  # every later stage sees the decoded stream
-        shipped = stream_info(stream_path)
+        with open_video(stream_path) as video:
+            shipped = video.describe()
         timings["stream"] = time.perf_counter() - t1
 
         t1 = time.perf_counter()

@@ -33,7 +33,7 @@ from stdo.memory import release_free_memory
 from stdo.runtimes import BACKENDS, PRECISIONS, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS, signature_name
 from stdo.resample import as_nchw, upscale_bicubic
-from stdo.video import iter_frames, probe_video
+from stdo.video import iter_frames, open_video
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def lr_stream(player: Player, video: Path | None = None) -> Iterator[np.ndarray]
     """The LR frames to play: the bundle's own video, or `video`, checked up front where the container says."""
     path = Path(video) if video is not None else player.bundle.file(player.bundle.video)
     if path.suffix != ".npy" and path.is_file():
-        width, height, declared, _ = probe_video(path)
+        with open_video(path) as opened:
+            width, height, declared = opened.info.width, opened.info.height, opened.info.frames
         if (width, height) != (player.grid.width, player.grid.height) or (declared and declared != player.num_frames):
             raise StdoError(f"{path} is {width}x{height} with {declared or '?'} frames, the bundle expects "
                             f"{player.grid.width}x{player.grid.height} with {player.num_frames}: "

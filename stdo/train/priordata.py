@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from stdo.errors import StdoError
-from stdo.stream import StreamOptions, decode_stream, encode_stream
+from stdo.stream import StreamOptions, encode_stream
+from stdo.video import read_video
 from stdo.resample import downscale_bicubic
 from stdo.video import IMAGE_SUFFIXES, read_image
 
@@ -61,7 +62,7 @@ def codec_round_trip(lr: np.ndarray, crf: int, codec: str = "h264", fps: float =
     with tempfile.TemporaryDirectory(prefix="stdo-prior-") as tmp:
         path = Path(tmp) / "lr.mp4"
         encode_stream(path, lr, fps, options)
-        return np.stack(list(decode_stream(path)))
+        return read_video(path)[0]
 
 
 def image_clip(path: Path, frames: int, scale: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
 // Decoded 4:2:0 planes to RGB with the stream's own matrix and range: the arithmetic of
-// stdo.stream.yuv_to_rgb (bilinear chroma with H.264's default siting: co-sited with even luma
+// stdo.colour.yuv_to_rgb (bilinear chroma with H.264's default siting: co-sited with even luma
 // columns, halfway between luma rows), so the web player sees the frames the Python side sees.
 
 const KR_KB = { bt601: [0.299, 0.114], bt709: [0.2126, 0.0722], bt2020: [0.2627, 0.0593] };
