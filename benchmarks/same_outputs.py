@@ -2,9 +2,11 @@
 
 Each revision is checked out (git worktree) and run with this checkout's virtual environment, its own code first on
 PYTHONPATH: stdo-cluster on bikes (x4, 8 frames, a 320x160 crop, H.264 CRF 27), stdo-train stdo (from the prior,
-100 steps), stdo-export (ONNX fp32 + int8, coded updates) and stdo-play (int8, lossless output). Compared, byte for
-byte: the RUN's frames and chunks, the trained models, every bundle file, and the played frames (decoded from the
-lossless mp4). Run-dependent fields (paths, times, run ids made of them) are left out of the JSON files compared.
+100 steps), stdo-export (ONNX fp32 + int8, coded updates), stdo-play (int8, lossless output), stdo-upscale (the
+trained models in torch, lossless output) and stdo-deliver (the same clip, CRF 27, stdo and the prior alone at x4 and
+the HR stream, 50 steps, 60 KB). Compared, byte for byte: the RUN's frames and chunks, the trained models, every
+bundle file, the delivery's points and bundle, and the played and upscaled frames (decoded from the lossless mp4s).
+Run-dependent fields (paths, times, run ids made of them) are left out of the JSON files compared.
 
   python benchmarks/same_outputs.py --base 07ff63e        # against HEAD's working tree
 """
@@ -38,6 +40,10 @@ def stages(work: Path) -> list[list[str]]:
         ["stdo.export.cli", str(run), "--format", "onnx", "--quantize", "int8", "--verify-frames", "2", "-q"],
         ["stdo.play.cli", str(run / "bundle"), "--precision", "int8", "--out", str(work / "sr.mp4"), "--crf", "0",
          "-q"],
+        ["stdo.upscale.cli", str(run), "--method", "stdo", "--out", str(work / "upscaled.mp4"), "--out-crf", "0", "-q"],
+        ["stdo.deliver.cli", "@bikes", str(work / "delivery"), "--budget", "60KB", "--crf", "27", "--scale", "4,1",
+         "--no-fill-budget", "--grid", "4x2", "--chunks", "2", "--frames", "8", "--crop", "320x160+160+64",
+         "--method", "stdo,prior", "--steps", "50", "-q"],
     ]
 
 
@@ -76,7 +82,7 @@ def fingerprint(work: Path, documents: dict) -> dict[str, str]:
     from stdo.video import read_video
 
     out = {}
-    for path in sorted((work / "run").rglob("*")):
+    for path in sorted(p for folder in ("run", "delivery") for p in (work / folder).rglob("*")):
         rel = str(path.relative_to(work))
         if not path.is_file() or any(p.startswith(".") for p in path.relative_to(work).parts) or "/state/" in rel:
             continue
@@ -87,8 +93,9 @@ def fingerprint(work: Path, documents: dict) -> dict[str, str]:
             documents[rel] = _stable(json.loads(data))
             data = json.dumps(documents[rel], sort_keys=True).encode()
         out[rel] = hashlib.sha256(data).hexdigest()
-    frames, _ = read_video(work / "sr.mp4")
-    out["played frames"] = hashlib.sha256(frames.tobytes()).hexdigest()
+    for name, video in (("played frames", "sr.mp4"), ("upscaled frames", "upscaled.mp4")):
+        frames, _ = read_video(work / video)
+        out[name] = hashlib.sha256(frames.tobytes()).hexdigest()
     return out
 
 
@@ -124,7 +131,8 @@ def main() -> None:
     rows = [(n, prints["base"].get(n), prints["head"].get(n)) for n in names]
     same = [n for n, a, b in rows if a == b]
     lines = [f"# Same outputs: {args.base} against {head_rev}", "",
-             "bikes x4, 8 frames 320x160, CRF 27; stdo 100 steps from the prior; ONNX fp32 + int8; played int8.",
+             "bikes x4, 8 frames 320x160, CRF 27; stdo 100 steps from the prior; ONNX fp32 + int8; played int8; "
+             "upscaled in torch; delivered at 60 KB (stdo 50 steps, the prior alone, the HR stream).",
              f"Command: `python benchmarks/same_outputs.py --base {args.base}`", "",
              f"{len(same)} of {len(rows)} outputs identical.", "", "| output | same |", "|---|---|"]
     def verdict(name: str, a, b) -> str:

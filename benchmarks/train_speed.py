@@ -26,7 +26,7 @@ from PIL import Image
 from stdo.clips import clip_path
 from stdo.grid import Grid
 from stdo.models import create_model
-from stdo.train.data import PatchSampler, patches_of
+from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.train.loop import cpu_supports_bf16
 from stdo.clip import load_clip
 from stdo.resample import downscale_bicubic
@@ -119,7 +119,7 @@ def main() -> None:
     lr = downscale_bicubic(hr, scale)
     grid = Grid(lr.shape[1], lr.shape[2], 5, 10, margin=0)  # STDO's x4 grid on 1080p: 48x54 LR patches
     patches = patches_of(np.zeros((len(lr), grid.rows, grid.cols), np.uint8))
-    sampler = PatchSampler(hr, lr, grid, scale, patches, crop=args.crop, context=0)
+    sampler = PatchSampler(ClipFrames(hr, lr, grid, scale), patches, crop=args.crop, context=0)
     stdo_draw = lambda b, rng: sampler.sample(b, rng)[:2]  # noqa: E731
     torch.manual_seed(0)
     results = {}

@@ -181,8 +181,8 @@ def load_clip(
         _check_lr_size(frame_size(source, lr_files), (width, height), scale, lr_files[0].parent)
         lr = read_images([lr_files[i] for i in range(start, start + len(hr))], lr_box, allocate=lr_alloc)
     elif lr_source is not None:
-        lr = _read_lr_source(Path(lr_source), scale, start, len(hr), lr_box, width, height, whole=keep_lr_video,
-                             allocate=lr_alloc)
+        lr = _read_lr_source(Path(lr_source), scale, range(start, start + len(hr)), lr_box, (width, height),
+                             whole=keep_lr_video, allocate=lr_alloc)
     else:
         t, h_, w_, c = hr.shape
         return Clip(hr=hr, lr=downscale_bicubic(hr, scale, out=lr_alloc("lr", (t, h_ // scale, w_ // scale, c))),
@@ -218,19 +218,21 @@ def ship_lr_stream(clip: Clip, path: Path, stream: StreamOptions | None = None,
 
 
 def _read_lr_source(
-    lr_source: Path, scale: int, start: int, count: int, box: tuple[int, int, int, int], hr_w: int, hr_h: int,
+    lr_source: Path, scale: int, frames: range, box: tuple[int, int, int, int], hr_size: tuple[int, int],
     whole: bool = False, allocate: Allocator | None = None,
 ) -> np.ndarray:
-    """`count` LR frames from `start`; with `whole`, every frame of the video, which must then number `count`."""
+    """The LR `frames` (those of the HR frames read) cropped to `box`; with `whole`, every frame of the video, which
+    must then number as many. `hr_size`: the HR frames' (width, height)."""
+    start, count = frames.start, len(frames)
     kind, files, _ = _source_reader(lr_source, scale)
     if kind == "vsd4k":
         raise StdoError(f"`lr_video` {lr_source} is a VSD4K folder: give it as SOURCE instead")
     if files is None:
         with open_video(lr_source) as reader:
-            _check_lr_size((reader.info.width, reader.info.height), (hr_w, hr_h), scale, lr_source)
+            _check_lr_size((reader.info.width, reader.info.height), hr_size, scale, lr_source)
             lr = reader.read(start, None if whole else count, box, allocate=allocate)
     else:
-        _check_lr_size(frame_size(lr_source, files), (hr_w, hr_h), scale, lr_source)
+        _check_lr_size(frame_size(lr_source, files), hr_size, scale, lr_source)
         lr = read_images(files[start : start + count], box, allocate=allocate)
     if len(lr) != count:
         raise StdoError(f"LR {lr_source} has {len(lr)} frames from `start` {start} but HR has {count}: give matching clips")

@@ -63,7 +63,7 @@ class Grid:
             raise StdoError(f"grid {self.cols}x{self.rows} has no patches: use at least 1x1")
         if self.rows > self.height or self.cols > self.width:
             raise StdoError(
-                f"grid {self.cols}x{self.rows} is finer than the {self.width}x{self.height} LR frame allows: use a coarser --grid"
+                f"grid {self.cols}x{self.rows} is finer than the {self.width}x{self.height} LR frame allows: use a coarser `grid`"
             )
         if self.margin < 0:
             raise StdoError(f"margin {self.margin} is negative: give 0 or more pixels")

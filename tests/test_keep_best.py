@@ -9,7 +9,7 @@ import torch
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.grid import Grid
 from stdo.models import create_model
-from stdo.train.data import PatchSampler, patches_of
+from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
 from stdo.train.loop import Evaluator, Job, TrainConfig, lr_factor, scheduled_lr_factor, train_job
@@ -49,7 +49,7 @@ def test_a_run_that_goes_wrong_late_keeps_its_best_state(tmp_path):
     lr = rng.integers(0, 256, (2, 12, 16, 3), dtype=np.uint8)
     hr = np.repeat(np.repeat(lr, 2, 1), 2, 2)  # blocky: far from bicubic, easy to learn
     grid = Grid(12, 16, 2, 2, 2)
-    sampler = ChunkSampler([PatchSampler(hr, lr, grid, 2, patches_of(np.zeros((2, 2, 2), np.uint8)), crop=8)])
+    sampler = ChunkSampler([PatchSampler(ClipFrames(hr, lr, grid, 2), patches_of(np.zeros((2, 2, 2), np.uint8)), crop=8)])
     job = Job("joint", create_model("wdsr_a_mobile", scale=2, num_blocks=1, num_residual_units=8), 60,
               _GoesWrong(sampler, good=30))
     cfg = TrainConfig(steps=60, batch=8, crop_size=8, learning_rate=3e-3, amp="off", checkpoint_every=20)
@@ -78,7 +78,7 @@ def _weights(run, method, i):
 
 def _plan(run, method, steps, **method_options):
     hr, lr = load_frames(run)
-    return build_training_plan(method, hr, lr, grid_of(read_run_info(run)), 2, load_chunkmap(run / CLUSTERS).chunks,
+    return build_training_plan(method, ClipFrames(hr, lr, grid_of(read_run_info(run)), 2), load_chunkmap(run / CLUSTERS).chunks,
                                TrainConfig(steps=steps), options(run, method, steps, **method_options).method_options)
 
 

@@ -12,7 +12,7 @@ from stdo.grid import Grid
 from stdo.infer import temporal_stack
 from stdo.models import create_model, fold_weight_norm, load_wdsr
 from stdo.train.cli import train_command
-from stdo.train.data import PatchSampler
+from stdo.train.data import ClipFrames, PatchSampler
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
 from stdo.video import open_video
@@ -50,7 +50,7 @@ def test_the_sampler_stacks_the_same_crop_of_neighbouring_frames():
     lr = rng.integers(0, 256, (5, 24, 32, 3), dtype=np.uint8)
     hr = rng.integers(0, 256, (5, 48, 64, 3), dtype=np.uint8)
     grid = Grid(24, 32, 2, 2, 4)
-    sampler = PatchSampler(hr, lr, grid, 2, np.array([[2, 0, 0], [0, 1, 1]]), crop=8, augment=False, radius=1)
+    sampler = PatchSampler(ClipFrames(hr, lr, grid, 2), np.array([[2, 0, 0], [0, 1, 1]]), crop=8, augment=False, radius=1)
     x, y, _ = sampler.gather(np.array([[2, 0, 0], [0, 1, 1]]), rng)
     assert x.shape[1] == 9 and y.shape[1] == 3
     for i, t in enumerate((2, 0)):

@@ -17,7 +17,7 @@ from stdo.cluster.chunkmap import load_chunkmap
 from stdo.errors import StdoError
 from stdo.grid import Grid
 from stdo.train.cli import train_command
-from stdo.train.data import PatchSampler, patches_of
+from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.train.loop import Precision, TrainConfig, cpu_supports_bf16, resolve_amp
 from stdo.rundir import CLUSTERS, grid_of, load_frames, read_run_info
 from stdo.train.methods import REGISTRY, MethodOptions, build_training_plan
@@ -43,7 +43,7 @@ def test_sampler_windows_are_aligned_and_cover_the_patch():
     lr = np.stack([np.stack([yy, xx, np.full_like(yy, f)], -1) for f in range(t)]).astype(np.uint8)
     hr = np.repeat(np.repeat(lr, s, 1), s, 2)  # HR pixel (Y, X) carries LR coordinates (Y//s, X//s)
     grid = Grid(h, w, 2, 3, margin=4)
-    sampler = PatchSampler(hr, lr, grid, s, patches_of(np.zeros((t, 2, 3), np.uint8)), crop=8, augment=False)
+    sampler = PatchSampler(ClipFrames(hr, lr, grid, s), patches_of(np.zeros((t, 2, 3), np.uint8)), crop=8, augment=False)
     picked = np.array([[1, 0, 0], [2, 1, 2], [0, 1, 1]])
     lr_b, hr_b, mask = sampler.gather(picked, np.random.default_rng(0))
     assert lr_b.shape == (3, 3, 16, 16) and hr_b.shape == (3, 3, 32, 32) and mask.shape == (3, 1, 32, 32)
@@ -62,7 +62,7 @@ def test_the_crop_and_augmentation_a_library_caller_sets_are_the_ones_sampled(sm
     """TrainConfig holds crop and augment once: the samplers of every method draw what it says."""
     hr, lr = load_frames(small_run)
     config = TrainConfig(steps=8, crop_size=12, augment=False)
-    plan = build_training_plan(method, hr, lr, grid_of(read_run_info(small_run)), 2,
+    plan = build_training_plan(method, ClipFrames(hr, lr, grid_of(read_run_info(small_run)), 2),
                                load_chunkmap(small_run / CLUSTERS).chunks, config, MethodOptions(init="scratch"))
     for job in plan.jobs:
         for group in job.sampler.groups:
@@ -76,7 +76,7 @@ def test_augmentation_moves_inputs_targets_and_masks_together():
     rng = np.random.default_rng(3)
     lr = rng.integers(0, 256, (2, 30, 30, 3), dtype=np.uint8)
     hr = np.repeat(np.repeat(lr, 2, 1), 2, 2)
-    sampler = PatchSampler(hr, lr, Grid(30, 30, 2, 2, margin=3), 2, patches_of(np.zeros((2, 2, 2), np.uint8)), crop=9)
+    sampler = PatchSampler(ClipFrames(hr, lr, Grid(30, 30, 2, 2, margin=3), 2), patches_of(np.zeros((2, 2, 2), np.uint8)), crop=9)
     lr_b, hr_b, mask = sampler.sample(64, rng)
     torch.testing.assert_close(hr_b[:, :, ::2, ::2], lr_b)
     assert torch.equal(mask[:, :, ::2, ::2].sum((1, 2, 3)), torch.full((64,), 81.0))
@@ -85,7 +85,7 @@ def test_augmentation_moves_inputs_targets_and_masks_together():
 def test_error_weighting_favours_the_chunk_with_higher_loss():
     lr = np.zeros((2, 20, 20, 3), np.uint8)
     chunks = np.array([[[0, 1]], [[0, 1]]], np.uint8)
-    groups = [PatchSampler(lr.repeat(2, 1).repeat(2, 2), lr, Grid(20, 20, 1, 2), 2, patches_of(chunks, i)) for i in (0, 1)]
+    groups = [PatchSampler(ClipFrames(lr.repeat(2, 1).repeat(2, 2), lr, Grid(20, 20, 1, 2), 2), patches_of(chunks, i)) for i in (0, 1)]
     sampler = ChunkSampler(groups, weighting="error")
     np.testing.assert_allclose(sampler.probabilities(), [0.5, 0.5])
     for _ in range(20):

@@ -16,6 +16,7 @@ from stdo.models.brvsr import run_recurrence
 from stdo.stream import StreamOptions
 from stdo.train.cli import train_command
 from stdo.train.clipdata import PairSampler, SequenceSampler
+from stdo.train.data import ClipFrames
 from stdo.upscale.cli import upscale_command
 from stdo.upscale.pipeline import UpscaleOptions, upscale
 from stdo.clip import Crop
@@ -52,7 +53,7 @@ def test_sequences_carry_flows_that_align_their_frames_under_every_augmentation(
     forward = np.broadcast_to(np.array([shift[1], shift[0]], np.float32), (t - 1, h, w, 2)).copy()
     backward = -forward
     grid = Grid(h, w, 2, 2, 4)
-    sampler = SequenceSampler(hr, lr, (forward, backward), grid, 2, np.argwhere(np.ones((t, 2, 2))), length=4, crop=16)
+    sampler = SequenceSampler(ClipFrames(hr, lr, grid, 2), (forward, backward), np.argwhere(np.ones((t, 2, 2))), length=4, crop=16)
     frames, fwd, bwd = sampler.sample(64, np.random.default_rng(1))[0]
     assert frames.shape == (64, 4, 3, 24, 24) and fwd.shape == bwd.shape == (64, 3, 2, 24, 24)
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
@@ -66,7 +67,7 @@ def test_pairs_ask_for_the_frame_at_their_time():
     the symmetry or the swap, and the target's size is the RUN's scale or one in [1, scale]."""
     lr = (np.arange(8, dtype=np.uint8) * 20)[:, None, None, None] * np.ones((8, 24, 24, 3), np.uint8)
     hr = np.repeat(np.repeat(lr, 4, 1), 4, 2)
-    sampler = PairSampler(hr, lr, Grid(24, 24, 2, 2, 2), 4, np.argwhere(np.ones((8, 2, 2))), crop=12)
+    sampler = PairSampler(ClipFrames(hr, lr, Grid(24, 24, 2, 2, 2), 4), np.argwhere(np.ones((8, 2, 2))), crop=12)
     sizes = set()
     for seed in range(8):
         (pairs, times, out_h, out_w), target, mask = sampler.sample(16, np.random.default_rng(seed))
@@ -86,7 +87,7 @@ def test_pairs_keep_the_clips_axes_and_evaluate_on_its_own_frames():
     yy, xx = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
     lr = np.stack([np.stack([yy * 8, xx * 8, np.full_like(yy, 20 * t)], -1) for t in range(8)]).astype(np.uint8)
     hr = np.repeat(np.repeat(lr, 4, 1), 4, 2)
-    sampler = PairSampler(hr, lr, Grid(24, 24, 2, 2, 2), 4, np.argwhere(np.ones((8, 2, 2))), crop=12)
+    sampler = PairSampler(ClipFrames(hr, lr, Grid(24, 24, 2, 2, 2), 4), np.argwhere(np.ones((8, 2, 2))), crop=12)
     for seed in range(8):
         for draw in (sampler.sample, sampler.evaluation_sample):
             (pairs, times, out_h, out_w), _, _ = draw(16, np.random.default_rng(seed))

@@ -71,7 +71,8 @@ def test_the_homography_of_a_face_maps_one_rendered_view_onto_another(room):
         assert diff.mean() < 1.0, f"face {face}: {diff.mean():.2f} grey levels"
         checked += 1
     assert checked >= 2
-    warped, valid = geometry.warp_into(rgb_i.astype(np.float32), depth_i, k, poses[i], depth_j, k, poses[j])
+    warped, valid = geometry.warp_into(rgb_i.astype(np.float32), geometry.DepthView(depth_i, k, poses[i]),
+                                       geometry.DepthView(depth_j, k, poses[j]))
     assert valid.mean() > 0.5
     assert np.abs(warped[valid] - rgb_j[valid]).mean() < 1.5  # all faces, edges included
 

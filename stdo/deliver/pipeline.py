@@ -41,12 +41,13 @@ from stdo.bundle import (MANIFEST, PLAIN_METHOD, bytes_per_variant, format_varia
 from stdo.clip import Crop
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.errors import StdoError
-from stdo.export.pipeline import ExportOptions, export, updates_line
+from stdo.export.pipeline import ExportOptions, export
+from stdo.export.report import updates_line
 from stdo.fileio import read_json, replace_dir, temp_dir_beside, write_bytes, write_json
 from stdo.locks import stage_lock, sweep_leftovers
 from stdo.options import CommaList, Parsed, flag
 from stdo.play.pipeline import PlayOptions, play
-from stdo.rundir import HR_FRAMES, LR_STREAM, RUN_JSON, read_run_info
+from stdo.rundir import BUNDLE, HR_FRAMES, LR_STREAM, RUN_JSON, read_run_info
 from stdo.runtimes import BACKENDS
 from stdo.stream import CODECS, StreamOptions, encode_stream
 from stdo.train.methods import ON_DEVICE_METHODS, REGISTRY
@@ -188,6 +189,11 @@ def deliver(o: DeliverOptions, progress: StageProgress = None) -> dict:
         return _deliver_to(o, stream, out, progress)
 
 
+def _measured(method: str) -> str:
+    """The folder of a point's bundle as measured, beside the RUN's own bundle (the kept point's)."""
+    return f"{BUNDLE}-{method}"
+
+
 def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: StageProgress) -> dict:
     work = temp_dir_beside(out)
     try:
@@ -195,16 +201,16 @@ def _deliver_to(o: DeliverOptions, stream: StreamOptions, out: Path, progress: S
         kept = report["chosen"]
         folder = work / _folder(kept)
         if kept["method"] == PLAIN_METHOD:  # the stream alone: the bundle measured is the bundle shipped
-            (folder / f"bundle-{PLAIN_METHOD}").rename(folder / "bundle")
-        for measured in folder.glob("bundle-*"):
+            (folder / _measured(PLAIN_METHOD)).rename(folder / BUNDLE)
+        for measured in folder.glob(_measured("*")):
             shutil.rmtree(measured)  # measured; the kept method's bundle is written whole below
         if kept["method"] != PLAIN_METHOD:
             played = (BACKENDS[o.backend], o.precision)
             played = played if played[0] in o.export.format else None
-            export(replace(o.export, run=folder, method=kept["method"], out=folder / "bundle", recommended=played,
+            export(replace(o.export, run=folder, method=kept["method"], out=folder / BUNDLE, recommended=played,
                            db_per_kb=kept.get("db_per_kb", 0.0)),
                    _stage_progress(progress, "kept"))  # clients play by default the variant the points counted
-        report["clients"] = bytes_per_variant(read_json(folder / "bundle" / MANIFEST))  # each client's download
+        report["clients"] = bytes_per_variant(read_json(folder / BUNDLE / MANIFEST))  # each client's download
         write_json(folder / POINTS, report)
         write_bytes(folder / "points.md", format_points_md(report).encode())
         replace_dir(folder, out)
@@ -322,15 +328,15 @@ def _measure_stream(m: _Measuring, scale: int, crf: int, methods: tuple[str, ...
         plain = {"scale": scale, "crf": crf, "method": PLAIN_METHOD, "video": video, **extra}
         points.append(plain)
         if video < m.budget:
-            write_plain_bundle(run / f"bundle-{PLAIN_METHOD}", run / LR_STREAM, scale=scale)
-            _score(plain, run / f"bundle-{PLAIN_METHOD}", o, m.hr, m.shave, m.budget, stage)
+            write_plain_bundle(run / _measured(PLAIN_METHOD), run / LR_STREAM, scale=scale)
+            _score(plain, run / _measured(PLAIN_METHOD), o, m.hr, m.shave, m.budget, stage)
     slope = stream_slope(m.points, crf, scale)
     for method in methods:
         point = {"scale": scale, "crf": crf, "method": method, "video": video, **extra}
         points.append(point)
         if video >= m.budget:
             continue
-        bundle = run / f"bundle-{method}"
+        bundle = run / _measured(method)
         train(replace(o.train, run=run, method=method, restart=True),
               progress=(lambda job, step, steps, loss, psnr: stage(f"{method} train", 1, None)) if stage else None)
         if REGISTRY[method].trains and not o.export.ship_all:
@@ -411,8 +417,8 @@ def _hr_stream(m: _Measuring) -> dict:
     folder = m.work / _folder(point)
     (folder / "frames").mkdir(parents=True)
     _link_or_copy(m.hr, folder / HR_FRAMES)  # the HR frames beside the bundle, as a kept RUN has them
-    write_plain_bundle(folder / f"bundle-{PLAIN_METHOD}", streams / f"crf{crf}.mp4", scale=1)
-    _score(point, folder / f"bundle-{PLAIN_METHOD}", m.o, m.hr, m.shave, m.budget, _stage_progress(m.progress, "x1"))
+    write_plain_bundle(folder / _measured(PLAIN_METHOD), streams / f"crf{crf}.mp4", scale=1)
+    _score(point, folder / _measured(PLAIN_METHOD), m.o, m.hr, m.shave, m.budget, _stage_progress(m.progress, "x1"))
     return point
 
 
@@ -545,7 +551,7 @@ def _db(value: float | None) -> str:
 def kept_line(report: dict, out: Path) -> str:
     """The kept point: its bytes, its played PSNR and its gains over bicubic and over the carried prior alone."""
     kept = report["chosen"]
-    where = f"bundle in {Path(out) / 'bundle'}, every point in {Path(out) / 'points.md'}"
+    where = f"bundle in {Path(out) / BUNDLE}, every point in {Path(out) / 'points.md'}"
     if kept["scale"] == 1:
         return (f"kept the HR stream itself, CRF {kept['crf']}: {kept['total']:,} bytes, {kept['psnr']:.3f} dB "
                 f"(no reduced scale played better within the budget); {where}")

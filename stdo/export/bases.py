@@ -36,8 +36,6 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
     out's parent, sha256, bytes)."""
     import torch
 
-    from stdo.export.pipeline import Variant, _write_model
-
     model = fold_weight_norm(load_wdsr(torch.load(prior, map_location="cpu", weights_only=True))).eval()
     out.mkdir(parents=True, exist_ok=True)
     calibration = _calibration(calibration_lr, REFERENCE_WINDOW)
@@ -47,8 +45,8 @@ def build_bases(prior: Path, out: Path, calibration_lr: np.ndarray) -> list[dict
         if fmt == "torch":
             save_torch(path, model.state_dict())
         else:
-            _write_model(Variant(fmt, precision), model, path, (REFERENCE_WINDOW,),
-                         calibration if precision == "int8" else None)
+            RUNTIME_FORMATS[fmt].convert(model, path, (REFERENCE_WINDOW,), precision,
+                                         calibration if precision == "int8" else None)
         entries.append({"format": fmt, "precision": precision, "path": path.relative_to(out.parent).as_posix(),
                         "sha256": sha256_of(path), "bytes": path.stat().st_size})
         entries[-1].update(_activation_quantization(entries[-1], model, calibration))

@@ -9,7 +9,8 @@ import click
 from stdo.bundle import format_variant_bytes
 from stdo.errors import StdoError
 from stdo.clitools import StageBars, setup_logging, stdo_command
-from stdo.export.pipeline import ExportOptions, export, format_table, updates_line
+from stdo.export.pipeline import ExportOptions, export
+from stdo.export.report import format_table, updates_line
 from stdo.options import click_options, from_params
 
 

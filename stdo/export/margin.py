@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from stdo.grid import Grid
 from stdo.infer import upscale_planned
 from stdo.metrics import PEAK, mse
 from stdo.plan import base_shape, make_plan
 from stdo.resample import as_nchw
+from stdo.rundir import Run
 
 TOLERANCE = 1e-3
 
@@ -35,30 +35,30 @@ ShapesFor = Callable[[int], tuple[tuple[int, int], ...]]  # a margin -> the plan
 
 
 @torch.no_grad()
-def _frames_at(margin: int, lr: np.ndarray, model_map: np.ndarray, grid: Grid, scale: int,
-               models: Sequence[nn.Module], frames: np.ndarray, shapes_for: ShapesFor) -> torch.Tensor:
-    """SR frames (float, 0..255) of `frames` with the plan of window shapes `shapes_for(margin)`."""
-    plan = make_plan(model_map[frames], grid, margin, shapes_for(margin))
-    out = []
-    for i, t in enumerate(frames):
-        x = as_nchw(lr[t : t + 1]).float().div_(255)
-        out.append(upscale_planned(x, plan.frame_runs(i), plan.shapes, scale, models, first_frame=i).mul_(PEAK))
-    return torch.cat(out)
-
-
-def choose_margin(hr: np.ndarray, lr: np.ndarray, model_map: np.ndarray, grid: Grid, scale: int,
-                  models: Sequence[nn.Module], frames: np.ndarray, tolerance: float = TOLERANCE,
-                  shapes_for: ShapesFor | None = None) -> dict:
-    """{margin, receptive_radius, tolerance, checks: [{margin, mse_vs_exact}]} for the plan of these models whose
-    window shapes at a margin are `shapes_for(margin)` (default: one window per patch)."""
+def choose_margin(run: Run, model_map: np.ndarray, models: Sequence[nn.Module], frames: np.ndarray,
+                  shapes_for: ShapesFor | None = None, tolerance: float = TOLERANCE) -> dict:
+    """{margin, receptive_radius, tolerance, checks: [{margin, mse_vs_exact}]} for the plan of these models over the
+    RUN's decoded LR `frames` whose window shapes at a margin are `shapes_for(margin)` (default: one window per
+    patch)."""
+    hr, lr, grid, scale = run.hr, run.lr, run.grid, run.scale
     shapes_for = shapes_for or (lambda m: (base_shape(grid, m),))
+
+    def frames_at(margin: int) -> torch.Tensor:
+        """SR frames (float, 0..255) of `frames` with the plan of window shapes `shapes_for(margin)`."""
+        plan = make_plan(model_map[frames], grid, margin, shapes_for(margin))
+        out = []
+        for i, t in enumerate(frames):
+            x = as_nchw(lr[t : t + 1]).float().div_(255)
+            out.append(upscale_planned(x, plan.frame_runs(i), plan.shapes, scale, models, first_frame=i).mul_(PEAK))
+        return torch.cat(out)
+
     radius = max(m.receptive_radius for m in models)
-    exact = _frames_at(radius, lr, model_map, grid, scale, models, frames, shapes_for)
+    exact = frames_at(radius)
     own = float(mse(exact.round(), as_nchw(hr[frames]).float(), shave=scale).mean())
     checks = []
     margin = radius
     for m in range(radius):
-        error = float(mse(_frames_at(m, lr, model_map, grid, scale, models, frames, shapes_for), exact).mean())
+        error = float(mse(frames_at(m), exact).mean())
         checks.append({"margin": m, "mse_vs_exact": error})
         if error <= tolerance * own:
             margin = m

@@ -19,6 +19,9 @@ adds the int8 and fp16 ones. Verification runs each variant the way a client wou
 (onnxruntime, ai-edge-litert; CoreML's decompressed weights in torch on Linux), executing
 the bundle's plan over the verification frames, and compares with the fp32 torch models
 executing the same plan and with HR.
+
+This module is the stage (checks, the build, the update decisions); converting is stdo.export.convert's,
+verifying stdo.export.verify's, the report's text stdo.export.report's.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from torch import nn
 from stdo.errors import StdoError
 from stdo import bundle as bundle_format
 from stdo.export import gate
+from stdo.export.convert import Variant, calibration_windows, carried_bases, code_update, variants
 from stdo.export.margin import choose_margin
+from stdo.export.report import counted_bytes, format_report_md
+from stdo.export.verify import target_of, verification_frames, verify
 from stdo.toolchain import require
 from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_json
-from stdo.grid import Grid
-from stdo.infer import Runner, TimedRunner, upscale_planned
-from stdo.metrics import PEAK, mse, psnr, psnr_from_mse, psnr_y
+from stdo.infer import Runner
 from stdo.options import AutoOr, CommaList, flag, parse_list
 from stdo.plan import MAX_MARGIN, MAX_SHAPES, Plan, choose_shapes, make_plan
 from stdo.locks import stage_lock, sweep_leftovers
@@ -50,13 +54,11 @@ from stdo.runtimes import EXPORT_FORMATS, QUANTIZE, open_runner
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 
 from stdo.train.methods import METHODS, REGISTRY, load_trained
-from stdo.resample import as_nchw
 from stdo.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
 UPDATES = ("auto", "on", "off")
-FP32_TARGET_DB = 100.0  # fp32 artifacts against the fp32 torch output
 
 
 @dataclass
@@ -98,33 +100,6 @@ class ExportOptions:
                                type=click.IntRange(min=1))
     recommended: tuple[str, str] | None = None  # (format, precision): the variant the bundle's headline counts and
     # clients play by default; None: the first exported of stdo.bundle.VARIANT_PREFERENCE
-
-
-@dataclass
-class Variant:
-    format: str
-    precision: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.format} {self.precision}"
-
-    @property
-    def signatures(self) -> bool:
-        """A signature per plan window shape (TFLite); the other formats take any window."""
-        return RUNTIME_FORMATS[self.format].signatures
-
-    def filename(self, model_index: int) -> str:
-        return RUNTIME_FORMATS[self.format].filename(model_index, self.precision)
-
-
-def variants(formats: tuple[str, ...], quantize: tuple[str, ...]) -> list[Variant]:
-    out = []
-    for f in formats:
-        base, *extra = RUNTIME_FORMATS[f].precisions
-        out.append(Variant(f, base))
-        out += [Variant(f, p) for p in extra if p in quantize]
-    return out
 
 
 def _check(o: ExportOptions) -> tuple[Run, Path]:
@@ -198,115 +173,6 @@ def _trained(run: Run, method: str) -> Trained:
     return Trained(models, model_map, report)
 
 
-def _calibration(lr: np.ndarray, grid: Grid, model_map: np.ndarray, model_index: int, count: int,
-                 shape: tuple[int, int]) -> list[np.ndarray]:
-    """Up to `count` LR windows [N, 3, h, w] in [0, 1] of `shape`, centred on patches model `model_index` serves."""
-    where = np.argwhere(model_map == model_index)
-    picks = where[np.linspace(0, len(where) - 1, min(count, len(where))).round().astype(int)]
-    (sh, sw), (re_, ce) = shape, (grid.row_edges, grid.col_edges)
-    windows = []
-    for t, r, c in picks:
-        y = int(np.clip((re_[r] + re_[r + 1] - sh) // 2, 0, grid.height - sh))
-        x = int(np.clip((ce[c] + ce[c + 1] - sw) // 2, 0, grid.width - sw))
-        windows.append(np.asarray(lr[t, y : y + sh, x : x + sw]))
-    batch = np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255
-    return [batch[i : i + 16] for i in range(0, len(batch), 16)]
-
-
-def _write_model(variant: Variant, model: nn.Module, path: Path, shapes: tuple[tuple[int, int], ...],
-                 calibration) -> None:
-    """Convert one model to one variant's file with its format's converter (the plan's window `shapes`)."""
-    RUNTIME_FORMATS[variant.format].convert(model, path, shapes, variant.precision, calibration)
-
-
-def _carried_bases(o: ExportOptions, train_report: dict) -> dict[tuple[str, str], dict]:
-    """(format, precision) -> the carried prior file's entry (priors.json; its path resolved) an update of that
-    variant is coded against; {} for whole files."""
-    from stdo.priors import PRIORS_DIR, prior_bases
-
-    if o.update == "off":
-        return {}
-    root = Path(o.priors) if o.priors else PRIORS_DIR
-    prior = train_report.get("prior")
-    bases = {(b["format"], b["precision"]): {**b, "path": root / b["path"]} for b in prior_bases(prior, root)
-             } if prior else {}
-    if o.update == "on" and not bases:
-        raise StdoError("`update` on needs models trained from a prior that clients carry: train with --init prior "
-                        "(the default where stdo ships a prior for the model and scale), or export with `update` auto")
-    return bases
-
-
-def _code_update(root: Path, path: Path, base: Path | None) -> dict:
-    """{'update': entry} of `path` coded against `base` (the file stays until verified), or {} when there is no
-    base or the update would not be smaller than the file."""
-    from stdo.updates import CODING, encode_update
-
-    if base is None:
-        return {}
-    data = path.read_bytes()
-    update, ops = encode_update(data, base.read_bytes())
-    if len(update) >= len(data):
-        return {}
-    update_path = path.with_name(path.name + ".update")
-    write_bytes(update_path, update)
-    return {"update": bundle_format.file_entry(root, update_path, coding=CODING, base=sha256_of(base), ops=ops)}
-
-
-def verification_frames(total: int, wanted: int) -> np.ndarray:
-    if wanted == 0 or wanted >= total:
-        return np.arange(total)
-    return np.unique(np.linspace(0, total - 1, wanted).round().astype(int))
-
-
-def verify(hr: np.ndarray, lr: np.ndarray, plan: Plan, scale: int, models: list[nn.Module],
-           runners: dict[str, list[Runner]], frames: np.ndarray, progress: StageProgress = None) -> dict:
-    """PSNR of each variant executing the plan against the fp32 torch models' and against HR (RGB and
-    Y-PSNR), and its time per window.
-
-    `runners` maps a variant label to one runner per model. Against torch: float outputs
-    (no rounding), MSE over all verification frames. Against HR: rounded to 0..255 like a
-    display, border shave = scale, mean of per-frame PSNR (the training report's psnr_video).
-    """
-    timed = {label: [TimedRunner(r) for r in rs] for label, rs in runners.items()}
-    sq_err = {label: 0.0 for label in runners}
-    vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in ["torch fp32", *runners]}
-    y_vs_hr: dict[str, list[np.ndarray]] = {label: [] for label in runners}
-    for t in frames:
-        x = as_nchw(lr[t : t + 1]).float().div_(255)
-        ref_hr = as_nchw(hr[t : t + 1]).float()
-        runs = plan.frame_runs(int(t))
-        ref = upscale_planned(x, runs, plan.shapes, scale, models, first_frame=int(t)).mul_(PEAK)
-        vs_hr["torch fp32"].append(psnr(ref.round(), ref_hr, shave=scale).numpy())
-        for label, rs in timed.items():
-            out = upscale_planned(x, runs, plan.shapes, scale, rs, first_frame=int(t)).mul_(PEAK)
-            sq_err[label] += float(mse(out, ref).sum())
-            vs_hr[label].append(psnr(out.round(), ref_hr, shave=scale).numpy())
-            y_vs_hr[label].append(psnr_y(out.round(), ref_hr, shave=scale).numpy())
-        if progress:
-            progress("verify", 1, len(frames))
-    torch_hr = float(np.concatenate(vs_hr["torch fp32"]).mean())
-    result = {"frames": [int(f) for f in frames], "torch_fp32_psnr_hr": torch_hr, "variants": {}}
-    for label, rs in timed.items():
-        hr_db = float(np.concatenate(vs_hr[label]).mean())
-        windows = sum(r.windows for r in rs)
-        result["variants"][label] = {
-            "psnr_vs_torch": float(psnr_from_mse(sq_err[label] / len(frames))),
-            "psnr_vs_hr": hr_db, "psnr_y_vs_hr": float(np.concatenate(y_vs_hr[label]).mean()),
-            "delta_vs_torch_fp32": hr_db - torch_hr,
-            "ms_per_window": 1000 * sum(r.seconds for r in rs) / max(windows, 1),
-        }
-    return result
-
-
-def _targets(variant: Variant, figures: dict, int8_max_loss: float) -> str:
-    if variant.precision == "fp32":
-        return "ok" if figures["psnr_vs_torch"] >= FP32_TARGET_DB else f"below {FP32_TARGET_DB:.0f} dB vs torch"
-    if variant.precision == "int8":
-        ok = figures["delta_vs_torch_fp32"] >= -int8_max_loss
-        return "ok" if ok else f"loses more than {int8_max_loss} dB"
-    return "-"
-
-
 def export(o: ExportOptions, progress: StageProgress = None) -> dict:
     """Export a trained method of a RUN into a verified bundle; returns the report."""
     run, out = _check(o)
@@ -322,7 +188,7 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
         report, plan, files = _build(o, tmp, run, trained, wanted, progress)
-        decisions, prior = _decisions(o, run, plan, trained, _counted_bytes(report, files))
+        decisions, prior = _decisions(o, run, plan, trained, counted_bytes(report, files))
         if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
             model_map, kept, has_prior = gate.merged(trained.model_map, decisions)
             trained = Trained([trained.models[i] for i in kept] + ([prior] if has_prior else []), model_map,
@@ -344,7 +210,7 @@ def _decisions(o: ExportOptions, run: Run, plan: Plan, trained: Trained,
                sizes: list[int]) -> tuple[list[gate.Decision], nn.Module | None]:
     """(whether each model's update of `sizes` bytes pays, the carried prior as a module) (stdo.export.gate);
     ([], None) where nothing is decided: `ship_all`, or models that are not updates of a carried prior."""
-    bases = _carried_bases(o, trained.report)
+    bases = carried_bases(o.update, o.priors, trained.report)
     if o.ship_all or ("torch", "fp32") not in bases or not REGISTRY[o.method].trains:
         return [], None
     prior = gate.prior_model(trained.models[0], bases[("torch", "fp32")]["path"])
@@ -353,21 +219,14 @@ def _decisions(o: ExportOptions, run: Run, plan: Plan, trained: Trained,
     return gate.decide(with_models, with_prior, trained.model_map, sizes, o.db_per_kb), prior
 
 
-def _counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
-    """Each model's download in the variant the bundle's headline counts (its update, or its whole file)."""
-    counted = (report["recommended"]["format"], report["recommended"]["precision"])
-    entries = [next(e for e in model_files if (e["format"], e["precision"]) == counted) for model_files in files]
-    return [e["update"]["bytes"] if "update" in e else e["bytes"] for e in entries]
-
-
 def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: list[Variant],
            progress: StageProgress) -> tuple[dict, Plan, list]:
     """Convert, code and verify the models into `root`; (report, plan, each model's file entries)."""
-    info, hr, lr, grid, scale = run.info, run.hr, run.lr, run.grid, run.scale
+    info, lr, grid, scale = run.info, run.lr, run.grid, run.scale
     models, model_map, train_report = trained.models, trained.model_map, trained.report
     num_models = len(models)
     joint = num_models == 1
-    bases = _carried_bases(o, train_report)
+    bases = carried_bases(o.update, o.priors, train_report)
     (root / "models").mkdir()
     files: list[list[dict]] = [[] for _ in models]
     runners: dict[str, list[Runner]] = {}
@@ -377,8 +236,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         return choose_shapes(model_map, grid, margin, o.plan_shapes)
 
     if o.plan_margin is None:  # the least context that leaves the shipped plan's output as it is, on a few frames
-        margin_check = choose_margin(hr, lr, model_map, grid, scale, models, verification_frames(len(lr), 8),
-                                     shapes_for=shapes_for)
+        margin_check = choose_margin(run, model_map, models, verification_frames(len(lr), 8), shapes_for)
         margin = margin_check["margin"]
     else:
         margin, margin_check = o.plan_margin, None
@@ -396,7 +254,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         traced = shapes if variant.signatures else shapes[:1]
         for shape in traced:
             if (i, shape) not in calibrations:
-                calibrations[i, shape] = _calibration(lr, grid, model_map, i, o.calibration, shape)
+                calibrations[i, shape] = calibration_windows(lr, grid, model_map, i, o.calibration, shape)
         return [b for shape in traced for b in calibrations[i, shape]]
 
     for i, model in enumerate(models):  # the fp32 reference, for the player's torch backend
@@ -404,7 +262,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         save_torch(path, model.state_dict())
         files[i].append(bundle_format.file_entry(root, path, format="torch", precision="fp32",
                                                  input_shape=[None, 3, None, None]))
-        files[i][-1].update(_code_update(root, path, bases.get(("torch", "fp32"), {}).get("path")))
+        files[i][-1].update(code_update(root, path, bases.get(("torch", "fp32"), {}).get("path")))
     for variant in wanted:
         runners[variant.label] = []
         bytes_by_variant[variant.label] = 0
@@ -418,9 +276,11 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
                     shutil.copyfile(carried["path"], path)
                 elif served_as_is and "activation_quantization" in carried:
                     # converted for the plan's shapes with the carried file's own numbers: its update is the shapes
-                    _write_model(variant, model, path, plan.shapes, carried["activation_quantization"])
+                    RUNTIME_FORMATS[variant.format].convert(model, path, plan.shapes, variant.precision,
+                                                            carried["activation_quantization"])
                 else:
-                    _write_model(variant, model, path, plan.shapes, calibration(variant, i, plan.shapes))
+                    RUNTIME_FORMATS[variant.format].convert(model, path, plan.shapes, variant.precision,
+                                                            calibration(variant, i, plan.shapes))
             except StdoError:
                 raise
             except Exception as e:  # noqa: BLE001 - a converter's own failure, reported in one line
@@ -429,7 +289,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
                                 ) from None
             entry = bundle_format.file_entry(root, path, format=variant.format, precision=variant.precision,
                                              input_shape=RUNTIME_FORMATS[variant.format].input_shape())
-            entry.update(_code_update(root, path, carried.get("path")))
+            entry.update(code_update(root, path, carried.get("path")))
             files[i].append(entry)
             bytes_by_variant[variant.label] += entry["update"]["bytes"] if "update" in entry else entry["bytes"]
             runners[variant.label].append(open_runner(variant.format, path, o.threads, reference=model))
@@ -437,7 +297,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
                 progress("convert", 1, len(wanted) * num_models)
 
     frames = verification_frames(len(lr), o.verify_frames)
-    checks = verify(hr, lr, plan, scale, models, runners, frames, progress)
+    checks = verify(run, plan, models, runners, frames, progress)
     for entry in (e for model_files in files for e in model_files if "update" in e):
         (root / entry["path"]).unlink()  # verified; clients rebuild it from the prior's file and the update
     video_path = root / "lr.mp4"
@@ -457,7 +317,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
     for variant in wanted:
         figures = checks["variants"][variant.label]
         rows.append({"format": variant.format, "precision": variant.precision, "bytes": bytes_by_variant[variant.label],
-                     **figures, "target": _targets(variant, figures, o.int8_max_loss), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
+                     **figures, "target": target_of(variant, figures, o.int8_max_loss), "checked_by": RUNTIME_FORMATS[variant.format].checked_by})
     missed = [f"{r['format']} {r['precision']} ({r['target']})" for r in rows if r["target"] not in ("ok", "-")]
     if o.strict and missed:
         raise StdoError(f"`strict`: {', '.join(missed)} misses its target; no bundle written, the earlier one is kept")
@@ -473,74 +333,3 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         "recommended": manifest.get("recommended"),
     }
     return report, plan, files
-
-
-def format_table(report: dict) -> list[str]:
-    """The verification table as aligned text lines (terminal and markdown share the figures)."""
-    v = report["video"]
-    lines = [f"LR stream {v['codec']} {v['profile']} {v['pix_fmt']} {v['matrix']} {v['range']}  {v['bytes']:,} bytes  "
-             f"{v['bitrate_kbps']:.1f} kbit/s (the RUN's, byte for byte)",
-             f"{'format':8}{'precision':>10}{'KiB':>9}{'vs torch dB':>13}{'RGB vs HR':>11}{'Y vs HR':>9}{'delta':>8}"
-             f"{'ms/window':>11}  target"]
-    for r in report["artifacts"]:
-        ms = f"{r['ms_per_window']:.2f}" if RUNTIME_FORMATS[r["format"]].runs_here else "-"
-        lines.append(f"{r['format']:8}{r['precision']:>10}{r['bytes'] / 1024:9.1f}{r['psnr_vs_torch']:13.2f}"
-                     f"{r['psnr_vs_hr']:11.3f}{r['psnr_y_vs_hr']:9.3f}{r['delta_vs_torch_fp32']:+8.3f}{ms:>11}  "
-                     f"{r['target']}")
-    return lines
-
-
-def updates_line(updates: dict) -> str:
-    """Which trained models ship their update and which the prior serves, with what each would add for its bytes."""
-    def model(d: dict) -> str:
-        return f"{d['model']} ({d['gain_db']:+.3f} dB for {d['update_bytes']:,} B)"
-
-    shipped = [model(d) for d in updates["models"] if d["pays"]]
-    served = [model(d) for d in updates["models"] if not d["pays"]]
-    return (f"updates  at {updates['db_per_kb']:.3g} dB/KiB: shipped {', '.join(shipped) or 'none'}; served by the "
-            f"prior {', '.join(served) or 'none'}")
-
-
-def format_report_md(report: dict) -> str:
-    head = (f"# stdo bundle: {report['method']}, x{report['scale']}, {report['models']} model(s), "
-            f"window {report['window'][1]}x{report['window'][0]}\n\n"
-            f"Verified on {report['verify_frames']} frames. torch fp32 models: {report['torch_fp32_psnr_hr']:.3f} dB "
-            f"against HR (training report, all frames: {report['train_psnr_video']}; bicubic "
-            f"{report['bicubic_psnr_video']}).\n\n")
-    plan = report["plan"]
-    check = plan["margin_check"]
-    how = (f"measured: the least margin within {check['tolerance']:g} of the exact frames' error against HR; tried "
-           + ", ".join(f"{c['margin']} (MSE {c['mse_vs_exact']:.2g})" for c in check["checks"])
-           + f"; receptive radius {check['receptive_radius']}") if check else "given"
-    head += (f"Inference plan: margin {plan['margin']} ({how}), shapes {plan['shapes']}, "
-             f"{plan['runs_per_frame']:.1f} runs per frame, {plan['pixels_run_per_needed']:.2f}x the frame's pixels, "
-             f"{plan['frame_plans']} distinct frame plans.\n\n")
-    v = report["video"]
-    head += (f"LR stream: {v['codec']} {v['profile']}, {v['pix_fmt']}, {v['matrix']} {v['range']} range, "
-             f"{v['bytes']:,} bytes, {v['bitrate_kbps']:.1f} kbit/s, sha256 {v['sha256'][:16]}... (the RUN's own).\n\n")
-    cols = ["format", "precision", "bytes", "PSNR vs torch (dB)", "RGB PSNR vs HR (dB)", "Y-PSNR vs HR (dB)",
-            "vs fp32 torch (dB)", "ms per window", "target", "checked by"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in report["artifacts"]:
-        ms = f"{r['ms_per_window']:.2f}" if RUNTIME_FORMATS[r["format"]].runs_here else "n/a (runtime not here)"
-        lines.append(f"| {r['format']} | {r['precision']} | {r['bytes']:,} | {r['psnr_vs_torch']:.2f} | "
-                     f"{r['psnr_vs_hr']:.3f} | {r['psnr_y_vs_hr']:.3f} | {r['delta_vs_torch_fp32']:+.3f} | {ms} | {r['target']} | {r['checked_by']} |")
-    lines += ["", "What each client downloads for the clip (LR stream + its variant's model files or updates + model map):",
-              "", "| variant | client | video | models | model map | total bytes |", "|---|---|---|---|---|---|"]
-    for name, b in report.get("clients", {}).items():
-        mark = " (recommended)" if report.get("recommended") and name == " ".join(report["recommended"].values()) else ""
-        lines.append(f"| {name}{mark} | {bundle_format.CLIENT_OF_FORMAT[name.split()[0]]} | {b['video']:,} | "
-                     f"{b['models']:,} | {b['model_map']:,} | {b['total']:,} |")
-    updates = report.get("updates")
-    if updates:
-        served = [str(d["model"]) for d in updates["models"] if not d["pays"]]
-        lines += ["", f"Which updates pay (at least {updates['db_per_kb']:g} dB of the clip's PSNR over the prior alone "
-                  "per KiB, measured on the decoded LR stream; "
-                  + (f"model(s) {', '.join(served)} served by the prior clients carry" if served else "all shipped")
-                  + "):", "", "| trained model | patches | gain over the prior (dB) | update bytes | pays |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {d['model']} | {d['patches']:,} | {d['gain_db']:+.4f} | {d['update_bytes']:,} | "
-                  f"{'yes' if d['pays'] else 'no'} |" for d in updates["models"]]
-    notes = ("\n\nfp32 target: at least 100 dB against torch. int8 target: at most 0.3 dB below fp32 torch against HR. "
-             "CoreML runs only on Apple devices: here its spec is checked and its decompressed weights run in torch.\n")
-    return head + "\n".join(lines) + notes

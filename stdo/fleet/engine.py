@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from stdo.bundle import MANIFEST
 from stdo.errors import StdoError
 from stdo.fleet.catalogue import load_catalogue, make_row, save_catalogue, stages_to_keep, write_summary
 from stdo.fleet.jobs import VideoJob, read_jobs
@@ -115,7 +116,7 @@ def _still_valid(kept: dict[str, dict], run: Path) -> dict[str, dict]:
     if kept["cluster"].get("run_id") != run_id:
         return {}
     if "export" in kept:
-        manifest = bundle_dir(run) / "manifest.json"
+        manifest = bundle_dir(run) / MANIFEST
         try:
             if json.loads(manifest.read_text()).get("run_id") != run_id:
                 kept.pop("export")

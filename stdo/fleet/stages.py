@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
+from stdo.bundle import MANIFEST
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.deliver.pipeline import POINTS, DeliverOptions, deliver
 from stdo.errors import StdoError
 from stdo.export.pipeline import ExportOptions, export
 from stdo.fleet.jobs import VideoJob
-from stdo.rundir import REPORT, method_dir, read_run_info
+from stdo.rundir import BUNDLE, REPORT, method_dir, read_run_info
 from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
@@ -38,7 +39,7 @@ STAGES = ("cluster", "train", "export")
 
 
 def bundle_dir(run: Path) -> Path:
-    return Path(run) / "bundle"
+    return Path(run) / BUNDLE
 
 
 def run_stage(stage: str, job: VideoJob, run: Path, cpus: int = 1, device: str = "cpu") -> dict:
@@ -133,7 +134,7 @@ def _export(job: VideoJob, run: Path, device: str) -> dict:
     else:
         artifacts = export(ExportOptions(run=run, method=job.method[0], format=job.format, quantize=job.quantize,
                                          out=bundle_dir(run), strict=True))["artifacts"]
-    manifest = json.loads((bundle_dir(run) / "manifest.json").read_text())
+    manifest = json.loads((bundle_dir(run) / MANIFEST).read_text())
     size = sum(p.stat().st_size for p in bundle_dir(run).rglob("*") if p.is_file())
     return {"run_id": manifest["run_id"], "bundle": str(bundle_dir(run)), "bundle_bytes": size,
             "artifacts": [{k: a.get(k) for k in ("format", "precision", "bytes", "psnr_vs_hr", "target")}

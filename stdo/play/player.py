@@ -87,7 +87,7 @@ class Player:
             entry = next((f for f in files if f["format"] == fmt and f["precision"] == precision), None)
             if entry is None:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for model {index}: "
-                                f"export it with stdo-export {flags}, or pick another --backend/--precision")
+                                f"export it with stdo-export {flags}, or pick another `backend` or `precision`")
             self.model_bytes += int((entry.get("update") or entry)["bytes"])  # coded: the update's
             runner = open_runner(fmt, self.bundle.file(entry), threads)
             if RUNTIME_FORMATS[fmt].signatures:

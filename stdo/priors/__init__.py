@@ -40,10 +40,10 @@ def load_prior(path: Path) -> tuple[dict, str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise StdoError(f"the prior {path} does not exist: give a stdo-general checkpoint, or --init scratch") from None
+        raise StdoError(f"the prior {path} does not exist: give a stdo-general checkpoint, or `init` scratch") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
         raise StdoError(f"the prior {path} is not a checkpoint ({e.__class__.__name__}): "
-                        "give a stdo-general checkpoint, or --init scratch") from None
+                        "give a stdo-general checkpoint, or `init` scratch") from None
     return state, sha256_of(path)
 
 

@@ -19,6 +19,8 @@ model; the target is frame t.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -51,15 +53,27 @@ def place_windows(grid: Grid, rows: np.ndarray, cols: np.ndarray, crop: int, win
     return wy, wx, (cy - wy) * scale, (cx - wx) * scale
 
 
+@dataclass(frozen=True)
+class ClipFrames:
+    """What a model learns from: HR frames uint8 [T, H, W, 3], their LR [T, H/s, W/s, 3] (as clients decode it), the
+    patch grid over the LR and the scale s."""
+
+    hr: np.ndarray
+    lr: np.ndarray
+    grid: Grid
+    scale: int
+
+
 class PatchSampler:
     """Draws batches (lr [B,3,w,w], hr [B,3,w·s,w·s], mask [B,1,w·s,w·s]) in [0, 1]; w = crop + 2·context."""
 
-    def __init__(self, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, patches: np.ndarray,
-                 crop: int = 32, context: int | None = None, augment: bool = True, radius: int = 0) -> None:
+    def __init__(self, frames: ClipFrames, patches: np.ndarray, crop: int = 32, context: int | None = None,
+                 augment: bool = True, radius: int = 0) -> None:
         """`patches`: int array [N, 3] of (frame, row, col) to draw from; context defaults to the grid's margin."""
         if len(patches) == 0:
             raise ValueError("no patches to sample from")
-        self.hr, self.lr, self.grid, self.scale = hr, lr, grid, scale
+        self.hr, self.lr, self.grid, self.scale = frames.hr, frames.lr, frames.grid, frames.scale
+        grid = frames.grid
         self.patches = np.asarray(patches, np.int64)
         self.crop, self.window = crop_and_window(grid, crop, grid.margin if context is None else context)
         self.augment = augment

@@ -14,24 +14,28 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from stdo.grid import Grid
+from stdo.cluster.chunkmap import ChunkMap
 from stdo.infer import Runner, iter_upscaled
 from stdo.memory import release_free_memory
 from stdo.scores import QualityScores
 from stdo.resample import as_nchw, upscale_bicubic
+from stdo.rundir import Run
 
 
-def evaluate(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
-             model_map: np.ndarray, runners: Sequence[Runner], device: str = "cpu",
+def evaluate(run: Run, chunk_map: ChunkMap, model_map: np.ndarray, runners: Sequence[Runner], device: str = "cpu",
              progress: Callable[[int], None] | None = None, radius: int = 0) -> dict:
-    """Metrics of the models (serving patches by `model_map`) and of bicubic on the same frames."""
-    frames = iter_upscaled(lr, grid, scale, model_map, runners, device=device, radius=radius)
-    return evaluate_frames(hr, lr, grid, scale, chunks, num_chunks, frames, progress)
+    """Metrics of the models (serving patches by `model_map`) over the RUN's decoded LR, and of bicubic on the same
+    frames."""
+    frames = iter_upscaled(run.lr, run.grid, run.scale, model_map, runners, device=device, radius=radius)
+    return evaluate_frames(run, chunk_map, frames, progress)
 
 
-def evaluate_frames(hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray, num_chunks: int,
-                    frames: Iterator[tuple[int, torch.Tensor]], progress: Callable[[int], None] | None = None) -> dict:
-    """Metrics of SR frames (first index, float [B,3,H,W] on 0..255) from any source, and of bicubic."""
+def evaluate_frames(run: Run, chunk_map: ChunkMap, frames: Iterator[tuple[int, torch.Tensor]],
+                    progress: Callable[[int], None] | None = None) -> dict:
+    """Metrics of SR frames (first index, float [B,3,H,W] on 0..255) from any source, and of bicubic, against the
+    RUN's HR frames; per chunk of `chunk_map`."""
+    hr, lr, grid, scale = run.hr, run.lr, run.grid, run.scale
+    chunks, num_chunks = chunk_map.chunks, chunk_map.num_chunks
     scores = QualityScores(scale, grid)
     for i, sr in frames:
         ref = as_nchw(hr[i : i + len(sr)]).float()

@@ -28,7 +28,7 @@ from stdo.locks import stage_lock
 from stdo.models import create_model
 from stdo.priors import load_prior
 from stdo.rundir import fingerprint
-from stdo.train.data import PatchSampler
+from stdo.train.data import ClipFrames, PatchSampler
 from stdo.train.methods import MethodOptions
 from stdo.train.loop import Job, ProgressFn, TrainConfig, config_signature, train_job
 from stdo.train.sampling import ChunkSampler
@@ -121,7 +121,7 @@ def train_general(o: GeneralOptions, progress: ProgressFn = None) -> dict:
         for hr, lrs in pairs:
             for lr in lrs:
                 t, h, w, _ = lr.shape
-                groups.append(PatchSampler(hr, lr, Grid(h, w, 1, 1, margin=8), o.scale,
+                groups.append(PatchSampler(ClipFrames(hr, lr, Grid(h, w, 1, 1, margin=8), o.scale),
                                            np.array([[i, 0, 0] for i in range(t)]), crop=crop, context=context,
                                            augment=o.config.augment))
                 frames += t

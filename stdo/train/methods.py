@@ -42,12 +42,11 @@ from torch import nn
 from stdo.errors import StdoError
 from stdo.fileio import read_json, save_torch
 from stdo.options import flag
-from stdo.grid import Grid
 from stdo.models import create_model, list_models, load_model, model_checkpoint
 from stdo.models.cafm import CaFMWDSR
 from stdo.rundir import MODEL_MAP, REPORT, model_file
 from stdo.train.clipdata import PairSampler, SequenceSampler
-from stdo.train.data import PatchSampler, patches_of
+from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.train.loop import Job, TrainConfig
 from stdo.train.sampling import WEIGHTINGS, ChunkSampler
 from stdo.train.sparse import SparseProjection, moves_sparsely
@@ -122,12 +121,13 @@ class _Build:
     """What every method's builder shares: the RUN's frames and chunks, the options, the prior and the tune
     resolved, and the pieces a plan is made of (a new model from the prior, a patch sampler, a joint start)."""
 
-    def __init__(self, method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-                 config: TrainConfig, options: MethodOptions) -> None:
-        self.method, self.hr, self.lr, self.grid, self.scale, self.chunks = method, hr, lr, grid, scale, chunks
+    def __init__(self, method: str, frames: ClipFrames, chunks: np.ndarray, config: TrainConfig,
+                 options: MethodOptions) -> None:
+        self.method, self.frames, self.chunks = method, frames, chunks
+        self.hr, self.lr, self.grid, self.scale = frames.hr, frames.lr, frames.grid, frames.scale
         self.entry = REGISTRY[method]
         self.steps, self.crop, self.augment, self.options = config.steps, config.crop_size, config.augment, options
-        self.t, self.k = len(lr), int(chunks.max()) + 1
+        self.t, self.k = len(frames.lr), int(chunks.max()) + 1
         self.segments = options.segments or self.k
         if options.tune is not None and options.tune not in TUNES:
             raise StdoError(f"`tune` {options.tune!r} is unknown: use one of {', '.join(TUNES)}")
@@ -135,7 +135,7 @@ class _Build:
         if options.tune not in (None, "all") and not on_device:
             raise StdoError(f"`tune` {options.tune} restricts a per-video update of a prior; {method} trains whole: "
                             "drop `tune`")
-        self.prior = initial_weights(options, scale) if on_device else None
+        self.prior = initial_weights(options, frames.scale) if on_device else None
         self.tune = options.tune or ("channels" if self.prior is not None else "all")
         if self.tune == "sparse" and self.prior is None:
             raise StdoError("`tune` sparse keeps an update of a prior sparse, and these models start from scratch: "
@@ -172,8 +172,7 @@ class _Build:
         return {"project": SparseProjection(model, self.options.sparse_share)} if self.tune == "sparse" else {}
 
     def group(self, patches: np.ndarray, radius: int = 0) -> PatchSampler:
-        return PatchSampler(self.hr, self.lr, self.grid, self.scale, patches, crop=self.crop,
-                            augment=self.augment, radius=radius)
+        return PatchSampler(self.frames, patches, crop=self.crop, augment=self.augment, radius=radius)
 
     def chunk_sampler(self) -> ChunkSampler:
         """jstdo's: batches drawn chunk by chunk (stdo.train.sampling)."""
@@ -254,13 +253,13 @@ def _sequences(b: _Build) -> SequenceSampler:
         raise StdoError(f"`sequence` {b.options.sequence} must be at least 2: brvsr learns from neighbours")
     from stdo.flow import neighbour_flows
 
-    return SequenceSampler(b.hr, b.lr, neighbour_flows(b.lr, on_disk=True), b.grid, b.scale, patches_of(b.chunks),
-                           b.options.sequence, b.crop, b.augment)
+    return SequenceSampler(b.frames, neighbour_flows(b.lr, on_disk=True), patches_of(b.chunks), b.options.sequence,
+                           b.crop, b.augment)
 
 
 def _pairs(b: _Build) -> PairSampler:
     """vinr's: frame pairs one and two frames apart."""
-    return PairSampler(b.hr, b.lr, b.grid, b.scale, patches_of(b.chunks), b.crop, b.augment)
+    return PairSampler(b.frames, patches_of(b.chunks), b.crop, b.augment)
 
 
 def _video(b: _Build) -> TrainingPlan:
@@ -339,13 +338,13 @@ METHODS = tuple(REGISTRY)
 ON_DEVICE_METHODS = tuple(name for name, m in REGISTRY.items() if m.on_device)
 
 
-def build_training_plan(method: str, hr: np.ndarray, lr: np.ndarray, grid: Grid, scale: int, chunks: np.ndarray,
-                        config: TrainConfig, options: MethodOptions) -> TrainingPlan:
+def build_training_plan(method: str, frames: ClipFrames, chunks: np.ndarray, config: TrainConfig,
+                        options: MethodOptions) -> TrainingPlan:
     """The jobs a method trains on a RUN's frames and chunks (config: the budget, crop and augmentation), and its
     model map."""
     if method not in REGISTRY:
         raise StdoError(f"unknown method {method!r}: use one of {', '.join(REGISTRY)}")
-    return REGISTRY[method].build(_Build(method, hr, lr, grid, scale, chunks, config, options))
+    return REGISTRY[method].build(_Build(method, frames, chunks, config, options))
 
 
 def initial_weights(options: MethodOptions, scale: int) -> tuple[dict, str] | None:
@@ -366,7 +365,7 @@ def start_from_prior(model: nn.Module, state: dict, options: MethodOptions) -> N
         model.load_state_dict(state)
     except RuntimeError:
         raise StdoError(f"the prior {options.init!r} is not a {options.model} at this scale: give a stdo-general "
-                        f"checkpoint of --model {options.model} and the RUN's scale, or --init scratch") from None
+                        f"checkpoint of `model` {options.model} and the RUN's scale, or `init` scratch") from None
 
 
 def restrict(model: nn.Module, tune: str) -> None:

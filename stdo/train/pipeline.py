@@ -31,6 +31,7 @@ from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import CLUSTERS, MODEL_MAP, REPORT, Run, model_file, open_run
 from stdo.runtimes import resolve
 from stdo.train import distributed as dist_utils
+from stdo.train.data import ClipFrames
 from stdo.train.evaluate import evaluate, evaluate_frames
 from stdo.train.loop import ProgressFn, TrainConfig, config_signature, model_precision, resolve_amp, train_job
 from stdo.train.methods import (METHODS, MODEL_FIELDS, REGISTRY, MethodOptions, TrainingPlan, build_training_plan,
@@ -93,7 +94,7 @@ def _train(o: TrainOptions, run: Run, progress: ProgressFn, eval_progress) -> di
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})
     torch.manual_seed(config.seed)  # model initialization
-    training = build_training_plan(o.method, run.hr, run.lr, run.grid, run.scale, cmap.chunks, config,
+    training = build_training_plan(o.method, ClipFrames(run.hr, run.lr, run.grid, run.scale), cmap.chunks, config,
                                    o.method_options)
     precision = model_precision(config, training.jobs[0].model).label  # what train_job runs the jobs under
     out = run.trained(o.method)
@@ -189,11 +190,11 @@ def _report(t: _Training, jobs: dict, eval_progress, t0: float) -> dict:
         models = load_models(out, training.num_models, config.device)
         if REGISTRY[o.method].video:
             frames = video_frames(models[0], lr, config.device)
-            report.update(evaluate_frames(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, frames, eval_progress))
+            report.update(evaluate_frames(run, cmap, frames, eval_progress))
             if REGISTRY[o.method].evaluations:  # what the model does beyond the RUN's scale and frame rate
                 report.update(resolve(REGISTRY[o.method].evaluations)(models[0], hr, lr, scale, config.device))
         else:
-            report.update(evaluate(hr, lr, grid, scale, cmap.chunks, cmap.num_chunks, training.model_map, models,
+            report.update(evaluate(run, cmap, training.model_map, models,
                                    device=config.device, progress=eval_progress, radius=training.radius))
     report["wall_seconds"] = time.perf_counter() - t0
     write_json(out / REPORT, report)

@@ -84,11 +84,23 @@ def _runners(models: list[torch.nn.Module], backend: str, threads: int | None, w
     return [onnx.open(path, threads) for path in paths]
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How a method's models run: the backend, frames per batch, runtime threads, and a folder for the models
+    exported for it (onnxruntime)."""
+
+    backend: str
+    batch: int
+    threads: int | None
+    work: Path
+
+
 def sr_frames(method: str, models: list[torch.nn.Module], model_map: np.ndarray, lr: np.ndarray, grid, scale: int,
-              backend: str, batch: int, threads: int | None, work: Path):
+              execution: Execution):
     """(first index, SR frames float [B, 3, H, W] on 0..255) of a trained method over uint8 LR frames: a video
-    model over the whole clip, one model over whole frames (reading t-r .. t+r), several patch-wise by the model map.
-    `work`: a folder for exported models (onnxruntime)."""
+    model over the whole clip, one model over whole frames (reading t-r .. t+r), several patch-wise by the model
+    map."""
+    backend, batch, threads, work = execution.backend, execution.batch, execution.threads, execution.work
     if REGISTRY[method].video:
         return resolve(REGISTRY[method].upscale)(models[0], lr, backend, batch, threads, work)
     radius = models[0].config.frames // 2
@@ -130,7 +142,8 @@ def upscale(o: UpscaleOptions, progress: Callable[[int], None] | None = None) ->
     seconds = 0.0
     writer = StreamWriter(Path(o.out), fps_clip, output_stream(o.out_crf, o.out_preset)) if o.out else None
     with tempfile.TemporaryDirectory(prefix="stdo-upscale-") as tmp, writer or contextlib.nullcontext():
-        results = sr_frames(o.method, models, model_map, lr, grid, scale, o.backend, o.frames_per_batch, o.threads, Path(tmp))
+        results = sr_frames(o.method, models, model_map, lr, grid, scale,
+                            Execution(o.backend, o.frames_per_batch, o.threads, Path(tmp)))
         t0 = time.perf_counter()
         for i, sr in results:
             seconds += time.perf_counter() - t0

@@ -8,6 +8,7 @@ forward), as COLMAP uses; NeRF's transforms files hold OpenGL's frame (y up, z b
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -60,12 +61,20 @@ def plane_homography(k_from: np.ndarray, c2w_from: np.ndarray, k_to: np.ndarray,
     return h / h[2, 2]
 
 
-def warp_into(image_from: np.ndarray, depth_from: np.ndarray, k_from: np.ndarray, c2w_from: np.ndarray,
-              depth_to: np.ndarray, k_to: np.ndarray, c2w_to: np.ndarray,
+class DepthView(NamedTuple):
+    """Where a view was seen from and how far each of its pixels is: depth map [H, W], intrinsics K, camera-to-world."""
+
+    depth: np.ndarray
+    k: np.ndarray
+    c2w: np.ndarray
+
+
+def warp_into(image_from: np.ndarray, view_from: DepthView, view_to: DepthView,
               depth_tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """View `from` resampled at the pixels of view `to` (bilinear), and where it is valid: the pixel's
     surface point projects inside `from` at least one pixel from its border and is visible there (its
     depth agrees with `from`'s depth map within `depth_tolerance`, relative). float32 [H, W, 3], bool [H, W]."""
+    (depth_from, k_from, c2w_from), (depth_to, k_to, c2w_to) = view_from, view_to
     height, width = depth_to.shape
     centre, rays = pixel_rays(k_to, c2w_to, width, height)
     points = centre + rays * depth_to[..., None]
