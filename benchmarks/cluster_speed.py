@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import machine_line, results_dir, write_results
 
 
 def _status_mb(field: str) -> float:
@@ -121,12 +120,6 @@ def run_reference(video: Path, work: Path) -> dict:
             "hr_mb": hr.nbytes / 2**20, "patches": len(chunks)}
 
 
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
 def torch_threads() -> int:
     import torch
 
@@ -136,7 +129,7 @@ def torch_threads() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=results_dir("cluster_speed"))
     parser.add_argument("--side", choices=["stdo", "reference"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -169,8 +162,7 @@ def main() -> None:
     lines = [
         f"# Clustering speed: {args.frames} frames of 1920x1080, x2, grid 20x10 ({s['patches']} patches)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch_version()} ({torch_threads()} threads). One run; ratios are what to compare.",
+        f"Machine: {machine_line(f'{torch_threads()} torch threads')}. One run; ratios are what to compare.",
         "",
         "| | clustering s | end to end s | peak memory above baseline MB | x decoded HR frames |",
         "|---|---:|---:|---:|---:|",
@@ -187,11 +179,7 @@ def main() -> None:
         f"({s['hr_mb']:.0f} MB; target < 2x).",
         "stdo stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in s["timings"].items()),
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cluster_speed.md").write_text(report + "\n")
-    (args.out / "cluster_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, "cluster_speed", results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ import torch
 from stdo.clips import clip_path
 from stdo.cluster.pipeline import ClusterOptions, cluster
 from stdo.cluster.chunkmap import load_chunkmap
-from stdo.fileio import write_bytes, write_json
 from stdo.rundir import CLUSTERS
 from stdo.stream import StreamOptions
 from stdo.train.loop import TrainConfig
@@ -41,6 +39,7 @@ from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 
 from quality import CROPS, GRIDS  # the clips' crops and STDO's grids, as every quality benchmark uses
+from results_io import machine_line, results_dir, write_results
 
 VARIANTS = {  # label: (method, method options beside the model)
     "stdo": ("stdo", {}),  # the default: a joint start
@@ -69,7 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "converge")
+    parser.add_argument("--out", type=Path, default=results_dir("converge"))
     args = parser.parse_args()
     unknown = set(args.methods.split(",")) - set(VARIANTS)
     if unknown:
@@ -100,15 +99,14 @@ def main() -> None:
                          "kept": {j["name"]: j["kept_step"] for j in report["jobs"]},
                          "params": report["params"], "seconds": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
-            write_json(args.out / "results.json", rows)
-            write_bytes(args.out / "results.md", (markdown(rows, args, patches) + "\n").encode())
+            write_results(args.out, "converge", rows, markdown(rows, args, patches))  # after each variant
 
 
 def markdown(rows: list[dict], args, patches: int) -> str:
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{os.cpu_count()}-core CPU"
     lines = [f"# To convergence: {args.clip} x{args.scale}, {args.frames} frames ({patches} patches), {args.epochs:g} "
              f"epochs, batch {args.batch}, lr {args.lr:g}, {args.model}, seed {args.seed}", "",
-             f"Machine: {platform.machine()}, {device}, torch {torch.__version__}, amp {args.amp}. RGB PSNR of the "
+             f"Machine: {machine_line(device, f'amp {args.amp}')}. RGB PSNR of the "
              "whole frames against HR; gain over bicubic.", "",
              "| variant | steps | PSNR | gain | params | minutes | kept step per job |", "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
-from results_io import write_results
+from results_io import machine_line, results_dir, write_results
 from stdo.clips import clip_path
 
 BIN = Path(sys.executable).parent
@@ -81,13 +78,13 @@ def fleet(rows: list[dict], folder: Path) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fleet")
+    parser.add_argument("--out", type=Path, default=results_dir("fleet"))
     args = parser.parse_args()
     rows = catalogue()
     with tempfile.TemporaryDirectory(prefix="stdo-fleet-bench-") as tmp:
         seq_s, seq_gain = sequential(rows, Path(tmp) / "seq")
         fleet_s, fleet_gain = fleet(rows, Path(tmp) / "fleet")
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+    result = {"machine": machine_line(),
               "videos": len(rows), "options": OPTIONS,
               "sequential": {"seconds": seq_s, "videos_per_hour": 3600 * len(rows) / seq_s, "gain_db": seq_gain},
               "fleet": {"seconds": fleet_s, "videos_per_hour": 3600 * len(rows) / fleet_s, "gain_db": fleet_gain}}

@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from results_io import write_results
+from results_io import machine_line, results_dir, write_results
 from stdo.clips import clip_path
 from stdo.cluster.chunkmap import load_chunkmap
 from stdo.cluster.pipeline import ClusterOptions, cluster
@@ -46,7 +43,7 @@ def main() -> None:
     parser.add_argument("--general-model", default="wdsr_a_mobile")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "general_scorer")
+    parser.add_argument("--out", type=Path, default=results_dir("general_scorer"))
     args = parser.parse_args()
     rows, maps = [], {}
     with tempfile.TemporaryDirectory(prefix="stdo-general-") as tmp:
@@ -73,7 +70,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     agreement = float(np.mean(maps["bicubic"].chunks == maps["general"].chunks))
     correlation = float(np.corrcoef(maps["bicubic"].scores.ravel(), maps["general"].scores.ravel())[0, 1])
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+    result = {"machine": machine_line(),
               "general": {"model": args.general_model, "steps": args.general_steps, "seconds": general_seconds,
                           "report": {k: made.get(k) for k in ("kept_step", "eval_psnr", "eval_psnr_start")}},
               "steps": args.steps, "rows": rows, "chunk_agreement": agreement, "score_correlation": correlation}

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stdo.clips import clip_path
 from stdo.cluster.pipeline import ClusterOptions, cluster
@@ -31,6 +28,7 @@ from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 
 from quality import CROPS, GRIDS  # the clips' crops and STDO's grids, as every quality benchmark uses
+from results_io import machine_line, results_dir, write_results
 
 VARIANTS = [("stdo", 0.0), ("stdo", 0.5), ("stdo", 0.75), ("stdo", 0.9), ("jstdo", 0.0), ("awdnn", 0.0)]
 
@@ -47,7 +45,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800, help="total optimizer steps of every method")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--model", default="wdsr_a_mobile")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "joint_start")
+    parser.add_argument("--out", type=Path, default=results_dir("joint_start"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="stdo-joint-") as tmp:
@@ -68,9 +66,7 @@ def main() -> None:
                                  "kept": {j["name"]: j["kept_step"] for j in report["jobs"]},
                                  "params": report["params"], "seconds": time.perf_counter() - t0})
                     print(json.dumps(rows[-1]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "joint_start.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "joint_start.md").write_text(markdown(rows, args) + "\n")
+    write_results(args.out, "joint_start", rows, markdown(rows, args))
 
 
 def markdown(rows: list[dict], args) -> str:
@@ -80,7 +76,7 @@ def markdown(rows: list[dict], args) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"# stdo from a joint start: x{args.scale}, {args.frames} frames, {args.steps} steps per method, "
              f"{args.model}, seeds {seeds}", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. RGB PSNR gain over "
+             f"Machine: {machine_line()}. RGB PSNR gain over "
              "bicubic of the whole frames (dB), mean over seeds, then the seed spread (max - min).", "",
              "| variant | " + " | ".join(clips) + " | mean | params |", "|---|" + "---:|" * (len(clips) + 2)]
     means = {}

@@ -27,11 +27,7 @@ Then, for each backend and precision:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cluster_speed import make_1080p_video  # noqa: E402
+from cluster_speed import make_1080p_video
+from results_io import machine_line, results_dir, write_results
 
 SETTINGS = {4: (10, 5), 2: (20, 10)}  # scale -> STDO's 1080p grid (cols, rows)
 VARIANTS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
@@ -180,7 +176,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--scales", default="4,2")
     parser.add_argument("--plan-margin", type=int, default=4, help="the player's plan margin (LR pixels)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=results_dir("play_speed"))
     args = parser.parse_args()
     threads = torch.get_num_threads()
     peak = matmul_gflops(threads)
@@ -212,12 +208,9 @@ def main() -> None:
                       f"({r['end_to_end_vs_whole_frame_fps']:.2f}x whole-frame fps)  "
                       f"{gflops:6.1f} GFLOP/s ({100 * gflops / peak:.0f}% of matmul)", flush=True)
             shutil.rmtree(bundle.parent, ignore_errors=True)
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads, "
-               f"Python {platform.python_version()}, torch {torch.__version__}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    machine = machine_line(f"{threads} torch threads")
     result = {"machine": machine, "matmul_gflops": peak, "frames": args.frames, "plan_margin": args.plan_margin,
               "rows": rows}
-    (args.out / "play_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Player speed at 1080p output ({args.frames} frames, wdsr_a_mobile, 2 chunks, plan margin "
              f"{args.plan_margin})", "",
              f"Machine: {machine}. fp32 matmul (2048^2): {peak:.1f} GFLOP/s.", "",
@@ -237,8 +230,7 @@ def main() -> None:
               f"whole LR frame (target: at most 1.25x), the plan at margin {args.plan_margin}; exact plan: at margin 10 "
               "(the receptive radius); before the plan: one window per patch and the RUN's margin (8). End to end: decode to encoded mp4, threads overlapping decode and encode "
               "(target: at least 0.75x the whole-frame fps)."]
-    (args.out / "play_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, "play_speed", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_io import write_results
+from results_io import machine_line, results_dir, write_results
 from stdo.clip import load_clip
 from stdo.clips import clip_path
 from stdo.fileio import read_json
@@ -35,7 +35,7 @@ from stdo.runtimes import open_runner
 from stdo.train.priordata import codec_round_trip
 from stdo.train.validation import frames_psnr
 
-OUT = Path(__file__).parent / "results" / "prior_gain"
+OUT = results_dir("prior_gain")
 
 
 def measure(clip: str, scale: int, codec: str, crfs: list[int], frames: int) -> list[dict]:
@@ -97,7 +97,7 @@ def curves(state: Path, work: Path, int8_points: int) -> dict:
 
 
 def markdown(rows: list[dict], curve: dict, args) -> str:
-    lines = [f"# The shipped prior alone: gain over bicubic of the decoded LR stream ({platform.machine()})", "",
+    lines = [f"# The shipped prior alone: gain over bicubic of the decoded LR stream ({platform.machine()})", "", f"Machine: {machine_line()}.", "",
              f"`python benchmarks/prior_gain.py --clips {args.clips} --scales {args.scales} --codecs {args.codecs} "
              f"--crfs {args.crfs} --frames {args.frames}`", "",
              "RGB PSNR (dB) against the HR frames over the first frames of each clip; LR by the shipped downscaler, "
@@ -144,7 +144,7 @@ def main() -> None:
             for codec in args.codecs.split(",")
             for row in measure(clip, scale, codec, [int(c) for c in args.crfs.split(",")], args.frames)]
     curve = curves(args.state, args.work, args.int8_points)
-    write_results(args.out, "prior_gain", {"machine": platform.machine(), "rows": rows, "validation_curves": curve},
+    write_results(args.out, "prior_gain", {"machine": machine_line(), "rows": rows, "validation_curves": curve},
                   markdown(rows, curve, args))
 
 

@@ -35,6 +35,7 @@ from stdo.train.loop import TrainConfig
 from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.clip import Crop
+from results_io import machine_line, results_dir, write_results
 
 GRIDS = {2: (20, 10), 4: (10, 5)}  # STDO's grids (cols x rows) at x2 and x4
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180), "carphone": Crop(176, 144)}
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--model", default="wdsr_a_mobile")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, help="results folder [default: results/quality, with --sweep results/sweep]")
     parser.add_argument("--sweep", action="store_true",
                         help="the capacity sweep instead: gain vs clip length (--lengths) and model size (--models) "
                              "under the paper (fixed per-model) and cost (fixed total) budgets; writes sweep.*")
@@ -108,6 +109,7 @@ def main() -> None:
                         help="with --sweep: rewrite sweep.md and sweep.png from --out's sweep.json (rows of several "
                              "sweeps put together, e.g. another model's), training nothing")
     args = parser.parse_args()
+    args.out = args.out or results_dir("sweep" if args.sweep else "quality")
     if args.sweep and args.replot:
         rows = json.loads((args.out / "sweep.json").read_text())
         (args.out / "sweep.md").write_text(sweep_markdown(rows, args) + "\n")
@@ -129,7 +131,7 @@ def main() -> None:
 
     header = (f"# Quality: {args.frames} frames per clip, {args.chunks} chunks, {args.steps} steps per model "
               f"(paper), {args.steps} x {args.chunks} per method (cost) or {args.steps} per method (bytes), {args.model}")
-    lines = [header, "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.", "",
+    lines = [header, "", f"Machine: {machine_line()}.", "",
              "| clip | x | protocol | method | steps | PSNR video | gain | PSNR STDO | gain | SSIM | params | KiB fp32 |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -138,11 +140,7 @@ def main() -> None:
                      f"{r['psnr_stdo'] - r['bicubic_stdo']:+.2f} | {r['ssim']:.4f} | {r['params']:,} | {r['kib']:.0f} |")
     lines += ["", "gain = PSNR over bicubic on the same frames (bicubic: "
               + ", ".join(sorted({f"{r['clip']} x{r['scale']} {r['bicubic_video']:.2f} dB" for r in rows})) + ")."]
-    report = "\n".join(lines)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.md").write_text(report + "\n")
-    (args.out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_results(args.out, "quality", rows, "\n".join(lines))
     plot(rows, args.out / "quality.png")
 
 
@@ -164,9 +162,8 @@ def sweep(args) -> None:
                                               args.chunks, seed=seed, frames=length)
                         args.out.mkdir(parents=True, exist_ok=True)
                         (args.out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")  # rows as they come
-    (args.out / "sweep.md").write_text(sweep_markdown(rows, args) + "\n")
+    write_results(args.out, "sweep", rows, sweep_markdown(rows, args))
     sweep_plot(rows, args.out / "sweep.png")
-    print(sweep_markdown(rows, args))
 
 
 def _gain(r: dict) -> float:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 import warnings
@@ -53,6 +51,7 @@ from stdo.train.methods import MethodOptions
 from stdo.train.pipeline import TrainOptions, train
 from stdo.clip import Crop
 from stdo.resample import upscale_bicubic
+from results_io import machine_line, results_dir, write_results
 
 GRIDS = {2: (20, 10), 4: (10, 5)}
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
@@ -262,9 +261,9 @@ def _bd_cells(bd: dict) -> str:
     return " | ".join(cells)
 
 
-def write_markdown(all_results: list[dict], args, path: Path) -> None:
+def markdown(all_results: list[dict], args) -> str:
     lines = ["# Rate-quality: bytes delivered vs quality against the original HR", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Every "
+             f"Machine: {machine_line()}. Every "
              f"method trained for {args.steps} optimizer steps in all ({args.chunks} chunks: stdo's per-chunk models "
              "split them), wdsr_a_mobile, on the decoded LR stream of its point; shipped as ONNX int8 (from the "
              "prior: coded updates) and played by stdo-play (onnxruntime). Bytes = LR video + model files or "
@@ -320,7 +319,7 @@ def write_markdown(all_results: list[dict], args, path: Path) -> None:
         lines.append("")
     lines.append("BD-rate: average bytes change at equal quality (negative = fewer bytes), over the PSNR range both "
                  "curves cover. A low overlap means the curves share little of their PSNR range.")
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
 
 
 def plot(all_results: list[dict], args, path: Path) -> None:
@@ -369,7 +368,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--format", default="onnx,tflite,coreml",
                         help="the clients whose downloads each point lists (int8 of each format; ONNX is played)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rate_quality")
+    parser.add_argument("--out", type=Path, default=results_dir("rate_quality"))
     parser.add_argument("--report-only", action="store_true",
                         help="write the markdown and plot from OUT/rate_quality.json (the configurations measured so far)")
     args = parser.parse_args()
@@ -394,9 +393,8 @@ def main() -> None:
     for result in all_results:
         result["bd_rate"].pop("stdo vs prior alone", None)
         add_update_rows(result)
-    write_markdown(all_results, args, args.out / "rate_quality.md")
+    write_results(args.out, "rate_quality", all_results, markdown(all_results, args))
     plot(all_results, args, args.out / "rate_quality.png")
-    print((args.out / "rate_quality.md").read_text())
 
 
 if __name__ == "__main__":

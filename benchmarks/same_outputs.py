@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from results_io import results_dir, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 # JSON fields that name where or when a run happened (run_id hashes the RUN's path and time), not what it made
@@ -103,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the revision before the change (a commit)")
     parser.add_argument("--head", help="the revision after it [default: this working tree]")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "same_outputs")
+    parser.add_argument("--out", type=Path, default=results_dir("same_outputs"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stdo-same-") as tmp:
         tmp = Path(tmp)
@@ -145,9 +146,6 @@ def main() -> None:
         return "NO"
 
     lines += [f"| {n} | {verdict(n, a, b)} |" for n, a, b in rows]
-    sys.path.insert(0, str(Path(__file__).parent))
-    from results_io import write_results
-
     write_results(args.out, "same_outputs", {"base": args.base, "head": head_rev, "outputs": {
         n: {"base": a, "head": b} for n, a, b in rows}}, "\n".join(lines))
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -33,6 +31,7 @@ import torch
 from stdo.clips import clip_path
 from stdo.stream import StreamOptions, StreamWriter
 from stdo.video import read_video
+from results_io import machine_line, results_dir, write_results
 
 BIN = Path(sys.executable).parent
 
@@ -80,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="30,120,480")
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale")
+    parser.add_argument("--out", type=Path, default=results_dir("scale"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="stdo-scale-") as tmp:
@@ -102,15 +101,13 @@ def main() -> None:
                 (args.out / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")  # a stopped run keeps its rows
             for path in (run, source, Path(tmp) / f"sr{n}.mp4"):
                 subprocess.run(["rm", "-rf", str(path)], check=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "scale.md").write_text(markdown(rows, args) + "\n")
+    write_results(args.out, "scale", rows, markdown(rows, args))
 
 
 def markdown(rows: list[dict], args) -> str:
     lengths = sorted({r["frames"] for r in rows})
     lines = [f"# Memory and time against clip length (1080p HR, x4, stdo {args.steps} steps)", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. Peak anonymous memory "
+             f"Machine: {machine_line()}. Peak anonymous memory "
              "(RssAnon) / peak resident set including mapped frames (VmHWM), MiB; wall seconds.", "",
              "| stage | " + " | ".join(f"{n} frames" for n in lengths) + " | anon max/min | s per frame |",
              "|---|" + "---:|" * (len(lengths) + 2)]

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from stdo.train.pipeline import TrainOptions, train
 from stdo.clip import Crop
 from stdo.resample import upscale_bicubic
 from stdo.video import read_video
+from results_io import machine_line, results_dir, write_results
 
 CROPS = {"bikes": Crop(640, 272), "bigbuckbunny": Crop(640, 360, 320, 180)}
 GRIDS = {2: (20, 10), 4: (10, 5)}
@@ -148,12 +147,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="redo results already in the JSON")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serverside")
+    parser.add_argument("--out", type=Path, default=results_dir("serverside"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "serverside.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"rows": {}}
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    results["machine"] = machine_line()
     results["settings"] = {"frames": args.frames, "batch": args.batch, "crop": args.crop, "seed": args.seed}
     with tempfile.TemporaryDirectory(prefix="stdo-serverside-") as tmp:
         for clip in args.clips.split(","):
@@ -180,8 +179,7 @@ def main() -> None:
                         print(f"{key}: {r['psnr']:.3f} dB (bicubic {r['bicubic']:.3f}), warp error "
                               f"{r.get('warp_error', float('nan')):.3f}, {r['wall_seconds']:.0f} s", flush=True)
                         write_json(results_path, results)
-    write_json(results_path, results)
-    (args.out / "serverside.md").write_text(markdown(results))
+    write_results(args.out, "serverside", results, markdown(results))
     plot(results, args.out / "serverside.png")
 
 

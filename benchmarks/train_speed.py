@@ -12,9 +12,6 @@ operation and trains under torch.amp. Same model, batch, crop and steps on both 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +27,7 @@ from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.train.loop import cpu_supports_bf16
 from stdo.clip import load_clip
 from stdo.resample import downscale_bicubic
+from results_io import machine_line, results_dir, write_results
 
 
 def upscale_to_1080p(frames: np.ndarray) -> np.ndarray:
@@ -111,7 +109,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=48, help="LR crop (STDO's training crop is 48)")
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=results_dir("train_speed"))
     args = parser.parse_args()
 
     scale = 4
@@ -148,8 +146,8 @@ def main() -> None:
         f"# Training throughput: {args.model}, 1080p x{scale}, grid 10x5, batch {args.batch}, LR crop {args.crop}, "
         f"{args.steps} steps",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), bf16 units: {cpu_supports_bf16()}. One run; compare ratios.",
+        f"Machine: {machine_line(f'{torch.get_num_threads()} torch threads', f'bf16 units: {cpu_supports_bf16()}')}. "
+        "One run; compare ratios.",
         "",
         "| loader, precision | samples/s | x reference |",
         "|---|---:|---:|",
@@ -158,11 +156,7 @@ def main() -> None:
         f"Loaders alone (no training): the reference reads {ref_loader:.0f} samples/s, the stdo sampler draws "
         f"{loader_only:.0f}. The no-loading row is the most any loader can reach on this CPU with this model.",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"train_speed_{args.model}.md").write_text(report + "\n")
-    (args.out / f"train_speed_{args.model}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, f"train_speed_{args.model}", results, "\n".join(lines))
 
 
 if __name__ == "__main__":

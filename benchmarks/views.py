@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from results_io import write_results
+from results_io import machine_line, results_dir, write_results
 from stdo.clips import clip_path
 from stdo.errors import StdoError
 from stdo.cluster.pipeline import ClusterOptions, cluster
@@ -127,7 +125,7 @@ def main() -> None:
     parser.add_argument("--path", default="walk", choices=["walk", "orbit"])
     parser.add_argument("--views", type=int, default=48)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "views")
+    parser.add_argument("--out", type=Path, default=results_dir("views"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="stdo-views-bench-") as tmp:
@@ -156,7 +154,7 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
         real = real_case(work)
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+    result = {"machine": machine_line(),
               "path": args.path, "views": args.views, "steps": args.steps, "rows": rows,
               "real": real}
     write_results(args.out, "views", result, markdown(result))

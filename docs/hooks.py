@@ -28,8 +28,9 @@ DOCSTRING = re.compile(r'^\{\{ docstring\("([\w.]+)"\) \}\}$', re.MULTILINE)
 def _committed(path: Path) -> str:
     """The date of the last commit that touched `path` (YYYY-MM-DD), or 'not committed'."""
     try:
-        date = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30).stdout.strip()
+        # --follow past a move (r: not the move itself), so a results file moved into its folder keeps its date
+        date = subprocess.run(["git", "log", "-1", "--follow", "--diff-filter=r", "--format=%cs", "--", str(path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         date = ""
     return date or "not committed"
