@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=250)
     parser.add_argument("--crf", type=int, default=27, help="LR stream CRF (H.264)")
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"of {', '.join(KINDS)}")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"of {', '.join(KINDS)}".replace("%", "%%"))
     parser.add_argument("--out", type=Path, default=results_dir("update_kinds"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stdo-uk-") as tmp:

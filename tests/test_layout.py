@@ -177,7 +177,7 @@ def test_one_video_handle_reads_every_container():
 # may join them, and one cut to 7 or fewer leaves this list, so it only shrinks.
 WIDE_FUNCTIONS = {
     ("bundle.py", "write_manifest"), ("clip.py", "load_clip"),
-    ("cluster/pipeline.py", "_cluster"), ("fleet/cli.py", "fleet_command"), ("infer.py", "iter_upscaled"),
+    ("infer.py", "iter_upscaled"),
 }
 
 

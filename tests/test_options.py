@@ -20,6 +20,8 @@ from stdo.options import CommaList, click_options, flag, from_params
 from stdo.play.cli import play_command
 from stdo.play.pipeline import PlayOptions
 from stdo.stream import StreamOptions
+from stdo.fleet.cli import fleet_command
+from stdo.fleet.engine import FleetOptions
 from stdo.fleet.jobs import COLUMNS, VideoJob
 from stdo.train.cli import train_command
 from stdo.train.general import GeneralOptions
@@ -36,7 +38,8 @@ STAGES = [(export_command, ExportOptions), (cluster_command, ClusterOptions), (c
           (play_command, PlayOptions), (upscale_command, UpscaleOptions), (train_command, TrainOptions),
           (train_command, TrainConfig), (train_command, MethodOptions), (synth_command, SynthOptions),
           (order_command, OrderOptions), (views_upscale_command, UpscaleViewsOptions), (eval_command, EvalOptions),
-          (deliver_command, DeliverOptions), (general_command, GeneralOptions)]
+          (deliver_command, DeliverOptions), (general_command, GeneralOptions),
+          (fleet_command, FleetOptions)]
 
 
 def _flag_fields(cls) -> list[dataclasses.Field]:

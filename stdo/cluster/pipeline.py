@@ -157,7 +157,6 @@ def _expected_frames(source: Path, o: ClusterOptions) -> int | None:
 
 def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary:
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
     _check_options(o)
     source = Path(o.source)
     model = load_general_model(o.checkpoint, o.scale) if o.scorer == "general" else None
@@ -167,14 +166,15 @@ def cluster(o: ClusterOptions, progress: StageProgress = None) -> ClusterSummary
         sweep_leftovers(Path(o.run))
         frame_files = FrameFiles(Path(o.run))  # frames decoded straight to disk: memory does not grow with the clip
         try:
-            return _cluster(o, source, source_sha, model, progress, timings, t0, frame_files)
+            return _cluster(o, source_sha, model, progress, t0, frame_files)
         finally:
             frame_files.close()
 
 
-def _cluster(o: ClusterOptions, source: Path, source_sha: str, model, progress: StageProgress, timings: dict,
-             t0: float, frame_files: FrameFiles) -> ClusterSummary:
-
+def _cluster(o: ClusterOptions, source_sha: str, model, progress: StageProgress, t0: float,
+             frame_files: FrameFiles) -> ClusterSummary:
+    """Decode, ship the LR stream, score, partition and write the RUN (`t0`: when the command began)."""
+    source, timings = Path(o.source), {}
     clip = load_clip(
         source, o.scale, lr_source=o.lr_video, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
         progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from stdo.clitools import setup_logging, stdo_command
 from stdo.fleet.engine import FleetOptions, run_fleet
 from stdo.fleet.jobs import COLUMNS, read_jobs
+from stdo.options import click_options, from_params
 
 
 @stdo_command(
@@ -46,19 +47,10 @@ videos.csv with budgets:
 )
 @click.argument("jobs", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--address", help="Join this Ray cluster (auto, host:6379, ray://host:10001) [default: start a "
-                                "local Ray here].")
-@click.option("--num-cpus", type=int, help="CPUs of the local Ray [default: this machine's].")
-@click.option("--cpus-per-task", type=int, default=1, show_default=True,
-              help="CPUs (torch threads) of each cluster and export task and each CPU training process.")
-@click.option("--train-gpus", type=float,
-              help="GPUs per training process [default: 1 when the cluster has GPUs, else 0: train on CPUs].")
-@click.option("--max-in-flight", type=int, help="Videos worked on at once [default: the cluster's CPUs].")
-@click.option("--retries", type=int, default=3, show_default=True,
-              help="Retries of a task whose worker dies; the stage resumes from the RUN's checkpoints.")
+@click_options(FleetOptions)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-def fleet_command(jobs, out, address, num_cpus, cpus_per_task, train_gpus, max_in_flight, retries, quiet, verbose):
+def fleet_command(quiet: bool, verbose: int, **fields) -> None:
     """Run every video of JOBS through cluster -> train -> export as Ray tasks.
 
     JOBS is a CSV (with a header) or JSONL file, one video per row with its own options; every row
@@ -68,7 +60,8 @@ def fleet_command(jobs, out, address, num_cpus, cpus_per_task, train_gpus, max_i
     the others from their first unfinished stage.
     """
     setup_logging(verbose)
-    total = len(read_jobs(jobs))  # checked again by run_fleet; here for the bar's length
+    options = from_params(FleetOptions, fields)
+    total = len(read_jobs(options.jobs))  # checked again by run_fleet; here for the bar's length
     bar = tqdm(total=total, desc="videos", unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_video(row: dict) -> None:
@@ -76,14 +69,12 @@ def fleet_command(jobs, out, address, num_cpus, cpus_per_task, train_gpus, max_i
         bar.set_postfix_str(f"{row['name']}: {row['status']}", refresh=False)
 
     try:
-        result = run_fleet(FleetOptions(jobs=jobs, out=out, address=address, num_cpus=num_cpus,
-                                        cpus_per_task=cpus_per_task, train_gpus=train_gpus,
-                                        max_in_flight=max_in_flight, retries=retries), progress=on_video)
+        result = run_fleet(options, progress=on_video)
     finally:
         bar.close()
     done, failed = result.count("done"), len(result.names) - result.count("done")
     click.echo(f"{done} done ({len(result.skipped)} of them earlier), {failed} failed, in {result.seconds:.1f} s; "
-               f"catalogue: {Path(out) / 'catalogue.csv'}, summary: {Path(out) / 'summary.md'}")
+               f"catalogue: {Path(options.out) / 'catalogue.csv'}, summary: {Path(options.out) / 'summary.md'}")
     for row in (result.rows[name] for name in result.names):
         if row["status"] != "done":
             click.echo(f"  {row['name']}: {row['stage']}: {row['error']}")

@@ -29,6 +29,7 @@ from stdo.fleet.catalogue import load_catalogue, make_row, save_catalogue, stage
 from stdo.fleet.jobs import VideoJob, read_jobs
 from stdo.fleet.stages import STAGES, bundle_dir, run_stage
 from stdo.locks import stage_lock
+from stdo.options import flag
 from stdo.rundir import read_run_info
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,18 @@ Progress = Callable[[dict], None] | None  # called with each finished (or skippe
 
 @dataclass
 class FleetOptions:
+    """What stdo-fleet does; each field but the two paths is the command's flag of the same name."""
+
     jobs: Path
     out: Path
-    address: str | None = None  # an existing Ray cluster ("auto", "ray://host:10001", "host:6379"); None: local
-    num_cpus: int | None = None  # of the local Ray (default: this machine's)
-    cpus_per_task: int = 1  # cluster and export tasks, and each CPU training process
-    train_gpus: float | None = None  # per training process; None: 1 when the cluster has GPUs, else 0
-    max_in_flight: int | None = None  # videos at once; default: the cluster's CPUs
-    retries: int = 3  # Ray's retries of a task whose worker died
+    address: str | None = flag(None, "Join this Ray cluster (auto, host:6379, ray://host:10001) [default: start a "
+                               "local Ray here].", type=str)
+    num_cpus: int | None = flag(None, "CPUs of the local Ray [default: this machine's].", type=int)
+    cpus_per_task: int = flag(1, "CPUs (torch threads) of each cluster and export task and each CPU training process.")
+    train_gpus: float | None = flag(None, "GPUs per training process [default: 1 when the cluster has GPUs, else 0: "
+                                    "train on CPUs].", type=float)
+    max_in_flight: int | None = flag(None, "Videos worked on at once [default: the cluster's CPUs].", type=int)
+    retries: int = flag(3, "Retries of a task whose worker dies; the stage resumes from the RUN's checkpoints.")
 
 
 @dataclass
