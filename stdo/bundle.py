@@ -250,30 +250,49 @@ def write_model_map(root: Path, model_map: np.ndarray) -> dict:
     return file_entry(root, path, shape=list(model_map.shape), coding=MAP_CODING)
 
 
-def write_manifest(root: Path, *, run_id: str | None, method: str, joint: bool, scale: int, grid: Grid, frames: int,
-                   fps: float, model_map: np.ndarray | None, plan: Plan, video: Path, model: str | None,
-                   receptive_radius: int, files: list[list[dict]], prior: dict | None,
-                   recommended: tuple[str, str] | None = None) -> dict:
+@dataclass(frozen=True)
+class BundleContents:
+    """What a model bundle's manifest describes, as stdo-export hands it to `write_manifest`."""
+
+    method: str
+    joint: bool  # one model serves every patch (no model map)
+    scale: int
+    grid: Grid
+    frames: int
+    fps: float
+    model_map: np.ndarray | None  # None for a joint method
+    plan: Plan
+    video: Path  # the LR stream, already in the bundle's folder
+    files: list[list[dict]]  # each model's file entries (file_entry, plus its coded update)
+    receptive_radius: int
+    model: str | None = None  # the model family's name (wdsr_a_mobile, ...)
+    prior: dict | None = None  # the prior whose carried files the updates are coded against
+    recommended: tuple[str, str] | None = None  # (format, precision) the headline counts and clients play
+    run_id: str | None = None  # the clustering the models were trained on
+
+
+def write_manifest(root: Path, contents: BundleContents) -> dict:
     """Write the bundle's model map and manifest.json (the layout read_bundle reads) around the model files
-    and LR stream already in `root`; returns the manifest. `files`: each model's file entries (file_entry, plus
-    its coded update)."""
+    and LR stream already in `root`; returns the manifest."""
+    c = contents
     manifest = {
         "format": FORMAT, "version": VERSION,
         "tool": f"stdo {stdo.__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_id": run_id,  # the clustering the models were trained on
-        "method": method, "joint": joint,
-        "scale": scale, "lr_size": [grid.width, grid.height], "frames": frames, "fps": fps,
-        "grid": {"cols": grid.cols, "rows": grid.rows, "margin": grid.margin},
-        "window": list(grid.window_shape),
-        "model_map": None if model_map is None else write_model_map(root, model_map),
-        "plan": {"shapes": [list(shape) for shape in plan.shapes], "margin": int(plan.margin), "sha256": digest(plan, scale)},
-        "video": video_entry(root, video, _describe(video)),
-        "model": model,
-        "receptive_radius": receptive_radius,
-        "models": [{"model": i, "files": f} for i, f in enumerate(files)],
-        "prior": prior,
-        "recommended": None if recommended is None else {"format": recommended[0], "precision": recommended[1]},
+        "run_id": c.run_id,
+        "method": c.method, "joint": c.joint,
+        "scale": c.scale, "lr_size": [c.grid.width, c.grid.height], "frames": c.frames, "fps": c.fps,
+        "grid": {"cols": c.grid.cols, "rows": c.grid.rows, "margin": c.grid.margin},
+        "window": list(c.grid.window_shape),
+        "model_map": None if c.model_map is None else write_model_map(root, c.model_map),
+        "plan": {"shapes": [list(shape) for shape in c.plan.shapes], "margin": int(c.plan.margin),
+                 "sha256": digest(c.plan, c.scale)},
+        "video": video_entry(root, c.video, _describe(c.video)),
+        "model": c.model,
+        "receptive_radius": c.receptive_radius,
+        "models": [{"model": i, "files": f} for i, f in enumerate(c.files)],
+        "prior": c.prior,
+        "recommended": None if c.recommended is None else {"format": c.recommended[0], "precision": c.recommended[1]},
     }
     write_json(root / MANIFEST, manifest)
     return manifest

@@ -12,7 +12,7 @@ Two paths, which measure different things:
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -101,12 +101,19 @@ def temporal_stack(lr: np.ndarray, first: int, count: int, radius: int) -> np.nd
                      for t in range(first, min(first + count, len(lr)))])
 
 
-def iter_upscaled(lr: np.ndarray, grid: Grid, scale: int, model_map: np.ndarray, runners: Sequence[Runner],
-                  frames_per_batch: int = 4, device: str = "cpu", radius: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded) over uint8 LR frames [T, h, w, 3];
-    with a temporal radius r, the runners read frames t-r .. t+r stacked along channels."""
+def lr_batches(lr: np.ndarray, frames_per_batch: int = 4, device: str = "cpu",
+               radius: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first frame index, float [B, C, h, w] in [0, 1] on `device`) over uint8 LR frames [T, h, w, 3]; with a
+    temporal radius r, frames t-r .. t+r stacked along channels (C = 3·(2r+1)), as a multi-frame model reads them."""
     for i in range(0, len(lr), frames_per_batch):
         frames = temporal_stack(lr, i, frames_per_batch, radius) if radius else lr[i : i + frames_per_batch]
-        x = as_nchw(frames).to(device).float().div_(255)
-        sr = upscale_batch(x, grid, scale, model_map[i : i + frames_per_batch], runners)
+        yield i, as_nchw(frames).to(device).float().div_(255)
+
+
+def iter_upscaled(batches: Iterable[tuple[int, torch.Tensor]], grid: Grid, scale: int, model_map: np.ndarray,
+                  runners: Sequence[Runner]) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first frame index, SR frames float [B, 3, H, W] on 0..255, rounded, on the CPU) of LR `batches`
+    (`lr_batches`), each patch by the runner the model map names."""
+    for i, x in batches:
+        sr = upscale_batch(x, grid, scale, model_map[i : i + len(x)], runners)
         yield i, sr.mul_(255).round_().cpu()

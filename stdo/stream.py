@@ -75,7 +75,6 @@ SMALL_FRAME = 64  # pixels: x265's largest coding unit, its default CTU
 MAX_KBPS = 500_000
 
 
-
 @dataclass(frozen=True)
 class StreamOptions:
     """How the LR stream is encoded. crf and bitrate are exclusive; neither means the codec's default CRF."""

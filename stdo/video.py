@@ -126,8 +126,8 @@ class Video:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _packets(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames from the first, as FFmpeg gives them."""
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The decoded frames from the first, as FFmpeg gives them (no colour conversion)."""
         if self._decoding:  # decoded before: from the start again
             self.close()
             self._open()
@@ -140,7 +140,7 @@ class Video:
             return self.info.frames
         if self._counted is None:
             try:
-                self._counted = sum(1 for _ in self._packets())
+                self._counted = sum(1 for _ in self._decoded())
             except av.error.FFmpegError as e:
                 raise _corrupt(self.path, None, e) from None
         return self._counted
@@ -149,7 +149,7 @@ class Video:
         """RGB frames (uint8 [H, W, 3]) in order, each through stdo.colour.frame_to_rgb."""
         index = 0
         try:
-            for frame in self._packets():
+            for frame in self._decoded():
                 yield frame_to_rgb(frame)
                 index += 1
         except av.error.FFmpegError as e:
@@ -173,7 +173,7 @@ class Video:
         frames: list[np.ndarray] = []
         index, n = -1, 0
         try:
-            for frame in self._packets():
+            for frame in self._decoded():
                 index += 1
                 if index < wanted.start:
                     continue
@@ -205,7 +205,7 @@ class Video:
         The colour is the first frame's (decoded for it); the frame count is declared or counted (one pass, no
         conversion)."""
         try:
-            first = next(self._packets(), None)
+            first = next(self._decoded(), None)
         except av.error.FFmpegError as e:
             raise _corrupt(self.path, 1, e) from None
         if first is None:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stdo.bundle import (MANIFEST, BundleError, decode_model_map, encode_model_map, file_entry, read_bundle,
-                         write_manifest, write_plain_bundle)
+from stdo.bundle import (MANIFEST, BundleContents, BundleError, decode_model_map, encode_model_map, file_entry,
+                         read_bundle, write_manifest, write_plain_bundle)
 from stdo.grid import Grid
 from stdo.plan import base_shape, digest, make_plan
 from stdo.stream import encode_stream
@@ -45,9 +45,10 @@ def make_bundle(root: Path) -> dict:
         path = root / "models" / f"model{i}.onnx"
         path.write_bytes(os.urandom(64))
         files.append([file_entry(root, path, format="onnx", precision="fp32", input_shape=[None, 3, None, None])])
-    write_manifest(root, run_id=None, method="stdo", joint=False, scale=2, grid=GRID, frames=6, fps=25.0,
-                   model_map=model_map, plan=make_plan(model_map, GRID, 6, (base_shape(GRID, 6), (48, 80))),
-                   video=root / "lr.mp4", model=None, receptive_radius=6, files=files, prior=None)
+    plan = make_plan(model_map, GRID, 6, (base_shape(GRID, 6), (48, 80)))
+    write_manifest(root, BundleContents(method="stdo", joint=False, scale=2, grid=GRID, frames=6, fps=25.0,
+                                        model_map=model_map, plan=plan, video=root / "lr.mp4", files=files,
+                                        receptive_radius=6))
     return json.loads((root / MANIFEST).read_text())
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from stdo.grid import Grid
-from stdo.infer import iter_upscaled, upscale_batch
+from stdo.infer import iter_upscaled, lr_batches, upscale_batch
 
 
 def _nearest(offset: float):
@@ -29,7 +29,7 @@ def test_iter_upscaled_streams_all_frames_as_rounded_0_255():
     lr = np.random.default_rng(1).integers(0, 256, (5, 12, 16, 3), dtype=np.uint8)
     grid = Grid(12, 16, 2, 2, margin=1)
     seen = []
-    for start, sr in iter_upscaled(lr, grid, 2, np.zeros((5, 2, 2), np.uint8), [_nearest(0.0)], frames_per_batch=2):
+    for start, sr in iter_upscaled(lr_batches(lr, 2), grid, 2, np.zeros((5, 2, 2), np.uint8), [_nearest(0.0)]):
         assert sr.shape == (min(2, 5 - start), 3, 24, 32)
         assert torch.equal(sr, sr.round()) and sr.max() <= 255
         seen.append(start)

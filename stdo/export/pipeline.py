@@ -306,12 +306,12 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
     if progress:
         progress("video", 1, 1)
 
-    manifest = bundle_format.write_manifest(
-        root, run_id=info.get("run_id"), method=o.method, joint=joint, scale=scale, grid=grid, frames=int(len(lr)),
+    manifest = bundle_format.write_manifest(root, bundle_format.BundleContents(
+        run_id=info.get("run_id"), method=o.method, joint=joint, scale=scale, grid=grid, frames=int(len(lr)),
         fps=fps, model_map=None if joint else model_map, plan=plan, video=video_path, model=train_report.get("model"),
         receptive_radius=max(m.receptive_radius for m in models), files=files,
         prior=train_report.get("prior") if bases else None,  # the prior whose carried files the updates code against
-        recommended=o.recommended or next(iter(bundle_format.variants_of(files)), None))
+        recommended=o.recommended or next(iter(bundle_format.variants_of(files)), None)))
 
     rows = []
     for variant in wanted:

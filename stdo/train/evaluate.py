@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from stdo.cluster.chunkmap import ChunkMap
-from stdo.infer import Runner, iter_upscaled
+from stdo.infer import Runner, iter_upscaled, lr_batches
 from stdo.memory import release_free_memory
 from stdo.scores import QualityScores
 from stdo.resample import as_nchw, upscale_bicubic
@@ -26,7 +26,7 @@ def evaluate(run: Run, chunk_map: ChunkMap, model_map: np.ndarray, runners: Sequ
              progress: Callable[[int], None] | None = None, radius: int = 0) -> dict:
     """Metrics of the models (serving patches by `model_map`) over the RUN's decoded LR, and of bicubic on the same
     frames."""
-    frames = iter_upscaled(run.lr, run.grid, run.scale, model_map, runners, device=device, radius=radius)
+    frames = iter_upscaled(lr_batches(run.lr, device=device, radius=radius), run.grid, run.scale, model_map, runners)
     return evaluate_frames(run, chunk_map, frames, progress)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from stdo.errors import StdoError
-from stdo.infer import Runner, iter_upscaled, temporal_stack
+from stdo.infer import Runner, iter_upscaled, lr_batches
 from stdo.scores import QualityScores
 from stdo.options import flag, same_as
 from stdo.play.pipeline import PlayOptions, check_output_stream, output_stream
@@ -106,10 +106,8 @@ def sr_frames(method: str, models: list[torch.nn.Module], model_map: np.ndarray,
     radius = models[0].config.frames // 2
     if len(models) == 1:
         runner = _runners(models, backend, threads, work)[0]
-        return ((i, runner(as_nchw(temporal_stack(lr, i, batch, radius) if radius else lr[i : i + batch])
-                           .float().div_(255)).clamp_(0, 1).mul_(255).round_())
-                for i in range(0, len(lr), batch))
-    return iter_upscaled(lr, grid, scale, model_map, _runners(models, backend, threads, work), frames_per_batch=batch)
+        return ((i, runner(x).clamp_(0, 1).mul_(255).round_()) for i, x in lr_batches(lr, batch, radius=radius))
+    return iter_upscaled(lr_batches(lr, batch), grid, scale, model_map, _runners(models, backend, threads, work))
 
 
 def brvsr_upscale(model: torch.nn.Module, lr: np.ndarray, backend: str, batch: int, threads: int | None, work: Path):
