@@ -141,10 +141,23 @@ class Bundle:
     manifest: dict
     model_map: np.ndarray | None  # uint8 [T, rows, cols]: the model index serving each patch; None: a plain bundle
     plan: Plan | None  # None: a plain bundle (no model; played by bicubic upsampling)
+    coded: dict[str, CodedFile] = field(default_factory=dict)  # a coded model file's path -> how it is rebuilt
     rebuilt: dict[str, Path] = field(default_factory=dict)  # a coded model file's path -> the file rebuilt from it
 
     def file(self, entry: dict) -> Path:
-        return self.rebuilt.get(entry["path"], self.root / entry["path"])
+        """The model file an entry names: shipped whole, or rebuilt from its update and the carried prior file (on
+        first use, verified by its sha256, kept in the content-addressed cache); BundleError if it does not rebuild."""
+        path = entry["path"]
+        if path in self.coded and path not in self.rebuilt:
+            self.rebuilt[path] = _rebuild(self.coded[path])
+        return self.rebuilt.get(path, self.root / path)
+
+    def rebuild_all(self) -> "Bundle":
+        """Rebuild every coded model file now (what export checks before a bundle is seen); returns the bundle."""
+        for path, coded in self.coded.items():
+            if path not in self.rebuilt:
+                self.rebuilt[path] = _rebuild(coded)
+        return self
 
     # what a client asks of a bundle, typed; read_bundle has checked every field these read
 
@@ -377,13 +390,23 @@ def _checked_file(root: Path, entry, what: str) -> Path:
     return path
 
 
-def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
-    """The model file a coded entry names, rebuilt from its update and the carried prior file, verified by its
-    sha256, in the content-addressed cache; raises BundleError for anything that does not rebuild it exactly."""
-    from stdo.priors import PRIORS_DIR, base_file
-    from stdo.updates import CODING, UpdateError, decode_update
+@dataclass(frozen=True)
+class CodedFile:
+    """A model file shipped as an update, checked as far as it can be without rebuilding it: its entry, the update
+    file in the bundle and the carried prior file it is coded against."""
 
-    name = _plain_relative(entry, what).name
+    entry: dict
+    what: str  # where the manifest names it, for messages
+    update: Path
+    base: Path
+
+
+def _check_update(root: Path, entry: dict, what: str, priors: Path | None) -> CodedFile:
+    """What read_bundle checks of a coded entry (reading only): its fields, the update file, the carried prior file
+    (present, undamaged) and the size it claims; the rebuild itself waits for the file's first use."""
+    from stdo.priors import PRIORS_DIR, base_file
+    from stdo.updates import CODING
+
     size = _int(entry, "bytes", 1, MAX_FILE_BYTES)
     digest = entry.get("sha256")
     _need(isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
@@ -401,9 +424,20 @@ def _rebuild(root: Path, entry: dict, what: str, priors: Path | None) -> Path:
     limit = max_rebuilt_bytes(base.stat().st_size)
     _need(size <= limit, f"{what}: a file of {size} bytes cannot be an update of a {base.stat().st_size}-byte prior "
                          f"file (at most {limit})")
-    cached = cache_dir() / digest / name
+    return CodedFile(entry, what, update_path, base)
+
+
+def _rebuild(coded: CodedFile) -> Path:
+    """The model file rebuilt from its update and the carried prior file, verified by its sha256, in the
+    content-addressed cache; raises BundleError for anything that does not rebuild it exactly."""
+    from stdo.updates import UpdateError, decode_update
+
+    entry, what = coded.entry, coded.what
+    digest = entry["sha256"]
+    cached = cache_dir() / digest / PurePosixPath(entry["path"]).name
     try:
-        data = decode_update(update_path.read_bytes(), base.read_bytes(), size, update.get("ops"))
+        data = decode_update(coded.update.read_bytes(), coded.base.read_bytes(), entry["bytes"],
+                             entry["update"].get("ops"))
     except UpdateError as e:
         raise BundleError(f"bad bundle: {what}.update: {e}") from None
     _need(hashlib.sha256(data).hexdigest() == digest,
@@ -425,8 +459,9 @@ def _read_model_map(root: Path, entry: dict, frames: int, rows: int, cols: int, 
 
 
 def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
-    """Read and verify a bundle, rebuilding its coded model files from the priors the client carries (`priors`,
-    default the package's); raises BundleError on anything unexpected."""
+    """Read and verify a bundle (reading only); raises BundleError on anything unexpected. Coded model files are
+    checked against the priors the client carries (`priors`, default the package's) and rebuilt on first use
+    (`Bundle.file`), so a player rebuilds the variant it runs alone; `Bundle.rebuild_all` rebuilds them all."""
     root = Path(root)
     manifest_path = root / MANIFEST
     _need(not manifest_path.is_symlink(), f"{MANIFEST} is a link: a bundle's files are its own (copy it in)")
@@ -504,7 +539,7 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
     _need(digest(plan, manifest["scale"]) == plan_entry.get("sha256"),
           "plan: the plan derived from the model map is not the one export made (a tampered map, scale or manifest, "
           "or another stdo's planner)")
-    rebuilt, paths = {}, set()
+    coded, paths = {}, set()
 
     def claim(path: str, what: str) -> None:
         """No file serves two entries (no label can be moved onto another file)."""
@@ -538,7 +573,7 @@ def read_bundle(root: Path, priors: Path | None = None) -> Bundle:
             claim(name, what)
             if entry.get("update") is not None:
                 _need(isinstance(entry["update"], dict), f"{what}.update must be an object")
-                rebuilt[name] = _rebuild(root, entry, what, priors)
+                coded[name] = _check_update(root, entry, what, priors)
             else:
                 _checked_file(root, entry, what)
-    return Bundle(root, manifest, model_map, plan, rebuilt)
+    return Bundle(root, manifest, model_map, plan, coded)

@@ -132,12 +132,12 @@ def check_can_write(run: Path, source_fingerprint: str, overwrite: bool) -> None
     if overwrite or not run.exists() or not any(p.name != LOCK_NAME and not is_leftover(p) for p in run.iterdir()):
         return
     if not (run / RUN_JSON).is_file():
-        raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or --overwrite to write there")
+        raise StdoError(f"{run} is not empty and is not a stdo RUN directory: give a new folder, or `overwrite` to write there")
     info = read_run_info(run)
     if info.get("source", {}).get("sha256") != source_fingerprint:
         raise StdoError(
             f"{run} was made from {info.get('source', {}).get('path')}, not this source: "
-            "give another RUN folder, or --overwrite to replace it"
+            "give another RUN folder, or `overwrite` to replace it"
         )
 
 

@@ -258,16 +258,22 @@ def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_
                                                                      entry["bytes"])
 
 
-def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle):
+def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle, tmp_path, monkeypatch):
+    """Reading a bundle writes nothing; a player rebuilds the files of the variant it runs, and only those."""
+    from stdo.bundle import read_bundle
     from stdo.play.player import Player, lr_stream
 
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("STDO_CACHE", str(cache))
+    read_bundle(coded_bundle)
+    assert not cache.exists()
     player = Player(coded_bundle, "onnxruntime", "int8")
     frames = list(player.play(lr_stream(player)))
     assert len(frames) == 4
     manifest = json.loads((coded_bundle / "manifest.json").read_text())
-    updates = sum(e["update"]["bytes"] for m in manifest["models"] for e in m["files"]
-                  if e["format"] == "onnx" and e["precision"] == "int8")
-    assert player.delivered_bytes["models"] == updates
+    played = [e for m in manifest["models"] for e in m["files"] if e["format"] == "onnx" and e["precision"] == "int8"]
+    assert player.delivered_bytes["models"] == sum(e["update"]["bytes"] for e in played)
+    assert sorted(p.parent.name for p in (cache / "models").glob("*/*")) == sorted(e["sha256"] for e in played)
 
 
 def test_the_prior_alone_ships_the_files_clients_carry(run_x4, tmp_path, monkeypatch):
@@ -380,7 +386,9 @@ def test_a_tampered_update_or_a_prior_the_client_lacks_is_refused(coded_bundle, 
         e["update"]["sha256"] = sha256_of(update)
     (flipped / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="does not rebuild|not deflate|inflates to"):
-        read_bundle(flipped)
+        read_bundle(flipped).rebuild_all()
+    code, _, err, _ = cli(play_command, [flipped, "--backend", "onnxruntime", "--precision", "int8", "-q"])
+    assert code == 2 and "update" in err and "Traceback" not in err  # the player rebuilds it, and refuses it
 
 
 def _peak_rss_mb(command: list) -> tuple[int, float, str]:

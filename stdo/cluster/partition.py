@@ -64,7 +64,7 @@ def partition_kmeans(scores: np.ndarray, features: np.ndarray, num_chunks: int, 
     if distinct < num_chunks:
         raise StdoError(
             f"the patches have only {distinct} distinct feature values for {num_chunks} chunks: "
-            "use fewer --chunks or --partition quantile"
+            "use fewer `chunks` or `partition` quantile"
         )
     std = x.std(0)
     x = (x - x.mean(0)) / np.where(std > 0, std, 1.0)

@@ -201,7 +201,7 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
         report["seconds"] = time.perf_counter() - t0
         write_json(tmp / "report.json", report)
         write_bytes(tmp / "report.md", format_report_md(report).encode())
-        bundle_format.read_bundle(tmp, o.priors)  # what a client will check (its updates rebuilt), before anyone sees it
+        bundle_format.read_bundle(tmp, o.priors).rebuild_all()  # what a client checks, before anyone sees it
     report["bundle"] = str(out)
     return report
 

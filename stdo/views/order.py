@@ -64,7 +64,7 @@ def pose_distances(centres: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(c, axis=1)
     if np.any(norms < 1e-12):
         raise StdoError("a camera centre is at the world origin, so its angle to the others is undefined: use "
-                        "--similarity feature, or recentre the scene")
+                        "`similarity` feature, or recentre the scene")
     unit = c / norms[:, None]
     angles = np.degrees(np.arccos(np.clip(unit @ unit.T, -1.0, 1.0)))
     np.fill_diagonal(angles, 0.0)
@@ -183,8 +183,8 @@ def order_views(strategy: str, similarity: str, centres: np.ndarray | None, imag
     needs_pose = similarity == "pose" or strategy == "als"
     needs_features = similarity == "feature" or strategy == "als"
     if needs_pose and centres is None:
-        raise StdoError("this ordering needs camera poses and the views have none: use `strategy` s "
-                        "--similarity feature, or give a NeRF or COLMAP scene")
+        raise StdoError("this ordering needs camera poses and the views have none: use `strategy` s with "
+                        "`similarity` feature, or give a NeRF or COLMAP scene")
     n = len(centres) if centres is not None else len(images)
     length = length or default_length(strategy)
     if length < 1:

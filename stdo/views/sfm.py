@@ -39,7 +39,7 @@ def recover_poses(images: Path, out: Path) -> dict:
             models = pycolmap.incremental_mapping(database, tmp / "images", Path(work) / "sparse")
         if not models:
             raise StdoError(f"structure from motion registered no views of {images}: the views need overlap and "
-                            "camera translation; use --similarity feature instead")
+                            "camera translation; use `similarity` feature instead")
         model = max(models.values(), key=lambda m: m.num_reg_images())
         (tmp / "sparse" / "0").mkdir(parents=True)
         model.write(str(tmp / "sparse" / "0"))

@@ -24,7 +24,7 @@ def claim(out: Path, overwrite: bool) -> None:
             raise StdoError(f"{out} exists: give another folder, or `overwrite` to replace it")
         if not (out / MARKER).is_file():
             raise StdoError(f"{out} was not written by stdo-views (no {MARKER}): give another folder; "
-                            "--overwrite replaces only folders stdo-views wrote")
+                            "`overwrite` replaces only folders stdo-views wrote")
 
 
 def mark(tmp: Path, what: str) -> None:
