@@ -154,9 +154,8 @@ class Bundle:
 
     def rebuild_all(self) -> "Bundle":
         """Rebuild every coded model file now (what export checks before a bundle is seen); returns the bundle."""
-        for path, coded in self.coded.items():
-            if path not in self.rebuilt:
-                self.rebuilt[path] = _rebuild(coded)
+        for coded in self.coded.values():
+            self.file(coded.entry)
         return self
 
     # what a client asks of a bundle, typed; read_bundle has checked every field these read
