@@ -41,7 +41,7 @@ from stdo import bundle as bundle_format
 from stdo.export import gate
 from stdo.export.convert import Variant, calibration_windows, carried_bases, code_update, variants
 from stdo.export.margin import choose_margin
-from stdo.export.report import counted_bytes, format_report_md
+from stdo.export.report import format_report_md
 from stdo.export.verify import target_of, verification_frames, verify
 from stdo.toolchain import require
 from stdo.fileio import save_torch, sha256_of, staged_dir, write_bytes, write_json
@@ -188,7 +188,7 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     t0 = time.perf_counter()
     with staged_dir(out) as tmp:
         report, plan, files = _build(o, tmp, run, trained, wanted, progress)
-        decisions, prior = _decisions(o, run, plan, trained, counted_bytes(report, files))
+        decisions, prior = _decisions(o, run, plan, trained, _counted_bytes(report, files))
         if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
             model_map, kept, has_prior = gate.merged(trained.model_map, decisions)
             trained = Trained([trained.models[i] for i in kept] + ([prior] if has_prior else []), model_map,
@@ -217,6 +217,13 @@ def _decisions(o: ExportOptions, run: Run, plan: Plan, trained: Trained,
     frames = verification_frames(len(run.lr), o.verify_frames)
     with_models, with_prior = gate.squared_errors(run, plan, trained.model_map, trained.models, prior, frames)
     return gate.decide(with_models, with_prior, trained.model_map, sizes, o.db_per_kb), prior
+
+
+def _counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
+    """Each model's download in the variant the bundle's headline counts (its update, or its whole file)."""
+    counted = (report["recommended"]["format"], report["recommended"]["precision"])
+    entries = [next(e for e in model_files if (e["format"], e["precision"]) == counted) for model_files in files]
+    return [e["update"]["bytes"] if "update" in e else e["bytes"] for e in entries]
 
 
 def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: list[Variant],

@@ -6,13 +6,6 @@ from stdo import bundle as bundle_format
 from stdo.runtimes import FORMATS as RUNTIME_FORMATS
 
 
-def counted_bytes(report: dict, files: list[list[dict]]) -> list[int]:
-    """Each model's download in the variant the bundle's headline counts (its update, or its whole file)."""
-    counted = (report["recommended"]["format"], report["recommended"]["precision"])
-    entries = [next(e for e in model_files if (e["format"], e["precision"]) == counted) for model_files in files]
-    return [e["update"]["bytes"] if "update" in e else e["bytes"] for e in entries]
-
-
 def format_table(report: dict) -> list[str]:
     """The verification table as aligned text lines (terminal and markdown share the figures)."""
     v = report["video"]
