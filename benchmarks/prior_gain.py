@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from results_io import machine_line, results_dir, write_results
-from stdo.clip import load_clip
+from stdo.clip import Cut, load_clip
 from stdo.clips import clip_path
 from stdo.fileio import read_json
 from stdo.priors import FACTS, PRIORS_DIR, find_prior
@@ -39,7 +39,7 @@ OUT = results_dir("prior_gain")
 
 
 def measure(clip: str, scale: int, codec: str, crfs: list[int], frames: int) -> list[dict]:
-    data = load_clip(clip_path(clip), scale, count=frames)
+    data = load_clip(clip_path(clip), scale, Cut(frames=frames))
     facts = read_json(PRIORS_DIR / FACTS)[find_prior("wdsr_a_mobile", scale).name]
     files = {b["precision"]: PRIORS_DIR / b["path"] for b in facts["bases"] if b["format"] == "onnx"}
     runners = {p: open_runner("onnx", path) for p, path in files.items()}

@@ -25,7 +25,7 @@ from stdo.grid import Grid
 from stdo.models import create_model
 from stdo.train.data import ClipFrames, PatchSampler, patches_of
 from stdo.train.loop import cpu_supports_bf16
-from stdo.clip import load_clip
+from stdo.clip import Cut, load_clip
 from stdo.resample import downscale_bicubic
 from results_io import machine_line, results_dir, write_results
 
@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scale = 4
-    hr = upscale_to_1080p(load_clip(clip_path("bigbuckbunny"), scale=scale, count=args.frames).hr)
+    hr = upscale_to_1080p(load_clip(clip_path("bigbuckbunny"), scale, Cut(frames=args.frames)).hr)
     lr = downscale_bicubic(hr, scale)
     grid = Grid(lr.shape[1], lr.shape[2], 5, 10, margin=0)  # STDO's x4 grid on 1080p: 48x54 LR patches
     patches = patches_of(np.zeros((len(lr), grid.rows, grid.cols), np.uint8))

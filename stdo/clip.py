@@ -54,6 +54,20 @@ class Crop:
 CROP = Parsed(Crop.parse, str, "crop")  # the command-line type of a crop
 
 
+@dataclass(frozen=True)
+class Cut:
+    """The part of a source a RUN is made from: `frames` frames from frame `start` (None: to the end), inside
+    `crop` (None: the whole frame). Its field names are stdo-cluster's option fields."""
+
+    start: int = 0
+    frames: int | None = None
+    crop: Crop | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.frames is None and self.crop is None
+
+
 @dataclass
 class Clip:
     """HR frames and the LR frames a client receives for them (HR size = scale × LR size)."""
@@ -129,10 +143,8 @@ def _hr_box(width: int, height: int, scale: int, crop: Crop | None, lr_given: bo
 def load_clip(
     source: Path,
     scale: int,
+    cut: Cut = Cut(),
     lr_source: Path | None = None,
-    start: int = 0,
-    count: int | None = None,
-    crop: Crop | None = None,
     stream: StreamOptions | None = None,
     progress: CountProgress = None,
     allocate: Allocator | None = None,
@@ -155,16 +167,16 @@ def load_clip(
     if lr_source is not None and kind == "vsd4k":
         raise StdoError(f"{source} is a VSD4K folder that has its own LR frames: drop `lr_video`")
     lr_given = lr_source is not None or lr_files is not None
-    keep_lr_video = (lr_source is not None and Path(lr_source).is_file() and start == 0 and count is None
-                     and crop is None)
+    keep_lr_video = lr_source is not None and Path(lr_source).is_file() and cut.whole
     if keep_lr_video and stream is not None:
         raise StdoError(f"`lr_video` {lr_source} is shipped as it is: drop `codec`, `crf`, `bitrate`, `preset`, `gop` "
                         "and `lossless`, or cut it with `start`, `frames` or `crop` to re-encode it")
     stream = stream or StreamOptions()
+    start, count = cut.start, cut.frames
     with open_video(source) if hr_files is None else contextlib.nullcontext() as reader:
         width, height = (reader.info.width, reader.info.height) if reader else frame_size(source, hr_files)
         unit = scale if keep_lr_video or not stream.chroma_subsampled else 2 * scale
-        x, y, w, h = _hr_box(width, height, scale, crop, lr_given, unit)
+        x, y, w, h = _hr_box(width, height, scale, cut.crop, lr_given, unit)
 
         fps = reader.info.fps if reader else 25.0
         allocate = allocate or in_memory

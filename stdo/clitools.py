@@ -130,14 +130,26 @@ def _traceback_if_verbose(ctx: click.Context) -> None:
 
 def as_flags(message: str, command: click.Command) -> str:
     """A library message with its option fields (`start`, `lr_video`) written as this command's flags (--start,
-    --lr-video) or arguments (SOURCE); a field the command does not have loses its backticks."""
+    --lr-video) or arguments (SOURCE); a field the command does not have loses its backticks. A setting advised for
+    another command (`overwrite=True`, `method='stdo'`) is written by the one rule every stdo flag follows (the field
+    with `_` as `-`): --overwrite, --no-evaluate for False, --method stdo."""
     names = {}
     for param in command.params:
         if isinstance(param, click.Argument):
             names[param.name] = param.human_readable_name
         else:
             names[param.name] = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    message = re.sub(r"`([a-z][a-z0-9_]*)=([^`]+)`", lambda m: setting_as_flag(m.group(1), m.group(2)), message)
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: names.get(m.group(1), m.group(1)), message)
+
+
+def setting_as_flag(field: str, value: str) -> str:
+    """`field=value` (the value as Python writes it) as the command line gives it: True -> --field, False ->
+    --no-field, else --field value."""
+    flag = field.replace("_", "-")
+    if value in ("True", "False"):
+        return f"--{flag}" if value == "True" else f"--no-{flag}"
+    return f"--{flag} {value.strip(chr(39))}"
 
 
 def _fail(ctx: click.Context, error: StdoError) -> None:

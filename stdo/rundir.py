@@ -97,16 +97,16 @@ def read_run_info(run: Path) -> RunInfo:
     try:
         info = read_json(path)
     except JSONUnreadable as e:
-        raise StdoError(f"{path} is damaged ({e}): rerun stdo-cluster with --overwrite") from None
+        raise StdoError(f"{path} is damaged ({e}): rerun stdo-cluster with `overwrite=True`") from None
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
-        raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with --overwrite")
+        raise StdoError(f"{path} has format {found!r}, this stdo reads format {RUN_FORMAT}: rerun stdo-cluster with `overwrite=True`")
     missing = [k for k in REQUIRED_KEYS if k not in info]
     grid = info.get("grid")
     if not missing and not (isinstance(grid, dict) and {"rows", "cols"} <= grid.keys()):
         missing = ["grid.rows/cols"]
     if missing:
-        raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with --overwrite")
+        raise StdoError(f"{path} lacks {', '.join(missing)}: rerun stdo-cluster with `overwrite=True`")
     return RunInfo(info)
 
 
@@ -217,7 +217,7 @@ def load_frames(run: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError as e:
         raise StdoError(f"{run} is incomplete ({Path(e.filename).name} missing): rerun stdo-cluster") from None
     except ValueError as e:
-        raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster --overwrite") from None
+        raise StdoError(f"{run} has damaged frames ({e}): rerun stdo-cluster with `overwrite=True`") from None
 
 
 class Run:

@@ -114,11 +114,11 @@ def test_hevc_of_frames_smaller_than_a_ctu_does_not_crash_the_process(tmp_path):
     script = (
         "import numpy as np\n"
         "from pathlib import Path\n"
-        "from stdo.clip import load_clip\n"
+        "from stdo.clip import Cut, load_clip\n"
         "from stdo.clips import clip_path\n"
         "from stdo.stream import StreamOptions, encode_stream\n"
         "from stdo.video import read_video\n"
-        "lr = load_clip(clip_path('carphone'), 4, count=30).lr\n"
+        "lr = load_clip(clip_path('carphone'), 4, Cut(frames=30)).lr\n"
         "for crf in (27, 31, 35):\n"
         f"    path = Path({str(tmp_path)!r}) / f'{{crf}}.mp4'\n"
         "    encode_stream(path, list(lr), options=StreamOptions(codec='hevc', crf=crf))\n"

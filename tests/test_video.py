@@ -9,7 +9,7 @@ from matlab_imresize import imresize
 from stdo.errors import StdoError
 from stdo.metrics import psnr
 from stdo.stream import StreamOptions, encode_stream
-from stdo.clip import Crop, load_clip
+from stdo.clip import Crop, Cut, load_clip
 from stdo.resample import downscale_bicubic, upscale_bicubic
 from stdo.video import open_video, read_video
 
@@ -56,10 +56,10 @@ def test_a_reader_opened_once_gives_info_frames_and_the_count_of_an_undeclared_s
 
 
 def test_clip_is_cropped_to_a_multiple_of_the_scale(bikes):
-    clip = load_clip(bikes, scale=4, count=2, crop=Crop.parse("101x77+3+5"), stream=StreamOptions(lossless=True))
+    clip = load_clip(bikes, 4, Cut(frames=2, crop=Crop.parse("101x77+3+5")), stream=StreamOptions(lossless=True))
     assert clip.hr.shape == (2, 76, 100, 3) and clip.lr.shape == (2, 19, 25, 3)
     assert clip.lr_origin == "bicubic" and clip.fps == 25.0
-    clip = load_clip(bikes, scale=4, count=2, crop=Crop.parse("101x77+3+5"))  # default 4:2:0 stream: even LR sizes
+    clip = load_clip(bikes, 4, Cut(frames=2, crop=Crop.parse("101x77+3+5")))  # default 4:2:0 stream: even LR sizes
     assert clip.hr.shape == (2, 72, 96, 3) and clip.lr.shape == (2, 18, 24, 3)
 
 
@@ -76,7 +76,7 @@ def test_vsd4k_layout_uses_its_own_lr_frames(tmp_path, bikes_frames, lr_name):
     lr = downscale_bicubic(bikes_frames, 2) // 2  # visibly not what stdo would synthesize
     _save_frames(tmp_path / "DIV2K_train_HR", bikes_frames, [f"{i:05d}.png" for i in range(1, 7)])
     _save_frames(tmp_path / "DIV2K_train_LR_bicubic" / "X2", lr, [lr_name.format(i=i) for i in range(1, 7)])
-    clip = load_clip(tmp_path, scale=2, start=1, count=4)
+    clip = load_clip(tmp_path, 2, Cut(start=1, frames=4))
     assert clip.lr_origin == "given"
     np.testing.assert_array_equal(clip.hr, bikes_frames[1:5])
     np.testing.assert_array_equal(clip.lr, lr[1:5])
@@ -109,7 +109,7 @@ def test_given_lr_video(tmp_path, bikes):
     hr, _ = read_video(bikes, count=4)
     lr_path = tmp_path / "lr.mp4"
     encode_stream(lr_path, downscale_bicubic(hr, 2), options=StreamOptions(lossless=True))
-    clip = load_clip(bikes, scale=2, lr_source=lr_path, count=4)  # cut from bikes: re-encoded by the stream
+    clip = load_clip(bikes, 2, Cut(frames=4), lr_source=lr_path)  # cut from bikes: re-encoded by the stream
     assert clip.lr.shape == (4, 136, 320, 3) and clip.lr_origin == "given" and clip.lr_video is None
     np.testing.assert_array_equal(clip.lr, downscale_bicubic(hr, 2))
     hr_path = tmp_path / "hr.mp4"
@@ -168,18 +168,18 @@ def test_given_lr_video_with_fewer_frames(tmp_path, bikes):
     short = tmp_path / "short.mp4"
     encode_stream(short, downscale_bicubic(hr[:2], 2))
     with pytest.raises(StdoError, match="past its end|has 2 frames"):
-        load_clip(bikes, scale=2, lr_source=short, start=0, count=4)
+        load_clip(bikes, 2, Cut(start=0, frames=4), lr_source=short)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"scale": 1}, "below 2"),
-    ({"scale": 4, "start": 300}, "past its end"),
-    ({"scale": 4, "count": 0}, "asks for no frames"),
-    ({"scale": 4, "crop": Crop(700, 10)}, "reaches outside"),
+@pytest.mark.parametrize("scale, cut, message", [
+    (1, Cut(frames=2), "below 2"),
+    (4, Cut(start=300, frames=2), "past its end"),
+    (4, Cut(frames=0), "asks for no frames"),
+    (4, Cut(frames=2, crop=Crop(700, 10)), "reaches outside"),
 ])
-def test_bad_options(bikes, kwargs, message):
+def test_bad_options(bikes, scale, cut, message):
     with pytest.raises(StdoError, match=message):
-        load_clip(bikes, **{"count": 2, **kwargs})
+        load_clip(bikes, scale, cut)
 
 
 def test_crop_syntax():

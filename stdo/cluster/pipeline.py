@@ -32,7 +32,7 @@ from stdo.locks import stage_lock, sweep_leftovers
 from stdo.rundir import (LR_STREAM, FrameFiles, check_can_write, clear_earlier_clustering, fingerprint,
                          write_cluster_stage)
 from stdo.stream import StreamOptions
-from stdo.clip import CROP, Crop, load_clip, ship_lr_stream, source_kind
+from stdo.clip import CROP, Crop, Cut, load_clip, ship_lr_stream, source_kind
 from stdo.options import flag
 from stdo.video import open_video
 from stdo.progress import StageProgress
@@ -176,7 +176,7 @@ def _cluster(o: ClusterOptions, source_sha: str, model, progress: StageProgress,
     """Decode, ship the LR stream, score, partition and write the RUN (`t0`: when the command began)."""
     source, timings = Path(o.source), {}
     clip = load_clip(
-        source, o.scale, lr_source=o.lr_video, start=o.start, count=o.frames, crop=o.crop, stream=o.stream,
+        source, o.scale, Cut(o.start, o.frames, o.crop), lr_source=o.lr_video, stream=o.stream,
         progress=partial(progress, "decode", total=_expected_frames(source, o)) if progress else None,
         allocate=frame_files,
     )

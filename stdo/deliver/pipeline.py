@@ -376,9 +376,9 @@ def _lowest_crf_within(frames, fps: float, stream: StreamOptions, limit: int, fo
 def _filling_crf(m: _Measuring, scale: int, limit: int) -> int | None:
     """The lowest CRF whose LR stream at `scale` fits `limit` bytes: the clip's LR frames (as stdo-cluster makes
     them) coded at the CRFs the bisection tries."""
-    from stdo.clip import load_clip
+    from stdo.clip import Cut, load_clip
 
-    clip = load_clip(m.o.cluster.source, scale, start=m.o.cluster.start, count=m.o.cluster.frames, crop=m.crop)
+    clip = load_clip(m.o.cluster.source, scale, Cut(m.o.cluster.start, m.o.cluster.frames, m.crop))
     return _lowest_crf_within(clip.lr, m.fps, m.stream, limit, m.work / f"x{scale}-fill", m.progress,
                               f"x{scale} stream crf")
 

@@ -69,7 +69,7 @@ def carried_bases(update: str, priors: Path | None, train_report: dict) -> dict[
     bases = {(b["format"], b["precision"]): {**b, "path": root / b["path"]} for b in prior_bases(prior, root)
              } if prior else {}
     if update == "on" and not bases:
-        raise StdoError("`update` on needs models trained from a prior that clients carry: train with --init prior "
+        raise StdoError("`update` on needs models trained from a prior that clients carry: train with `init='prior'` "
                         "(the default where stdo ships a prior for the model and scale), or export with `update` auto")
     return bases
 

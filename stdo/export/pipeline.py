@@ -123,10 +123,10 @@ def _check(o: ExportOptions) -> tuple[Run, Path]:
         raise StdoError("`calibration` must be above 0 and `verify_frames` at least 0 (0 = all frames)")
     run = open_run(o.run, missing="run stdo-cluster and stdo-train first")
     if not (run.path / LR_STREAM).is_file():
-        raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster --overwrite")
+        raise StdoError(f"{run} has no {LR_STREAM} (the LR stream): rerun stdo-cluster with `overwrite=True`")
     models = run.trained(o.method)
     if not (models / REPORT).is_file() or not (models / MODEL_MAP).is_file():
-        raise StdoError(f"{models} holds no finished training: run stdo-train {run} --method {o.method} first")
+        raise StdoError(f"{models} holds no finished training: run stdo-train on {run} with `method={o.method!r}` first")
     out = Path(o.out) if o.out else run.bundle_dir
     if out.exists() and not (out / bundle_format.MANIFEST).is_file():
         raise StdoError(f"{out} exists and is not a bundle: give another `out`, or remove it")
@@ -141,11 +141,11 @@ def check_provenance(run: Run, method: str, report: dict) -> None:
     folder = run.trained(method)
     if report.get("run_id") != run.info.get("run_id"):
         raise StdoError(f"{folder} was trained on an earlier clustering of {run}: retrain it "
-                        f"(stdo-train {run} --method {method} --restart)")
+                        f"(stdo-train on {run} with `method={method!r}` `restart=True`)")
     for name, digest in (report.get("model_sha256") or {}).items():
         if not (folder / name).is_file() or sha256_of(folder / name) != digest:
             raise StdoError(f"{folder / name} is not the model report.json describes (a retraining stopped half-way?): "
-                            f"rerun stdo-train {run} --method {method} to finish it")
+                            f"rerun stdo-train on {run} with `method={method!r}` to finish it")
 
 
 @dataclass
@@ -164,12 +164,12 @@ def _trained(run: Run, method: str) -> Trained:
     check_provenance(run, method, report)
     if REGISTRY[method].video:
         raise StdoError(f"{method} is a server-side video model, not a phone bundle's per-patch WDSR: run it with "
-                        f"stdo-upscale {run} --method {method}")
+                        f"stdo-upscale on {run} with `method={method!r}`")
     if any(m.config.frames > 1 for m in models):
         raise StdoError(f"{method} reads {models[0].config.frames} frames at once: a phone bundle holds single-frame "
                         "models; export wdsr-large or an on-device method")
     if model_map.shape != (len(run.lr), run.grid.rows, run.grid.cols):
-        raise StdoError(f"{run.trained(method)} does not match the RUN's frames: rerun stdo-train --restart")
+        raise StdoError(f"{run.trained(method)} does not match the RUN's frames: rerun stdo-train with `restart=True`")
     return Trained(models, model_map, report)
 
 

@@ -211,7 +211,7 @@ def _check_values(job: VideoJob) -> None:
         raise StdoError("start must be 0 or more and frames 1 or more: fix the frame range")
     if not job.budget and ((job.crf is not None and len(job.crf) != 1) or len(job.method) != 1):
         raise StdoError("several crf or method values are tried only within a budget: give one of each, or a "
-                        "budget column (as stdo-deliver --budget)")
+                        "budget column (as stdo-deliver's `budget`)")
     for crf in job.crfs if job.budget else (job.stream().crf,):
         StreamOptions(codec=job.codec, crf=crf).check()
     shippable = [name for name, m in REGISTRY.items() if not m.video]

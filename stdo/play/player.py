@@ -82,12 +82,12 @@ class Player:
         fmt = BACKENDS[backend]
         self.model_bytes = 0  # of the variant this player runs, as the bundle ships it
         self.runners = []
-        flags = f"--format {fmt}" + (f" --quantize {precision}" if precision != "fp32" else "")
+        settings = f"`format={fmt!r}`" + (f" `quantize={precision!r}`" if precision != "fp32" else "")
         for index, files in enumerate(self.bundle.models):
             entry = next((f for f in files if f["format"] == fmt and f["precision"] == precision), None)
             if entry is None:
                 raise StdoError(f"the bundle has no {fmt} {precision} model for model {index}: "
-                                f"export it with stdo-export {flags}, or pick another `backend` or `precision`")
+                                f"export it (stdo-export with {settings}), or pick another `backend` or `precision`")
             self.model_bytes += int((entry.get("update") or entry)["bytes"])  # coded: the update's
             runner = open_runner(fmt, self.bundle.file(entry), threads)
             if RUNTIME_FORMATS[fmt].signatures:

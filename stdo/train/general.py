@@ -34,7 +34,7 @@ from stdo.train.loop import Job, ProgressFn, TrainConfig, config_signature, trai
 from stdo.train.sampling import ChunkSampler
 from stdo.stream import StreamOptions
 from stdo.train.priordata import codec_round_trip, image_clip, is_image
-from stdo.clip import load_clip
+from stdo.clip import Cut, load_clip
 from stdo.train.priorset import is_prior_set, open_prior_set
 from stdo.train.validation import Validation
 
@@ -99,7 +99,7 @@ def _pair(source: Path, o: GeneralOptions) -> tuple[np.ndarray, list[np.ndarray]
     if is_image(source):
         hr, lr = image_clip(source, min(o.frames, 16), o.scale)
     else:
-        clip = load_clip(source, o.scale, count=o.frames)
+        clip = load_clip(source, o.scale, Cut(frames=o.frames))
         hr, lr = clip.hr, clip.lr
     return hr, [codec_round_trip(lr, crf, o.codec) for crf in o.crf] if o.crf else [lr]
 

@@ -421,7 +421,7 @@ def load_models(out_dir: Path, num_models: int, device: str = "cpu") -> list[nn.
             raise StdoError(f"{path} is missing: rerun stdo-train to finish training") from None
         except Exception as e:  # noqa: BLE001
             raise StdoError(f"{path} is not a checkpoint of this toolkit ({e.__class__.__name__}): "
-                            "rerun stdo-train --restart") from None
+                            "rerun stdo-train with `restart=True`") from None
     return models
 
 
@@ -431,13 +431,13 @@ def load_trained(folder: Path) -> tuple[list[nn.Module], np.ndarray, dict]:
     from stdo.models import fold_weight_norm
 
     if not (folder / REPORT).is_file() or not (folder / MODEL_MAP).is_file():
-        raise StdoError(f"{folder} holds no finished training: run stdo-train {folder.parent.parent} "
-                        f"--method {folder.name} first")
+        raise StdoError(f"{folder} holds no finished training: run stdo-train on {folder.parent.parent} "
+                        f"with `method={folder.name!r}` first")
     try:
         report = read_json(folder / REPORT)
         with np.load(folder / MODEL_MAP) as z:
             model_map = np.ascontiguousarray(z["model_map"], np.uint8)
     except (OSError, ValueError, KeyError) as e:
-        raise StdoError(f"{folder} is damaged ({e.__class__.__name__}): rerun stdo-train --restart") from None
+        raise StdoError(f"{folder} is damaged ({e.__class__.__name__}): rerun stdo-train with `restart=True`") from None
     num_models = int(report.get("num_models", int(model_map.max()) + 1))
     return [fold_weight_norm(m).eval() for m in load_models(folder, num_models)], model_map, report

@@ -89,7 +89,7 @@ def _train(o: TrainOptions, run: Run, progress: ProgressFn, eval_progress) -> di
     # shares, so a process's memory does not grow with the clip (a copy per rank was ~3 GB for 15 s of 1080p at x4)
     cmap = load_chunkmap(run.path / CLUSTERS)
     if run.hr.shape[0] != cmap.chunks.shape[0] or run.lr.shape[1:3] != (run.grid.height, run.grid.width):
-        raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster --overwrite")
+        raise StdoError(f"{run} is inconsistent (frames and chunk map disagree): rerun stdo-cluster with `overwrite=True`")
 
     world = dist_utils.init_from_env(o.config.device)
     config = TrainConfig(**{**asdict(o.config), "device": dist_utils.device_for_rank(o.config.device)})

@@ -18,7 +18,7 @@ FRAMES = "frames"
 
 
 def claim(out: Path, overwrite: bool) -> None:
-    """Refuse to replace a folder stdo-views did not write, or any without --overwrite."""
+    """Refuse to replace a folder stdo-views did not write, or any without `overwrite`."""
     if out.exists():
         if not overwrite:
             raise StdoError(f"{out} exists: give another folder, or `overwrite` to replace it")

@@ -49,13 +49,13 @@ def upscale_views(o: UpscaleViewsOptions, progress: StageProgress = None) -> dic
     run = open_run(o.run)
     if run.info["source"].get("sha256") != fingerprint(Path(o.order) / FRAMES):
         raise StdoError(f"{run} was not made from {Path(o.order) / FRAMES}: run stdo-cluster on that frame folder "
-                        "(with --lossless) and train on it")
+                        "(with `lossless=True`) and train on it")
     out = Path(o.out)
     claim(out, o.overwrite)
     lr, grid, scale = run.lr, run.grid, run.scale
     if len(lr) != record["frames"]:
         raise StdoError(f"{run} has {len(lr)} frames, the ordering {record['frames']}: cluster all of ORDER/frames "
-                        "(no --start, --frames or --crop)")
+                        "(no `start`, `frames` or `crop`)")
     if o.method == "bicubic":
         models, model_map = None, None
     else:
