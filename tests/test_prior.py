@@ -251,11 +251,49 @@ def test_coded_updates_rebuild_the_verified_files_bit_for_bit(coded_bundle, run_
         assert hashlib.sha256(rebuilt).hexdigest() == entry["sha256"]
         if entry["format"] == "onnx":  # ONNX export is deterministic: the whole file of the same models
             assert rebuilt == (whole / entry["path"]).read_bytes()
-        if entry["format"] in ("onnx", "coreml"):
-            # a channels-only update leaves the int8 weights as the prior's: a small fraction of the file, however
-            # the quantized file's layout shifted against the prior's (an iPhone downloads about what a browser does)
-            assert entry["update"]["bytes"] < entry["bytes"] / 10, (entry["format"], entry["update"]["bytes"],
-                                                                     entry["bytes"])
+        # a channels-only update leaves the int8 weights as the prior's: a small fraction of the file, however the
+        # quantized file's layout shifted against the prior's (an iPhone or an Android phone downloads about what a
+        # browser does)
+        assert entry["update"]["bytes"] < entry["bytes"] / 10, (entry["format"], entry["update"]["bytes"],
+                                                                 entry["bytes"])
+
+
+def test_a_channels_update_keeps_every_int8_weight_of_the_carried_litert_file(coded_bundle):
+    """LiteRT codes the tail conv (int8 in, float out) with one power-of-two scale for all its channels: a gain
+    trained there would rewrite its int8 weights, so a channels update leaves that gain, and every int8 weight
+    tensor of the file is the carried prior's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stdo.bundle import read_bundle
+    from stdo.priors import PRIORS_DIR, base_file
+
+    def int8_weights(path) -> list[np.ndarray]:
+        """The 3x3 conv weights in int8, in the order of the file's tensors."""
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_tensor_details()
+                if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][1:3].tolist() == [3, 3]]
+
+    bundle = read_bundle(coded_bundle)
+    entry = next(e for e in bundle.models[0] if e["format"] == "tflite" and e["precision"] == "int8")
+    carried = int8_weights(base_file(entry["update"]["base"], PRIORS_DIR))
+    rebuilt = int8_weights(bundle.file(entry))
+    assert len(carried) == len(rebuilt) == 9  # 4 blocks of 2 convs, and the tail
+    changed = [i for i, (a, b) in enumerate(zip(carried, rebuilt)) if not np.array_equal(a, b)]
+    assert not changed, changed
+
+
+def test_litert_files_carry_no_tensor_names(coded_bundle):
+    """What no runtime reads is not shipped: a LiteRT signature runs by its own input and output names."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stdo.bundle import read_bundle
+
+    bundle = read_bundle(coded_bundle)
+    for entry in (e for files in bundle.models for e in files if e["format"] == "tflite"):
+        interpreter = Interpreter(model_path=str(bundle.file(entry)))
+        assert not any(d["name"] for d in interpreter.get_tensor_details()), entry["path"]
+        assert interpreter.get_signature_list()  # and it still runs by signature (tests/test_export.py plays them)
 
 
 def test_a_coded_bundle_plays_and_counts_its_updates(coded_bundle, tmp_path, monkeypatch):
