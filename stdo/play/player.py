@@ -94,7 +94,7 @@ class Player:
                 missing = [list(s) for s in self.bundle.plan.shapes if signature_name(s) not in runner.signatures]
                 if missing:
                     raise StdoError(f"the bundle's {fmt} {precision} file of model {index} has no signature for the "
-                                    f"plan's window shapes {missing}: export it again with stdo-export {flags}")
+                                    f"plan's window shapes {missing}: export it again (stdo-export with {settings})")
             self.runners.append(TimedRunner(runner))
         radius = self.bundle.receptive_radius
         if radius is not None and self.bundle.plan is not None and self.bundle.plan.margin < radius:
