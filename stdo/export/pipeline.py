@@ -186,13 +186,18 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     trained = _trained(run, o.method)
     wanted = variants(tuple(o.format), tuple(o.quantize))
     t0 = time.perf_counter()
+    deciding = _deciding(o, trained)
+    # deciding, the variant the headline counts is built first, alone: its bytes are what each update is weighed by
+    first = [v for v in wanted if (v.format, v.precision) == _counted_variant(o, wanted)] if deciding else wanted
     with staged_dir(out) as tmp:
-        report, plan, files = _build(o, tmp, run, trained, wanted, progress)
-        decisions, prior = _decisions(o, run, plan, trained, _counted_bytes(report, files))
-        if decisions and not all(d.pays for d in decisions):  # built again, the models that do not pay merged
+        report, plan, files = _build(o, tmp, run, trained, first, progress)
+        decisions, prior = _decisions(o, run, plan, trained, _counted_bytes(report, files)) if deciding else ([], None)
+        pays = all(d.pays for d in decisions)
+        if not pays:  # the models that do not pay merged: served by the prior
             model_map, kept, has_prior = gate.merged(trained.model_map, decisions)
             trained = Trained([trained.models[i] for i in kept] + ([prior] if has_prior else []), model_map,
                               trained.report, as_prior=frozenset({len(kept)}) if has_prior else frozenset())
+        if not pays or first != wanted:  # built (again) with every variant
             for child in list(tmp.iterdir()):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
             report, _, _ = _build(o, tmp, run, trained, wanted, progress)
@@ -206,13 +211,25 @@ def _export(o: ExportOptions, run: Run, out: Path, progress: StageProgress) -> d
     return report
 
 
+def _deciding(o: ExportOptions, trained: Trained) -> bool:
+    """Whether each model's update is weighed against its bytes: not with `ship_all`, nor for models that are not
+    updates of a carried prior."""
+    bases = carried_bases(o.update, o.priors, trained.report)
+    return not o.ship_all and ("torch", "fp32") in bases and REGISTRY[o.method].trains
+
+
+def _counted_variant(o: ExportOptions, wanted: list[Variant]) -> tuple[str, str] | None:
+    """The (format, precision) the bundle's headline counts: `recommended`, or the first exported in the bundle's
+    order of preference (as write_manifest records it)."""
+    exported = {(v.format, v.precision) for v in wanted}
+    return tuple(o.recommended) if o.recommended else next((v for v in bundle_format.VARIANT_PREFERENCE
+                                                            if v in exported), None)
+
+
 def _decisions(o: ExportOptions, run: Run, plan: Plan, trained: Trained,
                sizes: list[int]) -> tuple[list[gate.Decision], nn.Module | None]:
-    """(whether each model's update of `sizes` bytes pays, the carried prior as a module) (stdo.export.gate);
-    ([], None) where nothing is decided: `ship_all`, or models that are not updates of a carried prior."""
+    """(whether each model's update of `sizes` bytes pays, the carried prior as a module) (stdo.export.gate)."""
     bases = carried_bases(o.update, o.priors, trained.report)
-    if o.ship_all or ("torch", "fp32") not in bases or not REGISTRY[o.method].trains:
-        return [], None
     prior = gate.prior_model(trained.models[0], bases[("torch", "fp32")]["path"])
     frames = verification_frames(len(run.lr), o.verify_frames)
     with_models, with_prior = gate.squared_errors(run, plan, trained.model_map, trained.models, prior, frames)
