@@ -417,8 +417,8 @@ def _check_update(root: Path, entry: dict, what: str, priors: Path | None) -> Co
     base = base_file(base_id, priors or PRIORS_DIR) if isinstance(base_id, str) else None
     if base is None or not base.is_file():
         raise BundleError(f"the bundle's models update a prior this client does not carry (base file "
-                          f"{str(base_id)[:12]}...): install the stdo that made the bundle, or export it with "
-                          "stdo-export with `update='off'`")
+                          f"{str(base_id)[:12]}...): install the stdo that made the bundle, or export it "
+                          "again (stdo-export with `update='off'`)")
     _need(sha256_of(base) == base_id, f"the carried prior file {base} is damaged: reinstall stdo")
     limit = max_rebuilt_bytes(base.stat().st_size)
     _need(size <= limit, f"{what}: a file of {size} bytes cannot be an update of a {base.stat().st_size}-byte prior "
