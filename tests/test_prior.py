@@ -283,6 +283,21 @@ def test_a_channels_update_keeps_every_int8_weight_of_the_carried_litert_file(co
     assert not changed, changed
 
 
+def test_a_window_shape_more_adds_its_shapes_not_a_copy_of_the_litert_quantization(tmp_path):
+    """A TFLite file's signatures share its weights and each tensor's quantization (per-channel scales): a signature
+    more adds its graph at that shape, so a per-chunk bundle's three window shapes cost little more than one."""
+    from stdo.export.tflite import export_tflite
+    from stdo.models import fold_weight_norm, load_model
+    from stdo.priors import PRIORS_DIR
+
+    model = fold_weight_norm(load_model(torch.load(PRIORS_DIR / "wdsr_a_mobile_x4" / "model0.pt", weights_only=True)))
+    rng = np.random.default_rng(0)
+    calibration = [rng.random((4, 3, 32, 32), dtype=np.float32) for _ in range(2)]
+    one = export_tflite(model, tmp_path / "one.tflite", [(32, 32)], "int8", calibration)
+    three = export_tflite(model, tmp_path / "three.tflite", [(32, 32), (14, 16), (68, 160)], "int8", calibration)
+    assert three.stat().st_size < 1.15 * one.stat().st_size, (three.stat().st_size, one.stat().st_size)
+
+
 def test_litert_files_carry_no_tensor_names(coded_bundle):
     """What no runtime reads is not shipped: a LiteRT signature runs by its own input and output names."""
     from ai_edge_litert.interpreter import Interpreter
