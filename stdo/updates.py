@@ -140,10 +140,13 @@ def _literal_where_noisy(ops: list[tuple[int, int]], data: np.ndarray, base: np.
 
     at = 0
     for length, offset in ops:
-        for k in range(0, length, block) if offset != LITERAL else (0,):
-            n = min(block, length - k) if offset != LITERAL else length
-            noisy = offset == LITERAL or np.count_nonzero(data[at + k:at + k + n] ^ base[offset + k:offset + k + n]) > share * n
-            add(n, LITERAL if noisy else offset + k)
+        if offset == LITERAL:
+            add(length, LITERAL)
+        else:
+            for k in range(0, length, block):
+                n = min(block, length - k)
+                xored = data[at + k:at + k + n] ^ base[offset + k:offset + k + n]
+                add(n, LITERAL if np.count_nonzero(xored) > share * n else offset + k)
         at += length
     return [(length, offset) for length, offset in out]
 
