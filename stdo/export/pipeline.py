@@ -219,8 +219,8 @@ def _deciding(o: ExportOptions, trained: Trained) -> bool:
 
 
 def _counted_variant(o: ExportOptions, wanted: list[Variant]) -> tuple[str, str] | None:
-    """The (format, precision) the bundle's headline counts: `recommended`, or the first exported in the bundle's
-    order of preference (as write_manifest records it)."""
+    """The (format, precision) the bundle's headline counts, as its manifest records it: `recommended`, or the first
+    of `wanted` in the bundle's order of preference."""
     exported = {(v.format, v.precision) for v in wanted}
     return tuple(o.recommended) if o.recommended else next((v for v in bundle_format.VARIANT_PREFERENCE
                                                             if v in exported), None)
@@ -335,7 +335,7 @@ def _build(o: ExportOptions, root: Path, run: Run, trained: Trained, wanted: lis
         fps=fps, model_map=None if joint else model_map, plan=plan, video=video_path, model=train_report.get("model"),
         receptive_radius=max(m.receptive_radius for m in models), files=files,
         prior=train_report.get("prior") if bases else None,  # the prior whose carried files the updates code against
-        recommended=o.recommended or next(iter(bundle_format.variants_of(files)), None)))
+        recommended=_counted_variant(o, wanted)))
 
     rows = []
     for variant in wanted:
